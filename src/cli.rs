@@ -1,0 +1,175 @@
+//! The command line as the user typed it: plain clap structs, no validation beyond syntax.
+//! `settings` turns these into a resolved configuration.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (rustls 0.23, aws-lc-rs crypto provider)"
+);
+
+/// A TLS netcat: open or accept a TLS connection and relay stdin/stdout through it.
+///
+/// stdout carries only the peer's bytes; every diagnostic goes to stderr. The exit status says
+/// how the connection ended: 0 clean close, 1 other error, 2 usage, 3 network, 4 TLS handshake
+/// failed, 5 peer certificate rejected, 6 truncated (no close_notify), 7 timeout.
+#[derive(Debug, Parser)]
+#[command(name = "stls", version = VERSION, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Connect to HOST:PORT over TLS and relay stdin/stdout through the connection.
+    #[command(after_help = CONNECT_EXAMPLES)]
+    Connect(ConnectArgs),
+    /// Accept one TLS connection on [ADDR:]PORT and relay stdin/stdout through it.
+    #[command(after_help = LISTEN_EXAMPLES)]
+    Listen(ListenArgs),
+}
+
+const CONNECT_EXAMPLES: &str = "\
+Examples:
+  printf 'GET / HTTP/1.0\\r\\nHost: example.com\\r\\n\\r\\n' | stls connect example.com:443
+  stls connect localhost:8443 --pin AB:CD:...      # the fingerprint `stls listen` printed
+  stls connect 192.0.2.7 8443 --cacert ca.pem --servername internal.example";
+
+const LISTEN_EXAMPLES: &str = "\
+Examples:
+  stls listen 8443                                  # ephemeral certificate, fingerprint on stderr
+  stls listen 127.0.0.1:0                           # any free port; the real one is printed
+  stls listen 0.0.0.0:8443 --cert server.pem --key server.key < reply.txt > request.txt";
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Where to connect: HOST:PORT, [IPv6]:PORT, or HOST followed by PORT.
+    #[arg(value_name = "HOST:PORT")]
+    pub target: String,
+
+    /// The port, when HOST and PORT are given as two arguments.
+    #[arg(value_name = "PORT")]
+    pub port: Option<String>,
+
+    /// Trust only the CA certificates in this PEM file instead of the built-in Mozilla roots.
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+
+    /// Accept the server only if its certificate's SHA-256 fingerprint is FP
+    /// (hex, colons optional, any case); replaces CA verification.
+    #[arg(long, value_name = "FP", conflicts_with = "insecure")]
+    pub pin: Option<String>,
+
+    /// Do not verify the server's certificate at all (prints a warning).
+    #[arg(long, short = 'k')]
+    pub insecure: bool,
+
+    /// The name to send as SNI and to verify the certificate against (default: HOST).
+    #[arg(long, value_name = "NAME")]
+    pub servername: Option<String>,
+
+    /// Send no SNI extension (the certificate is still verified against the name).
+    #[arg(long)]
+    pub no_sni: bool,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// Where to listen: PORT (all interfaces), ADDR:PORT or [IPv6]:PORT; port 0 picks a free port.
+    #[arg(value_name = "[ADDR:]PORT")]
+    pub addr: String,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Options both subcommands take.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// PEM certificate chain to present, leaf first (listen: replaces the ephemeral certificate).
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+
+    /// PEM private key for --cert (PKCS#8, PKCS#1 or SEC1); default: look in the --cert file.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+
+    /// Lowest TLS version to accept.
+    #[arg(long, value_name = "VERSION", default_value = "1.2")]
+    pub tls_min: TlsVersion,
+
+    /// At stdin EOF send nothing and keep the connection open until the peer closes it
+    /// (default: send close_notify and shut down the write side).
+    #[arg(long)]
+    pub no_shutdown: bool,
+
+    /// Give up if connecting and the TLS handshake take longer than SECS.
+    #[arg(short = 'w', long = "wait", value_name = "SECS", value_parser = parse_secs)]
+    pub wait: Option<Duration>,
+
+    /// Give up if the connection is silent both ways for SECS.
+    #[arg(short = 'i', long = "idle-timeout", value_name = "SECS", value_parser = parse_secs)]
+    pub idle: Option<Duration>,
+
+    /// Use IPv4 only.
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    pub ipv4: bool,
+
+    /// Use IPv6 only.
+    #[arg(short = '6')]
+    pub ipv6: bool,
+
+    /// Print connection details on stderr (protocol, suite, key exchange, peer certificate).
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Print nothing on stderr but errors and warnings.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum TlsVersion {
+    #[value(name = "1.2")]
+    Tls12,
+    #[value(name = "1.3")]
+    Tls13,
+}
+
+/// Seconds, fractions allowed: "5", "0.5".
+fn parse_secs(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if !(secs > 0.0 && secs <= 1e9) {
+        return Err(format!("'{text}' is not a positive number of seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn seconds() {
+        assert_eq!(parse_secs("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_secs("0").is_err());
+        assert!(parse_secs("-1").is_err());
+        assert!(parse_secs("NaN").is_err());
+        assert!(parse_secs("inf").is_err());
+    }
+}

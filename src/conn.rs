@@ -1,0 +1,160 @@
+//! One TLS connection over a non-blocking socket: the rustls state, what the socket is ready
+//! for, and how far each direction has got in closing.
+//!
+//! mio is edge-triggered, so readiness is remembered here: set by events, cleared only when a
+//! read or write reports `WouldBlock`. The loop registers the socket once for both directions
+//! and never re-registers.
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+
+use mio::event::Event;
+use mio::net::TcpStream;
+
+/// How the peer ended its side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerEnd {
+    /// close_notify: everything it sent arrived.
+    CloseNotify,
+    /// TCP EOF without close_notify: the stream may be truncated.
+    Truncated,
+}
+
+/// Why the connection failed.
+#[derive(Debug)]
+pub enum ConnError {
+    Tls(rustls::Error),
+    Io(io::Error),
+}
+
+pub struct Conn {
+    pub sock: TcpStream,
+    pub tls: rustls::Connection,
+    readable: bool,
+    writable: bool,
+    tcp_eof: bool,
+    close_sent: bool,
+    write_shut: bool,
+    pub peer_end: Option<PeerEnd>,
+}
+
+impl Conn {
+    pub fn new(sock: TcpStream, tls: rustls::Connection) -> Conn {
+        Conn {
+            sock,
+            tls,
+            readable: true,
+            writable: true,
+            tcp_eof: false,
+            close_sent: false,
+            write_shut: false,
+            peer_end: None,
+        }
+    }
+
+    pub fn on_event(&mut self, event: &Event) {
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.readable = true;
+        }
+        if event.is_writable() || event.is_write_closed() || event.is_error() {
+            self.writable = true;
+        }
+    }
+
+    pub fn handshaking(&self) -> bool {
+        self.tls.is_handshaking()
+    }
+
+    /// Encrypt as much of `data` as rustls's send buffer takes; returns how much.
+    pub fn send(&mut self, data: &[u8]) -> usize {
+        // rustls's writer only fails after the connection is closed; treat that as full.
+        self.tls.writer().write(data).unwrap_or(0)
+    }
+
+    /// Queue close_notify; the write side is shut down once it is on the wire.
+    pub fn close(&mut self) {
+        if !self.close_sent {
+            self.tls.send_close_notify();
+            self.close_sent = true;
+        }
+    }
+
+    pub fn close_sent(&self) -> bool {
+        self.close_sent
+    }
+
+    /// Whether TLS records are still waiting for the socket.
+    pub fn wants_write(&self) -> bool {
+        self.tls.wants_write()
+    }
+
+    /// Write queued TLS records while the socket takes them; true if anything moved.
+    pub fn flush(&mut self) -> Result<bool, ConnError> {
+        let mut moved = false;
+        while self.writable && self.tls.wants_write() {
+            match self.tls.write_tls(&mut self.sock) {
+                Ok(_) => moved = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ConnError::Io(e)),
+            }
+        }
+        if self.close_sent && !self.write_shut && !self.tls.wants_write() {
+            // Our close_notify is on the wire: tell TCP too, so the peer sees EOF after it.
+            self.write_shut = true;
+            let _ = self.sock.shutdown(Shutdown::Write);
+        }
+        Ok(moved)
+    }
+
+    /// Read and decrypt from the socket until plaintext is ready or the socket is drained;
+    /// true if anything moved.
+    pub fn fill(&mut self) -> Result<bool, ConnError> {
+        let mut moved = false;
+        while self.readable && !self.tcp_eof && self.peer_end.is_none() && self.tls.wants_read() {
+            match self.tls.read_tls(&mut self.sock) {
+                Ok(n) => {
+                    moved = true;
+                    if n == 0 {
+                        self.tcp_eof = true;
+                    }
+                    if let Err(e) = self.tls.process_new_packets() {
+                        // An alert may be queued: try to let the peer know why.
+                        let _ = self.tls.write_tls(&mut self.sock);
+                        return Err(ConnError::Tls(e));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ConnError::Io(e)),
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Move decrypted bytes into `buf`. `Ok(0)` means nothing is ready now; the peer's end of
+    /// stream is recorded in `peer_end` instead.
+    pub fn take(&mut self, buf: &mut [u8]) -> usize {
+        if self.peer_end.is_some() || buf.is_empty() {
+            return 0;
+        }
+        match self.tls.reader().read(buf) {
+            Ok(0) => {
+                self.peer_end = Some(PeerEnd::CloseNotify);
+                0
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                self.peer_end = Some(PeerEnd::Truncated);
+                0
+            }
+            // WouldBlock: nothing decrypted yet.
+            Err(_) => 0,
+        }
+    }
+
+    /// The TCP stream ended (with or without close_notify).
+    pub fn tcp_eof(&self) -> bool {
+        self.tcp_eof
+    }
+}

@@ -1,0 +1,203 @@
+//! Our own identity: a certificate chain and its private key, loaded from PEM files or made
+//! on the spot (the ephemeral listener certificate), plus SHA-256 fingerprints.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context, Result};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::sign::CertifiedKey;
+
+use crate::error::io_phrase;
+
+/// Read a whole file, naming it in the error.
+pub fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| anyhow!("{}: {}", path.display(), io_phrase(&e)))
+}
+
+/// Every certificate in a PEM file, in order; an error if there is none.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let pem = read_file(path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow!("{}: bad PEM: {e}", path.display()))?;
+    if certs.is_empty() {
+        let hint = if PrivateKeyDer::from_pem_slice(&pem).is_ok() {
+            " (it holds a private key: did you swap --cert and --key?)"
+        } else {
+            " (expected a '-----BEGIN CERTIFICATE-----' block)"
+        };
+        return Err(anyhow!("{}: no certificate found{hint}", path.display()));
+    }
+    Ok(certs)
+}
+
+/// The first private key (PKCS#8, PKCS#1 or SEC1) in a PEM file.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
+    let pem = read_file(path)?;
+    match PrivateKeyDer::from_pem_slice(&pem) {
+        Ok(key) => Ok(key),
+        Err(rustls::pki_types::pem::Error::NoItemsFound) => {
+            let text = String::from_utf8_lossy(&pem);
+            let hint = if text.contains("ENCRYPTED") {
+                " (an encrypted key? decrypt it with openssl pkey)"
+            } else if text.contains("BEGIN CERTIFICATE") {
+                " (it holds a certificate: did you swap --cert and --key?)"
+            } else {
+                ""
+            };
+            Err(anyhow!("{}: no private key found{hint}", path.display()))
+        }
+        Err(e) => Err(anyhow!("{}: bad PEM: {e}", path.display())),
+    }
+}
+
+/// Load `--cert` and `--key` (the key may sit in the certificate file) and check they belong
+/// together.
+pub fn load_identity(
+    cert: &Path,
+    key: Option<&Path>,
+    provider: &CryptoProvider,
+) -> Result<Arc<CertifiedKey>> {
+    let chain = load_certs(cert)?;
+    let key_path = key.unwrap_or(cert);
+    let key_der = match key {
+        Some(path) => load_key(path)?,
+        None => load_key(cert).map_err(|e| anyhow!("{e}; pass the key with --key FILE"))?,
+    };
+    match CertifiedKey::from_der(chain, key_der, provider) {
+        Ok(ck) => Ok(Arc::new(ck)),
+        Err(rustls::Error::InconsistentKeys(_)) => Err(anyhow!(
+            "{}: the key does not match the certificate in {}",
+            key_path.display(),
+            cert.display()
+        )),
+        Err(e) => Err(anyhow!(
+            "{}: unusable private key or certificate: {e}",
+            key_path.display()
+        )),
+    }
+}
+
+/// A fresh self-signed ECDSA P-256 certificate for localhost, 127.0.0.1, ::1 and this host's
+/// name. Its key never touches the disk.
+pub fn ephemeral(provider: &CryptoProvider) -> Result<Arc<CertifiedKey>> {
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
+    if let Some(host) = hostname() {
+        if !names.contains(&host) {
+            names.push(host);
+        }
+    }
+    let key = rcgen::KeyPair::generate().context("generating a key")?;
+    let mut params = rcgen::CertificateParams::new(names.clone())
+        .or_else(|_| rcgen::CertificateParams::new(names[..3].to_vec()))
+        .context("making the ephemeral certificate")?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "stls ephemeral certificate");
+    // Valid from a day ago (clock skew) for a year: it lives only as long as the listener.
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(365);
+    let cert = params
+        .self_signed(&key)
+        .context("signing the ephemeral certificate")?;
+    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let ck = CertifiedKey::from_der(vec![cert.der().clone()], key_der, provider)
+        .context("loading the ephemeral certificate")?;
+    Ok(Arc::new(ck))
+}
+
+/// This machine's host name, if it has a usable one.
+fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its whole length; gethostname writes at most that much.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0)?;
+    let name = std::str::from_utf8(&buf[..end]).ok()?.to_ascii_lowercase();
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    valid.then_some(name)
+}
+
+/// The SHA-256 digest of a DER certificate.
+pub fn sha256(der: &[u8]) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// `AB:CD:…`, as `openssl x509 -noout -fingerprint -sha256` prints it.
+pub fn fingerprint_text(digest: &[u8; 32]) -> String {
+    let hex: Vec<String> = digest.iter().map(|b| format!("{b:02X}")).collect();
+    hex.join(":")
+}
+
+/// Parse a `--pin` value: 64 hex digits, colons optional, any case; a pasted
+/// `sha256 Fingerprint=…` line from openssl is accepted too.
+pub fn parse_fingerprint(text: &str) -> Result<[u8; 32], String> {
+    let value = text.rsplit_once('=').map_or(text, |(_, v)| v).trim();
+    let hex: String = value.chars().filter(|c| *c != ':').collect();
+    let bad = || {
+        format!(
+            "--pin '{text}' is not a SHA-256 fingerprint (64 hex digits, colons optional, \
+             as `openssl x509 -noout -fingerprint -sha256` prints)"
+        )
+    };
+    if hex.len() != 64 || !hex.is_ascii() {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_round_trip() {
+        let digest = sha256(b"abc");
+        let text = fingerprint_text(&digest);
+        assert_eq!(text.len(), 32 * 3 - 1);
+        assert!(text.starts_with("BA:78:16:BF"));
+        assert_eq!(parse_fingerprint(&text), Ok(digest));
+        assert_eq!(parse_fingerprint(&text.to_lowercase()), Ok(digest));
+        assert_eq!(parse_fingerprint(&text.replace(':', "")), Ok(digest));
+        assert_eq!(
+            parse_fingerprint(&format!("sha256 Fingerprint={text}")),
+            Ok(digest)
+        );
+    }
+
+    #[test]
+    fn bad_fingerprints() {
+        assert!(parse_fingerprint("").is_err());
+        assert!(parse_fingerprint("AB:CD").is_err());
+        assert!(parse_fingerprint(&"G".repeat(64)).is_err());
+        assert!(parse_fingerprint(&"é".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn ephemeral_certificate_loads() {
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        let ck = ephemeral(&provider).expect("ephemeral certificate");
+        assert_eq!(ck.cert.len(), 1);
+        ck.keys_match().expect("key matches");
+    }
+}

@@ -1,0 +1,55 @@
+//! stls: a TLS netcat.
+//!
+//! The modules, in the order data meets them:
+//! - `cli`: the flags as typed; `settings`: resolved into addresses and rustls configs.
+//! - `tls`, `trust`, `identity`: TLS configuration, server verification, our certificate.
+//! - `net`: addresses, connecting, binding.
+//! - `client` / `listener`: the two subcommands.
+//! - `relay`: the event loop; `conn`: one TLS connection; `stdio`: stdin/stdout endpoints.
+//! - `error`: failure classes and exit statuses; `report`: what goes to stderr.
+
+pub mod cli;
+pub mod client;
+pub mod conn;
+pub mod error;
+pub mod identity;
+pub mod listener;
+pub mod net;
+pub mod relay;
+pub mod report;
+pub mod settings;
+pub mod stdio;
+pub mod tls;
+pub mod trust;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+/// Parse the command line, run, and turn the outcome into an exit status. The only place
+/// where an error is printed.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report::error(format_args!("{e:#}"));
+            ExitCode::from(error::classify(&e).exit_code())
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Connect(args) => client::run(&settings::connect(args)?),
+        Command::Listen(args) => listener::run(&settings::listen(args)?),
+    }
+}

@@ -1,0 +1,306 @@
+//! Addresses and sockets: parsing HOST:PORT forms, resolving, connecting within a deadline
+//! (every resolved address is tried), and binding a listener (dual-stack by default).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use socket2::{Domain, Socket, Type};
+
+use crate::error::{io_phrase, socket_class, Class};
+
+/// Which address families to use (`-4`, `-6`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Any,
+    V4,
+    V6,
+}
+
+impl Family {
+    fn admits(self, addr: &SocketAddr) -> bool {
+        match self {
+            Family::Any => true,
+            Family::V4 => addr.is_ipv4(),
+            Family::V6 => addr.is_ipv6(),
+        }
+    }
+}
+
+/// A host (name or address literal, without brackets) and a port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+fn parse_port(text: &str) -> Result<u16, String> {
+    text.parse::<u16>()
+        .map_err(|_| format!("'{text}' is not a port number (0-65535)"))
+}
+
+/// Split `HOST:PORT` or `[V6]:PORT`; `None` for the port when there is no port part.
+fn split_host_port(text: &str) -> Result<(String, Option<u16>), String> {
+    if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("'{text}': missing ']' after the IPv6 address"))?;
+        if host.parse::<Ipv6Addr>().is_err() {
+            return Err(format!("'{host}' is not an IPv6 address"));
+        }
+        return match after {
+            "" => Ok((host.to_string(), None)),
+            _ => match after.strip_prefix(':') {
+                Some(port) => Ok((host.to_string(), Some(parse_port(port)?))),
+                None => Err(format!("'{text}': expected ':PORT' after ']'")),
+            },
+        };
+    }
+    if text.parse::<Ipv6Addr>().is_ok() {
+        // A bare IPv6 address: its colons are not a port separator.
+        return Ok((text.to_string(), None));
+    }
+    match text.rsplit_once(':') {
+        Some((host, _)) if host.contains(':') => Err(format!(
+            "'{text}': write an IPv6 address with a port as [ADDRESS]:PORT"
+        )),
+        Some((host, port)) => Ok((host.to_string(), Some(parse_port(port)?))),
+        None => Ok((text.to_string(), None)),
+    }
+}
+
+/// The `connect` target: `HOST:PORT`, `[V6]:PORT`, or `HOST` and `PORT` as two arguments.
+pub fn parse_target(target: &str, port: Option<&str>) -> Result<HostPort, String> {
+    let (host, inline_port) = split_host_port(target)?;
+    if host.is_empty() {
+        return Err(format!("'{target}': the host is empty"));
+    }
+    let port = match (inline_port, port) {
+        (Some(p), None) => p,
+        (None, Some(p)) => parse_port(p)?,
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "the port is given twice: in '{target}' and as an argument"
+            ))
+        }
+        (None, None) => return Err(format!("'{target}': no port given (use HOST:PORT)")),
+    };
+    Ok(HostPort { host, port })
+}
+
+/// The `listen` address: `PORT`, `ADDR:PORT` or `[V6]:PORT`; `None` host means all interfaces.
+pub fn parse_listen(spec: &str) -> Result<(Option<String>, u16), String> {
+    if !spec.is_empty() && spec.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok((None, parse_port(spec)?));
+    }
+    match split_host_port(spec)? {
+        (host, Some(port)) if !host.is_empty() => Ok((Some(host), port)),
+        (_, Some(port)) => Ok((None, port)),
+        (_, None) => Err(format!("'{spec}': no port given (use [ADDR:]PORT)")),
+    }
+}
+
+/// Resolve a host to the addresses of the wanted family.
+pub fn resolve(hp: &HostPort, family: Family) -> Result<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = (hp.host.as_str(), hp.port)
+        .to_socket_addrs()
+        .map_err(|e| Class::Network.err(format!("cannot resolve {}: {}", hp.host, io_phrase(&e))))?
+        .filter(|a| family.admits(a))
+        .collect();
+    if addrs.is_empty() {
+        let which = match family {
+            Family::V4 => " IPv4",
+            Family::V6 => " IPv6",
+            Family::Any => "",
+        };
+        return Err(Class::Network.err(format!("{} has no{which} address", hp.host)));
+    }
+    Ok(addrs)
+}
+
+/// Connect to the first address that answers, trying each in turn before `deadline`.
+pub fn connect(
+    hp: &HostPort,
+    addrs: &[SocketAddr],
+    deadline: Option<Instant>,
+) -> Result<TcpStream> {
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(4);
+    let mut last_err = None;
+    for &addr in addrs {
+        let mut stream = match TcpStream::connect(addr) {
+            Ok(s) => s,
+            Err(e) => {
+                last_err = Some((addr, e));
+                continue;
+            }
+        };
+        poll.registry()
+            .register(&mut stream, Token(0), Interest::WRITABLE)?;
+        let outcome = loop {
+            let timeout = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => {
+                        return Err(
+                            Class::Timeout.err(format!("timed out connecting to {hp} ({addr})"))
+                        )
+                    }
+                },
+                None => None,
+            };
+            if let Err(e) = poll.poll(&mut events, timeout) {
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e.into());
+            }
+            if events.is_empty() {
+                continue; // the deadline check above decides
+            }
+            match stream.take_error() {
+                Ok(Some(e)) | Err(e) => break Err(e),
+                Ok(None) => {}
+            }
+            match stream.peer_addr() {
+                Ok(_) => break Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotConnected => continue,
+                Err(e) => break Err(e),
+            }
+        };
+        poll.registry().deregister(&mut stream)?;
+        match outcome {
+            Ok(()) => {
+                stream.set_nodelay(true)?;
+                return Ok(stream);
+            }
+            Err(e) => last_err = Some((addr, e)),
+        }
+    }
+    let (addr, e) = last_err.expect("resolve returns at least one address");
+    let class = socket_class(&e);
+    let shown = if hp.host == addr.ip().to_string() {
+        hp.to_string()
+    } else {
+        format!("{hp} ({addr})")
+    };
+    Err(class.err(format!("cannot connect to {shown}: {}", io_phrase(&e))))
+}
+
+/// Bind a listening socket. No host: all interfaces, IPv6 and IPv4 together unless `-4`/`-6`.
+pub fn bind(host: Option<&str>, port: u16, family: Family) -> Result<TcpListener> {
+    let candidates: Vec<(SocketAddr, bool)> = match host {
+        None => match family {
+            Family::Any => vec![
+                ((Ipv6Addr::UNSPECIFIED, port).into(), false),
+                ((Ipv4Addr::UNSPECIFIED, port).into(), false),
+            ],
+            Family::V4 => vec![((Ipv4Addr::UNSPECIFIED, port).into(), false)],
+            Family::V6 => vec![((Ipv6Addr::UNSPECIFIED, port).into(), true)],
+        },
+        Some(h) => resolve(
+            &HostPort {
+                host: h.to_string(),
+                port,
+            },
+            family,
+        )?
+        .into_iter()
+        .map(|a| (a, matches!(a.ip(), IpAddr::V6(_)) && family == Family::V6))
+        .collect(),
+    };
+    let mut last_err = None;
+    for (addr, v6_only) in candidates {
+        match bind_one(addr, v6_only) {
+            Ok(l) => return Ok(l),
+            Err(e) => last_err = Some((addr, e)),
+        }
+    }
+    let (addr, e) = last_err.expect("at least one candidate address");
+    Err(Class::Network.err(format!("cannot listen on {addr}: {}", io_phrase(&e))))
+}
+
+fn bind_one(addr: SocketAddr, v6_only: bool) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(v6_only)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+/// Time left until `deadline`, or `None` for no deadline; zero when it has passed.
+pub fn time_left(deadline: Option<Instant>) -> Option<Duration> {
+    deadline.map(|d| d.saturating_duration_since(Instant::now()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hp(host: &str, port: u16) -> HostPort {
+        HostPort {
+            host: host.into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn targets() {
+        assert_eq!(
+            parse_target("example.com:443", None),
+            Ok(hp("example.com", 443))
+        );
+        assert_eq!(
+            parse_target("example.com", Some("443")),
+            Ok(hp("example.com", 443))
+        );
+        assert_eq!(parse_target("[::1]:8443", None), Ok(hp("::1", 8443)));
+        assert_eq!(parse_target("::1", Some("8443")), Ok(hp("::1", 8443)));
+        assert_eq!(parse_target("10.0.0.1:1", None), Ok(hp("10.0.0.1", 1)));
+        assert!(parse_target("example.com", None).is_err());
+        assert!(parse_target("example.com:443", Some("443")).is_err());
+        assert!(parse_target("example.com:99999", None).is_err());
+        assert!(parse_target("::1:443", None).is_err());
+        assert!(parse_target(":443", None).is_err());
+        assert!(parse_target("[::1", None).is_err());
+        assert!(parse_target("[nope]:1", None).is_err());
+        assert!(parse_target("[::1]x", None).is_err());
+    }
+
+    #[test]
+    fn listen_specs() {
+        assert_eq!(parse_listen("8443"), Ok((None, 8443)));
+        assert_eq!(parse_listen("0"), Ok((None, 0)));
+        assert_eq!(
+            parse_listen("127.0.0.1:0"),
+            Ok((Some("127.0.0.1".into()), 0))
+        );
+        assert_eq!(parse_listen("[::1]:5"), Ok((Some("::1".into()), 5)));
+        assert_eq!(parse_listen(":5"), Ok((None, 5)));
+        assert!(parse_listen("localhost").is_err());
+        assert!(parse_listen("70000").is_err());
+        assert!(parse_listen("").is_err());
+    }
+
+    #[test]
+    fn display_brackets_v6() {
+        assert_eq!(hp("::1", 1).to_string(), "[::1]:1");
+        assert_eq!(hp("a.b", 1).to_string(), "a.b:1");
+    }
+}

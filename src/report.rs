@@ -1,0 +1,214 @@
+//! What stls says on stderr: levels (`-q`, `-v`), one-line messages with the `stls:` prefix,
+//! descriptions of sessions and certificates, and escaping of every string a peer controls.
+
+use std::fmt::Display;
+use std::sync::atomic::{AtomicI8, Ordering};
+
+use rustls::pki_types::CertificateDer;
+use x509_parser::extensions::GeneralName;
+
+use crate::identity::{fingerprint_text, sha256};
+
+static LEVEL: AtomicI8 = AtomicI8::new(0);
+
+/// `-q` gives -1 (errors and warnings only), `-v` 1, `-vv` 2.
+pub fn set_level(quiet: bool, verbose: u8) {
+    let level = if quiet { -1 } else { verbose.min(10) as i8 };
+    LEVEL.store(level, Ordering::Relaxed);
+}
+
+pub fn level() -> i8 {
+    LEVEL.load(Ordering::Relaxed)
+}
+
+/// A line shown unless `-q`.
+pub fn info(msg: impl Display) {
+    if level() >= 0 {
+        eprintln!("stls: {msg}");
+    }
+}
+
+/// A line shown with `-v`.
+pub fn verbose(msg: impl Display) {
+    if level() >= 1 {
+        eprintln!("stls: {msg}");
+    }
+}
+
+/// Always shown.
+pub fn warn(msg: impl Display) {
+    eprintln!("stls: warning: {msg}");
+}
+
+/// Always shown: the one line for the error that ends the run.
+pub fn error(msg: impl Display) {
+    eprintln!("stls: {msg}");
+}
+
+/// A peer-controlled string made safe for a terminal: control characters are escaped.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A UNIX time as `2025-01-31 23:59:59 UTC`.
+pub fn date(secs: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(secs) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+            t.year(),
+            t.month() as u8,
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => format!("{secs} seconds after 1970"),
+    }
+}
+
+/// What a person wants to know about a certificate.
+#[derive(Debug, Default)]
+pub struct CertInfo {
+    pub subject: String,
+    pub issuer: String,
+    pub names: Vec<String>,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub fingerprint: String,
+}
+
+impl CertInfo {
+    /// Parse a DER certificate; `None` if it cannot be parsed.
+    pub fn parse(der: &CertificateDer<'_>) -> Option<CertInfo> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+        let mut names = Vec::new();
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                match name {
+                    GeneralName::DNSName(n) => names.push(escape(n)),
+                    GeneralName::IPAddress(ip) => names.push(ip_text(ip)),
+                    _ => {}
+                }
+            }
+        }
+        let validity = cert.validity();
+        Some(CertInfo {
+            subject: escape(&cert.subject().to_string()),
+            issuer: escape(&cert.issuer().to_string()),
+            names,
+            not_before: validity.not_before.timestamp(),
+            not_after: validity.not_after.timestamp(),
+            fingerprint: fingerprint_text(&sha256(der.as_ref())),
+        })
+    }
+
+    /// The subject for messages: "(empty subject)" rather than nothing.
+    pub fn subject_or_placeholder(&self) -> &str {
+        if self.subject.is_empty() {
+            "(empty subject)"
+        } else {
+            &self.subject
+        }
+    }
+
+    /// Several indented lines for `-v`.
+    pub fn describe(&self, label: &str) -> String {
+        let names = if self.names.is_empty() {
+            "(none)".to_string()
+        } else {
+            self.names.join(", ")
+        };
+        format!(
+            "{label}: {}\n  names:  {names}\n  issuer: {}\n  valid:  {} to {}\n  sha256: {}",
+            self.subject_or_placeholder(),
+            self.issuer,
+            date(self.not_before),
+            date(self.not_after),
+            self.fingerprint
+        )
+    }
+}
+
+fn ip_text(bytes: &[u8]) -> String {
+    match bytes.len() {
+        4 => {
+            let octets: [u8; 4] = bytes.try_into().unwrap_or_default();
+            std::net::Ipv4Addr::from(octets).to_string()
+        }
+        16 => {
+            let octets: [u8; 16] = bytes.try_into().unwrap_or_default();
+            std::net::Ipv6Addr::from(octets).to_string()
+        }
+        _ => format!("(bad IP address of {} bytes)", bytes.len()),
+    }
+}
+
+/// After the handshake, under `-v`: protocol, suite, key exchange, ALPN and the peer's
+/// certificate (every certificate of the chain with `-vv`).
+pub fn session(conn: &rustls::CommonState, peer_label: &str) {
+    if level() < 1 {
+        return;
+    }
+    let version = conn
+        .protocol_version()
+        .and_then(|v| v.as_str())
+        .unwrap_or("unknown version")
+        .replace("TLSv1_", "TLSv1.");
+    let suite = conn
+        .negotiated_cipher_suite()
+        .and_then(|s| s.suite().as_str())
+        .unwrap_or("unknown suite");
+    let group = conn
+        .negotiated_key_exchange_group()
+        .and_then(|g| g.name().as_str())
+        .unwrap_or("unknown group");
+    let alpn = conn
+        .alpn_protocol()
+        .map(|p| format!(", ALPN {}", escape(&String::from_utf8_lossy(p))))
+        .unwrap_or_default();
+    verbose(format_args!(
+        "{version}, {suite}, key exchange {group}{alpn}"
+    ));
+    match conn.peer_certificates() {
+        Some(chain) if !chain.is_empty() => {
+            let shown = if level() >= 2 { chain.len() } else { 1 };
+            for (i, der) in chain.iter().take(shown).enumerate() {
+                let label = if i == 0 {
+                    format!("{peer_label} certificate")
+                } else {
+                    format!("chain certificate {i}")
+                };
+                match CertInfo::parse(der) {
+                    Some(info) => verbose(info.describe(&label)),
+                    None => verbose(format_args!("{label}: (could not be parsed)")),
+                }
+            }
+        }
+        _ => verbose(format_args!("{peer_label} presented no certificate")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_control_characters() {
+        assert_eq!(escape("a\u{1b}[2Jb\n"), "a\\u{1b}[2Jb\\n");
+        assert_eq!(escape("plain é"), "plain é");
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(date(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(date(1_700_000_000), "2023-11-14 22:13:20 UTC");
+    }
+}

@@ -1,0 +1,138 @@
+//! Raw flags → resolved configuration. Every error in what the user typed or named (addresses,
+//! fingerprints, PEM files, keys) surfaces here, before any socket is opened.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ServerConfig};
+
+use crate::cli::{CommonArgs, ConnectArgs, ListenArgs};
+use crate::error::Class;
+use crate::identity::{self, fingerprint_text, sha256};
+use crate::net::{self, Family, HostPort};
+use crate::report;
+use crate::tls;
+use crate::trust::{self, ServerVerifier, Trust};
+
+/// What both subcommands share.
+pub struct Common {
+    pub no_shutdown: bool,
+    pub wait: Option<Duration>,
+    pub idle: Option<Duration>,
+    pub family: Family,
+}
+
+impl Common {
+    fn from_args(args: &CommonArgs) -> Common {
+        report::set_level(args.quiet, args.verbose);
+        Common {
+            no_shutdown: args.no_shutdown,
+            wait: args.wait,
+            idle: args.idle,
+            family: match (args.ipv4, args.ipv6) {
+                (true, _) => Family::V4,
+                (_, true) => Family::V6,
+                _ => Family::Any,
+            },
+        }
+    }
+}
+
+pub struct Connect {
+    pub target: HostPort,
+    pub server_name: ServerName<'static>,
+    pub config: Arc<ClientConfig>,
+    pub verifier: Arc<ServerVerifier>,
+    pub common: Common,
+}
+
+pub struct Listen {
+    pub host: Option<String>,
+    pub port: u16,
+    pub config: Arc<ServerConfig>,
+    /// The fingerprint to print: always for an ephemeral certificate, with -v otherwise.
+    pub fingerprint: String,
+    pub ephemeral: bool,
+    pub common: Common,
+}
+
+pub fn connect(args: &ConnectArgs) -> Result<Connect> {
+    let common = Common::from_args(&args.common);
+    let target =
+        net::parse_target(&args.target, args.port.as_deref()).map_err(|m| Class::Usage.err(m))?;
+    let name = args.servername.as_deref().unwrap_or(&target.host);
+    let server_name = ServerName::try_from(name.to_string()).map_err(|_| {
+        Class::Usage.err(format!(
+            "'{}' is not a valid server name",
+            report::escape(name)
+        ))
+    })?;
+    let provider = tls::provider();
+    let trust = if args.insecure {
+        Trust::Insecure
+    } else if let Some(pin) = &args.pin {
+        Trust::Pin(identity::parse_fingerprint(pin).map_err(|m| Class::Usage.err(m))?)
+    } else if let Some(path) = &args.cacert {
+        Trust::Roots(trust::roots_from_file(path)?)
+    } else {
+        Trust::Roots(trust::builtin_roots())
+    };
+    let identity = match &args.common.cert {
+        Some(cert) => Some(identity::load_identity(
+            cert,
+            args.common.key.as_deref(),
+            &provider,
+        )?),
+        None => None,
+    };
+    let verifier = Arc::new(ServerVerifier::new(trust, provider.clone())?);
+    let config = tls::client_config(
+        provider,
+        args.common.tls_min,
+        verifier.clone(),
+        identity,
+        !args.no_sni,
+    )?;
+    if args.insecure {
+        report::warn(
+            "--insecure: the server's certificate is not verified; anyone on the path can read \
+             and change this connection",
+        );
+    }
+    Ok(Connect {
+        target,
+        server_name,
+        config: Arc::new(config),
+        verifier,
+        common,
+    })
+}
+
+pub fn listen(args: &ListenArgs) -> Result<Listen> {
+    let common = Common::from_args(&args.common);
+    let (host, port) = net::parse_listen(&args.addr).map_err(|m| Class::Usage.err(m))?;
+    let provider = tls::provider();
+    let (identity, ephemeral) = match &args.common.cert {
+        Some(cert) => (
+            identity::load_identity(cert, args.common.key.as_deref(), &provider)?,
+            false,
+        ),
+        None => (identity::ephemeral(&provider)?, true),
+    };
+    let fingerprint = identity
+        .cert
+        .first()
+        .map(|c| fingerprint_text(&sha256(c.as_ref())))
+        .unwrap_or_default();
+    let config = tls::server_config(provider, args.common.tls_min, identity)?;
+    Ok(Listen {
+        host,
+        port,
+        config: Arc::new(config),
+        fingerprint,
+        ephemeral,
+        common,
+    })
+}

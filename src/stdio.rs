@@ -1,0 +1,199 @@
+//! stdin and stdout as endpoints of the event loop.
+//!
+//! Each is served by a thread doing plain blocking I/O on a duplicate of the descriptor, so
+//! stdin and stdout may be pipes, ttys, regular files or /dev/null (which epoll refuses), and
+//! their O_NONBLOCK flags, shared with the shell, are never touched. The threads talk to the
+//! loop through channels and wake it with a `mio::Waker`.
+//!
+//! Memory is bounded by a fixed number of fixed-size buffers per direction: a buffer goes to
+//! the other side full and comes back empty, and when none is free the side that wants one
+//! waits. That is the backpressure: a slow stdout stops the loop from reading the socket, a
+//! slow socket stops the stdin thread from reading.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use mio::Waker;
+
+/// Size of each buffer: large reads and writes, few syscalls.
+pub const CHUNK: usize = 128 * 1024;
+/// Buffers per direction.
+const BUFFERS: usize = 3;
+
+/// A chunk of bytes: a buffer and how much of it is filled.
+pub struct Chunk {
+    pub buf: Vec<u8>,
+    pub len: usize,
+}
+
+impl Chunk {
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// What the input thread hands over.
+pub enum Input {
+    Data(Chunk),
+    Eof,
+    Failed(io::Error),
+}
+
+/// Bytes arriving from a file descriptor (stdin) read on a thread.
+pub struct Source {
+    rx: Receiver<Input>,
+    pool: Sender<Vec<u8>>,
+}
+
+impl Source {
+    /// Read stdin; a closed stdin reads as empty.
+    pub fn stdin(waker: Arc<Waker>) -> Source {
+        match io::stdin().as_fd().try_clone_to_owned() {
+            Ok(fd) => Source::spawn(fd, waker),
+            Err(_) => {
+                let (tx, rx) = mpsc::channel();
+                let (pool, _) = mpsc::channel();
+                let _ = tx.send(Input::Eof);
+                Source { rx, pool }
+            }
+        }
+    }
+
+    pub fn spawn(fd: OwnedFd, waker: Arc<Waker>) -> Source {
+        let (tx, rx) = mpsc::sync_channel(BUFFERS - 1);
+        let (pool, pool_rx) = mpsc::channel::<Vec<u8>>();
+        let mut file = File::from(fd);
+        std::thread::Builder::new()
+            .name("stdin".into())
+            .spawn(move || loop {
+                let mut buf = pool_rx.try_recv().unwrap_or_else(|_| vec![0; CHUNK]);
+                let msg = match file.read(&mut buf) {
+                    Ok(0) => Input::Eof,
+                    Ok(len) => Input::Data(Chunk { buf, len }),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => Input::Failed(e),
+                };
+                let last = !matches!(msg, Input::Data(_));
+                if tx.send(msg).is_err() {
+                    return; // the loop has finished
+                }
+                let _ = waker.wake();
+                if last {
+                    return;
+                }
+            })
+            .expect("spawning the stdin thread");
+        Source { rx, pool }
+    }
+
+    /// The next input, if any is ready.
+    pub fn try_next(&mut self) -> Option<Input> {
+        match self.rx.try_recv() {
+            Ok(input) => Some(input),
+            Err(TryRecvError::Empty) => None,
+            // The thread ends only after sending Eof or Failed, so this is after the end.
+            Err(TryRecvError::Disconnected) => Some(Input::Eof),
+        }
+    }
+
+    /// Give a consumed buffer back to the reader.
+    pub fn recycle(&self, chunk: Chunk) {
+        let _ = self.pool.send(chunk.buf);
+    }
+}
+
+/// Bytes leaving through a file descriptor (stdout) written on a thread.
+pub struct Sink {
+    tx: Option<Sender<Chunk>>,
+    pool: Receiver<Vec<u8>>,
+    spare: Option<Vec<u8>>,
+    made: usize,
+    failure: Arc<Mutex<Option<io::Error>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Sink {
+    pub fn stdout(waker: Arc<Waker>) -> io::Result<Sink> {
+        let fd = io::stdout().as_fd().try_clone_to_owned()?;
+        Ok(Sink::spawn(fd, waker))
+    }
+
+    pub fn spawn(fd: OwnedFd, waker: Arc<Waker>) -> Sink {
+        let (tx, rx) = mpsc::channel::<Chunk>();
+        let (pool_tx, pool) = mpsc::channel();
+        let failure = Arc::new(Mutex::new(None));
+        let failed = failure.clone();
+        let mut file = File::from(fd);
+        let thread = std::thread::Builder::new()
+            .name("stdout".into())
+            .spawn(move || {
+                for chunk in rx {
+                    if let Err(e) = file.write_all(chunk.bytes()) {
+                        if let Ok(mut slot) = failed.lock() {
+                            *slot = Some(e);
+                        }
+                        let _ = waker.wake();
+                        return;
+                    }
+                    let _ = pool_tx.send(chunk.buf);
+                    let _ = waker.wake();
+                }
+            })
+            .expect("spawning the stdout thread");
+        Sink {
+            tx: Some(tx),
+            pool,
+            spare: None,
+            made: 0,
+            failure,
+            thread: Some(thread),
+        }
+    }
+
+    /// An empty buffer to fill, or `None` while all of them are in flight.
+    pub fn buffer(&mut self) -> Option<Chunk> {
+        if let Some(buf) = self.spare.take().or_else(|| self.pool.try_recv().ok()) {
+            return Some(Chunk { buf, len: 0 });
+        }
+        if self.made < BUFFERS {
+            self.made += 1;
+            return Some(Chunk {
+                buf: vec![0; CHUNK],
+                len: 0,
+            });
+        }
+        None
+    }
+
+    /// Queue a chunk for writing (an empty one just goes back to the pool).
+    pub fn send(&mut self, chunk: Chunk) {
+        if chunk.len == 0 {
+            self.spare = Some(chunk.buf);
+            return;
+        }
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(chunk);
+        }
+    }
+
+    /// Whether writing failed (the error comes from [`Sink::finish`]).
+    pub fn failed(&self) -> bool {
+        self.failure.lock().map_or(true, |slot| slot.is_some())
+    }
+
+    /// Wait until everything queued is written; the error that stopped the writer, if any.
+    pub fn finish(mut self) -> io::Result<()> {
+        self.tx = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        match self.failure.lock().ok().and_then(|mut slot| slot.take()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}

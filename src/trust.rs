@@ -1,0 +1,310 @@
+//! Deciding whether to trust the peer: built-in Mozilla roots, a `--cacert` file, a `--pin`ned
+//! fingerprint, or nothing (`--insecure`). The verifier remembers the chain it was shown, so a
+//! rejection can name the issuer, the dates and the names that were actually presented.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{anyhow, Result};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
+
+use crate::error::Class;
+use crate::identity::{fingerprint_text, load_certs, sha256};
+use crate::report::{date, escape, CertInfo};
+
+/// How the server's certificate is checked.
+pub enum Trust {
+    /// Chain to one of these roots, and match the name.
+    Roots(RootCertStore),
+    /// The leaf's SHA-256 fingerprint must be this.
+    Pin([u8; 32]),
+    /// Anything goes (the handshake signature is still checked).
+    Insecure,
+}
+
+/// The Mozilla roots compiled in.
+pub fn builtin_roots() -> RootCertStore {
+    RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned())
+}
+
+/// The CA certificates of a `--cacert` (or `--client-ca`) file; none usable is an error.
+pub fn roots_from_file(path: &Path) -> Result<RootCertStore> {
+    let certs = load_certs(path)?;
+    let mut store = RootCertStore::empty();
+    let (added, _ignored) = store.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(anyhow!(
+            "{}: none of its certificates can be used as a trust anchor",
+            path.display()
+        ));
+    }
+    Ok(store)
+}
+
+/// The client's verifier of the server certificate.
+#[derive(Debug)]
+pub struct ServerVerifier {
+    mode: Mode,
+    provider: Arc<CryptoProvider>,
+    /// The chain the server presented, leaf first (kept for messages).
+    seen: Mutex<Vec<CertificateDer<'static>>>,
+}
+
+#[derive(Debug)]
+enum Mode {
+    WebPki(Arc<WebPkiServerVerifier>),
+    Pin([u8; 32]),
+    Insecure,
+}
+
+impl ServerVerifier {
+    pub fn new(trust: Trust, provider: Arc<CryptoProvider>) -> Result<Self> {
+        let mode = match trust {
+            Trust::Roots(store) => Mode::WebPki(
+                WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider.clone())
+                    .build()
+                    .map_err(|e| anyhow!("cannot use the trust anchors: {e}"))?,
+            ),
+            Trust::Pin(fp) => Mode::Pin(fp),
+            Trust::Insecure => Mode::Insecure,
+        };
+        Ok(ServerVerifier {
+            mode,
+            provider,
+            seen: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The chain the server presented (empty before the handshake got that far).
+    pub fn presented(&self) -> Vec<CertificateDer<'static>> {
+        self.seen.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+}
+
+/// The pinned fingerprint did not match.
+#[derive(Debug)]
+struct PinMismatch {
+    seen: String,
+}
+
+impl std::fmt::Display for PinMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "does not match --pin: its sha256 fingerprint is {}",
+            self.seen
+        )
+    }
+}
+
+impl std::error::Error for PinMismatch {}
+
+impl ServerCertVerifier for ServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = std::iter::once(end_entity)
+                .chain(intermediates)
+                .map(|c| c.clone().into_owned())
+                .collect();
+        }
+        match &self.mode {
+            Mode::WebPki(inner) => {
+                inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            }
+            Mode::Pin(want) => {
+                let got = sha256(end_entity.as_ref());
+                if &got == want {
+                    Ok(ServerCertVerified::assertion())
+                } else {
+                    Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                        OtherError(Arc::new(PinMismatch {
+                            seen: fingerprint_text(&got),
+                        })),
+                    )))
+                }
+            }
+            Mode::Insecure => Ok(ServerCertVerified::assertion()),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// The exit class and one-line message for a TLS error, from the point of view of the side
+/// that saw it. `peer` names the other side ("example.com", "the client 192.0.2.1:5555");
+/// `chain` is what the peer presented, if known.
+pub fn describe_tls_error(
+    err: &rustls::Error,
+    peer: &str,
+    chain: &[CertificateDer<'_>],
+) -> (Class, String) {
+    use rustls::AlertDescription as A;
+    match err {
+        rustls::Error::InvalidCertificate(ce) => {
+            (Class::CertRejected, describe_cert_error(ce, peer, chain))
+        }
+        rustls::Error::AlertReceived(alert) => {
+            let name = escape(&format!("{alert:?}"));
+            let why = match alert {
+                A::BadCertificate
+                | A::UnknownCA
+                | A::CertificateUnknown
+                | A::UnsupportedCertificate
+                | A::CertificateExpired
+                | A::CertificateRevoked
+                | A::AccessDenied
+                | A::CertificateRequired => {
+                    "it does not accept our certificate (give it our CA, or the fingerprint to pin)"
+                }
+                A::ProtocolVersion => "it does not accept our TLS versions",
+                A::HandshakeFailure | A::InsufficientSecurity => {
+                    "no TLS parameters in common (versions, cipher suites, key exchange)"
+                }
+                A::NoApplicationProtocol => "no ALPN protocol in common",
+                A::UnrecognisedName => "it does not know the name we asked for (SNI)",
+                _ => "the handshake failed on its side",
+            };
+            (
+                Class::Handshake,
+                format!("{peer} refused the TLS handshake (alert {name}): {why}"),
+            )
+        }
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => (
+            Class::Handshake,
+            format!("TLS handshake with {peer} failed: {err} (is it speaking TLS on that port?)"),
+        ),
+        _ => (
+            Class::Handshake,
+            format!("TLS handshake with {peer} failed: {err}"),
+        ),
+    }
+}
+
+fn describe_cert_error(err: &CertificateError, peer: &str, chain: &[CertificateDer<'_>]) -> String {
+    let leaf = chain.first().and_then(CertInfo::parse);
+    let whose = format!("the certificate of {peer}");
+    match err {
+        CertificateError::NotValidForNameContext {
+            expected,
+            presented,
+        } => {
+            let expected = escape(&expected.to_str());
+            if presented.is_empty() {
+                format!(
+                    "{whose} has no subjectAltName, so it is valid for no name (the common name \
+                     is not used for name checks); it cannot be used for {expected}"
+                )
+            } else {
+                let names: Vec<String> = presented.iter().map(|n| escape(n)).collect();
+                format!(
+                    "{whose} is for {} and not valid for {expected} (use --servername NAME if \
+                     you connected by another name)",
+                    names.join(", ")
+                )
+            }
+        }
+        CertificateError::NotValidForName => match leaf {
+            Some(info) if info.names.is_empty() => format!(
+                "{whose} has no subjectAltName, so it is valid for no name (the common name is \
+                 not used for name checks)"
+            ),
+            Some(info) => format!("{whose} is for {} and not this name", info.names.join(", ")),
+            None => format!("{whose} is not valid for this name"),
+        },
+        CertificateError::ExpiredContext { time, not_after } => format!(
+            "{whose} expired on {} (now {})",
+            date(not_after.as_secs() as i64),
+            date(time.as_secs() as i64)
+        ),
+        CertificateError::Expired => match leaf {
+            Some(info) => format!("{whose} expired on {}", date(info.not_after)),
+            None => format!("{whose} has expired"),
+        },
+        CertificateError::NotValidYetContext { time, not_before } => format!(
+            "{whose} is not valid until {} (now {})",
+            date(not_before.as_secs() as i64),
+            date(time.as_secs() as i64)
+        ),
+        CertificateError::NotValidYet => match leaf {
+            Some(info) => format!("{whose} is not valid until {}", date(info.not_before)),
+            None => format!("{whose} is not valid yet"),
+        },
+        CertificateError::UnknownIssuer => match leaf {
+            Some(info) if info.subject == info.issuer => format!(
+                "{whose} is self-signed ({}) and not trusted; trust it with --pin {} or \
+                 --cacert FILE",
+                info.subject_or_placeholder(),
+                info.fingerprint
+            ),
+            Some(info) => format!(
+                "{whose} was issued by {}, which is not trusted (unknown issuer); pass that CA \
+                 with --cacert FILE",
+                if info.issuer.is_empty() {
+                    "(empty issuer)"
+                } else {
+                    &info.issuer
+                }
+            ),
+            None => format!("{whose} was issued by an unknown CA; pass it with --cacert FILE"),
+        },
+        CertificateError::UnsupportedSignatureAlgorithmContext { .. }
+        | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => format!(
+            "{whose} is signed with an algorithm that is not accepted (SHA-1 and other legacy \
+             signatures are refused)"
+        ),
+        CertificateError::BadSignature => format!("{whose} has an invalid signature"),
+        CertificateError::BadEncoding => format!("{whose} is malformed"),
+        CertificateError::Revoked => format!("{whose} has been revoked"),
+        CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+            format!("{whose} is not meant for this use (extended key usage)")
+        }
+        CertificateError::Other(other) => format!("{whose} {}", other.0),
+        _ => format!(
+            "{whose} was rejected: {}",
+            rustls::Error::InvalidCertificate(err.clone())
+        ),
+    }
+}
