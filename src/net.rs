@@ -95,6 +95,11 @@ pub fn parse_target(target: &str, port: Option<&str>) -> Result<HostPort, String
                 "the port is given twice: in '{target}' and as an argument"
             ))
         }
+        (None, None) if host.contains(':') => {
+            return Err(format!(
+                "'{target}': no port given (for an IPv6 address write [ADDRESS]:PORT)"
+            ))
+        }
         (None, None) => return Err(format!("'{target}': no port given (use HOST:PORT)")),
     };
     Ok(HostPort { host, port })

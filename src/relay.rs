@@ -4,10 +4,11 @@
 //! Finishing rules (the stream semantics scripts rely on):
 //! - stdin EOF: send close_notify and shut down the TCP write side (unless `--no-shutdown`),
 //!   then keep receiving until the peer closes.
-//! - peer close_notify: that is the end of its sending, not of its receiving (TLS 1.3 allows
-//!   half-close), so stdin goes on being sent until it ends; then close_notify, and finish once
-//!   the socket took it. A terminal on stdin is not waited for: finish at once. If the peer no
-//!   longer takes bytes (it closed the socket), finish too: it ended the connection cleanly.
+//! - peer close_notify under TLS 1.3: that ends its sending, not its receiving (half-close), so
+//!   stdin goes on being sent until it ends; then close_notify, and finish once the socket took
+//!   it. Under TLS 1.2 a close_notify closes the whole connection (RFC 5246 §7.2.1): answer it
+//!   and finish. A terminal on stdin is never waited for. If the peer no longer takes bytes (it
+//!   closed the socket), finish too: it ended the connection cleanly.
 //! - peer TCP EOF without close_notify: what arrived is written, then exit 6.
 //! - stdout's reader gone: finish quietly.
 
@@ -130,7 +131,7 @@ fn pump(
             Some(PeerEnd::CloseNotify) => peer_done = true,
             None => {}
         }
-        if peer_done && !finishing && (input_done || stdin_is_terminal) {
+        if peer_done && !finishing && (input_done || stdin_is_terminal || !half_close(conn)) {
             finishing = true;
             conn.close();
         }
@@ -219,6 +220,11 @@ fn pump(
         }
     };
     finish_out(output, &mut out, result)
+}
+
+/// Whether the protocol lets the peer go on receiving after its close_notify (TLS 1.3).
+fn half_close(conn: &Conn) -> bool {
+    conn.tls.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
 }
 
 /// Hand any partly filled chunk to stdout, then pass `result` on.

@@ -238,7 +238,11 @@ fn describe_cert_error(err: &CertificateError, peer: &str, chain: &[CertificateD
                      is not used for name checks); it cannot be used for {expected}"
                 )
             } else {
-                let names: Vec<String> = presented.iter().map(|n| escape(n)).collect();
+                // webpki's list is debug-formatted; the parsed certificate reads better.
+                let names: Vec<String> = match &leaf {
+                    Some(info) if !info.names.is_empty() => info.names.clone(),
+                    _ => presented.iter().map(|n| escape(n)).collect(),
+                };
                 format!(
                     "{whose} is for {} and not valid for {expected} (use --servername NAME if \
                      you connected by another name)",
@@ -295,12 +299,24 @@ fn describe_cert_error(err: &CertificateError, peer: &str, chain: &[CertificateD
             "{whose} is signed with an algorithm that is not accepted (SHA-1 and other legacy \
              signatures are refused)"
         ),
-        CertificateError::BadSignature => format!("{whose} has an invalid signature"),
+        CertificateError::BadSignature => match leaf {
+            Some(info) => format!(
+                "{whose} has an invalid signature: it claims to be issued by {}, but not by \
+                 the CA of that name that we trust (is --cacert the right CA?)",
+                info.issuer
+            ),
+            None => format!("{whose} has an invalid signature"),
+        },
         CertificateError::BadEncoding => format!("{whose} is malformed"),
         CertificateError::Revoked => format!("{whose} has been revoked"),
         CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
             format!("{whose} is not meant for this use (extended key usage)")
         }
+        CertificateError::Other(other) if other.0.to_string() == "CaUsedAsEndEntity" => format!(
+            "{whose} is a CA certificate (basicConstraints CA:TRUE) used as a server \
+             certificate; trust it with --pin {}, or serve a leaf certificate signed by the CA",
+            leaf.map(|i| i.fingerprint).unwrap_or_default()
+        ),
         CertificateError::Other(other) => format!("{whose} {}", other.0),
         _ => format!(
             "{whose} was rejected: {}",

@@ -1,0 +1,279 @@
+//! Every exit status has a test that provokes it, and bad input gets one clear line, never a
+//! panic: 1 other (files), 2 usage, 3 network, 4 handshake, 5 certificate (tests/verify.rs),
+//! 6 truncation (tests/stream.rs), 7 timeout.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+
+use util::pki::{s, KeyType, Pki, VALID};
+use util::{connect, run, tempdir, write, Input, Listener};
+
+#[test]
+fn usage_errors_exit_2() {
+    run(&[], Input::Null).expect_code(2);
+    run(&["frobnicate"], Input::Null).expect_code(2);
+    run(&["connect"], Input::Null).expect_code(2);
+    run(&["connect", "example.com"], Input::Null)
+        .expect_code(2)
+        .expect_stderr("no port given");
+    run(&["connect", "example.com:99999"], Input::Null)
+        .expect_code(2)
+        .expect_stderr("not a port number");
+    run(&["connect", "::1:443"], Input::Null)
+        .expect_code(2)
+        .expect_stderr("[ADDRESS]:PORT");
+    run(&["listen", "nope"], Input::Null).expect_code(2);
+    run(&["connect", "a:1", "--pin", "x", "--insecure"], Input::Null).expect_code(2);
+    run(&["connect", "a:1", "-w", "0"], Input::Null).expect_code(2);
+    run(&["connect", "a:1", "--tls-min", "1.1"], Input::Null).expect_code(2);
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    let help = run(&["--help"], Input::Null);
+    help.expect_code(0);
+    assert!(String::from_utf8_lossy(&help.stdout).contains("connect"));
+    let version = run(&["--version"], Input::Null);
+    version.expect_code(0);
+    assert!(String::from_utf8_lossy(&version.stdout).contains("rustls"));
+}
+
+#[test]
+fn missing_file_names_it() {
+    let dir = tempdir();
+    let missing = dir.path().join("nope.pem");
+    run(&["listen", "0", "--cert", s(&missing)], Input::Null)
+        .expect_code(1)
+        .expect_stderr(&format!("stls: {}: no such file", missing.display()));
+    run(&["connect", "a:1", "--cacert", s(&missing)], Input::Null)
+        .expect_code(1)
+        .expect_stderr("nope.pem: no such file");
+}
+
+#[test]
+fn empty_pem_has_no_certificate() {
+    let dir = tempdir();
+    let empty = write(dir.path(), "empty.pem", "");
+    run(&["listen", "0", "--cert", s(&empty)], Input::Null)
+        .expect_code(1)
+        .expect_stderr("empty.pem: no certificate found");
+    run(&["connect", "a:1", "--cacert", s(&empty)], Input::Null)
+        .expect_code(1)
+        .expect_stderr("empty.pem: no certificate found");
+}
+
+#[test]
+fn garbage_pem_is_reported_not_panicked_on() {
+    let dir = tempdir();
+    let bad = write(
+        dir.path(),
+        "bad.pem",
+        "-----BEGIN CERTIFICATE-----\n%%%not base64%%%\n-----END CERTIFICATE-----\n",
+    );
+    run(&["listen", "0", "--cert", s(&bad)], Input::Null)
+        .expect_code(1)
+        .expect_stderr("bad.pem");
+    let binary = write(dir.path(), "bin.pem", [0u8, 159, 146, 150, 255, 0, 1]);
+    run(&["connect", "a:1", "--cacert", s(&binary)], Input::Null)
+        .expect_code(1)
+        .expect_stderr("bin.pem");
+}
+
+#[test]
+fn key_that_does_not_match_names_the_key_file() {
+    let pki = Pki::new();
+    let other = pki.ca.server("other", &["localhost"], KeyType::P256, VALID);
+    run(
+        &[
+            "listen",
+            "0",
+            "--cert",
+            s(&pki.server.cert),
+            "--key",
+            s(&other.key),
+        ],
+        Input::Null,
+    )
+    .expect_code(1)
+    .expect_stderr(&format!(
+        "{}: the key does not match the certificate",
+        other.key.display()
+    ));
+}
+
+#[test]
+fn certificate_given_as_key_is_explained() {
+    let pki = Pki::new();
+    run(
+        &[
+            "listen",
+            "0",
+            "--cert",
+            s(&pki.server.cert),
+            "--key",
+            s(&pki.server.cert),
+        ],
+        Input::Null,
+    )
+    .expect_code(1)
+    .expect_stderr("no private key found")
+    .expect_stderr("swap --cert and --key");
+    // And the key given as the certificate.
+    run(
+        &[
+            "listen",
+            "0",
+            "--cert",
+            s(&pki.server.key),
+            "--key",
+            s(&pki.server.key),
+        ],
+        Input::Null,
+    )
+    .expect_code(1)
+    .expect_stderr("no certificate found");
+}
+
+#[test]
+fn encrypted_key_is_explained() {
+    let pki = Pki::new();
+    let dir = tempdir();
+    let encrypted = write(
+        dir.path(),
+        "enc.key",
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIBvTBXBgkqhkiG9w0BBQ0wSjApBgkqhkiG9w0BBQwwHAQI\n-----END ENCRYPTED PRIVATE KEY-----\n",
+    );
+    run(
+        &[
+            "listen",
+            "0",
+            "--cert",
+            s(&pki.server.cert),
+            "--key",
+            s(&encrypted),
+        ],
+        Input::Null,
+    )
+    .expect_code(1)
+    .expect_stderr("an encrypted key? decrypt it with openssl pkey");
+}
+
+#[test]
+fn key_in_the_certificate_file_is_found() {
+    let pki = Pki::new();
+    let dir = tempdir();
+    let both = [
+        std::fs::read(&pki.server.cert).unwrap(),
+        std::fs::read(&pki.server.key).unwrap(),
+    ]
+    .concat();
+    let combined = write(dir.path(), "both.pem", both);
+    let l = Listener::start(
+        &["--cert", s(&combined)],
+        Input::Bytes(b"one file".to_vec()),
+    );
+    let client = connect(
+        &format!("localhost:{}", l.port),
+        &["--cacert", s(&pki.ca.cert)],
+        Input::Null,
+    );
+    client.expect_code(0);
+    assert_eq!(client.stdout, b"one file");
+    // Without a key anywhere, the message says where it looked.
+    run(&["listen", "0", "--cert", s(&pki.server.cert)], Input::Null)
+        .expect_code(1)
+        .expect_stderr("pass the key with --key FILE");
+}
+
+#[test]
+fn refused_connection_exits_3() {
+    let port = util::free_port();
+    connect(&format!("127.0.0.1:{port}"), &["--insecure"], Input::Null)
+        .expect_code(3)
+        .expect_stderr(&format!(
+            "cannot connect to 127.0.0.1:{port}: connection refused"
+        ));
+}
+
+#[test]
+fn unresolvable_host_exits_3() {
+    connect("no-such-host.invalid:443", &[], Input::Null)
+        .expect_code(3)
+        .expect_stderr("cannot resolve no-such-host.invalid");
+}
+
+#[test]
+fn port_in_use_exits_3() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    run(&["listen", &format!("127.0.0.1:{port}")], Input::Null)
+        .expect_code(3)
+        .expect_stderr("cannot listen on 127.0.0.1");
+}
+
+#[test]
+fn non_tls_server_is_a_handshake_failure() {
+    let plain = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = plain.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut sock, _) = plain.accept().unwrap();
+        let mut buf = [0u8; 512];
+        let _ = sock.read(&mut buf);
+        let _ = sock.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\n");
+    });
+    connect(&format!("127.0.0.1:{port}"), &["--insecure"], Input::Null)
+        .expect_code(4)
+        .expect_stderr("is it speaking TLS");
+    server.join().unwrap();
+}
+
+#[test]
+fn closed_during_handshake_is_a_handshake_failure() {
+    let plain = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = plain.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (sock, _) = plain.accept().unwrap();
+        drop(sock);
+    });
+    connect(&format!("127.0.0.1:{port}"), &["--insecure"], Input::Null)
+        .expect_code(4)
+        .expect_stderr("during the TLS handshake");
+    server.join().unwrap();
+}
+
+#[test]
+fn silent_server_times_out_with_w() {
+    // Accepts TCP (the kernel does, from the backlog) and never speaks.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    connect(
+        &format!("127.0.0.1:{port}"),
+        &["--insecure", "-w", "0.5"],
+        Input::Null,
+    )
+    .expect_code(7)
+    .expect_stderr("timed out");
+    drop(silent);
+}
+
+#[test]
+fn silent_client_times_out_the_listener_with_w() {
+    let listener = Listener::start(&["-w", "0.5"], Input::Null);
+    let sock = std::net::TcpStream::connect(listener.addr()).unwrap();
+    listener.finish().expect_code(7).expect_stderr("timed out");
+    drop(sock);
+}
+
+#[test]
+fn idle_connection_times_out_with_i() {
+    let listener = Listener::start(&[], Input::Held);
+    connect(
+        &listener.addr(),
+        &["--pin", &listener.pin(), "-i", "0.5"],
+        Input::Held,
+    )
+    .expect_code(7)
+    .expect_stderr("-i");
+}

@@ -1,0 +1,372 @@
+//! Test harness: run the real `stls` binary, feed its stdin, collect stdout and stderr, wait
+//! with a generous safety limit (a hang fails the test; no test asserts a duration), and make
+//! a throwaway PKI.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long any one process may run before the test calls it hung.
+const HANG: Duration = Duration::from_secs(60);
+
+pub fn stls() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_stls"))
+}
+
+/// What a process gets on stdin.
+pub enum Input {
+    Bytes(Vec<u8>),
+    File(PathBuf),
+    Null,
+    /// A pipe the test keeps open and closes when it likes (see `Proc::close_stdin`).
+    Held,
+}
+
+/// A finished process.
+#[derive(Debug)]
+pub struct Done {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Done {
+    pub fn code(&self) -> i32 {
+        self.status.code().unwrap_or(-1)
+    }
+
+    /// Assert the exit status, showing stderr when it is wrong.
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code(),
+            code,
+            "unexpected exit status; stderr:\n{}",
+            self.stderr
+        );
+        assert!(
+            !self.stderr.contains("panicked"),
+            "stls panicked:\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    pub fn expect_stderr(&self, needle: &str) -> &Self {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+}
+
+/// A running process with its output being collected.
+pub struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    feeder: Option<JoinHandle<()>>,
+    stdout: Option<JoinHandle<Vec<u8>>>,
+    raw_stdout: Option<std::process::ChildStdout>,
+    lines: Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+    stderr_thread: Option<JoinHandle<()>>,
+}
+
+impl Proc {
+    pub fn spawn(cmd: &mut Command, input: Input) -> Proc {
+        Self::spawn_with(cmd, input, true)
+    }
+
+    /// Like `spawn`, but stdout is left for the test to read (`take_stdout`).
+    pub fn spawn_raw(cmd: &mut Command, input: Input) -> Proc {
+        Self::spawn_with(cmd, input, false)
+    }
+
+    fn spawn_with(cmd: &mut Command, input: Input, collect: bool) -> Proc {
+        let stdin = match &input {
+            Input::Bytes(_) | Input::Held => Stdio::piped(),
+            Input::File(path) => Stdio::from(std::fs::File::open(path).expect("open stdin file")),
+            Input::Null => Stdio::null(),
+        };
+        let mut child = cmd
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut pipe = child.stdin.take();
+        let feeder = match input {
+            Input::Bytes(bytes) => {
+                let mut pipe = pipe.take().expect("stdin pipe");
+                Some(std::thread::spawn(move || {
+                    // The process may exit before taking everything; that is for the test to judge.
+                    let _ = pipe.write_all(&bytes);
+                }))
+            }
+            _ => None,
+        };
+        let mut raw_stdout = child.stdout.take();
+        let stdout = (collect)
+            .then(|| raw_stdout.take())
+            .flatten()
+            .map(|mut out| {
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    let _ = out.read_to_end(&mut buf);
+                    buf
+                })
+            });
+        let (tx, lines) = mpsc::channel();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let collected = stderr.clone();
+        let err = child.stderr.take().expect("stderr pipe");
+        let stderr_thread = std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                collected.lock().unwrap().push_str(&format!("{line}\n"));
+                let _ = tx.send(line);
+            }
+        });
+        Proc {
+            child,
+            stdin: pipe,
+            feeder,
+            stdout,
+            raw_stdout,
+            lines,
+            stderr,
+            stderr_thread: Some(stderr_thread),
+        }
+    }
+
+    /// Wait for a stderr line containing `needle`; returns the line.
+    pub fn wait_line(&self, needle: &str) -> String {
+        let until = Instant::now() + HANG;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "no stderr line with {needle:?}; stderr so far:\n{}",
+                    self.stderr.lock().unwrap()
+                ),
+            }
+        }
+    }
+
+    pub fn stdin(&mut self) -> &mut ChildStdin {
+        self.stdin.as_mut().expect("stdin is held")
+    }
+
+    /// Take stdout away from the collector, to read it in the test.
+    pub fn take_stdout(&mut self) -> std::process::ChildStdout {
+        self.raw_stdout.take().expect("spawned with spawn_raw")
+    }
+
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Wait for exit (a hang is killed and fails the test) and collect everything.
+    pub fn finish(mut self) -> Done {
+        self.stdin = None;
+        let until = Instant::now() + HANG;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() > until {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("stls hung; stderr:\n{}", self.stderr.lock().unwrap());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        if let Some(f) = self.feeder.take() {
+            let _ = f.join();
+        }
+        let stdout = self
+            .stdout
+            .take()
+            .map(|h| h.join().expect("stdout reader"))
+            .unwrap_or_default();
+        if let Some(t) = self.stderr_thread.take() {
+            let _ = t.join();
+        }
+        let stderr = self.stderr.lock().unwrap().clone();
+        Done {
+            status,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `stls listen`, with the port and fingerprint it announced.
+pub struct Listener {
+    pub proc: Proc,
+    pub port: u16,
+    pub fingerprint: Option<String>,
+}
+
+impl Listener {
+    /// `stls listen 127.0.0.1:0 ARGS…`
+    pub fn start(args: &[&str], input: Input) -> Listener {
+        let mut cmd = stls();
+        cmd.arg("listen").arg("127.0.0.1:0").args(args);
+        Self::start_cmd(&mut cmd, input)
+    }
+
+    pub fn start_cmd(cmd: &mut Command, input: Input) -> Listener {
+        let proc = Proc::spawn(cmd, input);
+        let line = proc.wait_line("listening on ");
+        let port = line
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        let fingerprint = proc.stderr.lock().unwrap().lines().find_map(|l| {
+            l.strip_prefix("stls: sha256 fingerprint ")
+                .map(str::to_string)
+        });
+        Listener {
+            proc,
+            port,
+            fingerprint,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn pin(&self) -> String {
+        self.fingerprint
+            .clone()
+            .expect("listener printed a fingerprint")
+    }
+
+    pub fn finish(self) -> Done {
+        self.proc.finish()
+    }
+}
+
+/// Run `stls ARGS…` to completion.
+pub fn run(args: &[&str], input: Input) -> Done {
+    let mut cmd = stls();
+    cmd.args(args);
+    Proc::spawn(&mut cmd, input).finish()
+}
+
+/// `stls connect ADDR ARGS…` to completion.
+pub fn connect(addr: &str, args: &[&str], input: Input) -> Done {
+    let mut cmd = stls();
+    cmd.arg("connect").arg(addr).args(args);
+    Proc::spawn(&mut cmd, input).finish()
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so a failure can be reproduced.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Assert two byte strings are equal without dumping megabytes on failure.
+pub fn assert_same(got: &[u8], want: &[u8], what: &str) {
+    if got != want {
+        let first = got.iter().zip(want).position(|(a, b)| a != b);
+        panic!(
+            "{what}: got {} bytes, want {}; first difference at {:?}",
+            got.len(),
+            want.len(),
+            first
+        );
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (for peers that cannot report the one they bound).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Whether a program is on PATH; tests that need an absent one print a skip line.
+pub fn have(program: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !found {
+        eprintln!("SKIP: {program} is not installed; this check did not run");
+    }
+    found
+}
+
+/// A temporary directory that lives as long as the value.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+pub fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).expect("write file");
+    path
+}
+
+pub mod pki;
+
+pub mod peer;
+
+/// Wait until something listens on 127.0.0.1:`port` (for peers that do not say when they
+/// are ready), by reading the kernel's socket table rather than connecting.
+pub fn wait_listening(port: u16) {
+    let needle = format!(":{port:04X} ");
+    let until = Instant::now() + HANG;
+    while Instant::now() < until {
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            let text = std::fs::read_to_string(table).unwrap_or_default();
+            // Columns: sl local_address rem_address st …; state 0A is LISTEN.
+            if text.lines().any(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                cols.len() > 3 && format!("{} ", cols[1]).ends_with(&needle) && cols[3] == "0A"
+            }) {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("nothing listens on port {port}");
+}

@@ -1,0 +1,60 @@
+//! A scripted TLS server in the test process (rustls over std sockets), for behaviours a real
+//! stls peer never shows: replying only after the client's close_notify, dropping TCP without
+//! close_notify, resetting the connection.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
+
+pub type Tls = StreamOwned<ServerConnection, TcpStream>;
+
+/// Serve one connection on 127.0.0.1 with `script`; returns the port and the thread, whose
+/// join yields what the script returned.
+pub fn serve<T: Send + 'static>(
+    cert: &Path,
+    key: &Path,
+    script: impl FnOnce(&mut Tls) -> T + Send + 'static,
+) -> (u16, JoinHandle<T>) {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .expect("cert file")
+        .collect::<Result<_, _>>()
+        .expect("certs");
+    let key = PrivateKeyDer::from_pem_file(key).expect("key");
+    let config = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server config");
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let thread = std::thread::spawn(move || {
+        let (sock, _) = listener.accept().expect("accept");
+        let conn = ServerConnection::new(config).expect("server connection");
+        let mut tls = StreamOwned::new(conn, sock);
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock).expect("handshake");
+        }
+        script(&mut tls)
+    });
+    (port, thread)
+}
+
+/// Read until the client's close_notify; returns what came before it.
+pub fn read_to_close_notify(tls: &mut Tls) -> Vec<u8> {
+    use std::io::Read;
+    let mut got = Vec::new();
+    tls.read_to_end(&mut got).expect("read until close_notify");
+    got
+}
+
+/// Send close_notify and flush it.
+pub fn close_notify(tls: &mut Tls) {
+    use std::io::Write;
+    tls.conn.send_close_notify();
+    tls.flush().expect("flush close_notify");
+}
