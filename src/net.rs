@@ -194,7 +194,9 @@ pub fn connect(
             Err(e) => last_err = Some((addr, e)),
         }
     }
-    let (addr, e) = last_err.expect("resolve returns at least one address");
+    let Some((addr, e)) = last_err else {
+        return Err(Class::Network.err(format!("{hp}: no address to connect to")));
+    };
     let class = socket_class(&e);
     let shown = if hp.host == addr.ip().to_string() {
         hp.to_string()
@@ -233,7 +235,9 @@ pub fn bind(host: Option<&str>, port: u16, family: Family) -> Result<TcpListener
             Err(e) => last_err = Some((addr, e)),
         }
     }
-    let (addr, e) = last_err.expect("at least one candidate address");
+    let Some((addr, e)) = last_err else {
+        return Err(Class::Network.err(format!("no address to listen on for port {port}")));
+    };
     Err(Class::Network.err(format!("cannot listen on {addr}: {}", io_phrase(&e))))
 }
 

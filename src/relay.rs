@@ -52,7 +52,8 @@ pub fn run(mut conn: Conn, session: &Session<'_>) -> Result<()> {
         Interest::READABLE | Interest::WRITABLE,
     )?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-    let mut input = Source::stdin(waker.clone());
+    let mut input = Source::stdin(waker.clone())
+        .map_err(|e| anyhow!("cannot read stdin: {}", io_phrase(&e)))?;
     let mut output =
         Sink::stdout(waker).map_err(|e| anyhow!("cannot write to stdout: {}", io_phrase(&e)))?;
 
@@ -106,8 +107,8 @@ fn pump(
             }
             chunk.len += n;
             moved = true;
-            if chunk.len == chunk.buf.len() {
-                output.send(out.take().expect("chunk is present"));
+            if let Some(full) = out.take_if(|c| c.len == c.buf.len()) {
+                output.send(full);
             }
         }
         if output.failed() {
@@ -155,15 +156,17 @@ fn pump(
                     }
                 }
             }
-            let (chunk, sent) = pending.as_mut().expect("pending input is present");
+            let Some((chunk, sent)) = pending.as_mut() else {
+                break;
+            };
             let n = conn.send(&chunk.bytes()[*sent..]);
             if n == 0 {
                 break;
             }
             *sent += n;
             moved = true;
-            if *sent == chunk.len {
-                input.recycle(pending.take().expect("pending input is present").0);
+            if let Some((done, _)) = pending.take_if(|(c, sent)| *sent == c.len) {
+                input.recycle(done);
             }
         }
 

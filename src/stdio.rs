@@ -51,19 +51,19 @@ pub struct Source {
 
 impl Source {
     /// Read stdin; a closed stdin reads as empty.
-    pub fn stdin(waker: Arc<Waker>) -> Source {
+    pub fn stdin(waker: Arc<Waker>) -> io::Result<Source> {
         match io::stdin().as_fd().try_clone_to_owned() {
             Ok(fd) => Source::spawn(fd, waker),
             Err(_) => {
                 let (tx, rx) = mpsc::channel();
                 let (pool, _) = mpsc::channel();
                 let _ = tx.send(Input::Eof);
-                Source { rx, pool }
+                Ok(Source { rx, pool })
             }
         }
     }
 
-    pub fn spawn(fd: OwnedFd, waker: Arc<Waker>) -> Source {
+    pub fn spawn(fd: OwnedFd, waker: Arc<Waker>) -> io::Result<Source> {
         let (tx, rx) = mpsc::sync_channel(BUFFERS - 1);
         let (pool, pool_rx) = mpsc::channel::<Vec<u8>>();
         let mut file = File::from(fd);
@@ -85,9 +85,8 @@ impl Source {
                 if last {
                     return;
                 }
-            })
-            .expect("spawning the stdin thread");
-        Source { rx, pool }
+            })?;
+        Ok(Source { rx, pool })
     }
 
     /// The next input, if any is ready.
@@ -119,10 +118,10 @@ pub struct Sink {
 impl Sink {
     pub fn stdout(waker: Arc<Waker>) -> io::Result<Sink> {
         let fd = io::stdout().as_fd().try_clone_to_owned()?;
-        Ok(Sink::spawn(fd, waker))
+        Sink::spawn(fd, waker)
     }
 
-    pub fn spawn(fd: OwnedFd, waker: Arc<Waker>) -> Sink {
+    pub fn spawn(fd: OwnedFd, waker: Arc<Waker>) -> io::Result<Sink> {
         let (tx, rx) = mpsc::channel::<Chunk>();
         let (pool_tx, pool) = mpsc::channel();
         let failure = Arc::new(Mutex::new(None));
@@ -142,16 +141,15 @@ impl Sink {
                     let _ = pool_tx.send(chunk.buf);
                     let _ = waker.wake();
                 }
-            })
-            .expect("spawning the stdout thread");
-        Sink {
+            })?;
+        Ok(Sink {
             tx: Some(tx),
             pool,
             spare: None,
             made: 0,
             failure,
             thread: Some(thread),
-        }
+        })
     }
 
     /// An empty buffer to fill, or `None` while all of them are in flight.

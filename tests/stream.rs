@@ -191,3 +191,17 @@ fn connection_reset_is_a_network_error() {
     peer.join().unwrap();
     client.expect_code(3).expect_stderr("reset");
 }
+
+#[test]
+fn terminal_on_stdin_is_not_waited_for_once_the_peer_closes() {
+    // Nobody types: the peer's close_notify must end the run anyway.
+    let listener = Listener::start(&[], Input::Bytes(b"bye".to_vec()));
+    let client = connect(
+        &listener.addr(),
+        &["--pin", &listener.pin()],
+        Input::Terminal,
+    );
+    client.expect_code(0);
+    assert_eq!(client.stdout, b"bye");
+    listener.finish().expect_code(0);
+}

@@ -27,6 +27,33 @@ pub enum Input {
     Null,
     /// A pipe the test keeps open and closes when it likes (see `Proc::close_stdin`).
     Held,
+    /// A pseudo-terminal that nobody types into.
+    Terminal,
+}
+
+/// A pty pair: the controlling side stays with the test, the other becomes stdin.
+fn openpty() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes two descriptors into the given ints; the null pointers ask for
+    // no name, termios or window size.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty failed");
+    // SAFETY: both descriptors were just opened and are owned by nobody else.
+    unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(master),
+            std::os::fd::OwnedFd::from_raw_fd(slave),
+        )
+    }
 }
 
 /// A finished process.
@@ -75,6 +102,7 @@ pub struct Proc {
     feeder: Option<JoinHandle<()>>,
     stdout: Option<JoinHandle<Vec<u8>>>,
     raw_stdout: Option<std::process::ChildStdout>,
+    _pty: Option<std::os::fd::OwnedFd>,
     lines: Receiver<String>,
     stderr: Arc<Mutex<String>>,
     stderr_thread: Option<JoinHandle<()>>,
@@ -91,7 +119,13 @@ impl Proc {
     }
 
     fn spawn_with(cmd: &mut Command, input: Input, collect: bool) -> Proc {
+        let mut pty = None;
         let stdin = match &input {
+            Input::Terminal => {
+                let (master, slave) = openpty();
+                pty = Some(master);
+                Stdio::from(slave)
+            }
             Input::Bytes(_) | Input::Held => Stdio::piped(),
             Input::File(path) => Stdio::from(std::fs::File::open(path).expect("open stdin file")),
             Input::Null => Stdio::null(),
@@ -141,6 +175,7 @@ impl Proc {
             feeder,
             stdout,
             raw_stdout,
+            _pty: pty,
             lines,
             stderr,
             stderr_thread: Some(stderr_thread),
