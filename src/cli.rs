@@ -86,6 +86,15 @@ pub struct ListenArgs {
     #[arg(value_name = "[ADDR:]PORT")]
     pub addr: String,
 
+    /// Require a client certificate that chains to a CA in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
+
+    /// Ask for a client certificate chaining to a CA in FILE, but accept clients without one
+    /// (a certificate that is presented must still verify).
+    #[arg(long, value_name = "FILE", conflicts_with = "client_ca")]
+    pub client_ca_optional: Option<PathBuf>,
+
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -104,6 +113,29 @@ pub struct CommonArgs {
     /// Lowest TLS version to accept.
     #[arg(long, value_name = "VERSION", default_value = "1.2")]
     pub tls_min: TlsVersion,
+
+    /// Highest TLS version to offer.
+    #[arg(long, value_name = "VERSION", default_value = "1.3")]
+    pub tls_max: TlsVersion,
+
+    /// Allow only these cipher suites: IANA names separated by commas or colons
+    /// (e.g. TLS13_AES_256_GCM_SHA384 or TLS_AES_256_GCM_SHA384).
+    #[arg(long, value_name = "LIST")]
+    pub ciphers: Option<String>,
+
+    /// An ALPN protocol to offer (connect) or accept (listen); repeat for several, in order of
+    /// preference.
+    #[arg(long, value_name = "PROTO")]
+    pub alpn: Vec<String>,
+
+    /// Append the TLS secrets to FILE in NSS key log format, so a capture can be decrypted
+    /// (Wireshark); SSLKEYLOGFILE is honoured too.
+    #[arg(long, value_name = "FILE")]
+    pub keylog: Option<PathBuf>,
+
+    /// Disable session resumption (no tickets, no session cache).
+    #[arg(long)]
+    pub no_resume: bool,
 
     /// At stdin EOF send nothing and keep the connection open until the peer closes it
     /// (default: send close_notify and shut down the write side).

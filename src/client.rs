@@ -10,7 +10,7 @@ use crate::net;
 use crate::relay::{self, Session};
 use crate::report;
 use crate::settings::Connect;
-use crate::trust::describe_tls_error;
+use crate::trust::{describe_tls_error, Seen};
 
 pub fn run(s: &Connect) -> Result<()> {
     let deadline = s.common.wait.map(|w| Instant::now() + w);
@@ -23,7 +23,14 @@ pub fn run(s: &Connect) -> Result<()> {
         .map_err(|e| anyhow!("TLS setup: {e}"))?;
     let peer = s.target.to_string();
     let describe = |e: &rustls::Error| {
-        let (class, msg) = describe_tls_error(e, &peer, &s.verifier.presented());
+        let chain = s.verifier.presented();
+        let seen = Seen {
+            peer: &peer,
+            chain: &chain,
+            our_alpn: &s.alpn,
+            we_serve: false,
+        };
+        let (class, msg) = describe_tls_error(e, &seen);
         class.err(msg)
     };
     let on_established = |conn: &Conn| report::session(&conn.tls, "server");

@@ -16,7 +16,7 @@ use crate::net;
 use crate::relay::{self, Session};
 use crate::report;
 use crate::settings::Listen;
-use crate::trust::describe_tls_error;
+use crate::trust::{describe_tls_error, Seen};
 
 pub fn run(s: &Listen) -> Result<()> {
     let mut listener = net::bind(s.host.as_deref(), s.port, s.common.family)?;
@@ -39,7 +39,18 @@ pub fn run(s: &Listen) -> Result<()> {
     let tls = ServerConnection::new(s.config.clone()).map_err(|e| anyhow!("TLS setup: {e}"))?;
     let peer = format!("client {addr}");
     let describe = |e: &rustls::Error| {
-        let (class, msg) = describe_tls_error(e, &peer, &[]);
+        let chain = s
+            .client_verifier
+            .as_ref()
+            .map(|v| v.presented())
+            .unwrap_or_default();
+        let seen = Seen {
+            peer: &peer,
+            chain: &chain,
+            our_alpn: &s.alpn,
+            we_serve: true,
+        };
+        let (class, msg) = describe_tls_error(e, &seen);
         class.err(msg)
     };
     let on_established = |conn: &Conn| report::session(&conn.tls, "client");

@@ -14,7 +14,7 @@ use crate::identity::{self, fingerprint_text, sha256};
 use crate::net::{self, Family, HostPort};
 use crate::report;
 use crate::tls;
-use crate::trust::{self, ServerVerifier, Trust};
+use crate::trust::{self, ClientVerifier, ServerVerifier, Trust};
 
 /// What both subcommands share.
 pub struct Common {
@@ -41,6 +41,7 @@ impl Common {
 }
 
 pub struct Connect {
+    pub alpn: Vec<Vec<u8>>,
     pub target: HostPort,
     pub server_name: ServerName<'static>,
     pub config: Arc<ClientConfig>,
@@ -52,6 +53,8 @@ pub struct Listen {
     pub host: Option<String>,
     pub port: u16,
     pub config: Arc<ServerConfig>,
+    pub client_verifier: Option<Arc<ClientVerifier>>,
+    pub alpn: Vec<Vec<u8>>,
     /// The fingerprint to print: always for an ephemeral certificate, with -v otherwise.
     pub fingerprint: String,
     pub ephemeral: bool,
@@ -69,7 +72,8 @@ pub fn connect(args: &ConnectArgs) -> Result<Connect> {
             report::escape(name)
         ))
     })?;
-    let provider = tls::provider();
+    let proto = tls::Protocol::from_args(&args.common)?;
+    let provider = proto.provider.clone();
     let trust = if args.insecure {
         Trust::Insecure
     } else if let Some(pin) = &args.pin {
@@ -88,13 +92,7 @@ pub fn connect(args: &ConnectArgs) -> Result<Connect> {
         None => None,
     };
     let verifier = Arc::new(ServerVerifier::new(trust, provider.clone())?);
-    let config = tls::client_config(
-        provider,
-        args.common.tls_min,
-        verifier.clone(),
-        identity,
-        !args.no_sni,
-    )?;
+    let config = tls::client_config(&proto, verifier.clone(), identity, !args.no_sni)?;
     if args.insecure {
         report::warn(
             "--insecure: the server's certificate is not verified; anyone on the path can read \
@@ -102,6 +100,7 @@ pub fn connect(args: &ConnectArgs) -> Result<Connect> {
         );
     }
     Ok(Connect {
+        alpn: proto.alpn.clone(),
         target,
         server_name,
         config: Arc::new(config),
@@ -113,7 +112,13 @@ pub fn connect(args: &ConnectArgs) -> Result<Connect> {
 pub fn listen(args: &ListenArgs) -> Result<Listen> {
     let common = Common::from_args(&args.common);
     let (host, port) = net::parse_listen(&args.addr).map_err(|m| Class::Usage.err(m))?;
-    let provider = tls::provider();
+    let proto = tls::Protocol::from_args(&args.common)?;
+    let provider = proto.provider.clone();
+    let client_auth = match (&args.client_ca, &args.client_ca_optional) {
+        (Some(path), _) => tls::ClientAuth::Required(trust::roots_from_file(path)?),
+        (None, Some(path)) => tls::ClientAuth::Optional(trust::roots_from_file(path)?),
+        (None, None) => tls::ClientAuth::None,
+    };
     let (identity, ephemeral) = match &args.common.cert {
         Some(cert) => (
             identity::load_identity(cert, args.common.key.as_deref(), &provider)?,
@@ -126,11 +131,13 @@ pub fn listen(args: &ListenArgs) -> Result<Listen> {
         .first()
         .map(|c| fingerprint_text(&sha256(c.as_ref())))
         .unwrap_or_default();
-    let config = tls::server_config(provider, args.common.tls_min, identity)?;
+    let (config, client_verifier) = tls::server_config(&proto, identity, client_auth)?;
     Ok(Listen {
         host,
         port,
         config: Arc::new(config),
+        client_verifier,
+        alpn: proto.alpn.clone(),
         fingerprint,
         ephemeral,
         common,

@@ -1,42 +1,211 @@
-//! Building rustls configurations: the crypto provider, protocol versions, and the client and
-//! server configs from trust and identity.
+//! Building rustls configurations: the crypto provider (cipher suites), protocol versions,
+//! ALPN, key logging, resumption, and the client and server configs from trust and identity.
 //!
 //! The provider is aws-lc-rs with its defaults: TLS 1.3 and 1.2 AEAD suites only, and the
 //! post-quantum hybrid X25519MLKEM768 first in the key-exchange preference.
 
-use std::sync::Arc;
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, Result};
 use rustls::crypto::CryptoProvider;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
-use rustls::{ClientConfig, ServerConfig, SupportedProtocolVersion};
+use rustls::{ClientConfig, KeyLog, RootCertStore, ServerConfig, SupportedProtocolVersion};
 
-use crate::cli::TlsVersion;
-use crate::trust::ServerVerifier;
+use crate::cli::{CommonArgs, TlsVersion};
+use crate::error::{io_phrase, Class};
+use crate::report;
+use crate::trust::{ClientVerifier, ServerVerifier};
 
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+/// TLS settings both sides share, resolved from the flags.
+pub struct Protocol {
+    pub provider: Arc<CryptoProvider>,
+    pub versions: Vec<&'static SupportedProtocolVersion>,
+    pub alpn: Vec<Vec<u8>>,
+    pub key_log: Option<Arc<dyn KeyLog>>,
+    pub resume: bool,
 }
 
-/// The versions from `--tls-min` up.
-pub fn versions(min: TlsVersion) -> &'static [&'static SupportedProtocolVersion] {
-    static BOTH: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
-    static ONLY_13: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
-    match min {
-        TlsVersion::Tls12 => BOTH,
-        TlsVersion::Tls13 => ONLY_13,
+impl Protocol {
+    pub fn from_args(args: &CommonArgs) -> Result<Protocol> {
+        let versions = versions(args.tls_min, args.tls_max)?;
+        let provider = provider(args.ciphers.as_deref(), &versions)?;
+        let alpn = args
+            .alpn
+            .iter()
+            .map(|p| {
+                if p.is_empty() || p.len() > 255 {
+                    Err(Class::Usage.err(format!(
+                        "--alpn '{}': a protocol name is 1 to 255 bytes",
+                        report::escape(p)
+                    )))
+                } else {
+                    Ok(p.as_bytes().to_vec())
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let key_log: Option<Arc<dyn KeyLog>> = match &args.keylog {
+            Some(path) => Some(Arc::new(KeyLogTo::open(path)?)),
+            None if std::env::var_os("SSLKEYLOGFILE").is_some() => {
+                report::warn("SSLKEYLOGFILE is set: TLS secrets are written to it");
+                Some(Arc::new(rustls::KeyLogFile::new()))
+            }
+            None => None,
+        };
+        Ok(Protocol {
+            provider,
+            versions,
+            alpn,
+            key_log,
+            resume: !args.no_resume,
+        })
+    }
+}
+
+/// The versions from `--tls-min` to `--tls-max`.
+pub fn versions(
+    min: TlsVersion,
+    max: TlsVersion,
+) -> Result<Vec<&'static SupportedProtocolVersion>> {
+    if min > max {
+        return Err(Class::Usage.err("--tls-min is above --tls-max"));
+    }
+    let mut out = Vec::new();
+    if max >= TlsVersion::Tls13 {
+        out.push(&rustls::version::TLS13);
+    }
+    if min <= TlsVersion::Tls12 {
+        out.push(&rustls::version::TLS12);
+    }
+    Ok(out)
+}
+
+/// The default provider, its cipher suites narrowed to `--ciphers` if given.
+pub fn provider(
+    ciphers: Option<&str>,
+    versions: &[&'static SupportedProtocolVersion],
+) -> Result<Arc<CryptoProvider>> {
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    if let Some(list) = ciphers {
+        let all = provider.cipher_suites.clone();
+        let name_of = |s: &rustls::SupportedCipherSuite| s.suite().as_str().unwrap_or("?");
+        let mut chosen = Vec::new();
+        for wanted in list
+            .split([',', ':'])
+            .map(str::trim)
+            .filter(|w| !w.is_empty())
+        {
+            let found = all.iter().find(|s| same_suite(name_of(s), wanted));
+            match found {
+                Some(suite) if !chosen.contains(suite) => chosen.push(*suite),
+                Some(_) => {}
+                None => {
+                    let valid: Vec<&str> = all.iter().map(name_of).collect();
+                    return Err(Class::Usage.err(format!(
+                        "--ciphers: unknown cipher suite '{}'; valid: {}",
+                        report::escape(wanted),
+                        valid.join(", ")
+                    )));
+                }
+            }
+        }
+        if !chosen.iter().any(|s| versions.contains(&s.version())) {
+            return Err(Class::Usage.err(
+                "--ciphers leaves no cipher suite for the TLS versions allowed (TLS13_* suites \
+                 are for TLS 1.3, TLS_ECDHE_* for TLS 1.2)",
+            ));
+        }
+        provider.cipher_suites = chosen;
+    }
+    Ok(Arc::new(provider))
+}
+
+/// rustls names TLS 1.3 suites `TLS13_…`; IANA and OpenSSL write `TLS_…`. Accept both.
+fn same_suite(ours: &str, wanted: &str) -> bool {
+    let wanted = wanted.to_ascii_uppercase();
+    if ours == wanted {
+        return true;
+    }
+    match (ours.strip_prefix("TLS13_"), wanted.strip_prefix("TLS_")) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suite_names() {
+        assert!(same_suite(
+            "TLS13_AES_256_GCM_SHA384",
+            "TLS13_AES_256_GCM_SHA384"
+        ));
+        assert!(same_suite(
+            "TLS13_AES_256_GCM_SHA384",
+            "tls_aes_256_gcm_sha384"
+        ));
+        assert!(!same_suite(
+            "TLS13_AES_256_GCM_SHA384",
+            "TLS_AES_128_GCM_SHA256"
+        ));
+        assert!(!same_suite("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "FOO"));
+        assert!(!same_suite("TLS13_AES_128_GCM_SHA256", "FOO"));
+    }
+
+    #[test]
+    fn version_ranges() {
+        assert_eq!(
+            versions(TlsVersion::Tls12, TlsVersion::Tls13)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            versions(TlsVersion::Tls13, TlsVersion::Tls13)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            versions(TlsVersion::Tls12, TlsVersion::Tls12)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(versions(TlsVersion::Tls13, TlsVersion::Tls12).is_err());
+    }
+
+    #[test]
+    fn unknown_cipher_lists_the_valid_ones() {
+        let all = versions(TlsVersion::Tls12, TlsVersion::Tls13).unwrap();
+        let err = provider(Some("FOO"), &all).unwrap_err().to_string();
+        assert!(err.contains("unknown cipher suite 'FOO'"), "{err}");
+        assert!(err.contains("TLS13_AES_128_GCM_SHA256"), "{err}");
+        let only13 = versions(TlsVersion::Tls13, TlsVersion::Tls13).unwrap();
+        assert!(provider(Some("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"), &only13).is_err());
+        let p = provider(
+            Some("TLS_AES_128_GCM_SHA256:TLS13_AES_128_GCM_SHA256"),
+            &all,
+        )
+        .unwrap();
+        assert_eq!(p.cipher_suites.len(), 1);
     }
 }
 
 pub fn client_config(
-    provider: Arc<CryptoProvider>,
-    min: TlsVersion,
+    proto: &Protocol,
     verifier: Arc<ServerVerifier>,
     identity: Option<Arc<CertifiedKey>>,
     sni: bool,
 ) -> Result<ClientConfig> {
-    let builder = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions(min))
+    let builder = ClientConfig::builder_with_provider(proto.provider.clone())
+        .with_protocol_versions(&proto.versions)
         .map_err(|e| anyhow!("TLS configuration: {e}"))?
         .dangerous()
         .with_custom_certificate_verifier(verifier);
@@ -45,18 +214,99 @@ pub fn client_config(
         None => builder.with_no_client_auth(),
     };
     config.enable_sni = sni;
+    config.alpn_protocols = proto.alpn.clone();
+    if let Some(log) = &proto.key_log {
+        config.key_log = log.clone();
+    }
+    if !proto.resume {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
     Ok(config)
 }
 
+/// How the listener treats client certificates.
+pub enum ClientAuth {
+    None,
+    Required(RootCertStore),
+    Optional(RootCertStore),
+}
+
+/// The server config, and the client verifier (to name what a rejected client presented).
 pub fn server_config(
-    provider: Arc<CryptoProvider>,
-    min: TlsVersion,
+    proto: &Protocol,
     identity: Arc<CertifiedKey>,
-) -> Result<ServerConfig> {
-    let config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions(min))
-        .map_err(|e| anyhow!("TLS configuration: {e}"))?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SingleCertAndKey::from(identity)));
-    Ok(config)
+    client_auth: ClientAuth,
+) -> Result<(ServerConfig, Option<Arc<ClientVerifier>>)> {
+    let builder = ServerConfig::builder_with_provider(proto.provider.clone())
+        .with_protocol_versions(&proto.versions)
+        .map_err(|e| anyhow!("TLS configuration: {e}"))?;
+    let verifier = match client_auth {
+        ClientAuth::None => None,
+        ClientAuth::Required(roots) => Some(client_verifier(proto, roots, false)?),
+        ClientAuth::Optional(roots) => Some(client_verifier(proto, roots, true)?),
+    };
+    let verifier = verifier.map(|v| Arc::new(ClientVerifier::new(v)));
+    let builder = match &verifier {
+        Some(v) => builder.with_client_cert_verifier(v.clone()),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(identity)));
+    config.alpn_protocols = proto.alpn.clone();
+    if let Some(log) = &proto.key_log {
+        config.key_log = log.clone();
+    }
+    if !proto.resume {
+        config.session_storage = Arc::new(NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+    }
+    Ok((config, verifier))
+}
+
+fn client_verifier(
+    proto: &Protocol,
+    roots: RootCertStore,
+    optional: bool,
+) -> Result<Arc<dyn ClientCertVerifier>> {
+    let builder =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), proto.provider.clone());
+    let builder = if optional {
+        builder.allow_unauthenticated()
+    } else {
+        builder
+    };
+    builder
+        .build()
+        .map_err(|e| anyhow!("cannot use the client CA: {e}"))
+}
+
+/// `--keylog FILE`: NSS key log lines appended to a file only we can read.
+#[derive(Debug)]
+struct KeyLogTo {
+    file: Mutex<File>,
+}
+
+impl KeyLogTo {
+    fn open(path: &Path) -> Result<KeyLogTo> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| anyhow!("{}: {}", path.display(), io_phrase(&e)))?;
+        Ok(KeyLogTo {
+            file: Mutex::new(file),
+        })
+    }
+}
+
+impl KeyLog for KeyLogTo {
+    fn log(&self, label: &str, client_random: &[u8], secret: &[u8]) {
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let line = format!("{label} {} {}\n", hex(client_random), hex(secret));
+        if let Ok(mut file) = self.file.lock() {
+            // A failed write loses a key log line, not the connection.
+            let _ = file.write_all(line.as_bytes());
+        }
+    }
 }

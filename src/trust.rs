@@ -10,6 +10,8 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::DistinguishedName;
 use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
 
 use crate::error::Class;
@@ -82,6 +84,79 @@ impl ServerVerifier {
     /// The chain the server presented (empty before the handshake got that far).
     pub fn presented(&self) -> Vec<CertificateDer<'static>> {
         self.seen.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+}
+
+/// The listener's verifier of client certificates: webpki's, remembering what was presented.
+#[derive(Debug)]
+pub struct ClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    seen: Mutex<Vec<CertificateDer<'static>>>,
+}
+
+impl ClientVerifier {
+    pub fn new(inner: Arc<dyn ClientCertVerifier>) -> Self {
+        ClientVerifier {
+            inner,
+            seen: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The chain the last client presented.
+    pub fn presented(&self) -> Vec<CertificateDer<'static>> {
+        self.seen.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+}
+
+impl ClientCertVerifier for ClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = std::iter::once(end_entity)
+                .chain(intermediates)
+                .map(|c| c.clone().into_owned())
+                .collect();
+        }
+        self.inner
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }
 
@@ -173,19 +248,61 @@ impl ServerCertVerifier for ServerVerifier {
     }
 }
 
+/// What is known about a failed connection, for its message.
+pub struct Seen<'a> {
+    /// How to name the peer: "example.com:443", "client 192.0.2.1:5555".
+    pub peer: &'a str,
+    /// The chain the peer presented, if known.
+    pub chain: &'a [CertificateDer<'static>],
+    /// The ALPN protocols we offered or accept.
+    pub our_alpn: &'a [Vec<u8>],
+    /// Whether we are the server (verifying a client certificate).
+    pub we_serve: bool,
+}
+
 /// The exit class and one-line message for a TLS error, from the point of view of the side
-/// that saw it. `peer` names the other side ("example.com", "the client 192.0.2.1:5555");
-/// `chain` is what the peer presented, if known.
-pub fn describe_tls_error(
-    err: &rustls::Error,
-    peer: &str,
-    chain: &[CertificateDer<'_>],
-) -> (Class, String) {
+/// that saw it.
+pub fn describe_tls_error(err: &rustls::Error, seen: &Seen<'_>) -> (Class, String) {
     use rustls::AlertDescription as A;
+    let peer = seen.peer;
+    let ours = || {
+        let names: Vec<String> = seen
+            .our_alpn
+            .iter()
+            .map(|p| escape(&String::from_utf8_lossy(p)))
+            .collect();
+        names.join(", ")
+    };
     match err {
         rustls::Error::InvalidCertificate(ce) => {
-            (Class::CertRejected, describe_cert_error(ce, peer, chain))
+            (Class::CertRejected, describe_cert_error(ce, seen))
         }
+        rustls::Error::NoCertificatesPresented => (
+            Class::CertRejected,
+            format!("{peer} presented no client certificate, and --client-ca requires one"),
+        ),
+        rustls::Error::NoApplicationProtocol => (
+            Class::Handshake,
+            format!(
+                "{peer} offered no ALPN protocol we accept (we accept: {})",
+                ours()
+            ),
+        ),
+        rustls::Error::AlertReceived(A::NoApplicationProtocol) => (
+            Class::Handshake,
+            format!(
+                "{peer} refused the TLS handshake: it accepts none of the ALPN protocols we \
+                 offered ({})",
+                ours()
+            ),
+        ),
+        rustls::Error::AlertReceived(A::CertificateRequired) => (
+            Class::Handshake,
+            format!(
+                "{peer} refused the TLS handshake: it requires a client certificate (use --cert \
+                 and --key)"
+            ),
+        ),
         rustls::Error::AlertReceived(alert) => {
             let name = escape(&format!("{alert:?}"));
             let why = match alert {
@@ -223,9 +340,14 @@ pub fn describe_tls_error(
     }
 }
 
-fn describe_cert_error(err: &CertificateError, peer: &str, chain: &[CertificateDer<'_>]) -> String {
-    let leaf = chain.first().and_then(CertInfo::parse);
-    let whose = format!("the certificate of {peer}");
+fn describe_cert_error(err: &CertificateError, seen: &Seen<'_>) -> String {
+    let leaf = seen.chain.first().and_then(CertInfo::parse);
+    let whose = format!("the certificate of {}", seen.peer);
+    let trust_flag = if seen.we_serve {
+        "--client-ca"
+    } else {
+        "--cacert"
+    };
     match err {
         CertificateError::NotValidForNameContext {
             expected,
@@ -277,7 +399,7 @@ fn describe_cert_error(err: &CertificateError, peer: &str, chain: &[CertificateD
             None => format!("{whose} is not valid yet"),
         },
         CertificateError::UnknownIssuer => match leaf {
-            Some(info) if info.subject == info.issuer => format!(
+            Some(info) if info.subject == info.issuer && !seen.we_serve => format!(
                 "{whose} is self-signed ({}) and not trusted; trust it with --pin {} or \
                  --cacert FILE",
                 info.subject_or_placeholder(),
@@ -285,14 +407,14 @@ fn describe_cert_error(err: &CertificateError, peer: &str, chain: &[CertificateD
             ),
             Some(info) => format!(
                 "{whose} was issued by {}, which is not trusted (unknown issuer); pass that CA \
-                 with --cacert FILE",
+                 with {trust_flag} FILE",
                 if info.issuer.is_empty() {
                     "(empty issuer)"
                 } else {
                     &info.issuer
                 }
             ),
-            None => format!("{whose} was issued by an unknown CA; pass it with --cacert FILE"),
+            None => format!("{whose} was issued by an unknown CA; pass it with {trust_flag} FILE"),
         },
         CertificateError::UnsupportedSignatureAlgorithmContext { .. }
         | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => format!(
@@ -302,7 +424,7 @@ fn describe_cert_error(err: &CertificateError, peer: &str, chain: &[CertificateD
         CertificateError::BadSignature => match leaf {
             Some(info) => format!(
                 "{whose} has an invalid signature: it claims to be issued by {}, but not by \
-                 the CA of that name that we trust (is --cacert the right CA?)",
+                 the CA of that name that we trust (is {trust_flag} the right CA?)",
                 info.issuer
             ),
             None => format!("{whose} has an invalid signature"),
