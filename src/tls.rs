@@ -49,7 +49,15 @@ impl Protocol {
             })
             .collect::<Result<Vec<_>>>()?;
         let key_log: Option<Arc<dyn KeyLog>> = match &args.keylog {
-            Some(path) => Some(Arc::new(KeyLogTo::open(path)?)),
+            Some(path) => {
+                let log = KeyLogTo::open(path)?;
+                report::warn(format_args!(
+                    "TLS secrets are written to {} (--keylog): anyone who reads it can decrypt \
+                     this connection",
+                    path.display()
+                ));
+                Some(Arc::new(log))
+            }
             None if std::env::var_os("SSLKEYLOGFILE").is_some() => {
                 report::warn("SSLKEYLOGFILE is set: TLS secrets are written to it");
                 Some(Arc::new(rustls::KeyLogFile::new()))
