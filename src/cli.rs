@@ -31,6 +31,68 @@ pub enum Command {
     /// Accept one TLS connection on [ADDR:]PORT and relay stdin/stdout through it.
     #[command(after_help = LISTEN_EXAMPLES)]
     Listen(ListenArgs),
+    /// Make certificates: a CA, and server or client certificates signed by it.
+    #[command(subcommand, after_help = CERT_EXAMPLES)]
+    Cert(CertKind),
+}
+
+const CERT_EXAMPLES: &str = "\
+Examples:
+  stls cert ca --out pki
+  stls cert server --ca pki --san localhost --san 127.0.0.1 --out pki
+  stls cert client --ca pki --name alice --out pki";
+
+#[derive(Debug, Subcommand)]
+pub enum CertKind {
+    /// A CA certificate and key: DIR/ca.pem, DIR/ca.key.
+    Ca(CertArgs),
+    /// A server certificate and key (DIR/server.pem, DIR/server.key), signed by --ca or
+    /// self-signed.
+    Server(CertArgs),
+    /// A client certificate and key (DIR/client.pem, DIR/client.key), signed by --ca or
+    /// self-signed.
+    Client(CertArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CertArgs {
+    /// The directory to write to (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Sign with the CA in DIR (DIR/ca.pem and DIR/ca.key, as `stls cert ca` makes them).
+    #[arg(long, value_name = "DIR")]
+    pub ca: Option<PathBuf>,
+
+    /// A subjectAltName: DNS name or IP address; repeatable (server default: localhost,
+    /// 127.0.0.1, ::1).
+    #[arg(long, value_name = "NAME")]
+    pub san: Vec<String>,
+
+    /// The subject's common name (default: the first --san, or "stls CA" / "stls client").
+    #[arg(long, value_name = "CN")]
+    pub name: Option<String>,
+
+    /// The key algorithm.
+    #[arg(long, value_name = "TYPE", default_value = "p256")]
+    pub key_type: KeyType,
+
+    /// How many days the certificate is valid.
+    #[arg(long, value_name = "N", default_value_t = 365,
+          value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub days: u32,
+
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KeyType {
+    P256,
+    P384,
+    Ed25519,
+    Rsa2048,
 }
 
 const CONNECT_EXAMPLES: &str = "\

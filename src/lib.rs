@@ -4,10 +4,11 @@
 //! - `cli`: the flags as typed; `settings`: resolved into addresses and rustls configs.
 //! - `tls`, `trust`, `identity`: TLS configuration, server verification, our certificate.
 //! - `net`: addresses, connecting, binding.
-//! - `client` / `listener`: the two subcommands.
+//! - `client` / `listener`: connect and listen; `certgen`: `stls cert`.
 //! - `relay`: the event loop; `conn`: one TLS connection; `stdio`: stdin/stdout endpoints.
 //! - `error`: failure classes and exit statuses; `report`: what goes to stderr.
 
+pub mod certgen;
 pub mod cli;
 pub mod client;
 pub mod conn;
@@ -51,5 +52,6 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Connect(args) => client::run(&settings::connect(args)?),
         Command::Listen(args) => listener::run(&settings::listen(args)?),
+        Command::Cert(kind) => certgen::run(kind),
     }
 }

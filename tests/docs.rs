@@ -30,6 +30,7 @@ fn every_option_is_documented() {
         &["--help"][..],
         &["connect", "--help"],
         &["listen", "--help"],
+        &["cert", "server", "--help"],
     ] {
         let help = run(sub, Input::Null);
         help.expect_code(0);

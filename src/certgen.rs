@@ -1,0 +1,159 @@
+//! `stls cert`: make a CA, and server or client certificates signed by it (or self-signed),
+//! as PEM files with private keys readable only by their owner.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context, Result};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+
+use crate::cli::{CertArgs, CertKind, KeyType};
+use crate::error::{io_phrase, Class};
+use crate::identity::{fingerprint_text, read_file, sha256};
+
+pub fn run(kind: &CertKind) -> Result<()> {
+    let (args, stem) = match kind {
+        CertKind::Ca(a) => (a, "ca"),
+        CertKind::Server(a) => (a, "server"),
+        CertKind::Client(a) => (a, "client"),
+    };
+    if stem == "ca" && args.ca.is_some() {
+        return Err(Class::Usage.err("--ca is for server and client certificates"));
+    }
+    let cert_path = args.out.join(format!("{stem}.pem"));
+    let key_path = args.out.join(format!("{stem}.key"));
+    if !args.force {
+        for path in [&cert_path, &key_path] {
+            if path.exists() {
+                return Err(anyhow!(
+                    "{}: already exists (use --force to overwrite)",
+                    path.display()
+                ));
+            }
+        }
+    }
+    let issuer = match &args.ca {
+        Some(dir) => Some(load_ca(dir)?),
+        None => None,
+    };
+    let key = generate(args.key_type)?;
+    let params = params(kind, args)?;
+    let cert = match &issuer {
+        Some(issuer) => params.signed_by(&key, issuer),
+        None => params.self_signed(&key),
+    }
+    .context("making the certificate")?;
+
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| anyhow!("{}: {}", args.out.display(), io_phrase(&e)))?;
+    write(&cert_path, cert.pem().as_bytes(), 0o644, args.force)?;
+    write(&key_path, key.serialize_pem().as_bytes(), 0o600, args.force)?;
+    println!("wrote {}", cert_path.display());
+    println!("wrote {}", key_path.display());
+    println!(
+        "sha256 fingerprint {}",
+        fingerprint_text(&sha256(cert.der().as_ref()))
+    );
+    Ok(())
+}
+
+fn generate(key_type: KeyType) -> Result<KeyPair> {
+    match key_type {
+        KeyType::P256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+        KeyType::P384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
+        KeyType::Ed25519 => KeyPair::generate_for(&rcgen::PKCS_ED25519),
+        KeyType::Rsa2048 => {
+            KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+        }
+    }
+    .context("generating a key")
+}
+
+fn params(kind: &CertKind, args: &CertArgs) -> Result<CertificateParams> {
+    let sans = match kind {
+        CertKind::Server(_) if args.san.is_empty() => {
+            vec!["localhost".into(), "127.0.0.1".into(), "::1".into()]
+        }
+        _ => args.san.clone(),
+    };
+    let mut params = CertificateParams::new(sans.clone())
+        .map_err(|e| Class::Usage.err(format!("--san: {e}")))?;
+    let default_name = match kind {
+        CertKind::Ca(_) => "stls CA".to_string(),
+        CertKind::Server(_) => sans.first().cloned().unwrap_or_default(),
+        CertKind::Client(_) => sans.first().cloned().unwrap_or("stls client".into()),
+    };
+    let name = args.name.clone().unwrap_or(default_name);
+    params.distinguished_name.push(DnType::CommonName, name);
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(i64::from(args.days));
+    match kind {
+        CertKind::Ca(_) => {
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
+        }
+        CertKind::Server(_) | CertKind::Client(_) => {
+            params.is_ca = IsCa::ExplicitNoCa;
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            if args.key_type == KeyType::Rsa2048 {
+                params.key_usages.push(KeyUsagePurpose::KeyEncipherment);
+            }
+            params.extended_key_usages = vec![if matches!(kind, CertKind::Server(_)) {
+                ExtendedKeyUsagePurpose::ServerAuth
+            } else {
+                ExtendedKeyUsagePurpose::ClientAuth
+            }];
+        }
+    }
+    Ok(params)
+}
+
+/// The CA that `stls cert ca --out DIR` made.
+fn load_ca(dir: &Path) -> Result<Issuer<'static, KeyPair>> {
+    let hint = |path: PathBuf| {
+        move |e: anyhow::Error| {
+            anyhow!(
+                "{e} (make a CA with `stls cert ca --out {}`)",
+                path.parent().unwrap_or(Path::new(".")).display()
+            )
+        }
+    };
+    let cert_path = dir.join("ca.pem");
+    let key_path = dir.join("ca.key");
+    let cert_pem = read_file(&cert_path).map_err(hint(cert_path.clone()))?;
+    let key_pem = read_file(&key_path).map_err(hint(key_path.clone()))?;
+    let key = KeyPair::from_pem(&String::from_utf8_lossy(&key_pem))
+        .map_err(|e| anyhow!("{}: not a usable private key: {e}", key_path.display()))?;
+    Issuer::from_ca_cert_pem(&String::from_utf8_lossy(&cert_pem), key)
+        .map_err(|e| anyhow!("{}: not a usable CA certificate: {e}", cert_path.display()))
+}
+
+fn write(path: &Path, contents: &[u8], mode: u32, force: bool) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).mode(mode);
+    if force {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let mut file = options
+        .open(path)
+        .map_err(|e| anyhow!("{}: {}", path.display(), io_phrase(&e)))?;
+    if force {
+        // An existing file keeps its mode on truncation: a key must not stay readable.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(|e| anyhow!("{}: {}", path.display(), io_phrase(&e)))?;
+    }
+    file.write_all(contents)
+        .map_err(|e| anyhow!("{}: {}", path.display(), io_phrase(&e)))
+}
