@@ -343,3 +343,35 @@ fn bad_control_values_are_usage_errors() {
         .expect_code(2)
         .expect_stderr("--alpn");
 }
+
+#[test]
+fn no_resume_stops_session_tickets() {
+    if !have("openssl") {
+        return;
+    }
+    // A ticket is what a later connection would resume with: issued by default, not with
+    // --no-resume (resuming across connections needs a listener that keeps accepting).
+    let pki = Pki::new();
+    let dir = util::tempdir();
+    let tickets = |flags: &[&str]| {
+        let l = listen(&pki, flags, b"");
+        let sess = dir.path().join("sess");
+        let _ = std::fs::remove_file(&sess);
+        let mut cmd = Command::new("openssl");
+        cmd.args(["s_client", "-quiet", "-nocommands"])
+            .args(["-connect", &format!("127.0.0.1:{}", l.port)])
+            .args(["-sess_out", s(&sess)]);
+        Proc::spawn(&mut cmd, Input::Null).finish();
+        l.finish().expect_code(0);
+        let text = Command::new("openssl")
+            .args(["sess_id", "-noout", "-text", "-in", s(&sess)])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&text.stdout).contains("session ticket")
+    };
+    assert!(tickets(&[]), "no session ticket by default");
+    assert!(
+        !tickets(&["--no-resume"]),
+        "a session ticket despite --no-resume"
+    );
+}
