@@ -87,6 +87,20 @@ impl ServerVerifier {
     }
 }
 
+/// Remember the chain a peer presented, for messages.
+fn record(
+    slot: &Mutex<Vec<CertificateDer<'static>>>,
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+) {
+    if let Ok(mut seen) = slot.lock() {
+        *seen = std::iter::once(end_entity)
+            .chain(intermediates)
+            .map(|c| c.clone().into_owned())
+            .collect();
+    }
+}
+
 /// The listener's verifier of client certificates: webpki's, remembering what was presented.
 #[derive(Debug)]
 pub struct ClientVerifier {
@@ -127,12 +141,7 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        if let Ok(mut seen) = self.seen.lock() {
-            *seen = std::iter::once(end_entity)
-                .chain(intermediates)
-                .map(|c| c.clone().into_owned())
-                .collect();
-        }
+        record(&self.seen, end_entity, intermediates);
         self.inner
             .verify_client_cert(end_entity, intermediates, now)
     }
@@ -187,12 +196,7 @@ impl ServerCertVerifier for ServerVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if let Ok(mut seen) = self.seen.lock() {
-            *seen = std::iter::once(end_entity)
-                .chain(intermediates)
-                .map(|c| c.clone().into_owned())
-                .collect();
-        }
+        record(&self.seen, end_entity, intermediates);
         match &self.mode {
             Mode::WebPki(inner) => {
                 inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)

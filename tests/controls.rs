@@ -178,14 +178,7 @@ fn client_certificate_with_openssl_peers() {
     assert_eq!(server.stdout, b"from openssl");
 
     // stls connect --cert → openssl s_server -Verify 1
-    let port = free_port();
-    let mut cmd = Command::new("openssl");
-    cmd.args(["s_server", "-quiet", "-naccept", "1", "-Verify", "1"])
-        .args(["-accept", &format!("127.0.0.1:{port}")])
-        .args(["-cert", s(&pki.server.cert), "-key", s(&pki.server.key)])
-        .args(["-CAfile", s(&pki.ca.cert), "-verify_return_error"]);
-    let server = Proc::spawn(&mut cmd, Input::Held);
-    wait_listening(port);
+    let (port, server) = s_server_requiring_client_cert(&pki);
     let c = connect(
         &format!("localhost:{port}"),
         &[
@@ -202,6 +195,18 @@ fn client_certificate_with_openssl_peers() {
     assert_eq!(server.finish().stdout, b"from stls");
 
     // … and without a certificate, s_server -Verify refuses us: exit 4.
+    let (port, server) = s_server_requiring_client_cert(&pki);
+    connect(
+        &format!("localhost:{port}"),
+        &["--cacert", s(&pki.ca.cert)],
+        Input::Null,
+    )
+    .expect_code(4);
+    drop(server);
+}
+
+/// `openssl s_server -Verify 1` with the fixture's server certificate: its port and process.
+fn s_server_requiring_client_cert(pki: &Pki) -> (u16, Proc) {
     let port = free_port();
     let mut cmd = Command::new("openssl");
     cmd.args(["s_server", "-quiet", "-naccept", "1", "-Verify", "1"])
@@ -210,13 +215,7 @@ fn client_certificate_with_openssl_peers() {
         .args(["-CAfile", s(&pki.ca.cert), "-verify_return_error"]);
     let server = Proc::spawn(&mut cmd, Input::Held);
     wait_listening(port);
-    connect(
-        &format!("localhost:{port}"),
-        &["--cacert", s(&pki.ca.cert)],
-        Input::Null,
-    )
-    .expect_code(4);
-    drop(server);
+    (port, server)
 }
 
 /// `openssl s_client -brief` against a stls listener with `flags`: what openssl reports.
