@@ -220,3 +220,37 @@ fn tls_min_13_refuses_a_tls12_only_peer() {
     );
     client.expect_code(0).expect_stderr("TLSv1.3");
 }
+
+#[test]
+fn double_verbose_shows_the_whole_chain() {
+    let pki = Pki::new();
+    let dir = util::tempdir();
+    let chain = [
+        std::fs::read(&pki.server.cert).unwrap(),
+        std::fs::read(&pki.ca.cert).unwrap(),
+    ]
+    .concat();
+    let chain = util::write(dir.path(), "chain.pem", chain);
+    let l = listen_with(s(&chain), s(&pki.server.key), b"");
+    let client = connect(
+        &format!("localhost:{}", l.port),
+        &["--cacert", s(&pki.ca.cert), "-vv"],
+        Input::Null,
+    );
+    client
+        .expect_code(0)
+        .expect_stderr("server certificate: CN=localhost")
+        .expect_stderr("chain certificate 1: CN=stls test CA");
+    // A single -v shows the leaf only.
+    let l = listen_with(s(&chain), s(&pki.server.key), b"");
+    let client = connect(
+        &format!("localhost:{}", l.port),
+        &["--cacert", s(&pki.ca.cert), "-v"],
+        Input::Null,
+    );
+    assert!(
+        !client.stderr.contains("chain certificate"),
+        "{}",
+        client.stderr
+    );
+}
