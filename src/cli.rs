@@ -28,7 +28,7 @@ pub enum Command {
     /// Connect to HOST:PORT over TLS and relay stdin/stdout through the connection.
     #[command(after_help = CONNECT_EXAMPLES)]
     Connect(ConnectArgs),
-    /// Accept one TLS connection on [ADDR:]PORT and relay stdin/stdout through it.
+    /// Accept a TLS connection on [ADDR:]PORT (with -k, many) and relay stdin/stdout through it.
     #[command(after_help = LISTEN_EXAMPLES)]
     Listen(ListenArgs),
     /// Make certificates: a CA, and server or client certificates signed by it.
@@ -157,6 +157,20 @@ pub struct ListenArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "client_ca")]
     pub client_ca_optional: Option<PathBuf>,
 
+    /// Keep accepting after the first connection and serve many at once: bytes from every
+    /// client go to stdout, stdin goes to every connected client.
+    #[arg(short = 'k', long)]
+    pub keep_open: bool,
+
+    /// With -k: close connections beyond N at once (each with one line on stderr).
+    #[arg(long, value_name = "N", default_value_t = 1000, requires = "keep_open",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_conns: u32,
+
+    /// Drop a client that has not completed the TLS handshake within SECS.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    pub handshake_timeout: Duration,
+
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -203,6 +217,20 @@ pub struct CommonArgs {
     /// (default: send close_notify and shut down the write side).
     #[arg(long)]
     pub no_shutdown: bool,
+
+    /// Run CMD (split into words, no shell) for each connection, with the decrypted stream as
+    /// its stdin and stdout instead of ours.
+    #[arg(
+        short = 'e',
+        long = "exec",
+        value_name = "CMD",
+        conflicts_with = "sh_exec"
+    )]
+    pub exec: Option<String>,
+
+    /// Like --exec, but CMD is run by /bin/sh -c.
+    #[arg(short = 'c', long = "sh-exec", value_name = "CMD")]
+    pub sh_exec: Option<String>,
 
     /// Give up if connecting and the TLS handshake take longer than SECS.
     #[arg(short = 'w', long = "wait", value_name = "SECS", value_parser = parse_secs)]

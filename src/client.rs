@@ -1,5 +1,6 @@
 //! `stls connect`: resolve, connect within `-w`, handshake, relay.
 
+use std::io::IsTerminal;
 use std::time::Instant;
 
 use anyhow::{anyhow, Result};
@@ -7,7 +8,8 @@ use rustls::ClientConnection;
 
 use crate::conn::Conn;
 use crate::net;
-use crate::relay::{self, Session};
+use crate::peer::{Options, Peer};
+use crate::relay::Hub;
 use crate::report;
 use crate::settings::Connect;
 use crate::trust::{describe_tls_error, Seen};
@@ -16,16 +18,16 @@ pub fn run(s: &Connect) -> Result<()> {
     let deadline = s.common.wait.map(|w| Instant::now() + w);
     let addrs = net::resolve(&s.target, s.common.family)?;
     let sock = net::connect(&s.target, &addrs, deadline)?;
-    if let Ok(addr) = sock.peer_addr() {
+    let addr = sock.peer_addr().ok();
+    if let Some(addr) = addr {
         report::verbose(format_args!("connected to {} ({addr})", s.target));
     }
     let tls = ClientConnection::new(s.config.clone(), s.server_name.clone())
         .map_err(|e| anyhow!("TLS setup: {e}"))?;
-    let peer = s.target.to_string();
-    let describe = |e: &rustls::Error| {
+    let describe = |e: &rustls::Error, peer: &str| {
         let chain = s.verifier.presented();
         let seen = Seen {
-            peer: &peer,
+            peer,
             chain: &chain,
             our_alpn: &s.alpn,
             we_serve: false,
@@ -33,14 +35,22 @@ pub fn run(s: &Connect) -> Result<()> {
         let (class, msg) = describe_tls_error(e, &seen);
         class.err(msg)
     };
-    let on_established = |conn: &Conn| report::session(&conn.tls, "server");
-    let session = Session {
-        peer: peer.clone(),
+    let mut hub = Hub::new(Options {
         describe: &describe,
-        on_established: &on_established,
+        role: "server",
         no_shutdown: s.common.no_shutdown,
-        handshake_deadline: deadline,
         idle: s.common.idle,
-    };
-    relay::run(Conn::new(sock, tls.into()), &session)
+        exec: s.common.exec.clone(),
+        many: false,
+        stdin_tty: std::io::stdin().is_terminal(),
+    })?;
+    let peer = Peer::new(
+        Conn::new(sock, tls.into()),
+        s.target.to_string(),
+        addr,
+        deadline.map(|at| (at, "-w")),
+        s.common.exec.is_some(),
+    );
+    hub.add(peer)?;
+    hub.run()
 }

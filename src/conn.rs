@@ -5,7 +5,7 @@
 //! read or write reports `WouldBlock`. The loop registers the socket once for both directions
 //! and never re-registers.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Write};
 use std::net::Shutdown;
 
 use mio::event::Event;
@@ -132,18 +132,24 @@ impl Conn {
         Ok(moved)
     }
 
-    /// Move decrypted bytes into `buf`. `Ok(0)` means nothing is ready now; the peer's end of
-    /// stream is recorded in `peer_end` instead.
-    pub fn take(&mut self, buf: &mut [u8]) -> usize {
-        if self.peer_end.is_some() || buf.is_empty() {
+    /// Offer the decrypted bytes that are ready to `sink`, which returns how many it took.
+    /// Returns that count; 0 also when nothing is ready, and when the peer's end of stream is
+    /// reached (recorded in `peer_end`; all plaintext has been taken by then).
+    pub fn deliver(&mut self, sink: impl FnOnce(&[u8]) -> usize) -> usize {
+        if self.peer_end.is_some() {
             return 0;
         }
-        match self.tls.reader().read(buf) {
-            Ok(0) => {
+        let mut reader = self.tls.reader();
+        match reader.fill_buf() {
+            Ok([]) => {
                 self.peer_end = Some(PeerEnd::CloseNotify);
                 0
             }
-            Ok(n) => n,
+            Ok(data) => {
+                let n = sink(data).min(data.len());
+                reader.consume(n);
+                n
+            }
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 self.peer_end = Some(PeerEnd::Truncated);
                 0

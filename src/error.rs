@@ -24,6 +24,10 @@ pub enum Class {
     Truncated,
     /// `-w` or `-i` expired: exit 7.
     Timeout,
+    /// SIGINT arrived while a connection was open: exit 130.
+    Interrupted,
+    /// SIGTERM arrived while a connection was open: exit 143.
+    Terminated,
 }
 
 impl Class {
@@ -36,6 +40,8 @@ impl Class {
             Class::CertRejected => 5,
             Class::Truncated => 6,
             Class::Timeout => 7,
+            Class::Interrupted => 130,
+            Class::Terminated => 143,
         }
     }
 

@@ -5,7 +5,8 @@
 //! - `tls`, `trust`, `identity`: TLS configuration, server verification, our certificate.
 //! - `net`: addresses, connecting, binding.
 //! - `client` / `listener`: connect and listen; `certgen`: `stls cert`.
-//! - `relay`: the event loop; `conn`: one TLS connection; `stdio`: stdin/stdout endpoints.
+//! - `relay`: the event loop for every connection; `peer`: one connection and its finishing
+//!   rules; `conn`: TLS over a socket; `stdio`: stdin/stdout; `exec`: a child per connection.
 //! - `error`: failure classes and exit statuses; `report`: what goes to stderr.
 
 pub mod certgen;
@@ -13,9 +14,11 @@ pub mod cli;
 pub mod client;
 pub mod conn;
 pub mod error;
+pub mod exec;
 pub mod identity;
 pub mod listener;
 pub mod net;
+pub mod peer;
 pub mod relay;
 pub mod report;
 pub mod settings;

@@ -1,26 +1,76 @@
 //! `stls listen`: bind, announce the address (and the ephemeral certificate's fingerprint),
-//! accept one connection, handshake, relay.
+//! then accept: one connection, or with `-k` many at once on the one event loop.
 
-use std::io;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use anyhow::{anyhow, Result};
-use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
+use mio::net::TcpStream;
 use rustls::ServerConnection;
 
 use crate::conn::Conn;
-use crate::error::{io_phrase, Class};
 use crate::net;
-use crate::relay::{self, Session};
+use crate::peer::{Options, Peer};
+use crate::relay::{Hub, Listening};
 use crate::report;
 use crate::settings::Listen;
 use crate::trust::{describe_tls_error, Seen};
 
 pub fn run(s: &Listen) -> Result<()> {
-    let mut listener = net::bind(s.host.as_deref(), s.port, s.common.family)?;
-    let local = listener.local_addr()?;
+    let sock = net::bind(s.host.as_deref(), s.port, s.common.family)?;
+    let local = sock.local_addr()?;
+    if s.keep_open {
+        raise_fd_limit();
+    }
+    let describe = |e: &rustls::Error, peer: &str| {
+        // The loop is one thread and asks right after the failing call, so the chain the
+        // verifier recorded is this connection's.
+        let chain = s
+            .client_verifier
+            .as_ref()
+            .map(|v| v.presented())
+            .unwrap_or_default();
+        let seen = Seen {
+            peer,
+            chain: &chain,
+            our_alpn: &s.alpn,
+            we_serve: true,
+        };
+        let (class, msg) = describe_tls_error(e, &seen);
+        class.err(msg)
+    };
+    let mut hub = Hub::new(Options {
+        describe: &describe,
+        role: "client",
+        no_shutdown: s.common.no_shutdown,
+        idle: s.common.idle,
+        exec: s.common.exec.clone(),
+        many: s.keep_open,
+        stdin_tty: std::io::stdin().is_terminal(),
+    })?;
+    // -w bounds the handshake too, when it is the shorter.
+    let (limit, option) = match s.common.wait {
+        Some(w) if w < s.handshake_timeout => (w, "-w"),
+        _ => (s.handshake_timeout, "--handshake-timeout"),
+    };
+    let accept = |sock: TcpStream, addr: SocketAddr| -> Result<Peer> {
+        let _ = sock.set_nodelay(true);
+        let tls = ServerConnection::new(s.config.clone()).map_err(|e| anyhow!("TLS setup: {e}"))?;
+        Ok(Peer::new(
+            Conn::new(sock, tls.into()),
+            format!("client {addr}"),
+            Some(addr),
+            Some((Instant::now() + limit, option)),
+            s.common.exec.is_some(),
+        ))
+    };
+    hub.listen(Listening {
+        sock,
+        keep_open: s.keep_open,
+        max_conns: s.max_conns,
+        accept: &accept,
+    })?;
     if s.ephemeral {
         report::info(format_args!("sha256 fingerprint {}", s.fingerprint));
     } else {
@@ -30,68 +80,18 @@ pub fn run(s: &Listen) -> Result<()> {
         ));
     }
     report::info(format_args!("listening on {local}"));
-
-    let (sock, addr) = accept(&mut listener)?;
-    drop(listener); // one connection: later clients are refused, not left waiting
-    report::verbose(format_args!("connection from {addr}"));
-    let _ = sock.set_nodelay(true);
-    let deadline = s.common.wait.map(|w| Instant::now() + w);
-    let tls = ServerConnection::new(s.config.clone()).map_err(|e| anyhow!("TLS setup: {e}"))?;
-    let peer = format!("client {addr}");
-    let describe = |e: &rustls::Error| {
-        let chain = s
-            .client_verifier
-            .as_ref()
-            .map(|v| v.presented())
-            .unwrap_or_default();
-        let seen = Seen {
-            peer: &peer,
-            chain: &chain,
-            our_alpn: &s.alpn,
-            we_serve: true,
-        };
-        let (class, msg) = describe_tls_error(e, &seen);
-        class.err(msg)
-    };
-    let on_established = |conn: &Conn| report::session(&conn.tls, "client");
-    let session = Session {
-        peer: peer.clone(),
-        describe: &describe,
-        on_established: &on_established,
-        no_shutdown: s.common.no_shutdown,
-        handshake_deadline: deadline,
-        idle: s.common.idle,
-    };
-    relay::run(Conn::new(sock, tls.into()), &session)
+    hub.run()
 }
 
-/// Wait for the first connection.
-fn accept(listener: &mut TcpListener) -> Result<(TcpStream, SocketAddr)> {
-    let mut poll = Poll::new()?;
-    poll.registry()
-        .register(listener, Token(0), Interest::READABLE)?;
-    let mut events = Events::with_capacity(4);
-    loop {
-        match listener.accept() {
-            Ok(pair) => return Ok(pair),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            // A client that gave up before we got to it: wait for the next.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-                ) =>
-            {
-                continue
-            }
-            Err(e) => {
-                return Err(Class::Network.err(format!("accepting a connection: {}", io_phrase(&e))))
-            }
-        }
-        match poll.poll(&mut events, None) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
+/// Many connections need many descriptors: raise the soft limit to the hard one.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit read and write a plain struct we own.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
     }
 }

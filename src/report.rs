@@ -153,7 +153,7 @@ fn ip_text(bytes: &[u8]) -> String {
 
 /// After the handshake, under `-v`: protocol, suite, key exchange, ALPN and the peer's
 /// certificate (every certificate of the chain with `-vv`).
-pub fn session(conn: &rustls::CommonState, peer_label: &str) {
+pub fn session(conn: &rustls::CommonState, peer_label: &str, prefix: &str) {
     if level() < 1 {
         return;
     }
@@ -175,7 +175,7 @@ pub fn session(conn: &rustls::CommonState, peer_label: &str) {
         .map(|p| format!(", ALPN {}", escape(&String::from_utf8_lossy(p))))
         .unwrap_or_default();
     verbose(format_args!(
-        "{version}, {suite}, key exchange {group}{alpn}"
+        "{prefix}{version}, {suite}, key exchange {group}{alpn}"
     ));
     match conn.peer_certificates() {
         Some(chain) if !chain.is_empty() => {
@@ -187,12 +187,14 @@ pub fn session(conn: &rustls::CommonState, peer_label: &str) {
                     format!("chain certificate {i}")
                 };
                 match CertInfo::parse(der) {
-                    Some(info) => verbose(info.describe(&label)),
-                    None => verbose(format_args!("{label}: (could not be parsed)")),
+                    Some(info) => verbose(format_args!("{prefix}{}", info.describe(&label))),
+                    None => verbose(format_args!("{prefix}{label}: (could not be parsed)")),
                 }
             }
         }
-        _ => verbose(format_args!("{peer_label} presented no certificate")),
+        _ => verbose(format_args!(
+            "{prefix}{peer_label} presented no certificate"
+        )),
     }
 }
 

@@ -10,6 +10,7 @@ use rustls::{ClientConfig, ServerConfig};
 
 use crate::cli::{CommonArgs, ConnectArgs, ListenArgs};
 use crate::error::Class;
+use crate::exec::Program;
 use crate::identity::{self, fingerprint_text, sha256};
 use crate::net::{self, Family, HostPort};
 use crate::report;
@@ -19,16 +20,24 @@ use crate::trust::{self, ClientVerifier, ServerVerifier, Trust};
 /// What both subcommands share.
 pub struct Common {
     pub no_shutdown: bool,
+    /// `-e` / `-c`: run this per connection instead of using stdin/stdout.
+    pub exec: Option<Program>,
     pub wait: Option<Duration>,
     pub idle: Option<Duration>,
     pub family: Family,
 }
 
 impl Common {
-    fn from_args(args: &CommonArgs) -> Common {
+    fn from_args(args: &CommonArgs) -> Result<Common> {
         report::set_level(args.quiet, args.verbose);
-        Common {
+        let exec = match (&args.exec, &args.sh_exec) {
+            (Some(cmd), _) => Some(Program::exec(cmd)?),
+            (None, Some(cmd)) => Some(Program::shell(cmd)),
+            (None, None) => None,
+        };
+        Ok(Common {
             no_shutdown: args.no_shutdown,
+            exec,
             wait: args.wait,
             idle: args.idle,
             family: match (args.ipv4, args.ipv6) {
@@ -36,7 +45,7 @@ impl Common {
                 (_, true) => Family::V6,
                 _ => Family::Any,
             },
-        }
+        })
     }
 }
 
@@ -58,11 +67,15 @@ pub struct Listen {
     /// The fingerprint to print: always for an ephemeral certificate, with -v otherwise.
     pub fingerprint: String,
     pub ephemeral: bool,
+    /// `-k`: serve many connections.
+    pub keep_open: bool,
+    pub max_conns: usize,
+    pub handshake_timeout: Duration,
     pub common: Common,
 }
 
 pub fn connect(args: &ConnectArgs) -> Result<Connect> {
-    let common = Common::from_args(&args.common);
+    let common = Common::from_args(&args.common)?;
     let target =
         net::parse_target(&args.target, args.port.as_deref()).map_err(|m| Class::Usage.err(m))?;
     let name = args.servername.as_deref().unwrap_or(&target.host);
@@ -110,7 +123,7 @@ pub fn connect(args: &ConnectArgs) -> Result<Connect> {
 }
 
 pub fn listen(args: &ListenArgs) -> Result<Listen> {
-    let common = Common::from_args(&args.common);
+    let common = Common::from_args(&args.common)?;
     let (host, port) = net::parse_listen(&args.addr).map_err(|m| Class::Usage.err(m))?;
     let proto = tls::Protocol::from_args(&args.common)?;
     let provider = proto.provider.clone();
@@ -140,6 +153,9 @@ pub fn listen(args: &ListenArgs) -> Result<Listen> {
         alpn: proto.alpn.clone(),
         fingerprint,
         ephemeral,
+        keep_open: args.keep_open,
+        max_conns: args.max_conns as usize,
+        handshake_timeout: args.handshake_timeout,
         common,
     })
 }

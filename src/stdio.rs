@@ -10,6 +10,7 @@
 //! waits. That is the backpressure: a slow stdout stops the loop from reading the socket, a
 //! slow socket stops the stdin thread from reading.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -102,6 +103,93 @@ impl Source {
     /// Give a consumed buffer back to the reader.
     pub fn recycle(&self, chunk: Chunk) {
         let _ = self.pool.send(chunk.buf);
+    }
+}
+
+/// How many stdin chunks the loop holds at once (more wait in the reader's channel).
+const HELD: usize = 2;
+
+/// stdin shared by every connection. Each chunk read goes to every connection that was
+/// established when it was read, so with several clients stdin is a broadcast; a chunk goes
+/// back to the reader once every one of them has sent it. Connections name chunks by sequence
+/// number, so none holds a buffer of its own.
+pub struct Broadcast {
+    source: Source,
+    chunks: VecDeque<Chunk>,
+    /// The sequence number of `chunks[0]`.
+    first: u64,
+    /// The sequence number at which stdin ended, once it has.
+    end: Option<u64>,
+    error: Option<io::Error>,
+}
+
+/// What a connection finds at its position in stdin.
+pub enum Next<'a> {
+    Data(&'a [u8]),
+    /// Not read yet.
+    Wait,
+    /// stdin has ended (see [`Broadcast::error`] for how).
+    End,
+}
+
+impl Broadcast {
+    pub fn new(source: Source) -> Broadcast {
+        Broadcast {
+            source,
+            chunks: VecDeque::new(),
+            first: 0,
+            end: None,
+            error: None,
+        }
+    }
+
+    /// Where a connection that joins now starts: at the next chunk to be read.
+    pub fn position(&self) -> u64 {
+        self.first + self.chunks.len() as u64
+    }
+
+    /// The bytes at chunk `seq`, from `offset` on.
+    pub fn at(&self, seq: u64, offset: usize) -> Next<'_> {
+        let index = seq.saturating_sub(self.first) as usize;
+        match self.chunks.get(index) {
+            Some(chunk) => Next::Data(&chunk.bytes()[offset.min(chunk.len)..]),
+            None if self.end == Some(seq) => Next::End,
+            None => Next::Wait,
+        }
+    }
+
+    /// Take what the reader has ready, while there is room; true if anything new arrived.
+    pub fn pull(&mut self) -> bool {
+        let mut got = false;
+        while self.end.is_none() && self.chunks.len() < HELD {
+            match self.source.try_next() {
+                None => break,
+                Some(Input::Data(chunk)) => self.chunks.push_back(chunk),
+                Some(Input::Eof) => self.end = Some(self.position()),
+                Some(Input::Failed(e)) => {
+                    self.end = Some(self.position());
+                    self.error = Some(e);
+                }
+            }
+            got = true;
+        }
+        got
+    }
+
+    /// Every connection has sent the chunks before `seq`: give them back to the reader.
+    pub fn release(&mut self, seq: u64) {
+        while self.first < seq {
+            let Some(chunk) = self.chunks.pop_front() else {
+                break;
+            };
+            self.source.recycle(chunk);
+            self.first += 1;
+        }
+    }
+
+    /// Why stdin ended, if reading it failed.
+    pub fn error(&self) -> Option<&io::Error> {
+        self.error.as_ref()
     }
 }
 

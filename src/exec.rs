@@ -1,0 +1,228 @@
+//! `-e/--exec` and `-c/--sh-exec`: a child process per connection whose stdin receives the
+//! peer's bytes and whose stdout is sent to the peer. Its stderr stays ours.
+//!
+//! Our ends of its pipes are non-blocking and served by the same event loop as the sockets, so
+//! a thousand children cost no threads. The descriptors are ours alone (not inherited), so
+//! setting O_NONBLOCK on them affects nobody else.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::Result;
+use mio::unix::pipe;
+
+use crate::error::{io_phrase, Class};
+use crate::report;
+
+/// What to run for each connection.
+#[derive(Clone, Debug)]
+pub struct Program {
+    /// argv, with argv[0] the program.
+    argv: Vec<String>,
+    /// How messages name it: the command as the user typed it.
+    pub text: String,
+}
+
+impl Program {
+    /// `-e CMD`: split into words like a shell would (quotes allowed), but run without one.
+    pub fn exec(text: &str) -> Result<Program> {
+        let argv = shlex::split(text)
+            .filter(|argv| !argv.is_empty())
+            .ok_or_else(|| {
+                Class::Usage.err(format!(
+                    "--exec '{}': expected a command and its arguments (unbalanced quotes?)",
+                    report::escape(text)
+                ))
+            })?;
+        if !on_path(&argv[0]) {
+            return Err(Class::Usage.err(format!(
+                "--exec: '{}' is not an executable file or a command on PATH",
+                report::escape(&argv[0])
+            )));
+        }
+        Ok(Program {
+            argv,
+            text: text.to_string(),
+        })
+    }
+
+    /// `-c CMD`: run by `/bin/sh -c`.
+    pub fn shell(text: &str) -> Program {
+        Program {
+            argv: vec!["/bin/sh".into(), "-c".into(), text.into()],
+            text: text.to_string(),
+        }
+    }
+
+    /// Start the program for a connection from `peer`.
+    pub fn spawn(&self, peer: Option<SocketAddr>) -> Result<Child> {
+        let mut cmd = Command::new(&self.argv[0]);
+        cmd.args(&self.argv[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(addr) = peer {
+            cmd.env("STLS_PEER_ADDR", addr.ip().to_string())
+                .env("STLS_PEER_PORT", addr.port().to_string());
+        }
+        // std resets SIGPIPE to its default in the child, so `yes | head`-style programs end
+        // the way they would in a shell.
+        let mut proc = cmd.spawn().map_err(|e| {
+            anyhow::anyhow!(
+                "cannot run '{}': {}",
+                report::escape(&self.text),
+                io_phrase(&e)
+            )
+        })?;
+        let pipes = (|| -> io::Result<(pipe::Sender, pipe::Receiver)> {
+            let stdin = pipe::Sender::from(proc.stdin.take().ok_or(io::ErrorKind::Other)?);
+            let stdout = pipe::Receiver::from(proc.stdout.take().ok_or(io::ErrorKind::Other)?);
+            stdin.set_nonblocking(true)?;
+            stdout.set_nonblocking(true)?;
+            Ok((stdin, stdout))
+        })();
+        match pipes {
+            Ok((stdin, stdout)) => Ok(Child {
+                proc,
+                stdin: Some(stdin),
+                stdout: Some(stdout),
+                stdin_ready: true,
+                stdout_ready: true,
+            }),
+            Err(e) => {
+                let _ = proc.kill();
+                let _ = proc.wait();
+                Err(anyhow::anyhow!(
+                    "setting up pipes for a child: {}",
+                    io_phrase(&e)
+                ))
+            }
+        }
+    }
+}
+
+/// Whether `name` can be run: a path to an executable file, or a command found on PATH.
+fn on_path(name: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        p.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if name.contains('/') {
+        return executable(Path::new(name));
+    }
+    std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(name))))
+        .unwrap_or(false)
+}
+
+/// A running child and our ends of its pipes; a pipe is `None` once closed.
+pub struct Child {
+    pub proc: std::process::Child,
+    pub stdin: Option<pipe::Sender>,
+    pub stdout: Option<pipe::Receiver>,
+    /// Remembered readiness (mio is edge-triggered), cleared on `WouldBlock`.
+    pub stdin_ready: bool,
+    pub stdout_ready: bool,
+}
+
+/// The result of offering bytes to the child's stdin.
+pub enum Fed {
+    /// This many were taken (0: the pipe is full for now).
+    Took(usize),
+    /// The child no longer reads its stdin: the bytes are to be discarded.
+    Closed,
+}
+
+impl Child {
+    /// Write as much of `data` as the pipe takes.
+    pub fn feed(&mut self, data: &[u8]) -> Fed {
+        let Some(pipe) = self.stdin.as_mut() else {
+            return Fed::Closed;
+        };
+        if !self.stdin_ready {
+            return Fed::Took(0);
+        }
+        loop {
+            match pipe.write(data) {
+                Ok(n) => return Fed::Took(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.stdin_ready = false;
+                    return Fed::Took(0);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // EPIPE: the child closed its stdin or exited.
+                Err(_) => {
+                    self.stdin = None;
+                    return Fed::Closed;
+                }
+            }
+        }
+    }
+
+    /// Read what the child wrote: `Some(0)` at its EOF, `None` if nothing is ready.
+    pub fn drain(&mut self, buf: &mut [u8]) -> Option<usize> {
+        let pipe = self.stdout.as_mut()?;
+        if !self.stdout_ready {
+            return None;
+        }
+        loop {
+            match pipe.read(buf) {
+                Ok(n) => return Some(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.stdout_ready = false;
+                    return None;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Some(0),
+            }
+        }
+    }
+
+    /// Give the child EOF on its stdin.
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Close both pipes: the child sees EOF on stdin and SIGPIPE on its next write.
+    pub fn close(&mut self) {
+        self.stdin = None;
+        self.stdout = None;
+    }
+
+    /// Reap the child if it has exited; true once it has. A non-zero status is reported
+    /// under `-v`.
+    pub fn reaped(&mut self, label: &str) -> bool {
+        match self.proc.try_wait() {
+            Ok(Some(status)) => {
+                note_status(label, status);
+                true
+            }
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
+
+    /// Wait for the child to exit.
+    pub fn wait(mut self, label: &str) {
+        self.close();
+        if let Ok(status) = self.proc.wait() {
+            note_status(label, status);
+        }
+    }
+}
+
+fn note_status(label: &str, status: std::process::ExitStatus) {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(sig) = status.signal() {
+        report::verbose(format_args!("{label}: command killed by signal {sig}"));
+    } else if !status.success() {
+        report::verbose(format_args!(
+            "{label}: command exited with status {}",
+            status.code().unwrap_or(-1)
+        ));
+    }
+}
