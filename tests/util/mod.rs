@@ -215,6 +215,13 @@ impl Proc {
         self.child.id()
     }
 
+    /// Send a signal (`libc::SIGTERM`, …).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill() on the pid of our own child, which has not been reaped yet.
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
     /// Wait for exit (a hang is killed and fails the test) and collect everything.
     pub fn finish(mut self) -> Done {
         self.stdin = None;
@@ -303,6 +310,21 @@ impl Listener {
 
     pub fn finish(self) -> Done {
         self.proc.finish()
+    }
+
+    /// Wait for a stderr line containing `needle` (after the "listening on" line).
+    pub fn wait_line(&self, needle: &str) -> String {
+        self.proc.wait_line(needle)
+    }
+
+    pub fn signal(&self, sig: i32) {
+        self.proc.signal(sig)
+    }
+
+    /// Stop a `-k` listener with SIGTERM and collect what it did.
+    pub fn stop(self) -> Done {
+        self.signal(libc::SIGTERM);
+        self.finish()
     }
 }
 

@@ -1,0 +1,416 @@
+//! `listen -k` and friends: many clients on one listener, `-e`/`-c` per connection,
+//! `--max-conns`, handshake timeouts, hostile clients, signals, IPv6.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::time::Duration;
+
+use util::pki::{s, KeyType, Pki, VALID};
+use util::{assert_same, connect, random_bytes, stls, Done, Input, Listener, Proc};
+
+/// `stls connect` to a listener, pinned to its fingerprint, as a running process.
+fn client(l: &Listener, extra: &[&str], input: Input) -> Proc {
+    let mut cmd = stls();
+    cmd.args(["connect", &l.addr(), "--pin", &l.pin()])
+        .args(extra);
+    Proc::spawn(&mut cmd, input)
+}
+
+fn lines(out: &[u8]) -> Vec<String> {
+    let mut v: Vec<String> = String::from_utf8_lossy(out)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+/// Read from a raw socket until EOF or error; what arrived.
+fn read_all(sock: &mut TcpStream) -> Vec<u8> {
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = sock.read_to_end(&mut got);
+    got
+}
+
+#[test]
+fn a_hundred_sequential_clients_all_reach_stdout() {
+    let l = Listener::start(&["-k"], Input::Null);
+    let mut want = Vec::new();
+    for i in 0..100 {
+        let line = format!("client {i:03} {}", hex(&random_bytes(16, i + 1)));
+        let done = client(&l, &[], Input::Bytes(format!("{line}\n").into_bytes())).finish();
+        done.expect_code(0);
+        assert!(done.stdout.is_empty(), "stdin was at EOF: nothing to send");
+        want.push(line);
+    }
+    let done = l.stop();
+    done.expect_code(0);
+    want.sort();
+    assert_eq!(
+        lines(&done.stdout),
+        want,
+        "every client's line exactly once"
+    );
+}
+
+#[test]
+fn fifty_concurrent_clients_all_reach_stdout_in_whole_messages() {
+    let l = Listener::start(&["-k"], Input::Null);
+    let mut want = Vec::new();
+    let procs: Vec<Proc> = (0..50)
+        .map(|i| {
+            // Under PIPE_BUF, so each is one read, one TLS record, one write to stdout.
+            let line = format!("c{i:02}:{}", hex(&random_bytes(1500, 100 + i)));
+            want.push(line.clone());
+            client(&l, &[], Input::Bytes(format!("{line}\n").into_bytes()))
+        })
+        .collect();
+    for p in procs {
+        p.finish().expect_code(0);
+    }
+    let done = l.stop();
+    done.expect_code(0);
+    want.sort();
+    assert_eq!(
+        lines(&done.stdout),
+        want,
+        "each message whole, exactly once"
+    );
+}
+
+#[test]
+fn fifty_concurrent_clients_each_get_their_own_echo() {
+    let l = Listener::start(&["-k", "-e", "cat"], Input::Null);
+    let payloads: Vec<Vec<u8>> = (0..50).map(|i| random_bytes(200_000, 7 + i)).collect();
+    let procs: Vec<Proc> = payloads
+        .iter()
+        .map(|p| client(&l, &[], Input::Bytes(p.clone())))
+        .collect();
+    for (i, (p, want)) in procs.into_iter().zip(&payloads).enumerate() {
+        let done = p.finish();
+        done.expect_code(0);
+        assert_same(&done.stdout, want, &format!("echo to client {i}"));
+    }
+    let done = l.stop();
+    done.expect_code(0);
+    assert!(done.stdout.is_empty(), "with -e, stdout is not used");
+}
+
+#[test]
+fn stdin_goes_to_every_connected_client() {
+    let mut l = Listener::start(&["-k", "-v"], Input::Held);
+    let a = client(&l, &[], Input::Terminal);
+    let b = client(&l, &[], Input::Terminal);
+    l.wait_line("TLSv1.3");
+    l.wait_line("TLSv1.3");
+    l.proc.stdin().write_all(b"to everyone\n").unwrap();
+    l.proc.close_stdin();
+    for c in [a, b] {
+        let done = c.finish();
+        done.expect_code(0);
+        assert_eq!(done.stdout, b"to everyone\n");
+    }
+    // Clients arriving after stdin ended get a clean, empty stream.
+    let late = client(&l, &[], Input::Null).finish();
+    late.expect_code(0);
+    assert!(late.stdout.is_empty());
+    l.stop().expect_code(0);
+}
+
+#[test]
+fn sh_exec_runs_per_connection_with_the_peer_address() {
+    let l = Listener::start(
+        &["-k", "-c", "echo \"from $STLS_PEER_ADDR\"; tr a-z A-Z"],
+        Input::Null,
+    );
+    for _ in 0..3 {
+        let done = client(&l, &[], Input::Bytes(b"shout\n".to_vec())).finish();
+        done.expect_code(0);
+        assert_eq!(done.stdout, b"from 127.0.0.1\nSHOUT\n");
+    }
+    l.stop().expect_code(0);
+}
+
+#[test]
+fn exec_on_connect_serves_the_listener() {
+    let data = random_bytes(300_000, 42);
+    let l = Listener::start(&[], Input::Bytes(data.clone()));
+    let c = client(&l, &["-e", "cat"], Input::Null).finish();
+    c.expect_code(0);
+    assert!(c.stdout.is_empty());
+    let done = l.finish();
+    done.expect_code(0);
+    assert_same(
+        &done.stdout,
+        &data,
+        "the listener's bytes, echoed by cat on the client",
+    );
+}
+
+#[test]
+fn a_child_that_exits_early_ends_the_connection_cleanly() {
+    let l = Listener::start(&["-k", "-c", "head -c 10"], Input::Null);
+    let data = random_bytes(2_000_000, 9);
+    let done = client(&l, &[], Input::Bytes(data.clone())).finish();
+    done.expect_code(0);
+    assert_eq!(done.stdout, &data[..10]);
+    // The listener is still serving.
+    let again = client(&l, &[], Input::Bytes(b"0123456789abc".to_vec())).finish();
+    again.expect_code(0);
+    assert_eq!(again.stdout, b"0123456789");
+    l.stop().expect_code(0);
+}
+
+#[test]
+fn a_child_gets_default_sigpipe() {
+    // `yes` is stopped by SIGPIPE when head exits; were SIGPIPE ignored it would print
+    // "Broken pipe" on stderr instead.
+    let l = Listener::start(&["-c", "yes | head -c 4"], Input::Null);
+    let done = client(&l, &[], Input::Null).finish();
+    done.expect_code(0);
+    assert_eq!(done.stdout, b"y\ny\n");
+    let done = l.finish();
+    done.expect_code(0);
+    assert!(!done.stderr.contains("Broken pipe"), "{}", done.stderr);
+}
+
+#[test]
+fn exec_of_a_missing_program_is_a_usage_error() {
+    let done = util::run(&["listen", "0", "-e", "no-such-program-stls"], Input::Null);
+    done.expect_code(2).expect_stderr("no-such-program-stls");
+    let done = util::run(&["listen", "0", "-e", "'unbalanced"], Input::Null);
+    done.expect_code(2).expect_stderr("unbalanced quotes");
+}
+
+#[test]
+fn idle_tcp_connections_do_not_block_a_real_client() {
+    let l = Listener::start(&["-k", "-e", "cat"], Input::Null);
+    let idle: Vec<TcpStream> = (0..300)
+        .map(|_| TcpStream::connect(l.addr()).expect("tcp connect"))
+        .collect();
+    let data = random_bytes(100_000, 3);
+    let done = client(&l, &[], Input::Bytes(data.clone())).finish();
+    done.expect_code(0);
+    assert_same(&done.stdout, &data, "served while 300 connections sit idle");
+    drop(idle);
+    l.stop().expect_code(0);
+}
+
+#[test]
+fn hostile_clients_cost_only_their_own_connection() {
+    let l = Listener::start(&["-k", "-e", "cat"], Input::Null);
+    // Plaintext HTTP gets a TLS alert record (content type 21), not a hang.
+    let mut http = TcpStream::connect(l.addr()).unwrap();
+    http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let reply = read_all(&mut http);
+    assert_eq!(reply.first(), Some(&21), "an alert, got {reply:?}");
+    // Random bytes.
+    let mut noise = TcpStream::connect(l.addr()).unwrap();
+    noise.write_all(&random_bytes(5000, 77)).unwrap();
+    read_all(&mut noise);
+    // Half a ClientHello, then silence (left open), and one that stops half way and closes.
+    let hello = client_hello_prefix();
+    let mut half = TcpStream::connect(l.addr()).unwrap();
+    half.write_all(&hello).unwrap();
+    let mut cut = TcpStream::connect(l.addr()).unwrap();
+    cut.write_all(&hello).unwrap();
+    cut.shutdown(Shutdown::Write).unwrap();
+    read_all(&mut cut);
+    // A real client is still served.
+    let done = client(&l, &[], Input::Bytes(b"still here\n".to_vec())).finish();
+    done.expect_code(0);
+    assert_eq!(done.stdout, b"still here\n");
+    drop(half);
+    let done = l.stop();
+    done.expect_code(0);
+    done.expect_stderr("is it speaking TLS on that port?");
+}
+
+/// The first bytes a TLS client sends: a record header and the start of a ClientHello.
+fn client_hello_prefix() -> Vec<u8> {
+    let mut v = vec![
+        0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+    ];
+    v.extend(random_bytes(32, 5));
+    v
+}
+
+#[test]
+fn handshake_timeout_drops_a_silent_client() {
+    let l = Listener::start(&["-k", "--handshake-timeout", "0.3"], Input::Null);
+    let mut silent = TcpStream::connect(l.addr()).unwrap();
+    assert!(read_all(&mut silent).is_empty(), "closed without a byte");
+    let done = l.stop();
+    done.expect_code(0);
+    done.expect_stderr("timed out (--handshake-timeout)");
+}
+
+#[test]
+fn handshake_timeout_without_k_is_the_exit_status() {
+    let l = Listener::start(&["--handshake-timeout", "0.3"], Input::Null);
+    let _silent = TcpStream::connect(l.addr()).unwrap();
+    l.finish().expect_code(7).expect_stderr("timed out");
+}
+
+#[test]
+fn max_conns_refuses_the_extra_connection() {
+    let l = Listener::start(&["-k", "--max-conns", "2"], Input::Null);
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(l.addr()).unwrap())
+        .collect();
+    let mut extra = TcpStream::connect(l.addr()).unwrap();
+    assert!(
+        read_all(&mut extra).is_empty(),
+        "the third is closed at once"
+    );
+    l.wait_line("refused client");
+    drop(held);
+    l.wait_line("closed the connection during the TLS handshake");
+    l.wait_line("closed the connection during the TLS handshake");
+    // Once those are gone, a client is served again.
+    let done = client(&l, &[], Input::Null).finish();
+    done.expect_code(0);
+    l.stop().expect_code(0);
+}
+
+#[test]
+fn max_conns_needs_keep_open() {
+    util::run(&["listen", "0", "--max-conns", "3"], Input::Null).expect_code(2);
+}
+
+#[test]
+fn sigterm_sends_close_notify_to_every_open_connection() {
+    let l = Listener::start(&["-k", "-v"], Input::Held);
+    let a = client(&l, &[], Input::Terminal);
+    let b = client(&l, &[], Input::Terminal);
+    l.wait_line("TLSv1.3");
+    l.wait_line("TLSv1.3");
+    l.signal(libc::SIGTERM);
+    // Exit 0 on the clients means they saw close_notify, not a bare TCP close (6).
+    a.finish().expect_code(0);
+    b.finish().expect_code(0);
+    let done = l.finish();
+    done.expect_code(143)
+        .expect_stderr("close_notify to 2 open connections");
+}
+
+#[test]
+fn sigint_mid_transfer_is_130_and_the_peer_sees_a_clean_close() {
+    let l = Listener::start(&["-v"], Input::Held);
+    let c = client(&l, &[], Input::Terminal);
+    l.wait_line("TLSv1.3");
+    l.signal(libc::SIGINT);
+    l.finish().expect_code(130).expect_stderr("SIGINT");
+    c.finish().expect_code(0);
+}
+
+#[test]
+fn a_signal_with_no_connection_open_is_exit_0() {
+    let l = Listener::start(&["-k"], Input::Held);
+    l.signal(libc::SIGINT);
+    let done = l.finish();
+    done.expect_code(0);
+}
+
+#[test]
+fn sigint_on_connect_closes_cleanly() {
+    let l = Listener::start(&["-v"], Input::Held);
+    let c = client(&l, &[], Input::Held);
+    l.wait_line("TLSv1.3");
+    c.signal(libc::SIGINT);
+    c.finish().expect_code(130);
+    // The listener got close_notify (exit 0), not a truncated stream (6).
+    l.finish().expect_code(0);
+}
+
+#[test]
+fn dual_stack_by_default_and_restricted_by_4() {
+    if TcpStream::connect_timeout(&"[::1]:9".parse().unwrap(), Duration::from_secs(1))
+        .map_err(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
+        .err()
+        != Some(true)
+    {
+        eprintln!("SKIP: no IPv6 loopback on this machine");
+        return;
+    }
+    let mut cmd = stls();
+    cmd.args(["listen", "0", "-k"]);
+    let l = Listener::start_cmd(&mut cmd, Input::Null);
+    for host in ["127.0.0.1", "[::1]"] {
+        let addr = format!("{host}:{}", l.port);
+        let done = connect(
+            &addr,
+            &["--pin", &l.pin()],
+            Input::Bytes(format!("via {host}\n").into()),
+        );
+        done.expect_code(0);
+    }
+    let done = l.stop();
+    assert_eq!(lines(&done.stdout), ["via 127.0.0.1", "via [::1]"]);
+
+    let mut cmd = stls();
+    cmd.args(["listen", "0", "-k", "-4"]);
+    let l = Listener::start_cmd(&mut cmd, Input::Null);
+    let done = connect(
+        &format!("[::1]:{}", l.port),
+        &["--pin", &l.pin()],
+        Input::Null,
+    );
+    done.expect_code(3).expect_stderr("refused");
+    l.stop().expect_code(0);
+}
+
+#[test]
+fn verbose_logs_each_connection_with_identity_and_byte_counts() {
+    let pki = Pki::new();
+    let alice = pki.ca.client("alice", "alice", KeyType::P256, VALID);
+    let mut cmd = stls();
+    cmd.args([
+        "listen",
+        "127.0.0.1:0",
+        "-k",
+        "-v",
+        "--client-ca",
+        s(&pki.ca.cert),
+    ])
+    .args(["--cert", s(&pki.server.cert), "--key", s(&pki.server.key)]);
+    let l = Listener::start_cmd(&mut cmd, Input::Null);
+    let done = connect(
+        &format!("localhost:{}", l.port),
+        &[
+            "--cacert",
+            s(&pki.ca.cert),
+            "--cert",
+            s(&alice.cert),
+            "--key",
+            s(&alice.key),
+        ],
+        Input::Bytes(b"12345".to_vec()),
+    );
+    done.expect_code(0);
+    let done: Done = l.stop();
+    let port_line = done
+        .stderr
+        .lines()
+        .find(|l| l.contains("connection from 127.0.0.1:"))
+        .expect("connection line")
+        .to_string();
+    let peer = port_line.rsplit(' ').next().unwrap();
+    for want in [
+        format!("client {peer}: TLSv1.3"),
+        format!("client {peer}: client certificate: CN=alice"),
+        format!("client {peer}: closed after"),
+        "5 bytes received, 0 bytes sent".to_string(),
+    ] {
+        done.expect_stderr(&want);
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
