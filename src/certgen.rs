@@ -50,7 +50,7 @@ pub fn run(kind: &CertKind) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .map_err(|e| anyhow!("{}: {}", args.out.display(), io_phrase(&e)))?;
     write(&cert_path, cert.pem().as_bytes(), 0o644, args.force)?;
-    write(&key_path, key.serialize_pem().as_bytes(), 0o600, args.force)?;
+    write(&key_path, key_pem(&key).as_bytes(), 0o600, args.force)?;
     println!("wrote {}", cert_path.display());
     println!("wrote {}", key_path.display());
     println!(
@@ -58,6 +58,23 @@ pub fn run(kind: &CertKind) -> Result<()> {
         fingerprint_text(&sha256(cert.der().as_ref()))
     );
     Ok(())
+}
+
+/// The key as PEM PKCS#8. Ed25519 keys are generated as PKCS#8 v2 (RFC 5958, with the public
+/// key), which OpenSSL 3.0 and GnuTLS refuse to load; they are written as v1 (RFC 8410), which
+/// every implementation reads.
+pub fn key_pem(key: &KeyPair) -> String {
+    const V2_PREFIX: [u8; 16] = [
+        0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    let der = key.serialize_der();
+    if der.len() == 83 && der.starts_with(&V2_PREFIX) {
+        let mut v1 = vec![0x30, 0x2e, 0x02, 0x01, 0x00];
+        v1.extend_from_slice(&der[5..48]);
+        return pem::encode(&pem::Pem::new("PRIVATE KEY", v1));
+    }
+    key.serialize_pem()
 }
 
 fn generate(key_type: KeyType) -> Result<KeyPair> {

@@ -128,6 +128,16 @@ fn every_key_type_works() {
         );
         c.expect_code(0);
         assert_eq!(c.stdout, key_type.as_bytes());
+        // Other implementations read the keys too (OpenSSL 3.0 refuses PKCS#8 v2 Ed25519).
+        if have("openssl") {
+            for key in ["ca.key", "server.key"] {
+                let out = Command::new("openssl")
+                    .args(["pkey", "-noout", "-in", &p(key)])
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "{key_type} {key}: {out:?}");
+            }
+        }
     }
 }
 

@@ -110,7 +110,7 @@ impl Ca {
         let cert_path = self.dir.join(format!("{file}.pem"));
         let key_path = self.dir.join(format!("{file}.key"));
         std::fs::write(&cert_path, cert.pem()).expect("write cert");
-        std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+        std::fs::write(&key_path, stls::certgen::key_pem(&key)).expect("write key");
         Leaf {
             cert: cert_path,
             key: key_path,
