@@ -19,28 +19,36 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
 
 /// Every certificate in a PEM file, in order; an error if there is none.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let pem = read_file(path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
+    certs_from_pem(&read_file(path)?, &path.display().to_string())
+}
+
+/// Every certificate in PEM text; `name` says where it came from in messages.
+pub fn certs_from_pem(pem: &[u8], name: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow!("{}: bad PEM: {e}", path.display()))?;
+        .map_err(|e| anyhow!("{name}: bad PEM: {e}"))?;
     if certs.is_empty() {
-        let hint = if PrivateKeyDer::from_pem_slice(&pem).is_ok() {
+        let hint = if PrivateKeyDer::from_pem_slice(pem).is_ok() {
             " (it holds a private key: did you swap --cert and --key?)"
         } else {
             " (expected a '-----BEGIN CERTIFICATE-----' block)"
         };
-        return Err(anyhow!("{}: no certificate found{hint}", path.display()));
+        return Err(anyhow!("{name}: no certificate found{hint}"));
     }
     Ok(certs)
 }
 
 /// The first private key (PKCS#8, PKCS#1 or SEC1) in a PEM file.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
-    let pem = read_file(path)?;
-    match PrivateKeyDer::from_pem_slice(&pem) {
+    key_from_pem(&read_file(path)?, &path.display().to_string())
+}
+
+/// The first private key in PEM text; `name` says where it came from in messages.
+pub fn key_from_pem(pem: &[u8], name: &str) -> Result<PrivateKeyDer<'static>> {
+    match PrivateKeyDer::from_pem_slice(pem) {
         Ok(key) => Ok(key),
         Err(rustls::pki_types::pem::Error::NoItemsFound) => {
-            let text = String::from_utf8_lossy(&pem);
+            let text = String::from_utf8_lossy(pem);
             let hint = if text.contains("ENCRYPTED") {
                 " (an encrypted key? decrypt it with openssl pkey)"
             } else if text.contains("BEGIN CERTIFICATE") {
@@ -48,9 +56,9 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
             } else {
                 ""
             };
-            Err(anyhow!("{}: no private key found{hint}", path.display()))
+            Err(anyhow!("{name}: no private key found{hint}"))
         }
-        Err(e) => Err(anyhow!("{}: bad PEM: {e}", path.display())),
+        Err(e) => Err(anyhow!("{name}: bad PEM: {e}")),
     }
 }
 
