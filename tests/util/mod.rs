@@ -223,16 +223,29 @@ impl Proc {
     }
 
     /// Wait for exit (a hang is killed and fails the test) and collect everything.
-    pub fn finish(mut self) -> Done {
+    pub fn finish(self) -> Done {
+        self.finish_within(HANG, true)
+    }
+
+    /// For a peer that is not ours: wait up to `limit`, then kill it and collect what it
+    /// wrote (the test judges the bytes; its exit status is then a kill).
+    pub fn finish_or_kill(self, limit: Duration) -> Done {
+        self.finish_within(limit, false)
+    }
+
+    fn finish_within(mut self, limit: Duration, hang_fails: bool) -> Done {
         self.stdin = None;
-        let until = Instant::now() + HANG;
+        let until = Instant::now() + limit;
         let status = loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 break status;
             }
             if Instant::now() > until {
                 let _ = self.child.kill();
-                let _ = self.child.wait();
+                let status = self.child.wait().expect("wait");
+                if !hang_fails {
+                    break status;
+                }
                 panic!("stls hung; stderr:\n{}", self.stderr.lock().unwrap());
             }
             std::thread::sleep(Duration::from_millis(5));
