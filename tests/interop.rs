@@ -57,9 +57,15 @@ fn connect_to_openssl_s_server() {
             cmd.args(["connect", &format!("localhost:{port}")])
                 .args(["--cacert", s(&pki.ca.cert)]);
             let client = Proc::spawn(&mut cmd, Input::Held);
-            server.finish();
+            // s_server sometimes neither closes nor exits after its stdin ends; killed after
+            // 5 s it drops TCP without close_notify, which stls must report (6).
+            server.finish_or_kill(std::time::Duration::from_secs(5));
             let client = client.finish();
-            client.expect_code(0);
+            assert!(
+                client.code() == 0 || client.code() == 6,
+                "{cell}: {}",
+                client.stderr
+            );
             assert_same(&client.stdout, &data, &cell);
         }
     }
