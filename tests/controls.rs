@@ -209,10 +209,12 @@ fn client_certificate_with_openssl_peers() {
 fn s_server_requiring_client_cert(pki: &Pki) -> (u16, Proc) {
     let port = free_port();
     let mut cmd = Command::new("openssl");
-    cmd.args(["s_server", "-quiet", "-naccept", "1", "-Verify", "1"])
-        .args(["-accept", &format!("127.0.0.1:{port}")])
-        .args(["-cert", s(&pki.server.cert), "-key", s(&pki.server.key)])
-        .args(["-CAfile", s(&pki.ca.cert), "-verify_return_error"]);
+    cmd.args([
+        "s_server", "-nbio", "-quiet", "-naccept", "1", "-Verify", "1",
+    ])
+    .args(["-accept", &format!("127.0.0.1:{port}")])
+    .args(["-cert", s(&pki.server.cert), "-key", s(&pki.server.key)])
+    .args(["-CAfile", s(&pki.ca.cert), "-verify_return_error"]);
     let server = Proc::spawn(&mut cmd, Input::Held);
     wait_listening(port);
     (port, server)

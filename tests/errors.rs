@@ -244,6 +244,23 @@ fn closed_during_handshake_is_a_handshake_failure() {
 }
 
 #[test]
+fn reset_during_handshake_is_a_handshake_failure() {
+    // The server reads part of the ClientHello and closes with the rest unread: TCP resets.
+    let plain = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = plain.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut sock, _) = plain.accept().unwrap();
+        let mut head = [0u8; 5];
+        std::io::Read::read_exact(&mut sock, &mut head).unwrap();
+        drop(sock);
+    });
+    connect(&format!("127.0.0.1:{port}"), &["--insecure"], Input::Null)
+        .expect_code(4)
+        .expect_stderr("during the TLS handshake");
+    server.join().unwrap();
+}
+
+#[test]
 fn silent_server_times_out_with_w() {
     // Accepts TCP (the kernel does, from the backlog) and never speaks.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -100,7 +100,8 @@ pub struct Proc {
     child: Child,
     stdin: Option<ChildStdin>,
     feeder: Option<JoinHandle<()>>,
-    stdout: Option<JoinHandle<Vec<u8>>>,
+    stdout: Option<JoinHandle<()>>,
+    received: Arc<Mutex<Vec<u8>>>,
     raw_stdout: Option<std::process::ChildStdout>,
     _pty: Option<std::os::fd::OwnedFd>,
     lines: Receiver<String>,
@@ -148,14 +149,17 @@ impl Proc {
             _ => None,
         };
         let mut raw_stdout = child.stdout.take();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let into = received.clone();
         let stdout = (collect)
             .then(|| raw_stdout.take())
             .flatten()
             .map(|mut out| {
                 std::thread::spawn(move || {
-                    let mut buf = Vec::new();
-                    let _ = out.read_to_end(&mut buf);
-                    buf
+                    let mut buf = vec![0; 64 * 1024];
+                    while let Ok(n @ 1..) = out.read(&mut buf) {
+                        into.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
                 })
             });
         let (tx, lines) = mpsc::channel();
@@ -174,6 +178,7 @@ impl Proc {
             stdin: pipe,
             feeder,
             stdout,
+            received,
             raw_stdout,
             _pty: pty,
             lines,
@@ -195,6 +200,24 @@ impl Proc {
                     self.stderr.lock().unwrap()
                 ),
             }
+        }
+    }
+
+    /// Wait until stdout has carried `len` bytes; after 60 s, say how far it got.
+    pub fn wait_stdout(&self, len: usize) -> Result<(), String> {
+        let until = Instant::now() + HANG;
+        loop {
+            let have = self.received.lock().unwrap().len();
+            if have >= len {
+                return Ok(());
+            }
+            if Instant::now() > until {
+                return Err(format!(
+                    "stdout stopped at {have} of {len} bytes; stderr so far:\n{}",
+                    self.stderr.lock().unwrap()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
@@ -253,11 +276,10 @@ impl Proc {
         if let Some(f) = self.feeder.take() {
             let _ = f.join();
         }
-        let stdout = self
-            .stdout
-            .take()
-            .map(|h| h.join().expect("stdout reader"))
-            .unwrap_or_default();
+        if let Some(h) = self.stdout.take() {
+            h.join().expect("stdout reader");
+        }
+        let stdout = std::mem::take(&mut *self.received.lock().unwrap());
         if let Some(t) = self.stderr_thread.take() {
             let _ = t.join();
         }
