@@ -22,7 +22,7 @@ use mio::Waker;
 
 /// Size of each buffer: large reads and writes, few syscalls.
 pub const CHUNK: usize = 128 * 1024;
-/// Buffers per direction.
+/// stdout buffers: one being filled by the loop, one being written, one queued.
 const BUFFERS: usize = 3;
 
 /// A chunk of bytes: a buffer and how much of it is filled.
@@ -65,7 +65,9 @@ impl Source {
     }
 
     pub fn spawn(fd: OwnedFd, waker: Arc<Waker>) -> io::Result<Source> {
-        let (tx, rx) = mpsc::sync_channel(BUFFERS - 1);
+        // At most four stdin buffers exist: one being read, one queued here, and HELD in the
+        // loop. The queue cannot be a rendezvous (0): the loop is woken after the send.
+        let (tx, rx) = mpsc::sync_channel(1);
         let (pool, pool_rx) = mpsc::channel::<Vec<u8>>();
         let mut file = File::from(fd);
         std::thread::Builder::new()
