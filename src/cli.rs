@@ -8,7 +8,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
-    " (rustls 0.23, aws-lc-rs crypto provider)"
+    " (rustls ",
+    env!("STLS_RUSTLS_VERSION"),
+    ", aws-lc-rs crypto provider)"
 );
 
 /// A TLS netcat: open or accept a TLS connection and relay stdin/stdout through it.
@@ -34,7 +36,26 @@ pub enum Command {
     /// Make certificates: a CA, and server or client certificates signed by it.
     #[command(subcommand, after_help = CERT_EXAMPLES)]
     Cert(CertKind),
+    /// Print a shell completion script for bash, zsh or fish.
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions {
+        /// The shell to complete for.
+        shell: Shell,
+    },
 }
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  stls completions bash > ~/.local/share/bash-completion/completions/stls
+  stls completions zsh > \"${fpath[1]}/_stls\"
+  stls completions fish > ~/.config/fish/completions/stls.fish";
 
 const CERT_EXAMPLES: &str = "\
 Examples:

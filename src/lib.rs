@@ -4,7 +4,7 @@
 //! - `cli`: the flags as typed; `settings`: resolved into addresses and rustls configs.
 //! - `tls`, `trust`, `identity`: TLS configuration, server verification, our certificate.
 //! - `net`: addresses, connecting, binding.
-//! - `client` / `listener`: connect and listen; `certgen`: `stls cert`.
+//! - `client` / `listener`: connect and listen; `certgen`: `stls cert`; `completions` here.
 //! - `relay`: the event loop for every connection; `peer`: one connection and its finishing
 //!   rules; `conn`: TLS over a socket; `stdio`: stdin/stdout; `exec`: a child per connection.
 //! - `error`: failure classes and exit statuses; `report`: what goes to stderr.
@@ -56,5 +56,24 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Connect(args) => client::run(&settings::connect(args)?),
         Command::Listen(args) => listener::run(&settings::listen(args)?),
         Command::Cert(kind) => certgen::run(kind),
+        Command::Completions { shell } => {
+            completions(shell);
+            Ok(())
+        }
     }
+}
+
+/// `stls completions SHELL`: the script on stdout (a closed stdout is not an error).
+fn completions(shell: &cli::Shell) {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    let shell = match shell {
+        cli::Shell::Bash => Shell::Bash,
+        cli::Shell::Zsh => Shell::Zsh,
+        cli::Shell::Fish => Shell::Fish,
+    };
+    // Generated into memory first: clap_complete panics if its writer fails.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "stls", &mut script);
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), &script);
 }

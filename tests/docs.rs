@@ -3,7 +3,7 @@
 
 mod util;
 
-use util::{run, Input};
+use util::{have, run, Input};
 
 fn long_options(help: &str) -> Vec<String> {
     help.split_whitespace()
@@ -30,7 +30,10 @@ fn every_option_is_documented() {
         &["--help"][..],
         &["connect", "--help"],
         &["listen", "--help"],
+        &["cert", "ca", "--help"],
         &["cert", "server", "--help"],
+        &["cert", "client", "--help"],
+        &["completions", "--help"],
     ] {
         let help = run(sub, Input::Null);
         help.expect_code(0);
@@ -60,4 +63,95 @@ fn every_exit_status_is_documented() {
             "README: exit {status}"
         );
     }
+}
+
+#[test]
+fn man_page_has_the_sections_of_a_unix_manual() {
+    let man = std::fs::read_to_string("man/stls.1").expect("man page");
+    for section in [
+        ".SH NAME",
+        ".SH SYNOPSIS",
+        ".SH DESCRIPTION",
+        ".SH OPTIONS",
+        ".SH \"EXIT STATUS\"",
+        ".SH ENVIRONMENT",
+        ".SH FILES",
+        ".SH EXAMPLES",
+        ".SH \"SEE ALSO\"",
+    ] {
+        assert!(man.contains(section), "man/stls.1 has no {section}");
+    }
+    for see in ["openssl-s_client", "ncat", "socat", "curl"] {
+        assert!(
+            man.contains(&format!(".BR {see} (1)")),
+            "SEE ALSO lacks {see}(1)"
+        );
+    }
+    for word in ["SSLKEYLOGFILE", "NO_COLOR", "stls completions"] {
+        assert!(man.contains(word), "man/stls.1 does not mention {word}");
+    }
+    // It renders without warnings, where groff is installed.
+    if have("groff") {
+        let out = std::process::Command::new("groff")
+            .args(["-man", "-Tutf8", "-ww", "-z", "man/stls.1"])
+            .output()
+            .expect("groff");
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "groff: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn version_names_the_tls_library_and_provider() {
+    let v = run(&["--version"], Input::Null);
+    v.expect_code(0);
+    let v = String::from_utf8_lossy(&v.stdout);
+    let lock = std::fs::read_to_string("Cargo.lock").expect("Cargo.lock");
+    let rustls = lock
+        .split("[[package]]")
+        .find(|p| p.contains("\nname = \"rustls\"\n"))
+        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = ")))
+        .expect("rustls in Cargo.lock")
+        .trim_matches('"');
+    assert!(v.contains(&format!("rustls {rustls}")), "{v}");
+    assert!(v.contains("aws-lc-rs"), "{v}");
+}
+
+#[test]
+fn completions_for_each_shell() {
+    for (shell, check) in [("bash", "bash"), ("zsh", "zsh"), ("fish", "fish")] {
+        let out = run(&["completions", shell], Input::Null);
+        out.expect_code(0);
+        let script = String::from_utf8_lossy(&out.stdout);
+        for word in [
+            "connect",
+            "listen",
+            "cert",
+            // fish writes `-l pin`, the others `--pin`.
+            "pin",
+            "keep-open",
+            "client-ca",
+        ] {
+            assert!(script.contains(word), "{shell} completions lack {word}");
+        }
+        // The script at least parses in its shell, where that shell is installed.
+        if have(check) {
+            let dir = util::tempdir();
+            let file = util::write(dir.path(), "stls.completion", out.stdout.as_slice());
+            let parsed = std::process::Command::new(check)
+                .arg("-n")
+                .arg(&file)
+                .output()
+                .expect("run the shell");
+            assert!(
+                parsed.status.success(),
+                "{shell} -n: {}",
+                String::from_utf8_lossy(&parsed.stderr)
+            );
+        }
+    }
+    run(&["completions", "tcsh"], Input::Null).expect_code(2);
 }
