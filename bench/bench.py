@@ -126,7 +126,7 @@ def tools(cert, key, pin):
     s = str(STLS)
     listen = f"{s} listen -q 127.0.0.1:{{port}} --cert {cert} --key {key}"
     connect = f"{s} connect 127.0.0.1:{{port}} --pin {pin}"
-    s_server = f"openssl s_server -nbio -quiet -naccept 1 -accept 127.0.0.1:{{port}} -cert {cert} -key {key}"
+    s_server = f"openssl s_server -quiet -naccept 1 -accept 127.0.0.1:{{port}} -cert {cert} -key {key}"
     s_client = "openssl s_client -quiet -connect 127.0.0.1:{port}"
     t = [
         Tool(
@@ -141,7 +141,7 @@ def tools(cert, key, pin):
             # -quiet implies -ign_eof: the sender needs -no_ign_eof to stop at its EOF.
             up=(s_server, s_client + " -no_ign_eof"),
             down=(s_server, s_client),
-            keep_open=f"openssl s_server -nbio -quiet -accept 127.0.0.1:{{port}} -cert {cert} -key {key}",
+            keep_open=f"openssl s_server -quiet -accept 127.0.0.1:{{port}} -cert {cert} -key {key}",
             latency=s_client,
         ),
     ]
@@ -222,7 +222,8 @@ def bulk_once(tool, size, upload, tmp):
     try:
         cli = subprocess.run(["sh", "-c", client], stderr=subprocess.DEVNULL, timeout=120)
     except subprocess.TimeoutExpired:
-        # A peer that never finishes: no result (s_server without -nbio could stall this way).
+        # A peer that never finishes: no result. (s_server can stall after its first stdin
+        # chunk; -nbio avoids that, but its non-blocking loop then spins and would be unfair.)
         srv.kill()
         subprocess.run(["pkill", "-f", f"127.0.0.1:{port}"], stderr=subprocess.DEVNULL)
         print(f"  {tool.name}: the transfer did not finish in 120 s; run refused", file=sys.stderr)
