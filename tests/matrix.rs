@@ -181,6 +181,15 @@ fn connect_echo(
     same(&done.stdout, data)
 }
 
+/// openssl's flag for one TLS version ("1.2" or "1.3").
+fn openssl_version_flag(version: &str) -> &'static str {
+    if version == "1.2" {
+        "-tls1_2"
+    } else {
+        "-tls1_3"
+    }
+}
+
 #[test]
 fn connect_to_openssl_s_server() {
     if !have("openssl") {
@@ -193,11 +202,7 @@ fn connect_to_openssl_s_server() {
         "stls connect → openssl s_server",
         "",
         |leaf, version, mtls| {
-            let vflag = if version == "1.2" {
-                "-tls1_2"
-            } else {
-                "-tls1_3"
-            };
+            let vflag = openssl_version_flag(version);
             let server = |port: u16, input: Input| {
                 let mut cmd = Command::new("openssl");
                 // -nbio: see interop.rs (a blocking s_server can stall after one chunk).
@@ -450,11 +455,7 @@ fn openssl_s_client_to_listen() {
         "openssl s_client → stls listen",
         "",
         |leaf, version, mtls| {
-            let vflag = if version == "1.2" {
-                "-tls1_2"
-            } else {
-                "-tls1_3"
-            };
+            let vflag = openssl_version_flag(version);
             let mut args = vec!["-v"];
             args.extend(tls_flags(version));
             if mtls {
