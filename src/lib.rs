@@ -4,7 +4,8 @@
 //! - `cli`: the flags as typed; `settings`: resolved into addresses and rustls configs.
 //! - `tls`, `trust`, `identity`: TLS configuration, server verification, our certificate.
 //! - `net`: addresses, connecting, binding.
-//! - `client` / `listener`: connect and listen; `certgen`: `stls cert`; `completions` here.
+//! - `client` / `listener`: connect and listen; `certgen`: `stls cert`; `stls completions` is
+//!   a function in this file.
 //! - `relay`: the event loop for every connection; `peer`: one connection and its finishing
 //!   rules; `conn`: TLS over a socket; `stdio`: stdin/stdout; `exec`: a child per connection.
 //! - `error`: failure classes and exit statuses; `report`: what goes to stderr.

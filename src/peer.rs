@@ -287,12 +287,14 @@ impl Peer {
         match e {
             ConnError::Tls(e) => (opts.describe)(&e, &self.label),
             // A peer that resets before the handshake is done refused the handshake, whatever
-            // the moment the reset raced with our ClientHello.
-            ConnError::Io(e) if !self.established => Class::Handshake.err(format!(
-                "{}: {} during the TLS handshake",
-                self.label,
-                io_phrase(&e)
-            )),
+            // the moment the reset raced with our ClientHello. (A TCP timeout stays a timeout.)
+            ConnError::Io(e) if !self.established && socket_class(&e) == Class::Network => {
+                Class::Handshake.err(format!(
+                    "{}: {} during the TLS handshake",
+                    self.label,
+                    io_phrase(&e)
+                ))
+            }
             ConnError::Io(e) => socket_class(&e).err(format!("{}: {}", self.label, io_phrase(&e))),
         }
     }
