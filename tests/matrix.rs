@@ -190,6 +190,11 @@ fn openssl_version_flag(version: &str) -> &'static str {
     }
 }
 
+/// socat's address options for exactly one TLS version ("1.2" or "1.3").
+fn socat_version(version: &str) -> String {
+    format!(",openssl-min-proto-version=TLS{version},openssl-max-proto-version=TLS{version}")
+}
+
 #[test]
 fn connect_to_openssl_s_server() {
     if !have("openssl") {
@@ -381,39 +386,32 @@ fn connect_to_ncat_and_socat_servers() {
     }
     if have("socat") {
         let data = random_bytes(512 * 1024, 4);
-        for (key, leaf) in &st.leaves {
-            for version in VERSIONS {
-                for mtls in [false, true] {
-                    let name = format!(
-                        "stls connect → socat OPENSSL-LISTEN TLS{version} {key:?} mtls={mtls}"
-                    );
-                    row.cell(name, || {
-                        let port = free_port();
-                        let verify = if mtls {
-                            format!("verify=1,cafile={}", st.ca())
-                        } else {
-                            "verify=0".into()
-                        };
-                        let v = version.replace('.', "");
-                        let spec = format!(
-                            "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,cert={},key={},{verify},\
-                             openssl-min-proto-version=TLS{v},openssl-max-proto-version=TLS{v}",
-                            s(&leaf.cert),
-                            s(&leaf.key)
-                        )
-                        .replace("TLS12", "TLS1.2")
-                        .replace("TLS13", "TLS1.3");
-                        let mut cmd = Command::new("socat");
-                        cmd.args([spec.as_str(), "EXEC:cat"]);
-                        let srv = Proc::spawn(&mut cmd, Input::Null);
-                        wait_listening(port);
-                        let r = connect_echo(port, &st, version, mtls, &data);
-                        drop(srv);
-                        r
-                    });
-                }
-            }
-        }
+        st.each(
+            &mut row,
+            "stls connect → socat OPENSSL-LISTEN",
+            "",
+            |leaf, version, mtls| {
+                let port = free_port();
+                let verify = if mtls {
+                    format!("verify=1,cafile={}", st.ca())
+                } else {
+                    "verify=0".into()
+                };
+                let spec = format!(
+                    "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,cert={},key={},{verify}{}",
+                    s(&leaf.cert),
+                    s(&leaf.key),
+                    socat_version(version)
+                );
+                let mut cmd = Command::new("socat");
+                cmd.args([spec.as_str(), "EXEC:cat"]);
+                let srv = Proc::spawn(&mut cmd, Input::Null);
+                wait_listening(port);
+                let r = connect_echo(port, &st, version, mtls, &data);
+                drop(srv);
+                r
+            },
+        );
     }
     row.report();
 }
@@ -561,34 +559,29 @@ fn ncat_and_socat_clients_to_listen() {
         }
     }
     if have("socat") {
-        for (key, leaf) in &st.leaves {
-            for version in VERSIONS {
-                for mtls in [false, true] {
-                    let name = format!(
-                        "socat OPENSSL → stls listen -e cat TLS{version} {key:?} mtls={mtls}"
-                    );
-                    row.cell(name, || {
-                        let (l, port) = echo_listener(&st, leaf, version, mtls);
-                        let mut spec = format!("OPENSSL:localhost:{port},cafile={}", st.ca());
-                        let v = if version == "1.2" { "TLS1.2" } else { "TLS1.3" };
-                        spec += &format!(
-                            ",openssl-min-proto-version={v},openssl-max-proto-version={v}"
-                        );
-                        if mtls {
-                            spec +=
-                                &format!(",cert={},key={}", s(&st.client.cert), s(&st.client.key));
-                        }
-                        // -t: how long socat waits for the echo after its stdin ends.
-                        let mut cmd = Command::new("socat");
-                        cmd.args(["-t", "10", "-", &spec]);
-                        let c = run_peer(&mut cmd, Input::Bytes(data.clone()));
-                        status(&c, 0, "socat")?;
-                        same(&c.stdout, &data)?;
-                        listener_saw(l, version, mtls)
-                    });
+        st.each(
+            &mut row,
+            "socat OPENSSL → stls listen -e cat",
+            "",
+            |leaf, version, mtls| {
+                let (l, port) = echo_listener(&st, leaf, version, mtls);
+                let mut spec = format!(
+                    "OPENSSL:localhost:{port},cafile={}{}",
+                    st.ca(),
+                    socat_version(version)
+                );
+                if mtls {
+                    spec += &format!(",cert={},key={}", s(&st.client.cert), s(&st.client.key));
                 }
-            }
-        }
+                // -t: how long socat waits for the echo after its stdin ends.
+                let mut cmd = Command::new("socat");
+                cmd.args(["-t", "10", "-", &spec]);
+                let c = run_peer(&mut cmd, Input::Bytes(data.clone()));
+                status(&c, 0, "socat")?;
+                same(&c.stdout, &data)?;
+                listener_saw(l, version, mtls)
+            },
+        );
     }
     row.report();
 }
