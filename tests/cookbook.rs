@@ -56,6 +56,13 @@ fn site(pki: &Pki) -> tempfile::TempDir {
     dir
 }
 
+/// `stls listen` with the fixture's server certificate, plus `extra` flags.
+fn serve(pki: &Pki, extra: &[&str], input: Input) -> Listener {
+    let mut args = vec!["--cert", s(&pki.server.cert), "--key", s(&pki.server.key)];
+    args.extend(extra);
+    Listener::start(&args, input)
+}
+
 const FETCH: &str =
     r"printf 'GET / HTTP/1.0\r\nHost: example.com\r\n\r\n' | stls connect example.com:443";
 
@@ -63,10 +70,7 @@ const FETCH: &str =
 fn fetch_a_web_page() {
     let pki = Pki::new();
     let page = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello\n".to_vec();
-    let server = Listener::start(
-        &["--cert", s(&pki.server.cert), "--key", s(&pki.server.key)],
-        Input::Bytes(page.clone()),
-    );
+    let server = serve(&pki, &[], Input::Bytes(page.clone()));
     let script = recipe(FETCH).replace(
         "example.com:443",
         &format!("localhost:{} --cacert {}", server.port, s(&pki.ca.cert)),
@@ -97,17 +101,7 @@ done"#;
 #[test]
 fn talk_to_an_smtp_server_on_465() {
     let pki = Pki::new();
-    let server = Listener::start(
-        &[
-            "--cert",
-            s(&pki.server.cert),
-            "--key",
-            s(&pki.server.key),
-            "-c",
-            FAKE_SMTP,
-        ],
-        Input::Null,
-    );
+    let server = serve(&pki, &["-c", FAKE_SMTP], Input::Null);
     let script = recipe(SMTP).replace(
         "smtp.example.com:465",
         &format!("localhost:{} --cacert {}", server.port, s(&pki.ca.cert)),
@@ -303,8 +297,9 @@ fn recording_relay(port: u16) -> (u16, Arc<Mutex<Vec<u8>>>) {
 #[test]
 fn key_log_matches_the_captured_connection() {
     let pki = Pki::new();
-    let server = Listener::start(
-        &["--cert", s(&pki.server.cert), "--key", s(&pki.server.key)],
+    let server = serve(
+        &pki,
+        &[],
         Input::Bytes(b"HTTP/1.0 204 No Content\r\n\r\n".to_vec()),
     );
     let (relay, captured) = recording_relay(server.port);
@@ -358,12 +353,7 @@ fn exit_statuses_in_a_script() {
     let dir = util::tempdir();
     let script = |target: String| recipe(EXIT_STATUS).replace("api.example:443", &target);
     let ca = s(&pki.ca.cert);
-    let serve = |reply: &[u8]| {
-        Listener::start(
-            &["--cert", s(&pki.server.cert), "--key", s(&pki.server.key)],
-            Input::Bytes(reply.to_vec()),
-        )
-    };
+    let serve = |reply: &[u8]| serve(&pki, &[], Input::Bytes(reply.to_vec()));
 
     let server = serve(b"ok\n");
     let done = run_sh(

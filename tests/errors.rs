@@ -5,10 +5,10 @@
 mod util;
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 
 use util::pki::{s, KeyType, Pki, VALID};
-use util::{connect, run, tempdir, write, Input, Listener};
+use util::{connect, run, tempdir, write, Done, Input, Listener};
 
 #[test]
 fn usage_errors_exit_2() {
@@ -213,51 +213,43 @@ fn port_in_use_exits_3() {
         .expect_stderr("cannot listen on 127.0.0.1");
 }
 
-#[test]
-fn non_tls_server_is_a_handshake_failure() {
+/// `stls connect --insecure` to a plain TCP server that handles the connection with `serve`.
+fn connect_to_plain_server(serve: impl FnOnce(TcpStream) + Send + 'static) -> Done {
     let plain = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = plain.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || {
-        let (mut sock, _) = plain.accept().unwrap();
+    let server = std::thread::spawn(move || serve(plain.accept().unwrap().0));
+    let done = connect(&format!("127.0.0.1:{port}"), &["--insecure"], Input::Null);
+    server.join().unwrap();
+    done
+}
+
+#[test]
+fn non_tls_server_is_a_handshake_failure() {
+    connect_to_plain_server(|mut sock| {
         let mut buf = [0u8; 512];
         let _ = sock.read(&mut buf);
         let _ = sock.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\n");
-    });
-    connect(&format!("127.0.0.1:{port}"), &["--insecure"], Input::Null)
-        .expect_code(4)
-        .expect_stderr("is it speaking TLS");
-    server.join().unwrap();
+    })
+    .expect_code(4)
+    .expect_stderr("is it speaking TLS");
 }
 
 #[test]
 fn closed_during_handshake_is_a_handshake_failure() {
-    let plain = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = plain.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || {
-        let (sock, _) = plain.accept().unwrap();
-        drop(sock);
-    });
-    connect(&format!("127.0.0.1:{port}"), &["--insecure"], Input::Null)
+    connect_to_plain_server(drop)
         .expect_code(4)
         .expect_stderr("during the TLS handshake");
-    server.join().unwrap();
 }
 
 #[test]
 fn reset_during_handshake_is_a_handshake_failure() {
     // The server reads part of the ClientHello and closes with the rest unread: TCP resets.
-    let plain = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = plain.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || {
-        let (mut sock, _) = plain.accept().unwrap();
+    connect_to_plain_server(|mut sock| {
         let mut head = [0u8; 5];
-        std::io::Read::read_exact(&mut sock, &mut head).unwrap();
-        drop(sock);
-    });
-    connect(&format!("127.0.0.1:{port}"), &["--insecure"], Input::Null)
-        .expect_code(4)
-        .expect_stderr("during the TLS handshake");
-    server.join().unwrap();
+        sock.read_exact(&mut head).unwrap();
+    })
+    .expect_code(4)
+    .expect_stderr("during the TLS handshake");
 }
 
 #[test]
