@@ -51,13 +51,20 @@ pub fn run(kind: &CertKind) -> Result<()> {
         .map_err(|e| anyhow!("{}: {}", args.out.display(), io_phrase(&e)))?;
     write(&cert_path, cert.pem().as_bytes(), 0o644, args.force)?;
     write(&key_path, key_pem(&key).as_bytes(), 0o600, args.force)?;
-    println!("wrote {}", cert_path.display());
-    println!("wrote {}", key_path.display());
-    println!(
-        "sha256 fingerprint {}",
+    let summary = format!(
+        "wrote {}\nwrote {}\nsha256 fingerprint {}\n",
+        cert_path.display(),
+        key_path.display(),
         fingerprint_text(&sha256(cert.der().as_ref()))
     );
-    Ok(())
+    match std::io::stdout().lock().write_all(summary.as_bytes()) {
+        // The files are written; a reader that went away did not want the summary.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(anyhow!(
+            "the files are written, but writing to stdout failed: {}",
+            io_phrase(&e)
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The key as PEM PKCS#8. Ed25519 keys are generated as PKCS#8 v2 (RFC 5958, with the public

@@ -16,8 +16,9 @@ const VERSION: &str = concat!(
 /// A TLS netcat: open or accept a TLS connection and relay stdin/stdout through it.
 ///
 /// stdout carries only the peer's bytes; every diagnostic goes to stderr. The exit status says
-/// how the connection ended: 0 clean close, 1 other error, 2 usage, 3 network, 4 TLS handshake
-/// failed, 5 peer certificate rejected, 6 truncated (no close_notify), 7 timeout.
+/// how the connection ended: 0 every byte delivered both ways, 1 other error, 2 usage, 3 network
+/// (reset), 4 TLS handshake failed, 5 peer certificate rejected, 6 transfer incomplete, 7 timeout,
+/// 130/143 SIGINT/SIGTERM.
 #[derive(Debug, Parser)]
 #[command(name = "stls", version = VERSION, propagate_version = true)]
 pub struct Cli {
@@ -238,6 +239,16 @@ pub struct CommonArgs {
     /// (default: send close_notify and shut down the write side).
     #[arg(long)]
     pub no_shutdown: bool,
+
+    /// Only receive: never read stdin nor send data (our side is complete from the start);
+    /// finish when the peer closes.
+    #[arg(long, conflicts_with_all = ["send_only", "exec", "sh_exec"])]
+    pub recv_only: bool,
+
+    /// Only send: never write stdout (what the peer sends is discarded); close at stdin EOF,
+    /// under TLS 1.2 too, and finish when the input is delivered.
+    #[arg(long, conflicts_with_all = ["exec", "sh_exec", "no_shutdown"])]
+    pub send_only: bool,
 
     /// Run CMD (split into words, no shell) for each connection, with the decrypted stream as
     /// its stdin and stdout instead of ours.

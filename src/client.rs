@@ -24,13 +24,14 @@ pub fn run(s: &Connect) -> Result<()> {
     }
     let tls = ClientConnection::new(s.config.clone(), s.server_name.clone())
         .map_err(|e| anyhow!("TLS setup: {e}"))?;
-    let describe = |e: &rustls::Error, peer: &str| {
+    let describe = |e: &rustls::Error, peer: &str, established: bool| {
         let chain = s.verifier.presented();
         let seen = Seen {
             peer,
             chain: &chain,
             our_alpn: &s.alpn,
             we_serve: false,
+            established,
         };
         let (class, msg) = describe_tls_error(e, &seen);
         class.err(msg)
@@ -39,6 +40,8 @@ pub fn run(s: &Connect) -> Result<()> {
         describe: &describe,
         role: "server",
         no_shutdown: s.common.no_shutdown,
+        send_only: s.common.send_only,
+        recv_only: s.common.recv_only,
         idle: s.common.idle,
         exec: s.common.exec.clone(),
         many: false,

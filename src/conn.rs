@@ -1,12 +1,14 @@
 //! One TLS connection over a non-blocking socket: the rustls state, what the socket is ready
-//! for, and how far each direction has got in closing.
+//! for, and the TCP-level ways of ending it (a half-close, watching for the peer's close, an
+//! abortive close).
 //!
 //! mio is edge-triggered, so readiness is remembered here: set by events, cleared only when a
 //! read or write reports `WouldBlock`. The loop registers the socket once for both directions
 //! and never re-registers.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::net::Shutdown;
+use std::time::Duration;
 
 use mio::event::Event;
 use mio::net::TcpStream;
@@ -27,14 +29,23 @@ pub enum ConnError {
     Io(io::Error),
 }
 
+/// What watching for the peer's TCP close found.
+#[derive(Debug)]
+pub enum PeerClose {
+    /// Not yet.
+    Pending,
+    /// The peer closed its side in order (FIN).
+    Closed,
+    /// The peer reset the connection: it closed with our bytes unread.
+    Reset(io::Error),
+}
+
 pub struct Conn {
     pub sock: TcpStream,
     pub tls: rustls::Connection,
     readable: bool,
     writable: bool,
     tcp_eof: bool,
-    close_sent: bool,
-    write_shut: bool,
     pub peer_end: Option<PeerEnd>,
 }
 
@@ -46,8 +57,6 @@ impl Conn {
             readable: true,
             writable: true,
             tcp_eof: false,
-            close_sent: false,
-            write_shut: false,
             peer_end: None,
         }
     }
@@ -65,22 +74,20 @@ impl Conn {
         self.tls.is_handshaking()
     }
 
+    /// Whether the peer ended the TCP stream (with or without close_notify).
+    pub fn tcp_eof(&self) -> bool {
+        self.tcp_eof
+    }
+
     /// Encrypt as much of `data` as rustls's send buffer takes; returns how much.
     pub fn send(&mut self, data: &[u8]) -> usize {
         // rustls's writer only fails after the connection is closed; treat that as full.
         self.tls.writer().write(data).unwrap_or(0)
     }
 
-    /// Queue close_notify; the write side is shut down once it is on the wire.
-    pub fn close(&mut self) {
-        if !self.close_sent {
-            self.tls.send_close_notify();
-            self.close_sent = true;
-        }
-    }
-
-    pub fn close_sent(&self) -> bool {
-        self.close_sent
+    /// Queue close_notify: our direction is complete.
+    pub fn send_close_notify(&mut self) {
+        self.tls.send_close_notify();
     }
 
     /// Whether TLS records are still waiting for the socket.
@@ -98,11 +105,6 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(ConnError::Io(e)),
             }
-        }
-        if self.close_sent && !self.write_shut && !self.tls.wants_write() {
-            // Our close_notify is on the wire: tell TCP too, so the peer sees EOF after it.
-            self.write_shut = true;
-            let _ = self.sock.shutdown(Shutdown::Write);
         }
         Ok(moved)
     }
@@ -132,6 +134,16 @@ impl Conn {
         Ok(moved)
     }
 
+    /// After a socket error: read what the kernel still holds (data queued before a reset is
+    /// still readable), in case it is a TLS alert that explains the failure.
+    pub fn salvage(&mut self) -> Option<rustls::Error> {
+        self.readable = true;
+        match self.fill() {
+            Err(ConnError::Tls(e)) => Some(e),
+            _ => None,
+        }
+    }
+
     /// Offer the decrypted bytes that are ready to `sink`, which returns how many it took.
     /// Returns that count; 0 also when nothing is ready, and when the peer's end of stream is
     /// reached (recorded in `peer_end`; all plaintext has been taken by then).
@@ -159,8 +171,41 @@ impl Conn {
         }
     }
 
-    /// The TCP stream ended (with or without close_notify).
-    pub fn tcp_eof(&self) -> bool {
-        self.tcp_eof
+    /// Whether decrypted bytes are waiting for our end to take them.
+    pub fn plaintext_waiting(&mut self) -> bool {
+        self.peer_end.is_none()
+            && matches!(self.tls.reader().fill_buf(), Ok(data) if !data.is_empty())
+    }
+
+    /// Send TCP FIN: everything we will ever send is on the wire.
+    pub fn shutdown_write(&mut self) {
+        let _ = self.sock.shutdown(Shutdown::Write);
+    }
+
+    /// After both close_notifies: read what is left of the TCP stream (nothing meaningful can
+    /// come after close_notify, so it is discarded) until the peer closes or resets.
+    pub fn watch_close(&mut self, scratch: &mut [u8]) -> PeerClose {
+        if self.tcp_eof {
+            return PeerClose::Closed;
+        }
+        while self.readable {
+            match self.sock.read(scratch) {
+                Ok(0) => {
+                    self.tcp_eof = true;
+                    return PeerClose::Closed;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return PeerClose::Reset(e),
+            }
+        }
+        PeerClose::Pending
+    }
+
+    /// Make the coming close abortive: the peer gets a TCP reset instead of FIN, so it
+    /// cannot mistake the end for a complete stream.
+    pub fn abort(&mut self) {
+        let _ = socket2::SockRef::from(&self.sock).set_linger(Some(Duration::ZERO));
     }
 }

@@ -20,13 +20,14 @@ pub enum Class {
     Handshake,
     /// We rejected the peer's certificate: exit 5.
     CertRejected,
-    /// The peer ended the TCP stream without close_notify: exit 6.
-    Truncated,
+    /// The transfer is incomplete: the peer ended the TCP stream without close_notify, or
+    /// ended the connection before our input was all sent: exit 6.
+    Incomplete,
     /// `-w` or `-i` expired: exit 7.
     Timeout,
-    /// SIGINT arrived while a connection was open: exit 130.
+    /// SIGINT arrived: exit 130.
     Interrupted,
-    /// SIGTERM arrived while a connection was open: exit 143.
+    /// SIGTERM arrived: exit 143.
     Terminated,
 }
 
@@ -38,7 +39,7 @@ impl Class {
             Class::Network => 3,
             Class::Handshake => 4,
             Class::CertRejected => 5,
-            Class::Truncated => 6,
+            Class::Incomplete => 6,
             Class::Timeout => 7,
             Class::Interrupted => 130,
             Class::Terminated => 143,
@@ -105,8 +106,8 @@ mod tests {
 
     #[test]
     fn class_survives_context() {
-        let err = Class::Truncated.err("cut").context("talking to x");
-        assert_eq!(classify(&err), Class::Truncated);
+        let err = Class::Incomplete.err("cut").context("talking to x");
+        assert_eq!(classify(&err), Class::Incomplete);
         assert_eq!(format!("{err:#}"), "talking to x: cut");
         assert_eq!(classify(&anyhow::anyhow!("plain")), Class::Other);
     }

@@ -8,7 +8,7 @@
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 
 use anyhow::Result;
 use mio::unix::pipe;
@@ -86,6 +86,7 @@ impl Program {
         match pipes {
             Ok((stdin, stdout)) => Ok(Child {
                 proc,
+                status: None,
                 stdin: Some(stdin),
                 stdout: Some(stdout),
                 stdin_ready: true,
@@ -122,6 +123,8 @@ fn on_path(name: &str) -> bool {
 /// A running child and our ends of its pipes; a pipe is `None` once closed.
 pub struct Child {
     pub proc: std::process::Child,
+    /// How it exited, once it has (it is reaped from the event loop, on SIGCHLD).
+    status: Option<ExitStatus>,
     pub stdin: Option<pipe::Sender>,
     pub stdout: Option<pipe::Receiver>,
     /// Remembered readiness (mio is edge-triggered), cleared on `WouldBlock`.
@@ -193,36 +196,40 @@ impl Child {
         self.stdout = None;
     }
 
-    /// Reap the child if it has exited; true once it has. A non-zero status is reported
-    /// under `-v`.
+    /// How the child exited, reaping it if it just has; `None` while it runs.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.proc.try_wait().ok().flatten();
+        }
+        self.status
+    }
+
+    /// Reap the child if it has exited; true once it has (or cannot be waited for). A
+    /// failure is reported under `-v`.
     pub fn reaped(&mut self, label: &str) -> bool {
+        if self.status.is_some() {
+            return true;
+        }
         match self.proc.try_wait() {
             Ok(Some(status)) => {
-                note_status(label, status);
+                self.status = Some(status);
+                if !status.success() {
+                    report::verbose(format_args!("{label}: command {}", describe_status(status)));
+                }
                 true
             }
             Ok(None) => false,
             Err(_) => true,
         }
     }
-
-    /// Wait for the child to exit.
-    pub fn wait(mut self, label: &str) {
-        self.close();
-        if let Ok(status) = self.proc.wait() {
-            note_status(label, status);
-        }
-    }
 }
 
-fn note_status(label: &str, status: std::process::ExitStatus) {
+/// "exited with status 3", "was killed by signal 9".
+pub fn describe_status(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
-    if let Some(sig) = status.signal() {
-        report::verbose(format_args!("{label}: command killed by signal {sig}"));
-    } else if !status.success() {
-        report::verbose(format_args!(
-            "{label}: command exited with status {}",
-            status.code().unwrap_or(-1)
-        ));
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(sig)) => format!("was killed by signal {sig}"),
+        (None, None) => "ended".to_string(),
     }
 }

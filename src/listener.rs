@@ -23,7 +23,7 @@ pub fn run(s: &Listen) -> Result<()> {
     if s.keep_open {
         raise_fd_limit();
     }
-    let describe = |e: &rustls::Error, peer: &str| {
+    let describe = |e: &rustls::Error, peer: &str, established: bool| {
         // The loop is one thread and asks right after the failing call, so the chain the
         // verifier recorded is this connection's.
         let chain = s
@@ -36,6 +36,7 @@ pub fn run(s: &Listen) -> Result<()> {
             chain: &chain,
             our_alpn: &s.alpn,
             we_serve: true,
+            established,
         };
         let (class, msg) = describe_tls_error(e, &seen);
         class.err(msg)
@@ -44,6 +45,8 @@ pub fn run(s: &Listen) -> Result<()> {
         describe: &describe,
         role: "client",
         no_shutdown: s.common.no_shutdown,
+        send_only: s.common.send_only,
+        recv_only: s.common.recv_only,
         idle: s.common.idle,
         exec: s.common.exec.clone(),
         many: s.keep_open,

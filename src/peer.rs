@@ -1,46 +1,60 @@
 //! One connection as the event loop sees it: a TLS connection, what its plaintext meets at our
-//! end (stdin/stdout, or a child process with `-e`), and the rules for finishing it.
+//! end (stdin/stdout, or a child process with `-e`), and its lifecycle.
 //!
-//! Finishing rules (the stream semantics scripts rely on):
-//! - our input ends (stdin EOF, or the child closed its stdout): send close_notify and shut
-//!   down the TCP write side (unless `--no-shutdown`), then keep receiving until the peer
-//!   closes.
-//! - peer close_notify under TLS 1.3: that ends its sending, not its receiving (half-close), so
-//!   our input goes on being sent until it ends; then close_notify, and finish once the socket
-//!   took it. Under TLS 1.2 a close_notify closes the whole connection (RFC 5246 §7.2.1): answer
-//!   it and finish. A terminal on stdin is never waited for. A child is always given the chance
-//!   to answer (its stdin is closed and its output is sent until it ends). If the peer no
-//!   longer takes bytes (it closed the socket), finish too: it ended the connection cleanly.
-//! - peer TCP EOF without close_notify: what arrived is delivered, then exit 6.
-//! - a child that stops reading and closes its output: close_notify, then a short wait for
-//!   the peer to close (unread bytes would make TCP send a reset instead of our close_notify).
+//! The lifecycle is data: a [`Phase`] for the connection and a state for each direction,
+//! [`Outbound`] (our input → the peer) and [`Inbound`] (the peer → our output). Failure is not
+//! a state: it ends the connection at once with an error, and an ended connection that failed
+//! is closed abortively (a TCP reset), so the peer can never take it for a complete transfer.
+//!
+//! The rules (the man page's HOW A CONNECTION ENDS says them for users):
+//! - close_notify promises that our direction is complete: it is sent only once our input
+//!   ended cleanly (stdin EOF; a child's EOF *and* exit status 0) and all of it went to TLS.
+//! - TLS 1.3 closes each direction on its own (RFC 8446 §6.1): close_notify goes at once, and
+//!   the peer's close_notify only ends its direction, so our input is still sent until it ends
+//!   (a terminal is never waited for).
+//! - TLS 1.2 has no half-close (RFC 5246 §7.2.1): close_notify ends the whole connection, so
+//!   ours waits until the peer's stream has ended — unless we will take nothing more from it
+//!   (`--send-only`, or a child that has exited). A peer close_notify that arrives while input
+//!   of ours is still unsent means that input was not delivered: exit 6, never 0.
+//! - Exit 0 needs evidence: our close_notify sent, the peer's received, everything written to
+//!   our output; then we send TCP FIN and wait, bounded, for the peer's FIN. A reset then, or a
+//!   write failure after the peer's close_notify, means the peer stopped reading early.
+//! - The peer's TCP EOF without close_notify: what arrived is delivered, then exit 6.
+//! - Our output failing, a child killed or exiting non-zero, a signal, a timer, any error:
+//!   no close_notify; the connection is reset.
 
+use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use mio::{Interest, Registry, Token};
 
-use crate::conn::{Conn, ConnError, PeerEnd};
+use crate::conn::{Conn, ConnError, PeerClose, PeerEnd};
 use crate::error::{io_phrase, socket_class, Class};
-use crate::exec::{Child, Fed, Program};
+use crate::exec::{describe_status, Child, Fed, Program};
 use crate::report;
 use crate::stdio::{Broadcast, Chunk, Next, Sink};
 
-/// How long to wait for the peer to close after we closed because our end went away.
+/// How long to wait for the peer's TCP close once both close_notifies have crossed.
 const LINGER: Duration = Duration::from_secs(2);
 
 /// What the connections of one run share.
 pub struct Options<'a> {
     /// Turn a rustls error on the connection named by the second argument into the error to
-    /// report. Called right after the failing call, so a verifier's record of the chain it
-    /// was shown is still this connection's.
-    pub describe: &'a dyn Fn(&rustls::Error, &str) -> anyhow::Error,
+    /// report; the third says whether the handshake was done. Called right after the failing
+    /// call, so a verifier's record of the chain it was shown is still this connection's.
+    pub describe: &'a dyn Fn(&rustls::Error, &str, bool) -> anyhow::Error,
     /// How `-v` names the peer's certificate: "server" or "client".
     pub role: &'static str,
-    /// `--no-shutdown`: send nothing when our input ends.
+    /// `--no-shutdown`: hold close_notify until the peer has closed.
     pub no_shutdown: bool,
-    /// `-i`: give up after this long without a byte either way.
+    /// `--send-only`: nothing goes to stdout, and close_notify goes at stdin EOF whatever the
+    /// TLS version.
+    pub send_only: bool,
+    /// `--recv-only`: stdin is never read; our direction is complete from the start.
+    pub recv_only: bool,
+    /// `-i`: give up after this long without a byte from or to the peer.
     pub idle: Option<Duration>,
     /// `-e` / `-c`: run this for each connection instead of using stdin/stdout.
     pub exec: Option<Program>,
@@ -56,7 +70,7 @@ pub struct Shared<'s, 'a> {
     pub stdin: Option<&'s mut Broadcast>,
     pub stdout: Option<&'s mut Sink>,
     pub registry: &'s Registry,
-    /// A buffer for moving a child's output into TLS.
+    /// A buffer for moving a child's output into TLS, and for discarding.
     pub scratch: &'s mut [u8],
     /// Set when the connection waits for stdin or has sent a whole chunk of it.
     pub stdin_wanted: bool,
@@ -70,6 +84,52 @@ pub enum Turn {
     Idle,
     /// The connection is over, with this outcome.
     Done(Result<()>),
+}
+
+/// Where the connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// The TLS handshake is under way. (A plaintext preamble — STARTTLS, a proxy — would be
+    /// a phase before this one.)
+    Handshake,
+    /// Application data flows; each direction has its own state.
+    Open,
+    /// Both directions ended cleanly and our FIN is sent: waiting, until then, for the peer's
+    /// TCP close, which a peer that did not read everything would turn into a reset.
+    Closing { until: Instant },
+}
+
+/// Our direction: our input (stdin, or the child's stdout) → the peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outbound {
+    /// Input is still arriving and being sent.
+    Sending,
+    /// The child closed its output; its exit status decides between close_notify and a reset.
+    Exiting,
+    /// The input ended cleanly and all of it is with TLS; close_notify waits for the rules.
+    Complete,
+    /// close_notify is queued (and on the wire once the socket took it).
+    Closed,
+}
+
+/// The peer's direction: the peer → our output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Inbound {
+    Receiving,
+    /// The peer's close_notify arrived, and everything before it went to our output.
+    Ended,
+}
+
+/// What a timer that fires means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timer {
+    /// The handshake took too long; which option set the limit.
+    Handshake(&'static str),
+    /// `-i`: the peer was silent.
+    Idle,
+    /// The peer did not close its TCP side after the close_notify exchange: nothing says a
+    /// byte was lost, so the connection ends well.
+    Linger,
 }
 
 /// What the connection's plaintext meets on our side.
@@ -91,18 +151,18 @@ pub struct Peer {
     end: End,
     /// Base of this connection's tokens: socket, child stdin, child stdout.
     token: usize,
+    phase: Phase,
+    outbound: Outbound,
+    inbound: Inbound,
     /// The handshake must be done by then, and which option said so.
     handshake_deadline: Option<(Instant, &'static str)>,
-    established: bool,
-    /// The peer sent close_notify.
-    peer_done: bool,
-    /// Our input has ended (close_notify sent unless `--no-shutdown`).
-    input_done: bool,
-    /// close_notify is sent; the connection ends once it is on the wire.
-    finishing: bool,
-    linger: Option<Instant>,
     started: Instant,
+    /// The last time a byte moved, for `-i`.
     last_activity: Instant,
+    /// Our output could not take what the peer sent (our back-pressure, not its silence).
+    output_stalled: bool,
+    /// The stdout chunk number by which everything received is written.
+    output_upto: u64,
     received: u64,
     sent: u64,
     /// Waiting in the loop's run queue.
@@ -131,14 +191,14 @@ impl Peer {
                 End::Stdio { next: 0, offset: 0 }
             },
             token: 0,
+            phase: Phase::Handshake,
+            outbound: Outbound::Sending,
+            inbound: Inbound::Receiving,
             handshake_deadline,
-            established: false,
-            peer_done: false,
-            input_done: false,
-            finishing: false,
-            linger: None,
             started: now,
             last_activity: now,
+            output_stalled: false,
+            output_upto: 0,
             received: 0,
             sent: 0,
             queued: false,
@@ -146,7 +206,7 @@ impl Peer {
     }
 
     /// Register the socket under tokens starting at `base`.
-    pub fn register(&mut self, registry: &Registry, base: usize) -> std::io::Result<()> {
+    pub fn register(&mut self, registry: &Registry, base: usize) -> io::Result<()> {
         self.token = base;
         registry.register(
             &mut self.conn.sock,
@@ -157,152 +217,271 @@ impl Peer {
 
     /// An event for token `base + which`.
     pub fn on_event(&mut self, which: usize, event: &mio::event::Event) {
-        match which {
-            0 => self.conn.on_event(event),
-            1 => {
-                if let End::Exec {
+        match (which, &mut self.end) {
+            (0, _) => self.conn.on_event(event),
+            (
+                1,
+                End::Exec {
                     child: Some(child), ..
-                } = &mut self.end
-                {
-                    child.stdin_ready = true;
-                }
-            }
-            _ => {
-                if let End::Exec {
+                },
+            ) => child.stdin_ready = true,
+            (
+                _,
+                End::Exec {
                     child: Some(child), ..
-                } = &mut self.end
-                {
-                    child.stdout_ready = true;
-                }
-            }
+                },
+            ) => child.stdout_ready = true,
+            _ => {}
         }
     }
 
     /// Where this connection is in stdin, while it still sends stdin.
     pub fn stdin_position(&self) -> Option<u64> {
         match self.end {
-            End::Stdio { next, .. } if self.established && !self.input_done && !self.finishing => {
+            End::Stdio { next, .. }
+                if self.phase == Phase::Open && self.outbound == Outbound::Sending =>
+            {
                 Some(next)
             }
             _ => None,
         }
     }
 
-    /// Whether the handshake is done (a signal then counts as interrupting a transfer).
-    pub fn established(&self) -> bool {
-        self.established
+    /// Whether the connection ended well and only waits for the peer's TCP close.
+    pub fn closing(&self) -> bool {
+        matches!(self.phase, Phase::Closing { .. })
+    }
+
+    /// Whether a child of this connection may have exited (SIGCHLD arrived).
+    pub fn has_child(&self) -> bool {
+        matches!(self.end, End::Exec { child: Some(_), .. })
     }
 
     /// Move what can move now.
     pub fn turn(&mut self, sh: &mut Shared<'_, '_>) -> Turn {
-        match self.step(sh) {
-            Ok(Some(moved)) => {
-                if moved {
-                    self.last_activity = Instant::now();
-                    Turn::Moved
-                } else {
-                    Turn::Idle
-                }
-            }
-            Ok(None) => Turn::Done(Ok(())),
+        let turn = match self.step(sh) {
+            Ok(turn) => turn,
             Err(e) => Turn::Done(Err(e)),
+        };
+        if matches!(turn, Turn::Moved) || self.output_stalled {
+            self.last_activity = Instant::now();
         }
+        turn
     }
 
-    /// One turn: `Some(moved)` while the connection goes on, `None` when it ended cleanly.
-    fn step(&mut self, sh: &mut Shared<'_, '_>) -> Result<Option<bool>> {
-        let mut moved = self.receive(sh)?;
-        if !self.established && !self.conn.handshaking() {
-            self.established = true;
-            moved = true;
-            self.on_established(sh)?;
+    /// One turn: receive, settle each direction by the rules, send, flush.
+    fn step(&mut self, sh: &mut Shared<'_, '_>) -> Result<Turn> {
+        if let Phase::Closing { .. } = self.phase {
+            return match self.conn.watch_close(sh.scratch) {
+                PeerClose::Pending => Ok(Turn::Idle),
+                PeerClose::Closed => Ok(Turn::Done(Ok(()))),
+                PeerClose::Reset(e) => Err(self.not_delivered(&e)),
+            };
         }
-        match self.conn.peer_end {
-            Some(_) if self.linger.is_some() => return Ok(None),
-            Some(_) if !self.established => {
+        let mut moved = self.receive(sh)?;
+        if self.phase == Phase::Handshake {
+            if !self.conn.handshaking() {
+                self.phase = Phase::Open;
+                moved = true;
+                self.on_established(sh)?;
+            } else if self.conn.tcp_eof() || self.conn.peer_end.is_some() {
                 return Err(Class::Handshake.err(format!(
                     "{} closed the connection during the TLS handshake",
                     self.label
-                )))
+                )));
             }
+        }
+        if self.phase == Phase::Open {
+            moved |= self.settle(sh)?;
+        }
+        match self.conn.flush() {
+            Ok(m) => moved |= m,
+            Err(e) => return Err(self.fail(e, sh.opts)),
+        }
+        if self.phase == Phase::Open
+            && self.outbound == Outbound::Closed
+            && self.inbound == Inbound::Ended
+            && !self.conn.wants_write()
+            && self.output_written(sh)
+        {
+            // Both directions are complete and our output has everything: say so with FIN,
+            // and wait for the peer's.
+            self.conn.shutdown_write();
+            self.phase = Phase::Closing {
+                until: Instant::now() + LINGER,
+            };
+            moved = true;
+        }
+        Ok(if moved { Turn::Moved } else { Turn::Idle })
+    }
+
+    /// The rules, in the order data meets them: the peer's direction, then ours.
+    fn settle(&mut self, sh: &mut Shared<'_, '_>) -> Result<bool> {
+        let mut moved = false;
+        match self.conn.peer_end {
             Some(PeerEnd::Truncated) => {
-                return Err(Class::Truncated.err(format!(
+                return Err(Class::Incomplete.err(format!(
                     "{} closed the connection without close_notify: the data may be truncated",
                     self.label
                 )))
             }
-            Some(PeerEnd::CloseNotify) if !self.peer_done => {
-                self.peer_done = true;
+            Some(PeerEnd::CloseNotify) if self.inbound == Inbound::Receiving => {
+                self.inbound = Inbound::Ended;
                 moved = true;
-                if let End::Exec {
-                    child: Some(child), ..
-                } = &mut self.end
-                {
-                    child.close_stdin();
-                }
+                self.peer_finished(sh)?;
             }
             _ => {}
         }
-        if !self.finishing && self.should_finish(sh.opts) {
-            self.finishing = true;
-            self.conn.close();
-            moved = true;
-            if !self.peer_done {
-                self.linger = Some(Instant::now() + LINGER);
-            }
-        }
-        if self.established && !self.finishing && !self.input_done {
+        if self.outbound == Outbound::Sending {
             moved |= self.send(sh)?;
         }
-        match self.conn.flush() {
-            Ok(m) => moved |= m,
-            // The peer has closed; if it no longer takes our bytes, we are done anyway.
-            Err(_) if self.peer_done || self.linger.is_some() => return Ok(None),
-            Err(e) => return Err(self.fail(e, sh.opts)),
+        if self.outbound == Outbound::Exiting {
+            moved |= self.child_exited(sh.opts)?;
         }
-        if self.finishing && !self.conn.wants_write() && self.linger.is_none() {
-            return Ok(None);
+        if self.outbound == Outbound::Complete && self.may_close(sh.opts) {
+            self.conn.send_close_notify();
+            self.outbound = Outbound::Closed;
+            moved = true;
         }
-        Ok(Some(moved))
+        Ok(moved)
     }
 
-    fn should_finish(&self, opts: &Options<'_>) -> bool {
-        match &self.end {
-            End::Stdio { .. } => {
-                self.peer_done && (self.input_done || opts.stdin_tty || !self.half_close())
+    /// The peer's close_notify arrived while our direction may still be open.
+    fn peer_finished(&mut self, sh: &mut Shared<'_, '_>) -> Result<()> {
+        let half_close = self.half_close();
+        if let End::Exec { child, leftover } = &mut self.end {
+            // The child gets EOF and may still answer (under TLS 1.2 an answer is too late).
+            if let Some(child) = child {
+                child.close_stdin();
             }
-            End::Exec { child, .. } => {
-                let child_reads = child.as_ref().is_some_and(|c| c.stdin.is_some());
-                self.input_done && (self.peer_done || !child_reads)
+            if !leftover.is_empty() && !half_close {
+                return Err(self.too_late());
             }
+            return Ok(());
+        }
+        if self.outbound != Outbound::Sending || (half_close && !sh.opts.stdin_tty) {
+            return Ok(()); // under TLS 1.3, stdin goes on being sent until it ends
+        }
+        if half_close {
+            self.send(sh)?; // what the terminal gave us still goes
+        }
+        if self.outbound == Outbound::Sending {
+            if self.input_pending(sh) {
+                return Err(self.too_late());
+            }
+            // Nothing of ours is waiting: what was read was all sent.
+            self.outbound = Outbound::Complete;
+        }
+        Ok(())
+    }
+
+    /// Whether stdin holds bytes this connection has not sent.
+    fn input_pending(&self, sh: &Shared<'_, '_>) -> bool {
+        match (&self.end, sh.stdin.as_deref()) {
+            (End::Stdio { next, offset }, Some(stdin)) => {
+                matches!(stdin.at(*next, *offset), Next::Data(b) if !b.is_empty())
+            }
+            _ => false,
         }
     }
 
-    /// Whether the protocol lets the peer go on receiving after its close_notify (TLS 1.3).
+    /// The peer ended the whole connection (TLS 1.2) before our input was all sent.
+    fn too_late(&self) -> anyhow::Error {
+        Class::Incomplete.err(format!(
+            "{} closed the connection (TLS 1.2 close_notify) before our input was all sent: \
+             the transfer is incomplete ({} bytes were sent)",
+            self.label, self.sent
+        ))
+    }
+
+    /// Whether our close_notify may go now that our direction is complete.
+    fn may_close(&self, opts: &Options<'_>) -> bool {
+        if self.inbound == Inbound::Ended {
+            return true; // nothing can be cut short any more
+        }
+        if opts.no_shutdown {
+            return false;
+        }
+        // Under TLS 1.2 close_notify would end the peer's direction too: only when we take
+        // nothing more from it, or when a person at a terminal ended the input (Ctrl-D).
+        self.half_close()
+            || opts.send_only
+            || matches!(self.end, End::Exec { .. })
+            || (opts.stdin_tty && !opts.recv_only)
+    }
+
+    /// Whether the protocol lets each direction close on its own (TLS 1.3).
     fn half_close(&self) -> bool {
         self.conn.tls.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
     }
 
-    fn fail(&self, e: ConnError, opts: &Options<'_>) -> anyhow::Error {
-        match e {
-            ConnError::Tls(e) => (opts.describe)(&e, &self.label),
-            // A peer that resets before the handshake is done refused the handshake, whatever
-            // the moment the reset raced with our ClientHello. (A TCP timeout stays a timeout.)
-            ConnError::Io(e) if !self.established && socket_class(&e) == Class::Network => {
-                Class::Handshake.err(format!(
-                    "{}: {} during the TLS handshake",
-                    self.label,
-                    io_phrase(&e)
-                ))
-            }
-            ConnError::Io(e) => socket_class(&e).err(format!("{}: {}", self.label, io_phrase(&e))),
+    /// Whether everything received has reached our output (stdout written, or the child's
+    /// pipe).
+    fn output_written(&self, sh: &Shared<'_, '_>) -> bool {
+        match (&self.end, sh.stdout.as_deref()) {
+            (End::Stdio { .. }, Some(sink)) => sink.written(self.output_upto),
+            _ => true,
         }
+    }
+
+    fn fail(&mut self, e: ConnError, opts: &Options<'_>) -> anyhow::Error {
+        // Whether the peer had closed before the error (salvage reads on and may see EOF).
+        let closed = self.conn.tcp_eof();
+        let e = match e {
+            ConnError::Io(e) => match self.conn.salvage() {
+                // The reset followed an alert that was not read yet: the alert says why.
+                Some(alert) => ConnError::Tls(alert),
+                None => ConnError::Io(e),
+            },
+            tls => tls,
+        };
+        let e = match e {
+            ConnError::Tls(e) => {
+                return (opts.describe)(&e, &self.label, self.phase != Phase::Handshake)
+            }
+            ConnError::Io(e) => e,
+        };
+        let class = socket_class(&e);
+        if class == Class::Timeout {
+            return class.err(format!("{}: {}", self.label, io_phrase(&e)));
+        }
+        if self.phase == Phase::Handshake {
+            // A FIN, or a reset that answered our bytes after a FIN (EPIPE), is the peer
+            // closing; a plain reset is a reset, as at any other time.
+            if closed || e.kind() == io::ErrorKind::BrokenPipe {
+                return Class::Handshake.err(format!(
+                    "{} closed the connection during the TLS handshake",
+                    self.label
+                ));
+            }
+            return class.err(format!(
+                "{}: {} during the TLS handshake",
+                self.label,
+                io_phrase(&e)
+            ));
+        }
+        if self.inbound == Inbound::Ended {
+            return self.not_delivered(&e);
+        }
+        class.err(format!("{}: {}", self.label, io_phrase(&e)))
+    }
+
+    /// The peer reset the connection after its close_notify: it stopped reading early.
+    fn not_delivered(&self, e: &io::Error) -> anyhow::Error {
+        Class::Network.err(format!(
+            "{} stopped reading before the end ({}): not all of the {} bytes sent were \
+             delivered",
+            self.label,
+            io_phrase(e),
+            self.sent
+        ))
     }
 
     /// Socket → TLS → our end, while our end takes bytes.
     fn receive(&mut self, sh: &mut Shared<'_, '_>) -> Result<bool> {
         let mut moved = false;
         let mut out: Option<Chunk> = None;
+        let mut stalled = false;
         let result = loop {
             match self.conn.fill() {
                 Ok(m) => moved |= m,
@@ -316,6 +495,7 @@ impl Peer {
                                 out = sink.buffer();
                             }
                             let Some(chunk) = out.as_mut() else {
+                                stalled = true;
                                 return 0;
                             };
                             let n = data.len().min(chunk.buf.len() - chunk.len);
@@ -324,15 +504,19 @@ impl Peer {
                             n
                         });
                         if let Some(full) = out.take_if(|c| c.len == c.buf.len()) {
-                            sink.send(full);
+                            self.output_upto = sink.send(full);
                         }
                         n
                     }
-                    None => 0,
+                    // --send-only: what the peer sends is read and dropped.
+                    None => self.conn.deliver(|data| data.len()),
                 },
                 End::Exec { child, .. } => self.conn.deliver(|data| match child {
                     Some(child) => match child.feed(data) {
-                        Fed::Took(n) => n,
+                        Fed::Took(n) => {
+                            stalled = n == 0;
+                            n
+                        }
                         // The child stopped reading: what it would have got is dropped.
                         Fed::Closed => data.len(),
                     },
@@ -346,14 +530,21 @@ impl Peer {
             moved = true;
         };
         if let (Some(chunk), Some(sink)) = (out, sh.stdout.as_deref_mut()) {
-            sink.send(chunk);
+            let partial = chunk.len > 0;
+            let upto = sink.send(chunk);
+            if partial {
+                self.output_upto = upto;
+            }
         }
+        self.output_stalled = stalled;
         result.map(|()| moved)
     }
 
     /// Our end → TLS, while rustls's send buffer takes more.
     fn send(&mut self, sh: &mut Shared<'_, '_>) -> Result<bool> {
         let mut moved = false;
+        let mut ended = false;
+        let late = self.inbound == Inbound::Ended && !self.half_close();
         match &mut self.end {
             End::Stdio { next, offset } => {
                 while let Some(stdin) = sh.stdin.as_deref() {
@@ -380,8 +571,7 @@ impl Peer {
                             if let Some(e) = stdin.error() {
                                 return Err(anyhow!("reading stdin: {}", io_phrase(e)));
                             }
-                            self.input_ended(sh.opts);
-                            moved = true;
+                            ended = true;
                             break;
                         }
                     }
@@ -403,11 +593,13 @@ impl Peer {
                     match child.drain(sh.scratch) {
                         None => break,
                         Some(0) => {
-                            self.input_done = true;
-                            if !sh.opts.no_shutdown {
-                                self.conn.close();
-                            }
+                            self.outbound = Outbound::Exiting;
                             moved = true;
+                            break;
+                        }
+                        // Output after the peer ended the whole connection (TLS 1.2).
+                        Some(_) if late => {
+                            ended = true;
                             break;
                         }
                         Some(n) => {
@@ -418,15 +610,48 @@ impl Peer {
                         }
                     }
                 }
+                if ended {
+                    return Err(self.too_late());
+                }
+                return Ok(moved);
+            }
+        }
+        if ended {
+            self.outbound = Outbound::Complete;
+            moved = true;
+            if !self.may_close(sh.opts) && !sh.opts.no_shutdown {
+                report::verbose(format_args!(
+                    "stdin ended; under TLS 1.2 close_notify would end {} too, so it waits for \
+                     {0} to close (--send-only closes at once)",
+                    self.label
+                ));
             }
         }
         Ok(moved)
     }
 
-    fn input_ended(&mut self, opts: &Options<'_>) {
-        self.input_done = true;
-        if !opts.no_shutdown {
-            self.conn.close();
+    /// The child closed its output: once it has exited, its status says whether our direction
+    /// is complete.
+    fn child_exited(&mut self, opts: &Options<'_>) -> Result<bool> {
+        let End::Exec {
+            child: Some(child), ..
+        } = &mut self.end
+        else {
+            self.outbound = Outbound::Complete;
+            return Ok(true);
+        };
+        match child.exit_status() {
+            None => Ok(false),
+            Some(status) if status.success() => {
+                self.outbound = Outbound::Complete;
+                Ok(true)
+            }
+            Some(status) => Err(anyhow!(
+                "{}: '{}' {}; the connection is reset, without close_notify",
+                self.label,
+                report::escape(opts.exec.as_ref().map_or("", |p| p.text.as_str())),
+                describe_status(status)
+            )),
         }
     }
 
@@ -438,10 +663,14 @@ impl Peer {
         };
         report::session(&self.conn.tls, sh.opts.role, &prefix);
         match &mut self.end {
-            End::Stdio { next, .. } => {
-                *next = sh.stdin.as_deref().map_or(0, Broadcast::position);
-                sh.stdin_wanted = true;
-            }
+            End::Stdio { next, .. } => match sh.stdin.as_deref() {
+                Some(stdin) => {
+                    *next = stdin.position();
+                    sh.stdin_wanted = true;
+                }
+                // --recv-only: there is nothing to send.
+                None => self.outbound = Outbound::Complete,
+            },
             End::Exec { child, .. } => {
                 let Some(program) = &sh.opts.exec else {
                     return Ok(());
@@ -466,64 +695,49 @@ impl Peer {
         Ok(())
     }
 
-    /// The earliest moment a timer of this connection fires.
-    pub fn next_timer(&self, idle: Option<Duration>) -> Option<Instant> {
-        let handshake = (!self.established)
-            .then_some(self.handshake_deadline)
+    /// The connection's next deadline and what it means; the one place timers are decided.
+    pub fn deadline(&self, idle: Option<Duration>) -> Option<(Instant, Timer)> {
+        match self.phase {
+            Phase::Closing { until } => return Some((until, Timer::Linger)),
+            Phase::Handshake | Phase::Open => {}
+        }
+        let handshake = match (self.phase, self.handshake_deadline) {
+            (Phase::Handshake, Some((at, option))) => Some((at, Timer::Handshake(option))),
+            _ => None,
+        };
+        // -i measures the peer's silence: not while our own output holds things up.
+        let idle = idle
+            .filter(|_| !self.output_stalled)
+            .map(|d| (self.last_activity + d, Timer::Idle));
+        [handshake, idle]
+            .into_iter()
             .flatten()
-            .map(|(at, _)| at);
-        let idle = idle.map(|d| self.last_activity + d);
-        [handshake, idle, self.linger].into_iter().flatten().min()
+            .min_by_key(|(at, _)| *at)
     }
 
-    /// Check the timers: `Some` with the outcome if one has fired.
-    pub fn expired(&self, now: Instant, idle: Option<Duration>) -> Option<Result<()>> {
-        if let Some(at) = self.linger {
-            if now >= at {
-                return Some(Ok(()));
-            }
-        }
-        if let (false, Some((at, option))) = (self.established, self.handshake_deadline) {
-            if now >= at {
-                return Some(Err(Class::Timeout.err(format!(
-                    "TLS handshake with {} timed out ({option})",
-                    self.label
-                ))));
-            }
-        }
-        if let Some(idle) = idle {
-            if now >= self.last_activity + idle {
-                return Some(Err(Class::Timeout.err(format!(
-                    "no data from or to {} for {}s (-i)",
-                    self.label,
-                    idle.as_secs_f64()
-                ))));
-            }
-        }
-        None
-    }
-
-    /// Start closing now (shutdown on a signal): close_notify, and the child's pipes.
-    pub fn shut(&mut self) {
-        self.finishing = true;
-        self.conn.close();
-        if let End::Exec {
-            child: Some(child), ..
-        } = &mut self.end
-        {
-            child.close();
+    /// A timer fired: the outcome it gives the connection.
+    pub fn expire(&self, timer: Timer, idle: Option<Duration>) -> Result<()> {
+        match timer {
+            Timer::Linger => Ok(()),
+            Timer::Handshake(option) => Err(Class::Timeout.err(format!(
+                "TLS handshake with {} timed out ({option})",
+                self.label
+            ))),
+            Timer::Idle => Err(Class::Timeout.err(format!(
+                "no data from or to {} for {}s (-i)",
+                self.label,
+                idle.unwrap_or_default().as_secs_f64()
+            ))),
         }
     }
 
-    /// Push queued TLS records out; true while some remain.
-    pub fn flush_pending(&mut self) -> bool {
-        self.conn.flush().is_ok() && self.conn.wants_write()
-    }
-
-    /// The connection is over: deregister, log under `-v`, and hand back its child, if any,
-    /// to be reaped.
+    /// The connection is over: deregister, close (abortively unless it ended well), log under
+    /// `-v`, and hand back its child, if any, to be reaped.
     pub fn close(mut self, registry: &Registry, ok: bool) -> Option<(String, Child)> {
         let _ = registry.deregister(&mut self.conn.sock);
+        if !ok {
+            self.conn.abort();
+        }
         let label = self.label;
         report::verbose(format_args!(
             "{label}: {} after {:.3}s: {} bytes received, {} bytes sent",

@@ -24,7 +24,7 @@ use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use crate::error::{io_phrase, Class};
+use crate::error::{classify, io_phrase, Class};
 use crate::exec::Child;
 use crate::peer::{Options, Peer, Shared, Turn};
 use crate::report;
@@ -37,8 +37,8 @@ const SIGNALS: Token = Token(2);
 const FIRST: usize = 3;
 const PER: usize = 3;
 
-/// How long a signal shutdown waits for close_notify to reach the peers.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// How long the end of a run waits for the children of failed connections to exit.
+const CHILD_GRACE: Duration = Duration::from_secs(2);
 /// How long to wait before accepting again after running out of descriptors.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
@@ -60,6 +60,7 @@ pub struct Hub<'a> {
     queue: VecDeque<usize>,
     listening: Option<Listening<'a>>,
     accept_paused: Option<Instant>,
+    _waker: Arc<Waker>,
     stdin: Option<Broadcast>,
     stdout: Option<Sink>,
     signals: Signals,
@@ -73,15 +74,23 @@ pub struct Hub<'a> {
 impl<'a> Hub<'a> {
     pub fn new(opts: Options<'a>) -> Result<Hub<'a>> {
         let poll = Poll::new()?;
-        let (stdin, stdout) = if opts.exec.is_some() {
-            (None, None)
-        } else {
-            let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-            let source = Source::stdin(waker.clone())
-                .map_err(|e| anyhow!("cannot read stdin: {}", io_phrase(&e)))?;
-            let sink = Sink::stdout(waker)
-                .map_err(|e| anyhow!("cannot write to stdout: {}", io_phrase(&e)))?;
-            (Some(Broadcast::new(source)), Some(sink))
+        // The loop keeps the waker: were it dropped with the last thread holding it, the
+        // wakeup that thread sent last would go with it.
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let stdio = opts.exec.is_none();
+        let stdin = match stdio && !opts.recv_only {
+            true => Some(Broadcast::new(
+                Source::stdin(waker.clone())
+                    .map_err(|e| anyhow!("cannot read stdin: {}", io_phrase(&e)))?,
+            )),
+            false => None,
+        };
+        let stdout = match stdio && !opts.send_only {
+            true => Some(
+                Sink::stdout(waker.clone())
+                    .map_err(|e| anyhow!("cannot write to stdout: {}", io_phrase(&e)))?,
+            ),
+            false => None,
         };
         let mut signals = catch_signals()?;
         poll.registry()
@@ -93,6 +102,7 @@ impl<'a> Hub<'a> {
             queue: VecDeque::new(),
             listening: None,
             accept_paused: None,
+            _waker: waker,
             stdin,
             stdout,
             signals,
@@ -141,21 +151,24 @@ impl<'a> Hub<'a> {
     }
 
     /// Run until the connection ends (or, with `-k`, until a signal); everything received is
-    /// on stdout when this returns.
+    /// on stdout when this returns, unless a signal cut it short.
     pub fn run(mut self) -> Result<()> {
+        let result = self.serve();
+        self.finish(result)
+    }
+
+    fn serve(&mut self) -> Result<()> {
         let mut events = Events::with_capacity(256);
-        let result = loop {
+        loop {
             self.run_queue();
             if let Some(outcome) = self.outcome.take() {
-                break outcome;
+                return outcome;
             }
-            if self.stdout.as_ref().is_some_and(Sink::failed) {
-                // stdout's reader went away: nothing more can be delivered.
-                self.shutdown();
-                break Ok(());
+            if let Some(e) = self.stdout.as_mut().and_then(Sink::take_failure) {
+                return self.output_failed(e);
             }
             if self.peers.is_empty() && self.listening.is_none() {
-                break Ok(());
+                return Ok(());
             }
             let timeout = self.timers();
             if !self.queue.is_empty() || self.outcome.is_some() {
@@ -164,9 +177,8 @@ impl<'a> Hub<'a> {
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => break Err(e.into()),
+                Err(e) => return Err(e.into()),
             }
-            let mut signalled = None;
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
@@ -174,7 +186,11 @@ impl<'a> Hub<'a> {
                         self.feed_stdin();
                         self.enqueue_all();
                     }
-                    SIGNALS => signalled = signalled.or(self.signals_arrived()),
+                    SIGNALS => {
+                        if let Some(sig) = self.signals_arrived() {
+                            return self.interrupted(sig);
+                        }
+                    }
                     Token(t) => {
                         let (key, which) = ((t - FIRST) / PER, (t - FIRST) % PER);
                         if let Some(peer) = self.peers.get_mut(key) {
@@ -184,11 +200,7 @@ impl<'a> Hub<'a> {
                     }
                 }
             }
-            if let Some(sig) = signalled {
-                break self.interrupted(sig);
-            }
-        };
-        self.finish(result)
+        }
     }
 
     /// Give turns until no connection can move.
@@ -243,7 +255,7 @@ impl<'a> Hub<'a> {
         }
     }
 
-    /// A connection is over: log or keep its outcome, reap its child.
+    /// A connection is over: log or keep its outcome; its child, if any, is reaped later.
     fn remove(&mut self, key: usize, outcome: Result<()>) {
         let peer = self.peers.remove(key);
         let many = self.opts.many;
@@ -253,12 +265,8 @@ impl<'a> Hub<'a> {
             }
         }
         if let Some((label, mut child)) = peer.close(self.poll.registry(), outcome.is_ok()) {
-            if many {
-                if !child.reaped(&label) {
-                    self.children.push((label, child));
-                }
-            } else {
-                child.wait(&label);
+            if !child.reaped(&label) {
+                self.children.push((label, child));
             }
         }
         if !many {
@@ -273,7 +281,10 @@ impl<'a> Hub<'a> {
         let expired: Vec<(usize, Result<()>)> = self
             .peers
             .iter()
-            .filter_map(|(k, p)| p.expired(now, idle).map(|r| (k, r)))
+            .filter_map(|(k, p)| match p.deadline(idle) {
+                Some((at, timer)) if now >= at => Some((k, p.expire(timer, idle))),
+                _ => None,
+            })
             .collect();
         for (key, outcome) in expired {
             self.remove(key, outcome);
@@ -287,7 +298,7 @@ impl<'a> Hub<'a> {
         let next = self
             .peers
             .iter()
-            .filter_map(|(_, p)| p.next_timer(idle))
+            .filter_map(|(_, p)| p.deadline(idle).map(|(at, _)| at))
             .chain(self.accept_paused)
             .min();
         next.map(|at| at.saturating_duration_since(now))
@@ -347,84 +358,113 @@ impl<'a> Hub<'a> {
         }
     }
 
-    /// The termination signal that arrived, if any; children that exited are reaped.
+    /// The termination signal that arrived, if any. On SIGCHLD, children that exited are
+    /// reaped and connections with a child get a turn to look at theirs.
     fn signals_arrived(&mut self) -> Option<i32> {
         let mut stop = None;
+        let mut child = false;
         for sig in self.signals.pending() {
-            if sig == SIGINT || sig == SIGTERM {
-                stop = stop.or(Some(sig));
+            match sig {
+                SIGINT | SIGTERM => stop = stop.or(Some(sig)),
+                _ => child = true,
             }
         }
-        self.children
-            .retain_mut(|(label, child)| !child.reaped(label));
+        if child {
+            self.children
+                .retain_mut(|(label, child)| !child.reaped(label));
+            let keys: Vec<usize> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.has_child())
+                .map(|(k, _)| k)
+                .collect();
+            for key in keys {
+                self.enqueue(key);
+            }
+        }
         stop
     }
 
-    /// A signal asked us to stop: close every connection cleanly, then say how we ended.
+    /// A signal asked us to stop: stop accepting, and end every connection. Only those that
+    /// had already ended well close in order; the rest are reset, since their transfer was cut
+    /// short and the peer must not take it for complete.
     fn interrupted(&mut self, sig: i32) -> Result<()> {
-        let open = self.peers.iter().filter(|(_, p)| p.established()).count();
-        self.shutdown();
-        if open == 0 {
-            return Ok(());
-        }
+        let reset = self.close_all();
         let (class, name) = if sig == SIGINT {
             (Class::Interrupted, "SIGINT")
         } else {
             (Class::Terminated, "SIGTERM")
         };
-        Err(class.err(format!(
-            "stopped by {name}: sent close_notify to {open} open connection{}",
-            if open == 1 { "" } else { "s" }
-        )))
+        let what = match reset {
+            0 => String::new(),
+            1 => ": 1 connection reset".to_string(),
+            n => format!(": {n} connections reset"),
+        };
+        Err(class.err(format!("stopped by {name}{what}")))
     }
 
-    /// Stop accepting, send close_notify on every connection and wait a little for it to
-    /// leave.
-    fn shutdown(&mut self) {
+    /// stdout failed: nothing more can be delivered, so every connection is reset. A reader
+    /// that went away (`| head`) is how a pipeline says "enough": exit 0, quietly.
+    fn output_failed(&mut self, e: io::Error) -> Result<()> {
+        self.close_all();
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            return Ok(());
+        }
+        Err(anyhow!("writing to stdout: {}", io_phrase(&e)))
+    }
+
+    /// Stop accepting and end every connection (abortively unless it had ended well); how
+    /// many were reset.
+    fn close_all(&mut self) -> usize {
         if let Some(mut listening) = self.listening.take() {
             let _ = self.poll.registry().deregister(&mut listening.sock);
         }
-        for (_, peer) in self.peers.iter_mut() {
-            peer.shut();
-        }
-        let deadline = Instant::now() + SHUTDOWN_GRACE;
-        let mut events = Events::with_capacity(256);
-        loop {
-            let mut pending = false;
-            for (_, peer) in self.peers.iter_mut() {
-                pending |= peer.flush_pending();
-            }
-            let now = Instant::now();
-            if !pending || now >= deadline {
-                break;
-            }
-            if self.poll.poll(&mut events, Some(deadline - now)).is_err() {
-                break;
-            }
-            for event in events.iter() {
-                let Token(t) = event.token();
-                if t >= FIRST {
-                    if let Some(peer) = self.peers.get_mut((t - FIRST) / PER) {
-                        peer.on_event((t - FIRST) % PER, event);
-                    }
-                }
-            }
-        }
-        let keys: Vec<usize> = self.peers.iter().map(|(k, _)| k).collect();
-        for key in keys {
-            let peer = self.peers.remove(key);
-            if let Some((label, mut child)) = peer.close(self.poll.registry(), true) {
+        let mut reset = 0;
+        let peers: Vec<Peer> = self.peers.drain().collect();
+        for peer in peers {
+            let ok = peer.closing();
+            reset += usize::from(!ok);
+            if let Some((label, mut child)) = peer.close(self.poll.registry(), ok) {
                 if !child.reaped(&label) {
                     self.children.push((label, child));
                 }
             }
         }
+        reset
     }
 
-    /// Wait for stdout to take what it was given, then pass `result` on.
+    /// Before returning `result`: let stdout take what it was given and let the children of
+    /// ended connections exit (for at most `CHILD_GRACE`), still answering signals. After a
+    /// signal nothing is waited for.
     fn finish(mut self, result: Result<()>) -> Result<()> {
-        self.children
-            .retain_mut(|(label, child)| !child.reaped(label));
+        if let Err(e) = &result {
+            if matches!(classify(e), Class::Interrupted | Class::Terminated) {
+                return result;
+            }
+        }
+        let grace = Instant::now() + CHILD_GRACE;
+        let mut events = Events::with_capacity(16);
+        loop {
+            self.children
+                .retain_mut(|(label, child)| !child.reaped(label));
+            let output_done = self.stdout.as_ref().is_none_or(Sink::settled);
+            let now = Instant::now();
+            let children_done = self.children.is_empty() || now >= grace;
+            if output_done && children_done {
+                break;
+            }
+            let timeout = (!children_done).then(|| grace - now);
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+            if events.iter().any(|e| e.token() == SIGNALS) {
+                if let Some(sig) = self.signals_arrived() {
+                    return self.interrupted(sig);
+                }
+            }
+        }
         match self.stdout.take().map(Sink::finish) {
             // stdout's reader went away: that is how `| head` says "enough".
             Some(Err(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),

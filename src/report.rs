@@ -2,6 +2,7 @@
 //! descriptions of sessions and certificates, and escaping of every string a peer controls.
 
 use std::fmt::Display;
+use std::io::Write;
 use std::sync::atomic::{AtomicI8, Ordering};
 
 use rustls::pki_types::CertificateDer;
@@ -21,28 +22,35 @@ pub fn level() -> i8 {
     LEVEL.load(Ordering::Relaxed)
 }
 
+/// Write one line to stderr in one write. A diagnostic that cannot be written (stderr closed,
+/// full, or its reader gone) is dropped: it must never stop the transfer, let alone panic.
+fn line(prefix: &str, msg: impl Display) {
+    let text = format!("stls: {prefix}{msg}\n");
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
 /// A line shown unless `-q`.
 pub fn info(msg: impl Display) {
     if level() >= 0 {
-        eprintln!("stls: {msg}");
+        line("", msg);
     }
 }
 
 /// A line shown with `-v`.
 pub fn verbose(msg: impl Display) {
     if level() >= 1 {
-        eprintln!("stls: {msg}");
+        line("", msg);
     }
 }
 
 /// Always shown.
 pub fn warn(msg: impl Display) {
-    eprintln!("stls: warning: {msg}");
+    line("warning: ", msg);
 }
 
 /// Always shown: the one line for the error that ends the run.
 pub fn error(msg: impl Display) {
-    eprintln!("stls: {msg}");
+    line("", msg);
 }
 
 /// A peer-controlled string made safe for a terminal: control characters are escaped.

@@ -20,6 +20,8 @@ use crate::trust::{self, ClientVerifier, ServerVerifier, Trust};
 /// What both subcommands share.
 pub struct Common {
     pub no_shutdown: bool,
+    pub send_only: bool,
+    pub recv_only: bool,
     /// `-e` / `-c`: run this per connection instead of using stdin/stdout.
     pub exec: Option<Program>,
     pub wait: Option<Duration>,
@@ -37,6 +39,8 @@ impl Common {
         };
         Ok(Common {
             no_shutdown: args.no_shutdown,
+            send_only: args.send_only,
+            recv_only: args.recv_only,
             exec,
             wait: args.wait,
             idle: args.idle,

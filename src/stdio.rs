@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -201,6 +202,11 @@ pub struct Sink {
     pool: Receiver<Vec<u8>>,
     spare: Option<Vec<u8>>,
     made: usize,
+    /// How many chunks were queued, and how many of them the writer has written.
+    queued: u64,
+    written: Arc<AtomicU64>,
+    /// The writer failed (the error was taken).
+    stopped: bool,
     failure: Arc<Mutex<Option<io::Error>>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -216,6 +222,8 @@ impl Sink {
         let (pool_tx, pool) = mpsc::channel();
         let failure = Arc::new(Mutex::new(None));
         let failed = failure.clone();
+        let written = Arc::new(AtomicU64::new(0));
+        let count = written.clone();
         let mut file = File::from(fd);
         let thread = std::thread::Builder::new()
             .name("stdout".into())
@@ -228,6 +236,7 @@ impl Sink {
                         let _ = waker.wake();
                         return;
                     }
+                    count.fetch_add(1, Ordering::Release);
                     let _ = pool_tx.send(chunk.buf);
                     let _ = waker.wake();
                 }
@@ -237,6 +246,9 @@ impl Sink {
             pool,
             spare: None,
             made: 0,
+            queued: 0,
+            written,
+            stopped: false,
             failure,
             thread: Some(thread),
         })
@@ -257,20 +269,39 @@ impl Sink {
         None
     }
 
-    /// Queue a chunk for writing (an empty one just goes back to the pool).
-    pub fn send(&mut self, chunk: Chunk) {
+    /// Queue a chunk for writing (an empty one just goes back to the pool). Returns the
+    /// number the chunk's bytes are written by, for [`Sink::written`].
+    pub fn send(&mut self, chunk: Chunk) -> u64 {
         if chunk.len == 0 {
             self.spare = Some(chunk.buf);
-            return;
+            return self.queued;
         }
         if let Some(tx) = &self.tx {
-            let _ = tx.send(chunk);
+            if tx.send(chunk).is_ok() {
+                self.queued += 1;
+            }
         }
+        self.queued
     }
 
-    /// Whether writing failed (the error comes from [`Sink::finish`]).
-    pub fn failed(&self) -> bool {
-        self.failure.lock().map_or(true, |slot| slot.is_some())
+    /// Whether every chunk up to number `upto` (as returned by [`Sink::send`]) is written.
+    pub fn written(&self, upto: u64) -> bool {
+        self.written.load(Ordering::Acquire) >= upto
+    }
+
+    /// Whether nothing is left to wait for: everything queued is written, or the writer
+    /// has stopped (it failed).
+    pub fn settled(&self) -> bool {
+        self.stopped
+            || self.written(self.queued)
+            || self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// The error that stopped the writer, if it failed.
+    pub fn take_failure(&mut self) -> Option<io::Error> {
+        let e = self.failure.lock().ok().and_then(|mut slot| slot.take());
+        self.stopped |= e.is_some();
+        e
     }
 
     /// Wait until everything queued is written; the error that stopped the writer, if any.

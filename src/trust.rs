@@ -262,6 +262,8 @@ pub struct Seen<'a> {
     pub our_alpn: &'a [Vec<u8>],
     /// Whether we are the server (verifying a client certificate).
     pub we_serve: bool,
+    /// Whether the handshake was done when the error came.
+    pub established: bool,
 }
 
 /// The exit class and one-line message for a TLS error, from the point of view of the side
@@ -277,6 +279,25 @@ pub fn describe_tls_error(err: &rustls::Error, seen: &Seen<'_>) -> (Class, Strin
             .collect();
         names.join(", ")
     };
+    // Under TLS 1.3 a server judges the client's certificate after the client finished its
+    // handshake, so those alerts come late but are still the handshake's verdict.
+    let handshake_verdict = matches!(
+        err,
+        rustls::Error::AlertReceived(
+            A::BadCertificate
+                | A::UnknownCA
+                | A::CertificateUnknown
+                | A::UnsupportedCertificate
+                | A::CertificateExpired
+                | A::CertificateRevoked
+                | A::AccessDenied
+                | A::CertificateRequired
+                | A::DecryptError
+        )
+    );
+    if seen.established && !handshake_verdict {
+        return describe_late_error(err, peer);
+    }
     match err {
         rustls::Error::InvalidCertificate(ce) => {
             (Class::CertRejected, describe_cert_error(ce, seen))
@@ -342,6 +363,22 @@ pub fn describe_tls_error(err: &rustls::Error, seen: &Seen<'_>) -> (Class, Strin
             format!("TLS handshake with {peer} failed: {err}"),
         ),
     }
+}
+
+/// A TLS error once data flows: a bad record, an alert. Still a TLS failure (exit 4), but
+/// not the handshake's.
+fn describe_late_error(err: &rustls::Error, peer: &str) -> (Class, String) {
+    let msg = match err {
+        rustls::Error::AlertReceived(alert) => format!(
+            "{peer} ended the connection with TLS alert {}",
+            escape(&format!("{alert:?}"))
+        ),
+        rustls::Error::DecryptError => {
+            format!("TLS error from {peer}: a record failed to decrypt (corrupted or forged data)")
+        }
+        _ => format!("TLS error from {peer} after the handshake: {err}"),
+    };
+    (Class::Handshake, msg)
 }
 
 fn describe_cert_error(err: &CertificateError, seen: &Seen<'_>) -> String {

@@ -236,20 +236,28 @@ fn non_tls_server_is_a_handshake_failure() {
 
 #[test]
 fn closed_during_handshake_is_a_handshake_failure() {
-    connect_to_plain_server(drop)
-        .expect_code(4)
-        .expect_stderr("during the TLS handshake");
+    // The server reads the whole ClientHello, then closes in order (FIN): it refused TLS.
+    connect_to_plain_server(|mut sock| {
+        let mut head = [0u8; 5];
+        sock.read_exact(&mut head).unwrap();
+        let len = u16::from_be_bytes([head[3], head[4]]) as usize;
+        let mut body = vec![0u8; len];
+        sock.read_exact(&mut body).unwrap();
+    })
+    .expect_code(4)
+    .expect_stderr("closed the connection during the TLS handshake");
 }
 
 #[test]
-fn reset_during_handshake_is_a_handshake_failure() {
-    // The server reads part of the ClientHello and closes with the rest unread: TCP resets.
+fn reset_during_handshake_is_a_network_failure() {
+    // The server reads part of the ClientHello and closes with the rest unread: TCP resets,
+    // and a reset is exit 3 whenever it comes.
     connect_to_plain_server(|mut sock| {
         let mut head = [0u8; 5];
         sock.read_exact(&mut head).unwrap();
     })
-    .expect_code(4)
-    .expect_stderr("during the TLS handshake");
+    .expect_code(3)
+    .expect_stderr("connection reset by peer during the TLS handshake");
 }
 
 #[test]

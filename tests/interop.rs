@@ -39,10 +39,19 @@ fn connect_to_openssl_s_server() {
             // Client → server: s_server's stdin stays open so it keeps reading.
             let data = random_bytes(1 << 20, 11);
             let port = free_port();
+            // Under TLS 1.2 close_notify ends both directions: a pipe's EOF waits for the
+            // peer unless stls is told it expects nothing back.
             let server = s_server(&leaf, flag, port, Input::Held);
+            let one_way: &[&str] = if name == "TLSv1.2" {
+                &["--send-only"]
+            } else {
+                &[]
+            };
+            let mut args = vec!["--cacert", s(&pki.ca.cert), "-v"];
+            args.extend(one_way);
             let client = connect(
                 &format!("localhost:{port}"),
-                &["--cacert", s(&pki.ca.cert), "-v"],
+                &args,
                 Input::Bytes(data.clone()),
             );
             client.expect_code(0).expect_stderr(name);
@@ -51,16 +60,22 @@ fn connect_to_openssl_s_server() {
             assert_same(&server.stdout, &data, &cell);
 
             // Server → client: s_server sends its stdin and keeps the connection open; once
-            // every byte is through, our stdin ends, and both sides exchange close_notify.
+            // every byte is through, our stdin ends (under TLS 1.2: Ctrl-D on a terminal, the
+            // one EOF that does not wait for the peer), and both sides exchange close_notify.
             let data = random_bytes(1 << 20, 12);
             let port = free_port();
             let server = s_server(&leaf, flag, port, Input::Bytes(data.clone()));
             let mut cmd = util::stls();
             cmd.args(["connect", &format!("localhost:{port}")])
                 .args(["--cacert", s(&pki.ca.cert)]);
-            let mut client = Proc::spawn(&mut cmd, Input::Held);
+            let tty = name == "TLSv1.2";
+            let mut client = Proc::spawn(&mut cmd, if tty { Input::Terminal } else { Input::Held });
             client.wait_stdout(data.len()).unwrap();
-            client.close_stdin();
+            if tty {
+                client.type_eof();
+            } else {
+                client.close_stdin();
+            }
             let client = client.finish();
             client.expect_code(0);
             let server = server.finish_or_kill(std::time::Duration::from_secs(10));
@@ -109,7 +124,11 @@ fn openssl_s_client_to_listen() {
 
             // Server → client: stls listen sends its stdin; s_client reads until the close.
             let data = random_bytes(1 << 20, 14);
-            let listener = Listener::start(&identity, Input::Bytes(data.clone()));
+            let mut args = identity.to_vec();
+            if name == "TLSv1.2" {
+                args.push("--send-only");
+            }
+            let listener = Listener::start(&args, Input::Bytes(data.clone()));
             let client = s_client(listener.port, flag, s(&pki.ca.cert), &[], Input::Null).finish();
             assert_eq!(client.code(), 0, "{cell}: s_client: {}", client.stderr);
             assert_same(&client.stdout, &data, &cell);

@@ -48,7 +48,7 @@ fn a_hundred_sequential_clients_all_reach_stdout() {
         want.push(line);
     }
     let done = l.stop();
-    done.expect_code(0);
+    done.expect_code(143);
     want.sort();
     assert_eq!(
         lines(&done.stdout),
@@ -73,7 +73,7 @@ fn fifty_concurrent_clients_all_reach_stdout_in_whole_messages() {
         p.finish().expect_code(0);
     }
     let done = l.stop();
-    done.expect_code(0);
+    done.expect_code(143);
     want.sort();
     assert_eq!(
         lines(&done.stdout),
@@ -96,7 +96,7 @@ fn fifty_concurrent_clients_each_get_their_own_echo() {
         assert_same(&done.stdout, want, &format!("echo to client {i}"));
     }
     let done = l.stop();
-    done.expect_code(0);
+    done.expect_code(143);
     assert!(done.stdout.is_empty(), "with -e, stdout is not used");
 }
 
@@ -118,7 +118,7 @@ fn stdin_goes_to_every_connected_client() {
     let late = client(&l, &[], Input::Null).finish();
     late.expect_code(0);
     assert!(late.stdout.is_empty());
-    l.stop().expect_code(0);
+    l.stop().expect_code(143);
 }
 
 #[test]
@@ -132,7 +132,7 @@ fn sh_exec_runs_per_connection_with_the_peer_address() {
         done.expect_code(0);
         assert_eq!(done.stdout, b"from 127.0.0.1\nSHOUT\n");
     }
-    l.stop().expect_code(0);
+    l.stop().expect_code(143);
 }
 
 #[test]
@@ -162,7 +162,7 @@ fn a_child_that_exits_early_ends_the_connection_cleanly() {
     let again = client(&l, &[], Input::Bytes(b"0123456789abc".to_vec())).finish();
     again.expect_code(0);
     assert_eq!(again.stdout, b"0123456789");
-    l.stop().expect_code(0);
+    l.stop().expect_code(143);
 }
 
 #[test]
@@ -197,7 +197,7 @@ fn idle_tcp_connections_do_not_block_a_real_client() {
     done.expect_code(0);
     assert_same(&done.stdout, &data, "served while 300 connections sit idle");
     drop(idle);
-    l.stop().expect_code(0);
+    l.stop().expect_code(143);
 }
 
 #[test]
@@ -227,7 +227,7 @@ fn hostile_clients_cost_only_their_own_connection() {
     assert_eq!(done.stdout, b"still here\n");
     drop(half);
     let done = l.stop();
-    done.expect_code(0);
+    done.expect_code(143);
     done.expect_stderr("is it speaking TLS on that port?");
 }
 
@@ -246,7 +246,7 @@ fn handshake_timeout_drops_a_silent_client() {
     let mut silent = TcpStream::connect(l.addr()).unwrap();
     assert!(read_all(&mut silent).is_empty(), "closed without a byte");
     let done = l.stop();
-    done.expect_code(0);
+    done.expect_code(143);
     done.expect_stderr("timed out (--handshake-timeout)");
 }
 
@@ -275,7 +275,7 @@ fn max_conns_refuses_the_extra_connection() {
     // Once those are gone, a client is served again.
     let done = client(&l, &[], Input::Null).finish();
     done.expect_code(0);
-    l.stop().expect_code(0);
+    l.stop().expect_code(143);
 }
 
 #[test]
@@ -284,48 +284,55 @@ fn max_conns_needs_keep_open() {
 }
 
 #[test]
-fn sigterm_sends_close_notify_to_every_open_connection() {
+fn sigterm_resets_every_unfinished_connection() {
+    // The listener's stdin is still open: its direction is not complete, so a signal must not
+    // send close_notify; the clients see a reset, never a clean end.
     let l = Listener::start(&["-k", "-v"], Input::Held);
     let a = client(&l, &[], Input::Terminal);
     let b = client(&l, &[], Input::Terminal);
     l.wait_line("TLSv1.3");
     l.wait_line("TLSv1.3");
     l.signal(libc::SIGTERM);
-    // Exit 0 on the clients means they saw close_notify, not a bare TCP close (6).
-    a.finish().expect_code(0);
-    b.finish().expect_code(0);
+    a.finish().expect_code(3).expect_stderr("reset");
+    b.finish().expect_code(3).expect_stderr("reset");
     let done = l.finish();
     done.expect_code(143)
-        .expect_stderr("close_notify to 2 open connections");
+        .expect_stderr("stopped by SIGTERM: 2 connections reset");
 }
 
 #[test]
-fn sigint_mid_transfer_is_130_and_the_peer_sees_a_clean_close() {
+fn sigint_mid_transfer_is_130_and_the_peer_sees_a_reset() {
     let l = Listener::start(&["-v"], Input::Held);
     let c = client(&l, &[], Input::Terminal);
     l.wait_line("TLSv1.3");
     l.signal(libc::SIGINT);
     l.finish().expect_code(130).expect_stderr("SIGINT");
-    c.finish().expect_code(0);
+    c.finish().expect_code(3);
 }
 
 #[test]
-fn a_signal_with_no_connection_open_is_exit_0() {
+fn a_signal_with_no_connection_open_is_still_130_or_143() {
     let l = Listener::start(&["-k"], Input::Held);
     l.signal(libc::SIGINT);
-    let done = l.finish();
-    done.expect_code(0);
+    l.finish()
+        .expect_code(130)
+        .expect_stderr("stopped by SIGINT");
+    let l = Listener::start(&["-k"], Input::Held);
+    l.signal(libc::SIGTERM);
+    l.finish()
+        .expect_code(143)
+        .expect_stderr("stopped by SIGTERM");
 }
 
 #[test]
-fn sigint_on_connect_closes_cleanly() {
+fn sigint_on_connect_mid_transfer_is_a_reset_for_the_listener() {
     let l = Listener::start(&["-v"], Input::Held);
     let c = client(&l, &[], Input::Held);
     l.wait_line("TLSv1.3");
     c.signal(libc::SIGINT);
     c.finish().expect_code(130);
-    // The listener got close_notify (exit 0), not a truncated stream (6).
-    l.finish().expect_code(0);
+    // Not a clean end (0), nor a plain truncation: the client's input had not ended.
+    l.finish().expect_code(3);
 }
 
 #[test]
@@ -362,7 +369,7 @@ fn dual_stack_by_default_and_restricted_by_4() {
         Input::Null,
     );
     done.expect_code(3).expect_stderr("refused");
-    l.stop().expect_code(0);
+    l.stop().expect_code(143);
 }
 
 #[test]

@@ -234,6 +234,13 @@ impl Proc {
         self.stdin = None;
     }
 
+    /// On a terminal stdin (`Input::Terminal`): type Ctrl-D, which ends the input.
+    pub fn type_eof(&mut self) {
+        let pty = self._pty.as_ref().expect("stdin is a terminal");
+        let mut master = std::fs::File::from(pty.try_clone().expect("dup pty"));
+        master.write_all(&[4]).expect("type Ctrl-D");
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -1,0 +1,312 @@
+//! How a connection ends: exit 0 only when every byte arrived, an abortive close (a reset, so
+//! never a clean end for the peer) whenever our side fails or is stopped, and each of the ways
+//! an adversarial review once got a 0 out of a lost transfer.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+
+use util::peer;
+use util::pki::{s, Pki};
+use util::{assert_same, connect, random_bytes, stls, tempdir, Input, Listener, Proc};
+
+/// `stls ARGS…` with its stdout sent to FILE (`/dev/full`), through `sh`.
+fn stls_with_stdout(file: &str) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("exec \"$0\" \"$@\" >{file}"))
+        .arg(env!("CARGO_BIN_EXE_stls"));
+    cmd
+}
+
+/// `stls connect ADDR --pin … ARGS…` as a running process.
+fn client(l: &Listener, args: &[&str], input: Input) -> Proc {
+    let mut cmd = stls();
+    cmd.args(["connect", &l.addr(), "--pin", &l.pin()])
+        .args(args);
+    Proc::spawn(&mut cmd, input)
+}
+
+#[test]
+fn the_sender_fails_when_the_receivers_stdout_fails() {
+    let mut cmd = stls_with_stdout("/dev/full");
+    cmd.args(["listen", "127.0.0.1:0"]);
+    let l = Listener::start_cmd(&mut cmd, Input::Null);
+    let sender = client(&l, &[], Input::Bytes(random_bytes(8 << 20, 1))).finish();
+    let receiver = l.finish();
+    receiver
+        .expect_code(1)
+        .expect_stderr("writing to stdout: no space left on device");
+    sender
+        .expect_code(3)
+        .expect_stderr("stopped reading before the end");
+}
+
+#[test]
+fn the_sender_fails_when_the_receiver_is_killed_mid_stream() {
+    for sig in [libc::SIGKILL, libc::SIGTERM] {
+        let l = Listener::start(&[], Input::Null);
+        let mut sender = client(&l, &[], Input::Held);
+        sender.stdin().write_all(&random_bytes(1 << 20, 2)).unwrap();
+        l.proc.wait_stdout(1 << 20).unwrap();
+        l.signal(sig);
+        // The rest finds the receiver gone: it must never look delivered.
+        let _ = sender.stdin().write_all(&random_bytes(4 << 20, 3));
+        sender.close_stdin();
+        sender.finish().expect_code(3);
+        let receiver = l.proc.finish();
+        if sig == libc::SIGTERM {
+            receiver
+                .expect_code(143)
+                .expect_stderr("1 connection reset");
+        }
+    }
+}
+
+#[test]
+fn a_side_whose_stdout_fails_resets_rather_than_closing() {
+    // The listener's stdout fails at the first byte: it must not send close_notify on the
+    // stream it was sending, or the client would take a fraction of it for the whole.
+    let mut cmd = stls_with_stdout("/dev/full");
+    cmd.args(["listen", "127.0.0.1:0"]);
+    let data = random_bytes(16 << 20, 4);
+    let l = Listener::start_cmd(&mut cmd, Input::Bytes(data.clone()));
+    let c = client(&l, &[], Input::Bytes(b"x".to_vec())).finish();
+    c.expect_code(3);
+    assert!(c.stdout.len() < data.len(), "everything arrived anyway");
+    assert_same(
+        &c.stdout,
+        &data[..c.stdout.len()],
+        "a prefix of what was sent",
+    );
+    l.finish().expect_code(1);
+}
+
+#[test]
+fn send_a_file_works_under_tls12_and_tls13() {
+    // The README's recipe: the receiver takes, the sender only sends.
+    for version in ["1.2", "1.3"] {
+        let data = random_bytes(10 << 20, 5);
+        let l = Listener::start(&["--tls-max", version, "--recv-only"], Input::Held);
+        let sender = client(&l, &["--send-only"], Input::Bytes(data.clone())).finish();
+        let receiver = l.finish();
+        sender.expect_code(0);
+        receiver.expect_code(0);
+        assert_same(
+            &receiver.stdout,
+            &data,
+            &format!("received under TLS {version}"),
+        );
+        assert!(sender.stdout.is_empty());
+    }
+}
+
+#[test]
+fn under_tls12_a_pipe_eof_waits_for_the_peer_instead_of_cutting_it_short() {
+    // Both stdins are pipes: the listener's ends at once, but under TLS 1.2 its close_notify
+    // would end the client's direction too, so it waits; the client's data all arrives.
+    let to_server = random_bytes(4 << 20, 6);
+    let to_client = random_bytes(1 << 20, 7);
+    let l = Listener::start(&["--tls-max", "1.2", "-v"], Input::Bytes(to_client.clone()));
+    let c = client(&l, &["--send-only"], Input::Bytes(to_server.clone())).finish();
+    let server = l.finish();
+    c.expect_code(0);
+    server
+        .expect_code(0)
+        .expect_stderr("under TLS 1.2 close_notify would end");
+    assert_same(&server.stdout, &to_server, "server received");
+}
+
+#[test]
+fn under_tls12_a_close_before_our_input_is_sent_is_incomplete() {
+    // A TLS 1.2 peer that closes (close_notify) while our input is still coming in: what was
+    // not sent cannot be delivered any more, so that is exit 6, never 0.
+    let l = Listener::start(&["--tls-max", "1.2", "--send-only"], Input::Null);
+    let c = client(&l, &[], Input::Bytes(random_bytes(64 << 20, 8))).finish();
+    c.expect_code(6)
+        .expect_stderr("before our input was all sent: the transfer is incomplete");
+    l.finish().expect_code(3);
+}
+
+#[test]
+fn sigint_on_the_sender_mid_transfer_is_never_a_clean_end() {
+    let l = Listener::start(&[], Input::Null);
+    let mut sender = client(&l, &[], Input::Held);
+    sender.stdin().write_all(&random_bytes(1 << 20, 9)).unwrap();
+    l.proc.wait_stdout(1 << 20).unwrap();
+    sender.signal(libc::SIGINT);
+    sender
+        .finish()
+        .expect_code(130)
+        .expect_stderr("stopped by SIGINT: 1 connection reset");
+    l.finish().expect_code(3);
+}
+
+#[test]
+fn an_exec_child_killed_mid_stream_resets_the_connection() {
+    let l = Listener::start(&["-v", "-e", "cat"], Input::Null);
+    let mut c = client(&l, &[], Input::Held);
+    c.stdin().write_all(&random_bytes(1 << 20, 10)).unwrap();
+    c.wait_stdout(1 << 20).unwrap();
+    let line = l.wait_line("started 'cat' (pid ");
+    let pid: i32 = line
+        .rsplit("(pid ")
+        .next()
+        .and_then(|p| p.trim_end_matches(')').parse().ok())
+        .expect("pid");
+    // SAFETY: kill() on the pid the listener reported for its child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let _ = c.stdin().write_all(&random_bytes(1 << 20, 11));
+    c.close_stdin();
+    c.finish().expect_code(3);
+    l.finish()
+        .expect_code(1)
+        .expect_stderr("'cat' was killed by signal 9");
+}
+
+#[test]
+fn an_exec_child_that_fails_resets_the_connection() {
+    let l = Listener::start(&["-c", "cat; exit 3"], Input::Null);
+    let c = client(&l, &[], Input::Bytes(b"echoed\n".to_vec())).finish();
+    // Its output arrived, but the command failed: no clean end.
+    c.expect_code(3);
+    assert_eq!(c.stdout, b"echoed\n");
+    l.finish()
+        .expect_code(1)
+        .expect_stderr("exited with status 3");
+}
+
+#[test]
+fn a_child_that_closes_its_output_but_lingers_is_bounded() {
+    // Without -k the end used to be a blocking wait for the child: now -i and signals bound it.
+    let l = Listener::start(
+        &["-i", "0.5", "-c", "exec sleep 600 >/dev/null"],
+        Input::Null,
+    );
+    let c = client(&l, &[], Input::Null);
+    l.finish().expect_code(7).expect_stderr("-i");
+    drop(c);
+    let l = Listener::start(&["-v", "-c", "exec sleep 600 >/dev/null"], Input::Null);
+    let c = client(&l, &[], Input::Null);
+    l.wait_line("started");
+    l.signal(libc::SIGTERM);
+    l.finish().expect_code(143);
+    c.finish().expect_code(3);
+}
+
+#[test]
+fn a_signal_during_connects_handshake_is_143() {
+    // A server that accepts TCP and never answers the ClientHello.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let mut cmd = stls();
+    cmd.args(["connect", &addr.to_string(), "--insecure", "-v"]);
+    let c = Proc::spawn(&mut cmd, Input::Null);
+    c.wait_line("connected to");
+    c.signal(libc::SIGTERM);
+    c.finish()
+        .expect_code(143)
+        .expect_stderr("stopped by SIGTERM");
+}
+
+#[test]
+fn a_signal_is_answered_while_stdouts_reader_is_stalled() {
+    let l = Listener::start(&[], Input::Bytes(random_bytes(16 << 20, 12)));
+    let mut cmd = stls();
+    cmd.args(["connect", &l.addr(), "--pin", &l.pin(), "-v"]);
+    // Nobody reads this stdout: the writer blocks once the pipe is full.
+    let mut c = Proc::spawn_raw(&mut cmd, Input::Held);
+    let _stdout = c.take_stdout();
+    c.wait_line("TLSv1.3");
+    c.signal(libc::SIGTERM);
+    c.finish().expect_code(143);
+}
+
+#[test]
+fn idle_timeout_does_not_fire_on_our_own_backpressure() {
+    // The peer keeps sending; it is our stdout that is slow. -i is about the peer's silence.
+    let data = random_bytes(8 << 20, 13);
+    let l = Listener::start(&[], Input::Bytes(data.clone()));
+    let mut cmd = stls();
+    cmd.args(["connect", &l.addr(), "--pin", &l.pin(), "-i", "0.5"]);
+    let mut c = Proc::spawn_raw(&mut cmd, Input::Null);
+    let mut stdout = c.take_stdout();
+    // Longer than -i without reading a byte: the peer is blocked by us, not silent.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let mut got = Vec::new();
+    stdout.read_to_end(&mut got).unwrap();
+    c.finish().expect_code(0);
+    assert_same(&got, &data, "received through a slow stdout");
+    l.finish().expect_code(0);
+}
+
+#[test]
+fn recv_only_finishes_when_the_peer_closes_although_stdin_stays_open() {
+    let data = random_bytes(1 << 20, 14);
+    let l = Listener::start(&[], Input::Bytes(data.clone()));
+    // stdin is an open pipe that never ends, and is never read.
+    let c = client(&l, &["--recv-only"], Input::Held).finish();
+    c.expect_code(0);
+    assert_same(&c.stdout, &data, "received");
+    let server = l.finish();
+    server.expect_code(0);
+    assert!(server.stdout.is_empty());
+}
+
+#[test]
+fn send_only_never_writes_stdout() {
+    let l = Listener::start(&[], Input::Bytes(b"ignored reply".to_vec()));
+    let c = client(&l, &["--send-only"], Input::Bytes(b"payload".to_vec())).finish();
+    c.expect_code(0);
+    assert!(c.stdout.is_empty(), "send-only wrote {:?}", c.stdout);
+    let server = l.finish();
+    server.expect_code(0);
+    assert_eq!(server.stdout, b"payload");
+}
+
+#[test]
+fn a_bad_record_after_the_handshake_is_not_called_a_handshake_failure() {
+    let pki = Pki::new();
+    let (port, peer) = peer::serve(&pki.server.cert, &pki.server.key, |tls| {
+        // An application-data record that cannot decrypt.
+        let _ = tls.sock.write_all(&[23, 3, 3, 0, 32]);
+        let _ = tls.sock.write_all(&[0x55; 32]);
+        let mut rest = Vec::new();
+        let _ = tls.sock.read_to_end(&mut rest);
+    });
+    let done = connect(
+        &format!("localhost:{port}"),
+        &["--cacert", s(&pki.ca.cert)],
+        Input::Held,
+    );
+    done.expect_code(4).expect_stderr("failed to decrypt");
+    assert!(!done.stderr.contains("handshake"), "{}", done.stderr);
+    peer.join().unwrap();
+}
+
+#[test]
+fn a_failing_stderr_or_stdout_never_panics() {
+    // Diagnostics that cannot be written are dropped; the exit status still tells.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("exec \"$0\" connect 127.0.0.1:1 2>/dev/full")
+        .arg(env!("CARGO_BIN_EXE_stls"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    // `stls cert` writes its files, then fails to print the summary: exit 1, not a panic.
+    let dir = tempdir();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("exec \"$0\" cert ca --out \"$1\" >/dev/full")
+        .arg(env!("CARGO_BIN_EXE_stls"))
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("writing to stdout failed"), "{stderr}");
+    assert!(dir.path().join("ca.pem").exists() && dir.path().join("ca.key").exists());
+}
