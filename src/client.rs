@@ -19,9 +19,6 @@ pub fn run(s: &Connect) -> Result<()> {
     let addrs = net::resolve(&s.target, s.common.family)?;
     let sock = net::connect(&s.target, &addrs, deadline)?;
     let addr = sock.peer_addr().ok();
-    if let Some(addr) = addr {
-        report::verbose(format_args!("connected to {} ({addr})", s.target));
-    }
     let tls = ClientConnection::new(s.config.clone(), s.server_name.clone())
         .map_err(|e| anyhow!("TLS setup: {e}"))?;
     let describe = |e: &rustls::Error, peer: &str, established: bool| {
@@ -47,6 +44,11 @@ pub fn run(s: &Connect) -> Result<()> {
         many: false,
         stdin_tty: std::io::stdin().is_terminal(),
     })?;
+    // Said once signals are ours (the hub catches them): from here SIGINT/SIGTERM end the
+    // connection with 130/143.
+    if let Some(addr) = addr {
+        report::verbose(format_args!("connected to {} ({addr})", s.target));
+    }
     let peer = Peer::new(
         Conn::new(sock, tls.into()),
         s.target.to_string(),

@@ -130,6 +130,9 @@ pub enum Timer {
     /// The peer did not close its TCP side after the close_notify exchange: nothing says a
     /// byte was lost, so the connection ends well.
     Linger,
+    /// A TLS 1.2 peer closed the connection and stdin (a pipe or file) neither ended nor gave
+    /// more: whatever it still holds cannot be delivered.
+    Unsent,
 }
 
 /// What the connection's plaintext meets on our side.
@@ -161,6 +164,9 @@ pub struct Peer {
     last_activity: Instant,
     /// Our output could not take what the peer sent (our back-pressure, not its silence).
     output_stalled: bool,
+    /// When a TLS 1.2 peer's close_notify found stdin neither ended nor sent (see
+    /// [`Timer::Unsent`]).
+    peer_ended_at: Option<Instant>,
     /// The stdout chunk number by which everything received is written.
     output_upto: u64,
     received: u64,
@@ -198,6 +204,7 @@ impl Peer {
             started: now,
             last_activity: now,
             output_stalled: false,
+            peer_ended_at: None,
             output_upto: 0,
             received: 0,
             sent: 0,
@@ -364,6 +371,13 @@ impl Peer {
         }
         if half_close {
             self.send(sh)?; // what the terminal gave us still goes
+        } else if !sh.opts.stdin_tty {
+            // Under TLS 1.2 nothing more can be sent: if stdin ends now with nothing unsent,
+            // our direction was complete; if it has more, that was not delivered. send() says
+            // which, and the Unsent timer bounds the wait for a pipe that says neither.
+            self.peer_ended_at = Some(Instant::now());
+            self.send(sh)?;
+            return Ok(());
         }
         if self.outbound == Outbound::Sending {
             if self.input_pending(sh) {
@@ -544,11 +558,16 @@ impl Peer {
     fn send(&mut self, sh: &mut Shared<'_, '_>) -> Result<bool> {
         let mut moved = false;
         let mut ended = false;
+        let mut unsent = false;
         let late = self.inbound == Inbound::Ended && !self.half_close();
         match &mut self.end {
             End::Stdio { next, offset } => {
                 while let Some(stdin) = sh.stdin.as_deref() {
                     match stdin.at(*next, *offset) {
+                        Next::Data(bytes) if late && !bytes.is_empty() => {
+                            unsent = true;
+                            break;
+                        }
                         Next::Data(bytes) => {
                             let n = self.conn.send(bytes);
                             if n == 0 {
@@ -615,6 +634,9 @@ impl Peer {
                 }
                 return Ok(moved);
             }
+        }
+        if unsent {
+            return Err(self.too_late());
         }
         if ended {
             self.outbound = Outbound::Complete;
@@ -701,6 +723,9 @@ impl Peer {
             Phase::Closing { until } => return Some((until, Timer::Linger)),
             Phase::Handshake | Phase::Open => {}
         }
+        if let (Some(at), Outbound::Sending) = (self.peer_ended_at, self.outbound) {
+            return Some((at + LINGER, Timer::Unsent));
+        }
         let handshake = match (self.phase, self.handshake_deadline) {
             (Phase::Handshake, Some((at, option))) => Some((at, Timer::Handshake(option))),
             _ => None,
@@ -719,6 +744,7 @@ impl Peer {
     pub fn expire(&self, timer: Timer, idle: Option<Duration>) -> Result<()> {
         match timer {
             Timer::Linger => Ok(()),
+            Timer::Unsent => Err(self.too_late()),
             Timer::Handshake(option) => Err(Class::Timeout.err(format!(
                 "TLS handshake with {} timed out ({option})",
                 self.label
