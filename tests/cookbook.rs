@@ -115,32 +115,39 @@ fn talk_to_an_smtp_server_on_465() {
     server.finish().expect_code(0);
 }
 
-const RECEIVE_FILE: &str = "stls listen 8443 --cert server.pem --key server.key < /dev/null > backup.tar && sha256sum backup.tar";
+const RECEIVE_FILE: &str = "stls listen 8443 --cert server.pem --key server.key --recv-only > backup.tar && sha256sum backup.tar";
 const SEND_FILE: &str =
-    "sha256sum backup.tar && stls connect files.example:8443 --cacert ca.pem < backup.tar";
+    "sha256sum backup.tar && stls connect files.example:8443 --cacert ca.pem --send-only < backup.tar";
 
+/// The recipe under each TLS version the receiver may be limited to: TLS 1.2 has no
+/// half-close, which is what `--send-only` and `--recv-only` are for.
 #[test]
 fn file_transfer_with_a_checksum_at_both_ends() {
-    let pki = Pki::new();
-    let (rx, tx) = (site(&pki), site(&pki));
-    std::fs::write(tx.path().join("backup.tar"), random_bytes(3 << 20, 31)).unwrap();
-    let port = free_port();
-    let receiver = sh(
-        &recipe(RECEIVE_FILE).replace("listen 8443", &format!("listen 127.0.0.1:{port}")),
-        rx.path(),
-        Input::Null,
-    );
-    wait_listening(port);
-    let sender = run_sh(
-        &recipe(SEND_FILE).replace("files.example:8443", &format!("localhost:{port}")),
-        tx.path(),
-    );
-    sender.expect_code(0);
-    let receiver = receiver.finish();
-    receiver.expect_code(0);
-    let sum = |out: &[u8]| String::from_utf8_lossy(out).trim().to_string();
-    assert_eq!(sum(&receiver.stdout), sum(&sender.stdout));
-    assert!(sum(&sender.stdout).ends_with("  backup.tar"));
+    for version in ["1.3", "1.2"] {
+        let pki = Pki::new();
+        let (rx, tx) = (site(&pki), site(&pki));
+        std::fs::write(tx.path().join("backup.tar"), random_bytes(3 << 20, 31)).unwrap();
+        let port = free_port();
+        let receiver = sh(
+            &recipe(RECEIVE_FILE).replace(
+                "listen 8443",
+                &format!("listen 127.0.0.1:{port} --tls-max {version}"),
+            ),
+            rx.path(),
+            Input::Null,
+        );
+        wait_listening(port);
+        let sender = run_sh(
+            &recipe(SEND_FILE).replace("files.example:8443", &format!("localhost:{port}")),
+            tx.path(),
+        );
+        sender.expect_code(0);
+        let receiver = receiver.finish();
+        receiver.expect_code(0);
+        let sum = |out: &[u8]| String::from_utf8_lossy(out).trim().to_string();
+        assert_eq!(sum(&receiver.stdout), sum(&sender.stdout), "TLS {version}");
+        assert!(sum(&sender.stdout).ends_with("  backup.tar"));
+    }
 }
 
 const MTLS: &str = "stls cert ca --out pki
