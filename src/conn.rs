@@ -46,6 +46,10 @@ pub struct Conn {
     readable: bool,
     writable: bool,
     tcp_eof: bool,
+    /// Our TCP FIN is sent.
+    write_shut: bool,
+    /// A fatal alert went out whole: the peer knows the connection failed.
+    alerted: bool,
     pub peer_end: Option<PeerEnd>,
 }
 
@@ -57,6 +61,8 @@ impl Conn {
             readable: true,
             writable: true,
             tcp_eof: false,
+            write_shut: false,
+            alerted: false,
             peer_end: None,
         }
     }
@@ -122,7 +128,8 @@ impl Conn {
                     }
                     if let Err(e) = self.tls.process_new_packets() {
                         // An alert may be queued: try to let the peer know why.
-                        let _ = self.tls.write_tls(&mut self.sock);
+                        let wrote = matches!(self.tls.write_tls(&mut self.sock), Ok(n) if n > 0);
+                        self.alerted = wrote && !self.tls.wants_write();
                         return Err(ConnError::Tls(e));
                     }
                 }
@@ -177,9 +184,12 @@ impl Conn {
             && matches!(self.tls.reader().fill_buf(), Ok(data) if !data.is_empty())
     }
 
-    /// Send TCP FIN: everything we will ever send is on the wire.
+    /// Send TCP FIN once: everything we will ever send is on the wire.
     pub fn shutdown_write(&mut self) {
-        let _ = self.sock.shutdown(Shutdown::Write);
+        if !self.write_shut {
+            self.write_shut = true;
+            let _ = self.sock.shutdown(Shutdown::Write);
+        }
     }
 
     /// After both close_notifies: read what is left of the TCP stream (nothing meaningful can
@@ -204,8 +214,11 @@ impl Conn {
     }
 
     /// Make the coming close abortive: the peer gets a TCP reset instead of FIN, so it
-    /// cannot mistake the end for a complete stream.
+    /// cannot mistake the end for a complete stream. After a fatal alert there is no such
+    /// risk, and a reset could overtake the alert and hide its reason: FIN then.
     pub fn abort(&mut self) {
-        let _ = socket2::SockRef::from(&self.sock).set_linger(Some(Duration::ZERO));
+        if !self.alerted {
+            let _ = socket2::SockRef::from(&self.sock).set_linger(Some(Duration::ZERO));
+        }
     }
 }

@@ -9,6 +9,7 @@
 //! The rules (the man page's HOW A CONNECTION ENDS says them for users):
 //! - close_notify promises that our direction is complete: it is sent only once our input
 //!   ended cleanly (stdin EOF; a child's EOF *and* exit status 0) and all of it went to TLS.
+//!   TCP FIN follows it on the wire; we go on reading.
 //! - TLS 1.3 closes each direction on its own (RFC 8446 §6.1): close_notify goes at once, and
 //!   the peer's close_notify only ends its direction, so our input is still sent until it ends
 //!   (a terminal is never waited for).
@@ -17,7 +18,7 @@
 //!   (`--send-only`, or a child that has exited). A peer close_notify that arrives while input
 //!   of ours is still unsent means that input was not delivered: exit 6, never 0.
 //! - Exit 0 needs evidence: our close_notify sent, the peer's received, everything written to
-//!   our output; then we send TCP FIN and wait, bounded, for the peer's FIN. A reset then, or a
+//!   our output; then we wait, bounded, for the peer's TCP FIN. A reset then, or a
 //!   write failure after the peer's close_notify, means the peer stopped reading early.
 //! - The peer's TCP EOF without close_notify: what arrived is delivered, then exit 6.
 //! - Our output failing, a child killed or exiting non-zero, a signal, a timer, any error:
@@ -305,15 +306,19 @@ impl Peer {
             Ok(m) => moved |= m,
             Err(e) => return Err(self.fail(e, sh.opts)),
         }
+        if self.outbound == Outbound::Closed && !self.conn.wants_write() {
+            // Our close_notify is on the wire: TCP EOF after it, as many peers (ncat) wait
+            // for that rather than for close_notify. We still read.
+            self.conn.shutdown_write();
+        }
         if self.phase == Phase::Open
             && self.outbound == Outbound::Closed
             && self.inbound == Inbound::Ended
             && !self.conn.wants_write()
             && self.output_written(sh)
         {
-            // Both directions are complete and our output has everything: say so with FIN,
-            // and wait for the peer's.
-            self.conn.shutdown_write();
+            // Both directions are complete and our output has everything: wait for the
+            // peer's FIN.
             self.phase = Phase::Closing {
                 until: Instant::now() + LINGER,
             };
@@ -476,6 +481,19 @@ impl Peer {
         }
         if self.inbound == Inbound::Ended {
             return self.not_delivered(&e);
+        }
+        if matches!(
+            e.kind(),
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+        ) {
+            return class.err(format!(
+                "{}: {}: the peer reset the connection before the end ({} bytes received, {} \
+                 bytes sent)",
+                self.label,
+                io_phrase(&e),
+                self.received,
+                self.sent
+            ));
         }
         class.err(format!("{}: {}", self.label, io_phrase(&e)))
     }
