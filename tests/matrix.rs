@@ -8,6 +8,7 @@
 
 mod util;
 
+use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
 
@@ -148,6 +149,16 @@ fn run_peer(cmd: &mut Command, input: Input) -> Done {
     Proc::spawn(cmd, input).finish()
 }
 
+/// Run a client of an echo service as a person would under TLS 1.2, where close_notify ends
+/// both directions: send the data, wait for all of the echo, then end the input.
+fn echo_then_eof(cmd: &mut Command, data: &[u8]) -> Result<Done, String> {
+    let mut c = Proc::spawn(cmd, Input::Held);
+    c.stdin().write_all(data).map_err(|e| e.to_string())?;
+    c.wait_stdout(data.len())?;
+    c.close_stdin();
+    Ok(c.finish())
+}
+
 /// Pin stls to one TLS version.
 fn tls_flags(version: &'static str) -> [&'static str; 4] {
     ["--tls-min", version, "--tls-max", version]
@@ -155,8 +166,17 @@ fn tls_flags(version: &'static str) -> [&'static str; 4] {
 
 // ------------------------------------------------------------------ stls connect → server
 
+/// Text lines to echo: what a terminal carries (TLS 1.2 echo cells type it).
+fn text_lines(n: usize) -> Vec<u8> {
+    (0..n)
+        .flat_map(|i| format!("line {i} {:x}\n", i * 7919).into_bytes())
+        .collect()
+}
+
 /// `stls connect` to a peer server already listening on `port`, sending `data` and
-/// expecting it echoed back.
+/// expecting it echoed back. Under TLS 1.3 `data` is piped in and the pipe's EOF ends our
+/// direction only. Under TLS 1.2 close_notify would end the echo too, so stls holds it at a
+/// pipe's EOF: there, as a person would, the text is typed and Ctrl-D follows the echo.
 fn connect_echo(
     port: u16,
     st: &Setup,
@@ -169,11 +189,19 @@ fn connect_echo(
     if mtls {
         args.extend(["--cert", s(&st.client.cert), "--key", s(&st.client.key)]);
     }
-    let done = connect(
-        &format!("localhost:{port}"),
-        &args,
-        Input::Bytes(data.to_vec()),
-    );
+    let mut cmd = stls();
+    cmd.arg("connect")
+        .arg(format!("localhost:{port}"))
+        .args(&args);
+    let done = if version == "1.2" {
+        let mut c = Proc::spawn(&mut cmd, Input::Terminal);
+        c.type_text(data);
+        c.wait_stdout(data.len())?;
+        c.type_eof();
+        c.finish()
+    } else {
+        Proc::spawn(&mut cmd, Input::Bytes(data.to_vec())).finish()
+    };
     status(&done, 0, "stls connect")?;
     if !done.stderr.contains(&format!("TLSv{version}")) {
         return Err(format!("not TLS {version}: {}", done.stderr));
@@ -338,9 +366,7 @@ fn connect_to_gnutls_serv() {
     let st = Setup::new();
     let mut row = Row::default();
     // gnutls-serv --echo echoes text lines.
-    let text: Vec<u8> = (0..400)
-        .flat_map(|i| format!("line {i} {:x}\n", i * 7919).into_bytes())
-        .collect();
+    let text = text_lines(400);
     st.each(
         &mut row,
         "stls connect → gnutls-serv",
@@ -417,7 +443,8 @@ fn connect_to_ncat_and_socat_servers() {
         }
     }
     if have("socat") {
-        let data = random_bytes(512 * 1024, 4);
+        let binary = random_bytes(512 * 1024, 4);
+        let text = text_lines(20_000);
         st.each(
             &mut row,
             "stls connect → socat OPENSSL-LISTEN",
@@ -439,7 +466,8 @@ fn connect_to_ncat_and_socat_servers() {
                 cmd.args([spec.as_str(), "EXEC:cat"]);
                 let srv = Proc::spawn(&mut cmd, Input::Null);
                 wait_listening(port);
-                let r = connect_echo(port, &st, version, mtls, &data);
+                let data = if version == "1.2" { &text } else { &binary };
+                let r = connect_echo(port, &st, version, mtls, data);
                 drop(srv);
                 r
             },
@@ -551,7 +579,9 @@ fn gnutls_cli_to_listen() {
                 cmd.args(["--x509certfile", s(&st.client.cert)])
                     .args(["--x509keyfile", s(&st.client.key)]);
             }
-            let c = run_peer(&mut cmd, Input::Bytes(data.clone()));
+            // gnutls-cli sends close_notify at its stdin's EOF; under TLS 1.2 that ends the
+            // whole connection.
+            let c = echo_then_eof(&mut cmd, &data)?;
             status(&c, 0, "gnutls-cli")?;
             same(&c.stdout, &data)?;
             listener_saw(l, version, mtls)
@@ -577,7 +607,9 @@ fn ncat_and_socat_clients_to_listen() {
                         .args(["localhost", &port.to_string()]);
                     run_peer(&mut cmd, input)
                 };
-                let (l, port) = listen(leaf, &[], Input::Held);
+                // The receiving side says it only receives: it ends when ncat's stream does,
+                // although its own stdin (a pipe) stays open.
+                let (l, port) = listen(leaf, &["--recv-only"], Input::Held);
                 status(
                     &ncat(port, &["--send-only"], Input::Bytes(data.clone())),
                     0,
@@ -607,10 +639,15 @@ fn ncat_and_socat_clients_to_listen() {
                 if mtls {
                     spec += &format!(",cert={},key={}", s(&st.client.cert), s(&st.client.key));
                 }
-                // -t: how long socat waits for the echo after its stdin ends.
+                // -t: how long socat waits for the echo after its stdin ends. Its close_notify
+                // at stdin EOF ends the whole connection under TLS 1.2.
                 let mut cmd = Command::new("socat");
                 cmd.args(["-t", "10", "-", &spec]);
-                let c = run_peer(&mut cmd, Input::Bytes(data.clone()));
+                let c = if version == "1.2" {
+                    echo_then_eof(&mut cmd, &data)?
+                } else {
+                    run_peer(&mut cmd, Input::Bytes(data.clone()))
+                };
                 status(&c, 0, "socat")?;
                 same(&c.stdout, &data)?;
                 listener_saw(l, version, mtls)

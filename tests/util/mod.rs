@@ -47,6 +47,16 @@ fn openpty() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
         )
     };
     assert_eq!(rc, 0, "openpty failed");
+    // No echo: what the test types is not sent back to it, where nobody reads it.
+    // SAFETY: tcgetattr/tcsetattr on the descriptor openpty just returned, with a termios
+    // that tcgetattr filled.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(slave, &mut t) == 0 {
+            t.c_lflag &= !libc::ECHO;
+            libc::tcsetattr(slave, libc::TCSANOW, &t);
+        }
+    }
     // SAFETY: both descriptors were just opened and are owned by nobody else.
     unsafe {
         (
@@ -236,9 +246,15 @@ impl Proc {
 
     /// On a terminal stdin (`Input::Terminal`): type Ctrl-D, which ends the input.
     pub fn type_eof(&mut self) {
+        self.type_text(&[4]);
+    }
+
+    /// On a terminal stdin (`Input::Terminal`): type `text` (lines shorter than 4 KiB; the
+    /// terminal does not echo).
+    pub fn type_text(&mut self, text: &[u8]) {
         let pty = self._pty.as_ref().expect("stdin is a terminal");
         let mut master = std::fs::File::from(pty.try_clone().expect("dup pty"));
-        master.write_all(&[4]).expect("type Ctrl-D");
+        master.write_all(text).expect("type on the terminal");
     }
 
     pub fn pid(&self) -> u32 {
