@@ -134,6 +134,9 @@ pub enum Timer {
     /// A TLS 1.2 peer closed the connection and stdin (a pipe or file) neither ended nor gave
     /// more: whatever it still holds cannot be delivered.
     Unsent,
+    /// Our input ended under TLS 1.2 and close_notify waits for the peer's: after a while,
+    /// say why we wait. The connection goes on.
+    Held,
 }
 
 /// What the connection's plaintext meets on our side.
@@ -168,6 +171,9 @@ pub struct Peer {
     /// When a TLS 1.2 peer's close_notify found stdin neither ended nor sent (see
     /// [`Timer::Unsent`]).
     peer_ended_at: Option<Instant>,
+    /// When our input ended with close_notify held for the peer's (TLS 1.2), until
+    /// [`Timer::Held`] has said so.
+    held_at: Option<Instant>,
     /// The stdout chunk number by which everything received is written.
     output_upto: u64,
     received: u64,
@@ -206,6 +212,7 @@ impl Peer {
             last_activity: now,
             output_stalled: false,
             peer_ended_at: None,
+            held_at: None,
             output_upto: 0,
             received: 0,
             sent: 0,
@@ -487,8 +494,7 @@ impl Peer {
             io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
         ) {
             return class.err(format!(
-                "{}: {}: the peer reset the connection before the end ({} bytes received, {} \
-                 bytes sent)",
+                "{} reset the connection before the end ({}; {} bytes received, {} bytes sent)",
                 self.label,
                 io_phrase(&e),
                 self.received,
@@ -660,11 +666,7 @@ impl Peer {
             self.outbound = Outbound::Complete;
             moved = true;
             if !self.may_close(sh.opts) && !sh.opts.no_shutdown {
-                report::verbose(format_args!(
-                    "stdin ended; under TLS 1.2 close_notify would end {} too, so it waits for \
-                     {0} to close (--send-only closes at once)",
-                    self.label
-                ));
+                self.held_at = Some(Instant::now());
             }
         }
         Ok(moved)
@@ -752,15 +754,29 @@ impl Peer {
         let idle = idle
             .filter(|_| !self.output_stalled)
             .map(|d| (self.last_activity + d, Timer::Idle));
-        [handshake, idle]
+        let held = match (self.held_at, self.outbound) {
+            (Some(at), Outbound::Complete) => Some((at + LINGER, Timer::Held)),
+            _ => None,
+        };
+        [handshake, idle, held]
             .into_iter()
             .flatten()
             .min_by_key(|(at, _)| *at)
     }
 
-    /// A timer fired: the outcome it gives the connection.
-    pub fn expire(&self, timer: Timer, idle: Option<Duration>) -> Result<()> {
-        match timer {
+    /// A timer fired: the outcome it gives the connection, or None if it goes on.
+    pub fn expire(&mut self, timer: Timer, idle: Option<Duration>) -> Option<Result<()>> {
+        Some(match timer {
+            Timer::Held => {
+                self.held_at = None;
+                report::info(format_args!(
+                    "stdin has ended; waiting for {} to close, since under TLS 1.2 our \
+                     close_notify would cut short what it sends (if it sends nothing, use \
+                     --send-only on this side or --recv-only on the other)",
+                    self.label
+                ));
+                return None;
+            }
             Timer::Linger => Ok(()),
             Timer::Unsent => Err(self.too_late()),
             Timer::Handshake(option) => Err(Class::Timeout.err(format!(
@@ -772,7 +788,7 @@ impl Peer {
                 self.label,
                 idle.unwrap_or_default().as_secs_f64()
             ))),
-        }
+        })
     }
 
     /// The connection is over: deregister, close (abortively unless it ended well), log under

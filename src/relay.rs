@@ -280,9 +280,9 @@ impl<'a> Hub<'a> {
         let idle = self.opts.idle;
         let expired: Vec<(usize, Result<()>)> = self
             .peers
-            .iter()
+            .iter_mut()
             .filter_map(|(k, p)| match p.deadline(idle) {
-                Some((at, timer)) if now >= at => Some((k, p.expire(timer, idle))),
+                Some((at, timer)) if now >= at => p.expire(timer, idle).map(|r| (k, r)),
                 _ => None,
             })
             .collect();
