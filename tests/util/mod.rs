@@ -6,6 +6,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
@@ -141,10 +142,13 @@ impl Proc {
             Input::File(path) => Stdio::from(std::fs::File::open(path).expect("open stdin file")),
             Input::Null => Stdio::null(),
         };
+        // Its own process group, so that what it starts (a shell's commands, `-e` children)
+        // goes with it when the test ends.
         let mut child = cmd
             .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0)
             .spawn()
             .expect("spawn");
         let mut pipe = child.stdin.take();
@@ -317,6 +321,9 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // SAFETY: kill(2) with a negative pid signals that process group; no memory is
+        // touched. The group is the one this Proc's child leads (spawned with process_group).
+        unsafe { libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL) };
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
