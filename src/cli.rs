@@ -245,6 +245,11 @@ pub struct CommonArgs {
     #[arg(long, conflicts_with_all = ["send_only", "exec", "sh_exec"])]
     pub recv_only: bool,
 
+    /// Send each line feed read from stdin as CR LF, as line protocols (SMTP, IMAP, HTTP)
+    /// want; a CR LF already there is left alone.
+    #[arg(short = 'C', long, conflicts_with_all = ["recv_only", "exec", "sh_exec"])]
+    pub crlf: bool,
+
     /// Only send: never write stdout (what the peer sends is discarded); close at stdin EOF,
     /// under TLS 1.2 too, and finish when the input is delivered.
     #[arg(long, conflicts_with_all = ["exec", "sh_exec", "no_shutdown"])]

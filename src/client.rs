@@ -39,6 +39,7 @@ pub fn run(s: &Connect) -> Result<()> {
         no_shutdown: s.common.no_shutdown,
         send_only: s.common.send_only,
         recv_only: s.common.recv_only,
+        crlf: s.common.crlf,
         idle: s.common.idle,
         exec: s.common.exec.clone(),
         many: false,

@@ -55,6 +55,8 @@ pub struct Options<'a> {
     pub send_only: bool,
     /// `--recv-only`: stdin is never read; our direction is complete from the start.
     pub recv_only: bool,
+    /// `-C`: stdin's LF goes out as CR LF.
+    pub crlf: bool,
     /// `-i`: give up after this long without a byte from or to the peer.
     pub idle: Option<Duration>,
     /// `-e` / `-c`: run this for each connection instead of using stdin/stdout.

@@ -80,7 +80,7 @@ impl<'a> Hub<'a> {
         let stdio = opts.exec.is_none();
         let stdin = match stdio && !opts.recv_only {
             true => Some(Broadcast::new(
-                Source::stdin(waker.clone())
+                Source::stdin(waker.clone(), opts.crlf)
                     .map_err(|e| anyhow!("cannot read stdin: {}", io_phrase(&e)))?,
             )),
             false => None,

@@ -22,6 +22,8 @@ pub struct Common {
     pub no_shutdown: bool,
     pub send_only: bool,
     pub recv_only: bool,
+    /// `-C`: stdin's LF goes out as CR LF.
+    pub crlf: bool,
     /// `-e` / `-c`: run this per connection instead of using stdin/stdout.
     pub exec: Option<Program>,
     pub wait: Option<Duration>,
@@ -41,6 +43,7 @@ impl Common {
             no_shutdown: args.no_shutdown,
             send_only: args.send_only,
             recv_only: args.recv_only,
+            crlf: args.crlf,
             exec,
             wait: args.wait,
             idle: args.idle,

@@ -52,10 +52,10 @@ pub struct Source {
 }
 
 impl Source {
-    /// Read stdin; a closed stdin reads as empty.
-    pub fn stdin(waker: Arc<Waker>) -> io::Result<Source> {
+    /// Read stdin (with `crlf`, each LF becomes CR LF); a closed stdin reads as empty.
+    pub fn stdin(waker: Arc<Waker>, crlf: bool) -> io::Result<Source> {
         match io::stdin().as_fd().try_clone_to_owned() {
-            Ok(fd) => Source::spawn(fd, waker),
+            Ok(fd) => Source::spawn(fd, waker, crlf),
             Err(_) => {
                 let (tx, rx) = mpsc::channel();
                 let (pool, _) = mpsc::channel();
@@ -65,18 +65,25 @@ impl Source {
         }
     }
 
-    pub fn spawn(fd: OwnedFd, waker: Arc<Waker>) -> io::Result<Source> {
+    pub fn spawn(fd: OwnedFd, waker: Arc<Waker>, crlf: bool) -> io::Result<Source> {
         // At most four stdin buffers exist: one being read, one queued here, and HELD in the
         // loop. The queue cannot be a rendezvous (0): the loop is woken after the send.
         let (tx, rx) = mpsc::sync_channel(1);
         let (pool, pool_rx) = mpsc::channel::<Vec<u8>>();
         let mut file = File::from(fd);
+        // With crlf, half a buffer is read so that the CRs always fit.
+        let want = if crlf { CHUNK / 2 } else { CHUNK };
+        let mut after_cr = false;
         std::thread::Builder::new()
             .name("stdin".into())
             .spawn(move || loop {
                 let mut buf = pool_rx.try_recv().unwrap_or_else(|_| vec![0; CHUNK]);
-                let msg = match file.read(&mut buf) {
+                let msg = match file.read(&mut buf[..want]) {
                     Ok(0) => Input::Eof,
+                    Ok(len) if crlf => {
+                        let len = lf_to_crlf(&mut buf, len, &mut after_cr);
+                        Input::Data(Chunk { buf, len })
+                    }
                     Ok(len) => Input::Data(Chunk { buf, len }),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => Input::Failed(e),
@@ -107,6 +114,39 @@ impl Source {
     pub fn recycle(&self, chunk: Chunk) {
         let _ = self.pool.send(chunk.buf);
     }
+}
+
+/// Turn each LF of `buf[..len]` that does not follow a CR into CR LF, in place; `buf` must
+/// have room for twice `len`. `after_cr` carries whether the previous chunk ended in CR.
+/// Returns the new length.
+pub fn lf_to_crlf(buf: &mut [u8], len: usize, after_cr: &mut bool) -> usize {
+    let mut prev = *after_cr;
+    let mut bare = 0;
+    for &b in &buf[..len] {
+        bare += usize::from(b == b'\n' && !prev);
+        prev = b == b'\r';
+    }
+    let new_len = len + bare;
+    // From the end, so that nothing is overwritten before it is moved.
+    let mut to = new_len;
+    for from in (0..len).rev() {
+        let b = buf[from];
+        to -= 1;
+        buf[to] = b;
+        let before = if from == 0 {
+            *after_cr
+        } else {
+            buf[from - 1] == b'\r'
+        };
+        if b == b'\n' && !before {
+            to -= 1;
+            buf[to] = b'\r';
+        }
+    }
+    if len > 0 {
+        *after_cr = buf[new_len - 1] == b'\r';
+    }
+    new_len
 }
 
 /// How many stdin chunks the loop holds at once (more wait in the reader's channel).
@@ -314,5 +354,37 @@ impl Sink {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lf_to_crlf;
+
+    fn run(chunks: &[&[u8]]) -> Vec<u8> {
+        let mut after_cr = false;
+        let mut out = Vec::new();
+        for chunk in chunks {
+            let mut buf = vec![0; chunk.len() * 2];
+            buf[..chunk.len()].copy_from_slice(chunk);
+            let n = lf_to_crlf(&mut buf, chunk.len(), &mut after_cr);
+            out.extend_from_slice(&buf[..n]);
+        }
+        out
+    }
+
+    #[test]
+    fn bare_line_feeds_become_crlf_and_crlf_stays() {
+        assert_eq!(run(&[b"a\nb\r\nc\n\n"]), b"a\r\nb\r\nc\r\n\r\n");
+        assert_eq!(run(&[b"\n"]), b"\r\n");
+        assert_eq!(run(&[b""]), b"");
+        assert_eq!(run(&[b"\r\r\n\r"]), b"\r\r\n\r");
+    }
+
+    #[test]
+    fn a_crlf_split_across_reads_is_not_doubled() {
+        assert_eq!(run(&[b"a\r", b"\nb\n"]), b"a\r\nb\r\n");
+        assert_eq!(run(&[b"a", b"\n"]), b"a\r\n");
+        assert_eq!(run(&[b"\r", b"", b"\n"]), b"\r\n");
     }
 }

@@ -208,3 +208,24 @@ fn terminal_on_stdin_is_not_waited_for_once_the_peer_closes() {
     assert_eq!(client.stdout, b"bye");
     listener.finish().expect_code(0);
 }
+
+#[test]
+fn crlf_sends_each_typed_line_ending_as_cr_lf() {
+    // A line protocol typed at a terminal or piped from printf: LF goes out as CR LF, a CR LF
+    // already there is not doubled; what comes back is untouched.
+    let l = Listener::start(&[], Input::Bytes(b"220 ready\n".to_vec()));
+    let c = connect(
+        &l.addr(),
+        &["--insecure", "-C"],
+        Input::Bytes(b"EHLO x\nDATA\r\n.\nQUIT\n".to_vec()),
+    );
+    c.expect_code(0);
+    assert_eq!(c.stdout, b"220 ready\n");
+    let server = l.finish();
+    server.expect_code(0);
+    assert_eq!(server.stdout, b"EHLO x\r\nDATA\r\n.\r\nQUIT\r\n");
+    // Without -C the bytes go as they are.
+    let l = Listener::start(&[], Input::Null);
+    connect(&l.addr(), &["--insecure"], Input::Bytes(b"a\nb\n".to_vec())).expect_code(0);
+    assert_eq!(l.finish().stdout, b"a\nb\n");
+}
