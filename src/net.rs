@@ -135,6 +135,9 @@ pub fn resolve(hp: &HostPort, family: Family) -> Result<Vec<SocketAddr>> {
     Ok(addrs)
 }
 
+/// How long `connect` waits for one address to answer when `-w` sets no limit.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Connect to the first address that answers, trying each in turn before `deadline`.
 pub fn connect(
     hp: &HostPort,
@@ -154,18 +157,26 @@ pub fn connect(
         };
         poll.registry()
             .register(&mut stream, Token(0), Interest::WRITABLE)?;
+        // Without -w, each address gets CONNECT_TIMEOUT before the next is tried.
+        let own_limit = Instant::now() + CONNECT_TIMEOUT;
         let outcome = loop {
-            let timeout = match deadline {
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => Some(left),
-                    _ => {
-                        return Err(
-                            Class::Timeout.err(format!("timed out connecting to {hp} ({addr})"))
-                        )
-                    }
-                },
-                None => None,
+            let limit = deadline.unwrap_or(own_limit);
+            let timeout = match limit.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => left,
+                _ if deadline.is_some() => {
+                    return Err(Class::Timeout.err(format!("timed out connecting to {hp} ({addr})")))
+                }
+                _ => {
+                    break Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "no answer in {}s (-w sets the limit)",
+                            CONNECT_TIMEOUT.as_secs()
+                        ),
+                    ))
+                }
             };
+            let timeout = Some(timeout);
             if let Err(e) = poll.poll(&mut events, timeout) {
                 if e.kind() == std::io::ErrorKind::Interrupted {
                     continue;

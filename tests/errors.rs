@@ -294,3 +294,24 @@ fn idle_connection_times_out_with_i() {
     .expect_code(7)
     .expect_stderr("-i");
 }
+
+#[test]
+fn a_server_that_never_answers_is_a_timeout_even_without_w() {
+    // A listener whose accept queue is full drops new SYNs, as a firewall that drops
+    // packets does: connect gives up on its own (exit 7) and says which option sets the limit.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    sock.listen(0).unwrap();
+    let addr = sock.local_addr().unwrap().as_socket().unwrap();
+    // Fill the queue (a backlog of 0 holds one) with a connection nobody accepts.
+    let _filler = TcpStream::connect(addr).unwrap();
+    run(&["connect", &addr.to_string(), "--insecure"], Input::Null)
+        .expect_code(7)
+        .expect_stderr("-w sets the limit");
+}
