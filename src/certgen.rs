@@ -12,7 +12,8 @@ use rcgen::{
 
 use crate::cli::{CertArgs, CertKind, KeyType};
 use crate::error::{io_phrase, Class};
-use crate::identity::{fingerprint_text, read_file, sha256};
+use crate::files::read_file;
+use crate::identity::{fingerprint_text, sha256};
 
 pub fn run(kind: &CertKind) -> Result<()> {
     let (args, stem) = match kind {

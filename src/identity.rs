@@ -10,12 +10,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
 
-use crate::error::io_phrase;
-
-/// Read a whole file, naming it in the error.
-pub fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| anyhow!("{}: {}", path.display(), io_phrase(&e)))
-}
+use crate::files::read_file;
 
 /// Every certificate in a PEM file, in order; an error if there is none.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
@@ -38,11 +33,6 @@ pub fn certs_from_pem(pem: &[u8], name: &str) -> Result<Vec<CertificateDer<'stat
     Ok(certs)
 }
 
-/// The first private key (PKCS#8, PKCS#1 or SEC1) in a PEM file.
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
-    key_from_pem(&read_file(path)?, &path.display().to_string())
-}
-
 /// The first private key in PEM text; `name` says where it came from in messages.
 pub fn key_from_pem(pem: &[u8], name: &str) -> Result<PrivateKeyDer<'static>> {
     match PrivateKeyDer::from_pem_slice(pem) {
@@ -63,17 +53,25 @@ pub fn key_from_pem(pem: &[u8], name: &str) -> Result<PrivateKeyDer<'static>> {
 }
 
 /// Load `--cert` and `--key` (the key may sit in the certificate file) and check they belong
-/// together.
+/// together. Each file is read once, so either may be a pipe.
 pub fn load_identity(
     cert: &Path,
     key: Option<&Path>,
     provider: &CryptoProvider,
 ) -> Result<Arc<CertifiedKey>> {
-    let chain = load_certs(cert)?;
-    let key_path = key.unwrap_or(cert);
-    let key_der = match key {
-        Some(path) => load_key(path)?,
-        None => load_key(cert).map_err(|e| anyhow!("{e}; pass the key with --key FILE"))?,
+    let cert_pem = read_file(cert)?;
+    let key_file = match key {
+        Some(path) if path != cert => Some((path, read_file(path)?)),
+        _ => None,
+    };
+    let chain = certs_from_pem(&cert_pem, &cert.display().to_string())?;
+    let (key_path, key_der) = match &key_file {
+        Some((path, pem)) => (*path, key_from_pem(pem, &path.display().to_string())?),
+        None => (
+            cert,
+            key_from_pem(&cert_pem, &cert.display().to_string())
+                .map_err(|e| anyhow!("{e}; pass the key with --key FILE"))?,
+        ),
     };
     match CertifiedKey::from_der(chain, key_der, provider) {
         Ok(ck) => Ok(Arc::new(ck)),

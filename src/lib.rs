@@ -2,7 +2,8 @@
 //!
 //! The modules, in the order data meets them:
 //! - `cli`: the flags as typed; `settings`: resolved into addresses and rustls configs.
-//! - `tls`, `trust`, `identity`: TLS configuration, server verification, our certificate.
+//! - `tls`, `trust`, `identity`: TLS configuration, server verification, our certificate;
+//!   `files`: the one reader of the files options name.
 //! - `net`: addresses, connecting, binding.
 //! - `client` / `listener`: connect and listen; `certgen`: `stls cert`; `stls completions` is
 //!   a function in this file.
@@ -16,6 +17,7 @@ pub mod client;
 pub mod conn;
 pub mod error;
 pub mod exec;
+pub mod files;
 pub mod identity;
 pub mod listener;
 pub mod net;

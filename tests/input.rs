@@ -1,0 +1,101 @@
+//! Bad input, each kind with one clear line naming the value or file, and the usual status
+//! (1 for a file): files that are not files or are too large.
+
+mod util;
+
+use util::pki::{s, Pki};
+use util::{have, run, tempdir, write, Input, Listener, Proc};
+
+/// Quote a word for `bash -c`.
+fn quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// `stls ARGS` run by bash, so that ARGS may use process substitution (`<(…)`).
+fn bash(args: &str) -> std::process::Command {
+    let line = format!("exec {} {args}", quote(env!("CARGO_BIN_EXE_stls")));
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg("-c").arg(line);
+    cmd
+}
+
+#[test]
+fn file_options_refuse_devices_and_directories() {
+    let pki = Pki::new();
+    let dir = tempdir();
+    let folder = dir.path().join("folder");
+    std::fs::create_dir(&folder).unwrap();
+    let cert = s(&pki.server.cert);
+    for bad in ["/dev/zero", s(&folder)] {
+        for args in [
+            &["connect", "a:1", "--cacert", bad][..],
+            &["connect", "a:1", "--cert", bad],
+            &["connect", "a:1", "--cert", cert, "--key", bad],
+            &["listen", "0", "--cert", bad],
+            &["listen", "0", "--client-ca", bad],
+            &["listen", "0", "--client-ca-optional", bad],
+        ] {
+            let done = run(args, Input::Null);
+            done.expect_code(1);
+            if bad == "/dev/zero" {
+                done.expect_stderr("stls: /dev/zero: not a regular file or pipe");
+            } else {
+                done.expect_stderr(&format!("stls: {bad}: is a directory, not a file"));
+            }
+        }
+    }
+    // The CA that `stls cert --ca DIR` reads goes through the same check.
+    let ca_dir = dir.path().join("ca");
+    std::fs::create_dir(&ca_dir).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", ca_dir.join("ca.pem")).unwrap();
+    let out = dir.path().join("out");
+    run(
+        &["cert", "server", "--ca", s(&ca_dir), "--out", s(&out)],
+        Input::Null,
+    )
+    .expect_code(1)
+    .expect_stderr("ca.pem: not a regular file or pipe");
+}
+
+#[test]
+fn file_larger_than_the_cap_is_refused() {
+    let dir = tempdir();
+    let big = write(dir.path(), "big.pem", vec![b'A'; 1024 * 1024 + 1]);
+    run(&["connect", "a:1", "--cacert", s(&big)], Input::Null)
+        .expect_code(1)
+        .expect_stderr(&format!("{}: larger than 1 MiB", big.display()));
+}
+
+#[test]
+fn pipes_are_read_up_to_the_cap() {
+    if !have("bash") {
+        return;
+    }
+    let pki = Pki::new();
+    // A certificate and its key in one pipe: it is read once, for both.
+    let mut listen = bash(&format!(
+        "listen 127.0.0.1:0 --cert <(cat {} {})",
+        quote(s(&pki.server.cert)),
+        quote(s(&pki.server.key))
+    ));
+    let l = Listener::start_cmd(&mut listen, Input::Bytes(b"through a pipe".to_vec()));
+    let done = Proc::spawn(
+        &mut bash(&format!(
+            "connect localhost:{} --cacert <(cat {})",
+            l.port,
+            quote(s(&pki.ca.cert))
+        )),
+        Input::Null,
+    )
+    .finish();
+    done.expect_code(0);
+    assert_eq!(done.stdout, b"through a pipe");
+    // A pipe that goes on and on is read up to the cap, then refused.
+    Proc::spawn(
+        &mut bash("connect a:1 --cacert <(head -c 2000000 /dev/zero)"),
+        Input::Null,
+    )
+    .finish()
+    .expect_code(1)
+    .expect_stderr("larger than 1 MiB");
+}
