@@ -23,8 +23,8 @@ pub fn certs_from_pem(pem: &[u8], name: &str) -> Result<Vec<CertificateDer<'stat
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow!("{name}: bad PEM: {e}"))?;
     if certs.is_empty() {
-        let hint = if PrivateKeyDer::from_pem_slice(pem).is_ok() {
-            " (it holds a private key: did you swap --cert and --key?)"
+        let hint = if holds_key(pem) {
+            " (it holds a private key, not a certificate)"
         } else {
             " (expected a '-----BEGIN CERTIFICATE-----' block)"
         };
@@ -41,8 +41,8 @@ pub fn key_from_pem(pem: &[u8], name: &str) -> Result<PrivateKeyDer<'static>> {
             let text = String::from_utf8_lossy(pem);
             let hint = if text.contains("ENCRYPTED") {
                 " (an encrypted key? decrypt it with openssl pkey)"
-            } else if text.contains("BEGIN CERTIFICATE") {
-                " (it holds a certificate: did you swap --cert and --key?)"
+            } else if holds_cert(pem) {
+                " (it holds a certificate, not its key)"
             } else {
                 ""
             };
@@ -50,6 +50,16 @@ pub fn key_from_pem(pem: &[u8], name: &str) -> Result<PrivateKeyDer<'static>> {
         }
         Err(e) => Err(anyhow!("{name}: bad PEM: {e}")),
     }
+}
+
+/// Whether PEM text holds a private key (of any of the three kinds).
+fn holds_key(pem: &[u8]) -> bool {
+    PrivateKeyDer::from_pem_slice(pem).is_ok()
+}
+
+/// Whether PEM text holds a certificate.
+fn holds_cert(pem: &[u8]) -> bool {
+    matches!(CertificateDer::pem_slice_iter(pem).next(), Some(Ok(_)))
 }
 
 /// Load `--cert` and `--key` (the key may sit in the certificate file) and check they belong
@@ -64,7 +74,23 @@ pub fn load_identity(
         Some(path) if path != cert => Some((path, read_file(path)?)),
         _ => None,
     };
-    let chain = certs_from_pem(&cert_pem, &cert.display().to_string())?;
+    let chain = match certs_from_pem(&cert_pem, &cert.display().to_string()) {
+        Ok(chain) => chain,
+        Err(e) => {
+            // Only when each file holds what the other should is it a swap.
+            if let Some((key_path, key_pem)) = &key_file {
+                if holds_key(&cert_pem) && holds_cert(key_pem) {
+                    return Err(anyhow!(
+                        "{}: no certificate found, but a private key, and {} holds a \
+                         certificate: --cert and --key are swapped",
+                        cert.display(),
+                        key_path.display()
+                    ));
+                }
+            }
+            return Err(e);
+        }
+    };
     let (key_path, key_der) = match &key_file {
         Some((path, pem)) => (*path, key_from_pem(pem, &path.display().to_string())?),
         None => (

@@ -84,6 +84,8 @@ fn untrusted_and_expired_client_certificates_are_rejected() {
         c.expect_code(4)
             .expect_stderr("does not accept our certificate");
         assert!(c.stdout.is_empty());
+        // A client cannot pin anything for the server: no such advice.
+        assert!(!c.stderr.contains("pin"), "{}", c.stderr);
         l.finish().expect_code(5).expect_stderr(why);
     }
     // The untrusted one names the flag that would trust it.
@@ -101,6 +103,28 @@ fn untrusted_and_expired_client_certificates_are_rejected() {
         Input::Null,
     );
     l.finish().expect_stderr("--client-ca FILE");
+}
+
+#[test]
+fn expired_client_certificate_is_told_so() {
+    let pki = Pki::new();
+    let expired = pki.ca.client("old", "old", KeyType::P256, EXPIRED);
+    let l = listen(&pki, &["--client-ca", s(&pki.ca.cert)], b"secret");
+    connect(
+        &to(&l),
+        &[
+            "--cacert",
+            s(&pki.ca.cert),
+            "--cert",
+            s(&expired.cert),
+            "--key",
+            s(&expired.key),
+        ],
+        Input::Null,
+    )
+    .expect_code(4)
+    .expect_stderr("it does not accept our certificate: expired or not yet valid, it says");
+    l.finish().expect_code(5);
 }
 
 #[test]

@@ -104,24 +104,48 @@ fn key_that_does_not_match_names_the_key_file() {
 }
 
 #[test]
-fn certificate_given_as_key_is_explained() {
+fn swapped_cert_and_key_are_explained() {
     let pki = Pki::new();
     run(
         &[
             "listen",
             "0",
             "--cert",
-            s(&pki.server.cert),
+            s(&pki.server.key),
             "--key",
             s(&pki.server.cert),
         ],
         Input::Null,
     )
     .expect_code(1)
-    .expect_stderr("no private key found")
-    .expect_stderr("swap --cert and --key");
-    // And the key given as the certificate.
-    run(
+    .expect_stderr(&format!(
+        "{}: no certificate found, but a private key, and {} holds a certificate: --cert and \
+         --key are swapped",
+        pki.server.key.display(),
+        pki.server.cert.display()
+    ));
+}
+
+#[test]
+fn missing_key_is_not_called_a_swap() {
+    let pki = Pki::new();
+    // The certificate given as the key too: the key is missing, nothing is swapped.
+    let done = run(
+        &[
+            "listen",
+            "0",
+            "--cert",
+            s(&pki.server.cert),
+            "--key",
+            s(&pki.server.cert),
+        ],
+        Input::Null,
+    );
+    done.expect_code(1)
+        .expect_stderr("no private key found (it holds a certificate, not its key)");
+    assert!(!done.stderr.contains("swap"), "{}", done.stderr);
+    // The key given as the certificate.
+    let done = run(
         &[
             "listen",
             "0",
@@ -131,9 +155,17 @@ fn certificate_given_as_key_is_explained() {
             s(&pki.server.key),
         ],
         Input::Null,
-    )
-    .expect_code(1)
-    .expect_stderr("no certificate found");
+    );
+    done.expect_code(1)
+        .expect_stderr("no certificate found (it holds a private key, not a certificate)");
+    assert!(!done.stderr.contains("swap"), "{}", done.stderr);
+    // A key given as the CA file is not about --cert and --key at all.
+    let done = run(
+        &["connect", "a:1", "--cacert", s(&pki.server.key)],
+        Input::Null,
+    );
+    done.expect_code(1);
+    assert!(!done.stderr.contains("swap"), "{}", done.stderr);
 }
 
 #[test]
