@@ -83,6 +83,9 @@ fn split_host_port(text: &str) -> Result<(String, Option<u16>), String> {
 
 /// The `connect` target: `HOST:PORT`, `[V6]:PORT`, or `HOST` and `PORT` as two arguments.
 pub fn parse_target(target: &str, port: Option<&str>) -> Result<HostPort, String> {
+    if let Some(hint) = url_hint(target, port) {
+        return Err(hint);
+    }
     let (host, inline_port) = split_host_port(target)?;
     if host.is_empty() {
         return Err(format!("'{target}': the host is empty"));
@@ -102,7 +105,52 @@ pub fn parse_target(target: &str, port: Option<&str>) -> Result<HostPort, String
         }
         (None, None) => return Err(format!("'{target}': no port given (use HOST:PORT)")),
     };
+    if port == 0 {
+        return Err(format!(
+            "'{target}': port 0 cannot be connected to (give a port from 1 to 65535)"
+        ));
+    }
     Ok(HostPort { host, port })
+}
+
+/// For a target written as a URL (`https://host/path`), the message that says what to write
+/// instead; `None` for anything else.
+fn url_hint(target: &str, port: Option<&str>) -> Option<String> {
+    let (scheme, rest) = target.split_once("://")?;
+    let is_scheme = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    if !is_scheme {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "imaps" => 993,
+        "pop3s" => 995,
+        "smtps" => 465,
+        "ldaps" => 636,
+        "ftps" => 990,
+        "ircs" => 6697,
+        _ => 443,
+    };
+    let example = match split_host_port(authority) {
+        Ok((host, inline)) if !host.is_empty() => HostPort {
+            host,
+            port: port
+                .and_then(|p| p.parse().ok())
+                .or(inline)
+                .unwrap_or(default_port),
+        }
+        .to_string(),
+        _ => format!("example.com:{default_port}"),
+    };
+    Some(format!(
+        "'{}' is a URL; stls wants HOST:PORT (for example {})",
+        crate::report::escape(target),
+        crate::report::escape(&example)
+    ))
 }
 
 /// The `listen` address: `PORT`, `ADDR:PORT` or `[V6]:PORT`; `None` host means all interfaces.
@@ -290,6 +338,26 @@ mod tests {
         assert!(parse_target("[::1", None).is_err());
         assert!(parse_target("[nope]:1", None).is_err());
         assert!(parse_target("[::1]x", None).is_err());
+    }
+
+    #[test]
+    fn port_zero_and_urls_are_refused_with_the_reason() {
+        let err = parse_target("example.com:0", None).unwrap_err();
+        assert!(err.contains("port 0 cannot be connected to"), "{err}");
+        assert!(parse_target("example.com", Some("0")).is_err());
+        for (url, example) in [
+            ("https://example.com", "example.com:443"),
+            ("https://user@example.com:8443/x?y", "example.com:8443"),
+            ("HTTPS://[::1]/", "[::1]:443"),
+            ("imaps://mail.example", "mail.example:993"),
+            ("https://", "example.com:443"),
+        ] {
+            let err = parse_target(url, None).unwrap_err();
+            assert_eq!(
+                err,
+                format!("'{url}' is a URL; stls wants HOST:PORT (for example {example})")
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Bad input, each kind with one clear line naming the value or file, and the usual status
-//! (1 for a file): files that are not files or are too large.
+//! (2 for what was typed, 1 for a file): files that are not files or are too large, targets
+//! written as URLs or with port 0.
 
 mod util;
 
@@ -98,4 +99,26 @@ fn pipes_are_read_up_to_the_cap() {
     .finish()
     .expect_code(1)
     .expect_stderr("larger than 1 MiB");
+}
+
+#[test]
+fn url_and_port_zero_targets_are_usage_errors() {
+    run(&["connect", "https://example.com"], Input::Null)
+        .expect_code(2)
+        .expect_stderr(
+            "stls: 'https://example.com' is a URL; stls wants HOST:PORT (for example \
+             example.com:443)",
+        );
+    run(
+        &["connect", "https://example.com:8443/index.html"],
+        Input::Null,
+    )
+    .expect_code(2)
+    .expect_stderr("(for example example.com:8443)");
+    run(&["connect", "example.com:0"], Input::Null)
+        .expect_code(2)
+        .expect_stderr("'example.com:0': port 0 cannot be connected to");
+    run(&["connect", "example.com", "0"], Input::Null)
+        .expect_code(2)
+        .expect_stderr("port 0 cannot be connected to");
 }
