@@ -276,17 +276,38 @@ pub fn bind(host: Option<&str>, port: u16, family: Family) -> Result<TcpListener
         .map(|a| (a, matches!(a.ip(), IpAddr::V6(_)) && family == Family::V6))
         .collect(),
     };
-    let mut last_err = None;
+    // With no host and no -4/-6, [::] (IPv6 and IPv4 together) is what is meant; 0.0.0.0 is
+    // only the fallback for a machine without IPv6, so a failure names [::] unless IPv6 is
+    // what failed.
+    let dual_stack = host.is_none() && family == Family::Any;
+    let mut errors = Vec::new();
     for (addr, v6_only) in candidates {
         match bind_one(addr, v6_only) {
             Ok(l) => return Ok(l),
-            Err(e) => last_err = Some((addr, e)),
+            Err(e) => errors.push((addr, e)),
         }
     }
-    let Some((addr, e)) = last_err else {
+    let shown = match errors.first() {
+        Some((addr, e)) if dual_stack && !ipv6_unavailable(e) => Some((addr, e)),
+        _ => errors.last().map(|(addr, e)| (addr, e)),
+    };
+    let Some((addr, e)) = shown else {
         return Err(Class::Network.err(format!("no address to listen on for port {port}")));
     };
-    Err(Class::Network.err(format!("cannot listen on {addr}: {}", io_phrase(&e))))
+    let what = if dual_stack && addr.is_ipv6() {
+        " (all interfaces, IPv6 and IPv4)"
+    } else {
+        ""
+    };
+    Err(Class::Network.err(format!("cannot listen on {addr}{what}: {}", io_phrase(e))))
+}
+
+/// Whether a bind failed because this machine has no IPv6.
+fn ipv6_unavailable(err: &std::io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL | libc::EPROTONOSUPPORT)
+    )
 }
 
 fn bind_one(addr: SocketAddr, v6_only: bool) -> std::io::Result<TcpListener> {

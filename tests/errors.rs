@@ -245,6 +245,23 @@ fn port_in_use_exits_3() {
         .expect_stderr("cannot listen on 127.0.0.1");
 }
 
+#[test]
+fn port_in_use_on_every_interface_names_the_address_tried() {
+    // `listen PORT` binds [::] for IPv6 and IPv4 together; 0.0.0.0 only without IPv6.
+    let taken = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let has_ipv6 = TcpListener::bind("[::1]:0").is_ok();
+    let wanted = if has_ipv6 {
+        format!("cannot listen on [::]:{port} (all interfaces, IPv6 and IPv4): ")
+    } else {
+        format!("cannot listen on 0.0.0.0:{port}: ")
+    };
+    run(&["listen", &port.to_string()], Input::Null)
+        .expect_code(3)
+        .expect_stderr(&wanted)
+        .expect_stderr("in use");
+}
+
 /// `stls connect --insecure` to a plain TCP server that handles the connection with `serve`.
 fn connect_to_plain_server(serve: impl FnOnce(TcpStream) + Send + 'static) -> Done {
     let plain = TcpListener::bind("127.0.0.1:0").unwrap();
