@@ -143,8 +143,9 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "FILE")]
     pub cacert: Option<PathBuf>,
 
-    /// Accept the server only if its certificate's SHA-256 fingerprint is FP
-    /// (hex, colons optional, any case); replaces CA verification.
+    /// Accept the server only if its certificate's SHA-256 fingerprint is FP: 64 hex digits,
+    /// or 32 pairs separated by colons, any case (a pasted `stls: sha256 fingerprint …` or
+    /// openssl line is accepted); replaces CA verification.
     #[arg(long, value_name = "FP", conflicts_with = "insecure")]
     pub pin: Option<String>,
 

@@ -1,11 +1,11 @@
 //! Bad input, each kind with one clear line naming the value or file, and the usual status
 //! (2 for what was typed, 1 for a file): files that are not files or are too large, targets
-//! written as URLs or with port 0.
+//! written as URLs or with port 0, --pin values.
 
 mod util;
 
 use util::pki::{s, Pki};
-use util::{have, run, tempdir, write, Input, Listener, Proc};
+use util::{connect, have, run, tempdir, write, Input, Listener, Proc};
 
 /// Quote a word for `bash -c`.
 fn quote(word: &str) -> String {
@@ -121,4 +121,28 @@ fn url_and_port_zero_targets_are_usage_errors() {
     run(&["connect", "example.com", "0"], Input::Null)
         .expect_code(2)
         .expect_stderr("port 0 cannot be connected to");
+}
+
+#[test]
+fn pin_is_parsed_strictly_and_takes_a_pasted_line() {
+    for bad in [
+        "+a".repeat(32),
+        "0".repeat(63),
+        format!("{}:", "AB:".repeat(31)),
+        "AB-".repeat(31) + "AB",
+    ] {
+        connect("127.0.0.1:1", &["--pin", &bad], Input::Null)
+            .expect_code(2)
+            .expect_stderr(&format!("--pin '{bad}' is not a SHA-256 fingerprint"));
+    }
+    let l = Listener::start(&[], Input::Bytes(b"pasted".to_vec()));
+    // The line the listener printed, as it printed it (`pin()` is what follows its label).
+    let line = format!("stls: sha256 fingerprint {}", l.pin());
+    let done = connect(&l.addr(), &["--pin", &line], Input::Null);
+    done.expect_code(0);
+    assert_eq!(done.stdout, b"pasted");
+    // openssl's spelling.
+    let l = Listener::start(&[], Input::Bytes(b"openssl".to_vec()));
+    let openssl = format!("sha256 Fingerprint={}", l.pin());
+    connect(&l.addr(), &["--pin", &openssl], Input::Null).expect_code(0);
 }
