@@ -146,10 +146,11 @@ pub struct ConnectArgs {
     /// Accept the server only if its certificate's SHA-256 fingerprint is FP: 64 hex digits,
     /// or 32 pairs separated by colons, any case (a pasted `stls: sha256 fingerprint …` or
     /// openssl line is accepted); replaces CA verification.
-    #[arg(long, value_name = "FP", conflicts_with = "insecure")]
+    #[arg(long, value_name = "FP")]
     pub pin: Option<String>,
 
-    /// Do not verify the server's certificate at all (prints a warning).
+    /// Do not verify the server's certificate at all (prints a warning; not with --cacert or
+    /// --pin).
     #[arg(long, short = 'k')]
     pub insecure: bool,
 

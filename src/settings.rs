@@ -79,6 +79,7 @@ pub struct Listen {
 }
 
 pub fn connect(args: &ConnectArgs) -> Result<Connect> {
+    check_trust_flags(args)?;
     let common = Common::from_args(&args.common)?;
     let target =
         net::parse_target(&args.target, args.port.as_deref()).map_err(|m| Class::Usage.err(m))?;
@@ -124,6 +125,29 @@ pub fn connect(args: &ConnectArgs) -> Result<Connect> {
         verifier,
         common,
     })
+}
+
+/// `--insecure`, `--pin` and `--cacert` each say how to check the server; two of them
+/// together would silently drop one, so they are refused with the reason.
+fn check_trust_flags(args: &ConnectArgs) -> Result<()> {
+    let why = match (args.insecure, &args.pin, &args.cacert) {
+        (true, Some(_), _) => "--insecure and --pin contradict each other: --pin accepts only \
+                               the certificate with that fingerprint, --insecure accepts any; \
+                               give one of them"
+            .to_string(),
+        (true, None, Some(path)) => format!(
+            "--insecure turns certificate verification off, so --cacert {} would be ignored; \
+             give one of them",
+            path.display()
+        ),
+        (false, Some(_), Some(path)) => format!(
+            "--pin replaces verification by a CA, so --cacert {} would be ignored; give one of \
+             them",
+            path.display()
+        ),
+        _ => return Ok(()),
+    };
+    Err(Class::Usage.err(why))
 }
 
 pub fn listen(args: &ListenArgs) -> Result<Listen> {

@@ -1,8 +1,10 @@
 //! Bad input, each kind with one clear line naming the value or file, and the usual status
 //! (2 for what was typed, 1 for a file): files that are not files or are too large, targets
-//! written as URLs or with port 0, --pin values.
+//! written as URLs or with port 0, --pin values and contradictory trust flags.
 
 mod util;
+
+use std::path::Path;
 
 use util::pki::{s, Pki};
 use util::{connect, have, run, tempdir, write, Input, Listener, Proc};
@@ -145,4 +147,31 @@ fn pin_is_parsed_strictly_and_takes_a_pasted_line() {
     let l = Listener::start(&[], Input::Bytes(b"openssl".to_vec()));
     let openssl = format!("sha256 Fingerprint={}", l.pin());
     connect(&l.addr(), &["--pin", &openssl], Input::Null).expect_code(0);
+}
+
+#[test]
+fn contradictory_trust_flags_are_usage_errors() {
+    let pki = Pki::new();
+    let ca = s(&pki.ca.cert);
+    let pin = "AB".repeat(32);
+    for (args, why) in [
+        (
+            &["--insecure", "--cacert", ca][..],
+            "--insecure turns certificate verification off, so --cacert",
+        ),
+        (
+            &["--insecure", "--pin", &pin],
+            "--insecure and --pin contradict each other",
+        ),
+        (
+            &["--pin", &pin, "--cacert", ca],
+            "--pin replaces verification by a CA, so --cacert",
+        ),
+    ] {
+        connect("127.0.0.1:1", args, Input::Null)
+            .expect_code(2)
+            .expect_stderr(why)
+            .expect_stderr("give one of them");
+    }
+    assert!(Path::new(ca).exists());
 }
