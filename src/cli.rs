@@ -228,8 +228,8 @@ pub struct CommonArgs {
     #[arg(long, value_name = "PROTO")]
     pub alpn: Vec<String>,
 
-    /// Append the TLS secrets to FILE in NSS key log format, so a capture can be decrypted
-    /// (Wireshark); SSLKEYLOGFILE is honoured too.
+    /// Append the TLS secrets to FILE (made mode 0600) in NSS key log format, so a capture can
+    /// be decrypted (Wireshark); SSLKEYLOGFILE is honoured too.
     #[arg(long, value_name = "FILE")]
     pub keylog: Option<PathBuf>,
 

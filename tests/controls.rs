@@ -340,6 +340,22 @@ fn keylog_file_gets_the_secrets() {
     let mode = std::fs::metadata(&log).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 
+    // A key log that others could read is made private before secrets go in.
+    let open = dir.path().join("open.log");
+    std::fs::write(&open, "").unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let l = listen(&pki, &[], b"x");
+    connect(
+        &to(&l),
+        &["--cacert", s(&pki.ca.cert), "--keylog", s(&open)],
+        Input::Null,
+    )
+    .expect_code(0);
+    let mode = std::fs::metadata(&open).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let text = std::fs::read_to_string(&open).unwrap();
+    assert!(text.contains("CLIENT_TRAFFIC_SECRET_0 "), "{text}");
+
     // SSLKEYLOGFILE does the same for the listener.
     let env_log = dir.path().join("env.log");
     let mut cmd = util::stls();
