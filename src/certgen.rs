@@ -14,6 +14,7 @@ use crate::cli::{CertArgs, CertKind, KeyType};
 use crate::error::{io_phrase, Class};
 use crate::files::read_file;
 use crate::identity::{fingerprint_text, sha256};
+use crate::names::parse_san;
 
 pub fn run(kind: &CertKind) -> Result<()> {
     let (args, stem) = match kind {
@@ -24,6 +25,18 @@ pub fn run(kind: &CertKind) -> Result<()> {
     if stem == "ca" && args.ca.is_some() {
         return Err(Class::Usage.err("--ca is for server and client certificates"));
     }
+    // Every value first: a bad --san is a usage error whatever is on disk.
+    let sans = match kind {
+        CertKind::Server(_) if args.san.is_empty() => {
+            vec!["localhost".into(), "127.0.0.1".into(), "::1".into()]
+        }
+        _ => args
+            .san
+            .iter()
+            .map(|s| parse_san(s).map(|san| san.to_string()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|m| Class::Usage.err(m))?,
+    };
     let cert_path = args.out.join(format!("{stem}.pem"));
     let key_path = args.out.join(format!("{stem}.key"));
     if !args.force {
@@ -41,7 +54,7 @@ pub fn run(kind: &CertKind) -> Result<()> {
         None => None,
     };
     let key = generate(args.key_type)?;
-    let params = params(kind, args)?;
+    let params = params(kind, args, sans)?;
     let cert = match &issuer {
         Some(issuer) => params.signed_by(&key, issuer),
         None => params.self_signed(&key),
@@ -97,13 +110,8 @@ fn generate(key_type: KeyType) -> Result<KeyPair> {
     .context("generating a key")
 }
 
-fn params(kind: &CertKind, args: &CertArgs) -> Result<CertificateParams> {
-    let sans = match kind {
-        CertKind::Server(_) if args.san.is_empty() => {
-            vec!["localhost".into(), "127.0.0.1".into(), "::1".into()]
-        }
-        _ => args.san.clone(),
-    };
+/// The certificate's fields; `sans` are checked already (`parse_san`).
+fn params(kind: &CertKind, args: &CertArgs, sans: Vec<String>) -> Result<CertificateParams> {
     let mut params = CertificateParams::new(sans.clone())
         .map_err(|e| Class::Usage.err(format!("--san: {e}")))?;
     let default_name = match kind {

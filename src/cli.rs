@@ -86,8 +86,8 @@ pub struct CertArgs {
     #[arg(long, value_name = "DIR")]
     pub ca: Option<PathBuf>,
 
-    /// A subjectAltName: DNS name or IP address; repeatable (server default: localhost,
-    /// 127.0.0.1, ::1).
+    /// A subjectAltName: DNS name, wildcard (*.example.com), IP address, or international
+    /// name (written as A-labels); repeatable (server default: localhost, 127.0.0.1, ::1).
     #[arg(long, value_name = "NAME")]
     pub san: Vec<String>,
 

@@ -4,7 +4,7 @@
 //! - `cli`: the flags as typed; `settings`: resolved into addresses and rustls configs.
 //! - `tls`, `trust`, `identity`: TLS configuration, server verification, our certificate;
 //!   `files`: the one reader of the files options name.
-//! - `net`: addresses, connecting, binding.
+//! - `net`: addresses, connecting, binding; `names`: host names (IDN) and `--san` values.
 //! - `client` / `listener`: connect and listen; `certgen`: `stls cert`; `stls completions` is
 //!   a function in this file.
 //! - `relay`: the event loop for every connection; `peer`: one connection and its finishing
@@ -20,6 +20,7 @@ pub mod exec;
 pub mod files;
 pub mod identity;
 pub mod listener;
+pub mod names;
 pub mod net;
 pub mod peer;
 pub mod relay;

@@ -1,6 +1,7 @@
 //! Bad input, each kind with one clear line naming the value or file, and the usual status
 //! (2 for what was typed, 1 for a file): files that are not files or are too large, targets
-//! written as URLs or with port 0, --pin values and contradictory trust flags.
+//! written as URLs or with port 0, international names, --san values, --pin values and
+//! contradictory trust flags.
 
 mod util;
 
@@ -123,6 +124,133 @@ fn url_and_port_zero_targets_are_usage_errors() {
     run(&["connect", "example.com", "0"], Input::Null)
         .expect_code(2)
         .expect_stderr("port 0 cannot be connected to");
+}
+
+#[test]
+fn international_names_are_looked_up_as_a_labels() {
+    connect("bücher.invalid:443", &[], Input::Null)
+        .expect_code(3)
+        .expect_stderr("cannot resolve xn--bcher-kva.invalid");
+    connect("bü cher.example:443", &[], Input::Null)
+        .expect_code(2)
+        .expect_stderr("'bü cher.example' is not a valid international domain name");
+    connect(
+        "127.0.0.1:1",
+        &["--servername", "bücher-.example"],
+        Input::Null,
+    )
+    .expect_code(2)
+    .expect_stderr("'bücher-.example' is not a valid international domain name");
+}
+
+#[test]
+fn international_san_is_written_and_verified_as_its_a_label() {
+    let dir = tempdir();
+    let out = s(dir.path());
+    run(&["cert", "ca", "--out", out], Input::Null).expect_code(0);
+    run(
+        &[
+            "cert",
+            "server",
+            "--ca",
+            out,
+            "--san",
+            "bücher.test",
+            "--out",
+            out,
+        ],
+        Input::Null,
+    )
+    .expect_code(0);
+    let cert = dir.path().join("server.pem");
+    if have("openssl") {
+        let ext = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-ext", "subjectAltName", "-in", s(&cert)])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&ext.stdout);
+        assert!(text.contains("DNS:xn--bcher-kva.test"), "{text}");
+    }
+    let key = dir.path().join("server.key");
+    let ca = dir.path().join("ca.pem");
+    // Reached by address, verified under the international name.
+    let l = Listener::start(
+        &["--cert", s(&cert), "--key", s(&key)],
+        Input::Bytes(b"willkommen".to_vec()),
+    );
+    let done = connect(
+        &l.addr(),
+        &["--cacert", s(&ca), "--servername", "bücher.test", "-v"],
+        Input::Null,
+    );
+    done.expect_code(0)
+        .expect_stderr("names:  xn--bcher-kva.test");
+    assert_eq!(done.stdout, b"willkommen");
+    // And another name is still refused.
+    let l = Listener::start(&["--cert", s(&cert), "--key", s(&key)], Input::Null);
+    connect(
+        &l.addr(),
+        &["--cacert", s(&ca), "--servername", "bücherei.test"],
+        Input::Null,
+    )
+    .expect_code(5)
+    .expect_stderr("is for xn--bcher-kva.test and not valid for xn--bcherei-n2a.test");
+}
+
+#[test]
+fn san_values_are_checked() {
+    let dir = tempdir();
+    let out = dir.path().join("out");
+    for (bad, why) in [
+        ("", "--san '': empty"),
+        ("a b", "--san 'a b': contains a space"),
+        ("*", "--san '*': a wildcard"),
+        ("a\u{1b}[2J", r"--san 'a\u{1b}[2J': contains a control"),
+        ("a..example", "--san 'a..example': not a valid DNS name"),
+        ("a-.example", "--san 'a-.example': not a valid DNS name"),
+    ] {
+        run(
+            &["cert", "server", "--san", bad, "--out", s(&out)],
+            Input::Null,
+        )
+        .expect_code(2)
+        .expect_stderr(why);
+        assert!(!out.exists(), "{bad:?}: nothing is written");
+    }
+    let made = run(
+        &[
+            "cert",
+            "server",
+            "--san",
+            "*.example.com",
+            "--san",
+            "192.0.2.7",
+            "--san",
+            "2001:db8::1",
+            "--san",
+            "Host.Example",
+            "--out",
+            s(&out),
+        ],
+        Input::Null,
+    );
+    made.expect_code(0);
+    if have("openssl") {
+        let ext = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+            .arg(out.join("server.pem"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&ext.stdout);
+        for want in [
+            "DNS:*.example.com",
+            "IP Address:192.0.2.7",
+            "IP Address:2001:DB8:0:0:0:0:0:1",
+            "DNS:host.example",
+        ] {
+            assert!(text.contains(want), "{want} in {text}");
+        }
+    }
 }
 
 #[test]
