@@ -1,5 +1,6 @@
 //! `stls cert`: make a CA, and server or client certificates signed by it (or self-signed),
-//! as PEM files with private keys readable only by their owner.
+//! as PEM files with private keys readable only by their owner. It writes all of its files or
+//! none: each goes to a temporary file beside its place and is renamed there at the end.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
+use tempfile::NamedTempFile;
 
 use crate::cli::{CertArgs, CertKind, KeyType};
 use crate::error::{io_phrase, Class};
@@ -39,15 +41,9 @@ pub fn run(kind: &CertKind) -> Result<()> {
     };
     let cert_path = args.out.join(format!("{stem}.pem"));
     let key_path = args.out.join(format!("{stem}.key"));
-    if !args.force {
-        for path in [&cert_path, &key_path] {
-            if path.exists() {
-                return Err(anyhow!(
-                    "{}: already exists (use --force to overwrite)",
-                    path.display()
-                ));
-            }
-        }
+    // Every output path is checked before anything is written.
+    for path in [&cert_path, &key_path] {
+        check_output(path, args.force)?;
     }
     let issuer = match &args.ca {
         Some(dir) => Some(load_ca(dir)?),
@@ -63,8 +59,11 @@ pub fn run(kind: &CertKind) -> Result<()> {
 
     std::fs::create_dir_all(&args.out)
         .map_err(|e| anyhow!("{}: {}", args.out.display(), io_phrase(&e)))?;
-    write(&cert_path, cert.pem().as_bytes(), 0o644, args.force)?;
-    write(&key_path, key_pem(&key).as_bytes(), 0o600, args.force)?;
+    let staged = [
+        stage(&cert_path, cert.pem().as_bytes(), 0o644)?,
+        stage(&key_path, key_pem(&key).as_bytes(), 0o600)?,
+    ];
+    commit(staged, args.force)?;
     let summary = format!(
         "wrote {}\nwrote {}\nsha256 fingerprint {}\n",
         cert_path.display(),
@@ -169,24 +168,85 @@ fn load_ca(dir: &Path) -> Result<Issuer<'static, KeyPair>> {
         .map_err(|e| anyhow!("{}: not a usable CA certificate: {e}", cert_path.display()))
 }
 
-fn write(path: &Path, contents: &[u8], mode: u32, force: bool) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).mode(mode);
-    if force {
-        options.create(true).truncate(true);
-    } else {
-        options.create_new(true);
+/// An output path may be written: it is not a symbolic link (stls does not write through one,
+/// dangling or not), not a directory, and does not exist unless `--force`.
+fn check_output(path: &Path, force: bool) -> Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(anyhow!("{}: {}", path.display(), io_phrase(&e))),
+    };
+    if meta.file_type().is_symlink() {
+        return Err(anyhow!(
+            "{}: is a symbolic link; stls cert does not write through links (remove it, or \
+             choose another --out); nothing was written",
+            path.display()
+        ));
     }
-    let mut file = options
-        .open(path)
-        .map_err(|e| anyhow!("{}: {}", path.display(), io_phrase(&e)))?;
-    if force {
-        // An existing file keeps its mode on truncation: a key must not stay readable.
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(|e| anyhow!("{}: {}", path.display(), io_phrase(&e)))?;
+    if meta.is_dir() {
+        return Err(anyhow!(
+            "{}: is a directory; nothing was written",
+            path.display()
+        ));
     }
-    file.write_all(contents)
-        .map_err(|e| anyhow!("{}: {}", path.display(), io_phrase(&e)))
+    if !force {
+        return Err(anyhow!(
+            "{}: already exists (use --force to overwrite); nothing was written",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// A file written in full beside `path`, not yet in its place.
+struct Staged {
+    temp: NamedTempFile,
+    path: PathBuf,
+}
+
+/// Write `contents` to a new temporary file with `mode` in the directory of `path`.
+fn stage(path: &Path, contents: &[u8], mode: u32) -> Result<Staged> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let fail = |e: std::io::Error| anyhow!("{}: {}", path.display(), io_phrase(&e));
+    // Created with the final mode: a key is never readable by others, not even for a moment.
+    let mut temp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .map_err(fail)?;
+    temp.write_all(contents).map_err(fail)?;
+    temp.as_file().sync_all().map_err(fail)?;
+    Ok(Staged {
+        temp,
+        path: path.to_path_buf(),
+    })
+}
+
+/// Rename every staged file into its place. If one cannot be, those already placed are
+/// removed again, so that the files appear together or not at all.
+fn commit<const N: usize>(staged: [Staged; N], force: bool) -> Result<()> {
+    let mut placed: Vec<PathBuf> = Vec::new();
+    for Staged { temp, path } in staged {
+        // Without --force the rename refuses to replace a file that appeared meanwhile.
+        let done = if force {
+            temp.persist(&path)
+        } else {
+            temp.persist_noclobber(&path)
+        };
+        if let Err(e) = done {
+            for earlier in &placed {
+                let _ = std::fs::remove_file(earlier);
+            }
+            return Err(anyhow!(
+                "{}: {}; nothing was written",
+                path.display(),
+                io_phrase(&e.error)
+            ));
+        }
+        placed.push(path);
+    }
+    Ok(())
 }
