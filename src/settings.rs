@@ -99,7 +99,6 @@ pub fn connect(args: &ConnectArgs) -> Result<Connect> {
             report::escape(&name)
         ))
     })?;
-
     let proto = tls::Protocol::from_args(&args.common)?;
     let provider = proto.provider.clone();
     let trust = if args.insecure {
