@@ -1,5 +1,6 @@
 //! `stls cert`: make a CA, and server or client certificates signed by it (or self-signed),
-//! as PEM files with private keys readable only by their owner.
+//! as PEM files with private keys readable only by their owner. It writes all of its files or
+//! none: each goes to a temporary file beside its place and is renamed there at the end.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,10 +10,13 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
+use tempfile::NamedTempFile;
 
 use crate::cli::{CertArgs, CertKind, KeyType};
 use crate::error::{io_phrase, Class};
-use crate::identity::{fingerprint_text, read_file, sha256};
+use crate::files::read_file;
+use crate::identity::{fingerprint_text, sha256};
+use crate::names::parse_san;
 
 pub fn run(kind: &CertKind) -> Result<()> {
     let (args, stem) = match kind {
@@ -23,24 +27,30 @@ pub fn run(kind: &CertKind) -> Result<()> {
     if stem == "ca" && args.ca.is_some() {
         return Err(Class::Usage.err("--ca is for server and client certificates"));
     }
+    // Every value first: a bad --san is a usage error whatever is on disk.
+    let sans = match kind {
+        CertKind::Server(_) if args.san.is_empty() => {
+            vec!["localhost".into(), "127.0.0.1".into(), "::1".into()]
+        }
+        _ => args
+            .san
+            .iter()
+            .map(|s| parse_san(s).map(|san| san.to_string()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|m| Class::Usage.err(m))?,
+    };
     let cert_path = args.out.join(format!("{stem}.pem"));
     let key_path = args.out.join(format!("{stem}.key"));
-    if !args.force {
-        for path in [&cert_path, &key_path] {
-            if path.exists() {
-                return Err(anyhow!(
-                    "{}: already exists (use --force to overwrite)",
-                    path.display()
-                ));
-            }
-        }
+    // Every output path is checked before anything is written.
+    for path in [&cert_path, &key_path] {
+        check_output(path, args.force)?;
     }
     let issuer = match &args.ca {
         Some(dir) => Some(load_ca(dir)?),
         None => None,
     };
     let key = generate(args.key_type)?;
-    let params = params(kind, args)?;
+    let params = params(kind, args, sans)?;
     let cert = match &issuer {
         Some(issuer) => params.signed_by(&key, issuer),
         None => params.self_signed(&key),
@@ -49,8 +59,11 @@ pub fn run(kind: &CertKind) -> Result<()> {
 
     std::fs::create_dir_all(&args.out)
         .map_err(|e| anyhow!("{}: {}", args.out.display(), io_phrase(&e)))?;
-    write(&cert_path, cert.pem().as_bytes(), 0o644, args.force)?;
-    write(&key_path, key_pem(&key).as_bytes(), 0o600, args.force)?;
+    let staged = [
+        stage(&cert_path, cert.pem().as_bytes(), 0o644)?,
+        stage(&key_path, key_pem(&key).as_bytes(), 0o600)?,
+    ];
+    commit(staged, args.force)?;
     let summary = format!(
         "wrote {}\nwrote {}\nsha256 fingerprint {}\n",
         cert_path.display(),
@@ -96,13 +109,8 @@ fn generate(key_type: KeyType) -> Result<KeyPair> {
     .context("generating a key")
 }
 
-fn params(kind: &CertKind, args: &CertArgs) -> Result<CertificateParams> {
-    let sans = match kind {
-        CertKind::Server(_) if args.san.is_empty() => {
-            vec!["localhost".into(), "127.0.0.1".into(), "::1".into()]
-        }
-        _ => args.san.clone(),
-    };
+/// The certificate's fields; `sans` are checked already (`parse_san`).
+fn params(kind: &CertKind, args: &CertArgs, sans: Vec<String>) -> Result<CertificateParams> {
     let mut params = CertificateParams::new(sans.clone())
         .map_err(|e| Class::Usage.err(format!("--san: {e}")))?;
     let default_name = match kind {
@@ -160,24 +168,85 @@ fn load_ca(dir: &Path) -> Result<Issuer<'static, KeyPair>> {
         .map_err(|e| anyhow!("{}: not a usable CA certificate: {e}", cert_path.display()))
 }
 
-fn write(path: &Path, contents: &[u8], mode: u32, force: bool) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).mode(mode);
-    if force {
-        options.create(true).truncate(true);
-    } else {
-        options.create_new(true);
+/// An output path may be written: it is not a symbolic link (stls does not write through one,
+/// dangling or not), not a directory, and does not exist unless `--force`.
+fn check_output(path: &Path, force: bool) -> Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(anyhow!("{}: {}", path.display(), io_phrase(&e))),
+    };
+    if meta.file_type().is_symlink() {
+        return Err(anyhow!(
+            "{}: is a symbolic link; stls cert does not write through links (remove it, or \
+             choose another --out); nothing was written",
+            path.display()
+        ));
     }
-    let mut file = options
-        .open(path)
-        .map_err(|e| anyhow!("{}: {}", path.display(), io_phrase(&e)))?;
-    if force {
-        // An existing file keeps its mode on truncation: a key must not stay readable.
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(|e| anyhow!("{}: {}", path.display(), io_phrase(&e)))?;
+    if meta.is_dir() {
+        return Err(anyhow!(
+            "{}: is a directory; nothing was written",
+            path.display()
+        ));
     }
-    file.write_all(contents)
-        .map_err(|e| anyhow!("{}: {}", path.display(), io_phrase(&e)))
+    if !force {
+        return Err(anyhow!(
+            "{}: already exists (use --force to overwrite); nothing was written",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// A file written in full beside `path`, not yet in its place.
+struct Staged {
+    temp: NamedTempFile,
+    path: PathBuf,
+}
+
+/// Write `contents` to a new temporary file with `mode` in the directory of `path`.
+fn stage(path: &Path, contents: &[u8], mode: u32) -> Result<Staged> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let fail = |e: std::io::Error| anyhow!("{}: {}", path.display(), io_phrase(&e));
+    // Created with the final mode: a key is never readable by others, not even for a moment.
+    let mut temp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .map_err(fail)?;
+    temp.write_all(contents).map_err(fail)?;
+    temp.as_file().sync_all().map_err(fail)?;
+    Ok(Staged {
+        temp,
+        path: path.to_path_buf(),
+    })
+}
+
+/// Rename every staged file into its place. If one cannot be, those already placed are
+/// removed again, so that the files appear together or not at all.
+fn commit<const N: usize>(staged: [Staged; N], force: bool) -> Result<()> {
+    let mut placed: Vec<PathBuf> = Vec::new();
+    for Staged { temp, path } in staged {
+        // Without --force the rename refuses to replace a file that appeared meanwhile.
+        let done = if force {
+            temp.persist(&path)
+        } else {
+            temp.persist_noclobber(&path)
+        };
+        if let Err(e) = done {
+            for earlier in &placed {
+                let _ = std::fs::remove_file(earlier);
+            }
+            return Err(anyhow!(
+                "{}: {}; nothing was written",
+                path.display(),
+                io_phrase(&e.error)
+            ));
+        }
+        placed.push(path);
+    }
+    Ok(())
 }

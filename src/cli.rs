@@ -86,8 +86,8 @@ pub struct CertArgs {
     #[arg(long, value_name = "DIR")]
     pub ca: Option<PathBuf>,
 
-    /// A subjectAltName: DNS name or IP address; repeatable (server default: localhost,
-    /// 127.0.0.1, ::1).
+    /// A subjectAltName: DNS name, wildcard (*.example.com), IP address, or international
+    /// name (written as A-labels); repeatable (server default: localhost, 127.0.0.1, ::1).
     #[arg(long, value_name = "NAME")]
     pub san: Vec<String>,
 
@@ -143,12 +143,14 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "FILE")]
     pub cacert: Option<PathBuf>,
 
-    /// Accept the server only if its certificate's SHA-256 fingerprint is FP
-    /// (hex, colons optional, any case); replaces CA verification.
-    #[arg(long, value_name = "FP", conflicts_with = "insecure")]
+    /// Accept the server only if its certificate's SHA-256 fingerprint is FP: 64 hex digits,
+    /// or 32 pairs separated by colons, any case (a pasted `stls: sha256 fingerprint …` or
+    /// openssl line is accepted); replaces CA verification.
+    #[arg(long, value_name = "FP")]
     pub pin: Option<String>,
 
-    /// Do not verify the server's certificate at all (prints a warning).
+    /// Do not verify the server's certificate at all (prints a warning; not with --cacert or
+    /// --pin).
     #[arg(long, short = 'k')]
     pub insecure: bool,
 
@@ -226,8 +228,8 @@ pub struct CommonArgs {
     #[arg(long, value_name = "PROTO")]
     pub alpn: Vec<String>,
 
-    /// Append the TLS secrets to FILE in NSS key log format, so a capture can be decrypted
-    /// (Wireshark); SSLKEYLOGFILE is honoured too.
+    /// Append the TLS secrets to FILE (made mode 0600) in NSS key log format, so a capture can
+    /// be decrypted (Wireshark); SSLKEYLOGFILE is honoured too.
     #[arg(long, value_name = "FILE")]
     pub keylog: Option<PathBuf>,
 

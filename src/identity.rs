@@ -10,12 +10,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
 
-use crate::error::io_phrase;
-
-/// Read a whole file, naming it in the error.
-pub fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| anyhow!("{}: {}", path.display(), io_phrase(&e)))
-}
+use crate::files::read_file;
+use crate::report::escape;
 
 /// Every certificate in a PEM file, in order; an error if there is none.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
@@ -28,19 +24,14 @@ pub fn certs_from_pem(pem: &[u8], name: &str) -> Result<Vec<CertificateDer<'stat
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow!("{name}: bad PEM: {e}"))?;
     if certs.is_empty() {
-        let hint = if PrivateKeyDer::from_pem_slice(pem).is_ok() {
-            " (it holds a private key: did you swap --cert and --key?)"
+        let hint = if holds_key(pem) {
+            " (it holds a private key, not a certificate)"
         } else {
             " (expected a '-----BEGIN CERTIFICATE-----' block)"
         };
         return Err(anyhow!("{name}: no certificate found{hint}"));
     }
     Ok(certs)
-}
-
-/// The first private key (PKCS#8, PKCS#1 or SEC1) in a PEM file.
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
-    key_from_pem(&read_file(path)?, &path.display().to_string())
 }
 
 /// The first private key in PEM text; `name` says where it came from in messages.
@@ -51,8 +42,8 @@ pub fn key_from_pem(pem: &[u8], name: &str) -> Result<PrivateKeyDer<'static>> {
             let text = String::from_utf8_lossy(pem);
             let hint = if text.contains("ENCRYPTED") {
                 " (an encrypted key? decrypt it with openssl pkey)"
-            } else if text.contains("BEGIN CERTIFICATE") {
-                " (it holds a certificate: did you swap --cert and --key?)"
+            } else if holds_cert(pem) {
+                " (it holds a certificate, not its key)"
             } else {
                 ""
             };
@@ -62,18 +53,52 @@ pub fn key_from_pem(pem: &[u8], name: &str) -> Result<PrivateKeyDer<'static>> {
     }
 }
 
+/// Whether PEM text holds a private key (of any of the three kinds).
+fn holds_key(pem: &[u8]) -> bool {
+    PrivateKeyDer::from_pem_slice(pem).is_ok()
+}
+
+/// Whether PEM text holds a certificate.
+fn holds_cert(pem: &[u8]) -> bool {
+    matches!(CertificateDer::pem_slice_iter(pem).next(), Some(Ok(_)))
+}
+
 /// Load `--cert` and `--key` (the key may sit in the certificate file) and check they belong
-/// together.
+/// together. Each file is read once, so either may be a pipe.
 pub fn load_identity(
     cert: &Path,
     key: Option<&Path>,
     provider: &CryptoProvider,
 ) -> Result<Arc<CertifiedKey>> {
-    let chain = load_certs(cert)?;
-    let key_path = key.unwrap_or(cert);
-    let key_der = match key {
-        Some(path) => load_key(path)?,
-        None => load_key(cert).map_err(|e| anyhow!("{e}; pass the key with --key FILE"))?,
+    let cert_pem = read_file(cert)?;
+    let key_file = match key {
+        Some(path) if path != cert => Some((path, read_file(path)?)),
+        _ => None,
+    };
+    let chain = match certs_from_pem(&cert_pem, &cert.display().to_string()) {
+        Ok(chain) => chain,
+        Err(e) => {
+            // Only when each file holds what the other should is it a swap.
+            if let Some((key_path, key_pem)) = &key_file {
+                if holds_key(&cert_pem) && holds_cert(key_pem) {
+                    return Err(anyhow!(
+                        "{}: no certificate found, but a private key, and {} holds a \
+                         certificate: --cert and --key are swapped",
+                        cert.display(),
+                        key_path.display()
+                    ));
+                }
+            }
+            return Err(e);
+        }
+    };
+    let (key_path, key_der) = match &key_file {
+        Some((path, pem)) => (*path, key_from_pem(pem, &path.display().to_string())?),
+        None => (
+            cert,
+            key_from_pem(&cert_pem, &cert.display().to_string())
+                .map_err(|e| anyhow!("{e}; pass the key with --key FILE"))?,
+        ),
     };
     match CertifiedKey::from_der(chain, key_der, provider) {
         Ok(ck) => Ok(Arc::new(ck)),
@@ -153,25 +178,69 @@ pub fn fingerprint_text(digest: &[u8; 32]) -> String {
     hex.join(":")
 }
 
-/// Parse a `--pin` value: 64 hex digits, colons optional, any case; a pasted
-/// `sha256 Fingerprint=…` line from openssl is accepted too.
+/// Parse a `--pin` value: the SHA-256 fingerprint as 64 hex digits, or as 32 hex pairs
+/// separated by colons, in any case. A pasted line is accepted too: what `stls listen` prints
+/// (`stls: sha256 fingerprint AB:CD:…`), what openssl prints (`sha256 Fingerprint=AB:CD:…`),
+/// or the value with a `sha256:` prefix. Nothing else: no other separators, signs or spaces.
 pub fn parse_fingerprint(text: &str) -> Result<[u8; 32], String> {
-    let value = text.rsplit_once('=').map_or(text, |(_, v)| v).trim();
-    let hex: String = value.chars().filter(|c| *c != ':').collect();
     let bad = || {
         format!(
-            "--pin '{text}' is not a SHA-256 fingerprint (64 hex digits, colons optional, \
-             as `openssl x509 -noout -fingerprint -sha256` prints)"
+            "--pin '{}' is not a SHA-256 fingerprint (64 hex digits, or 32 hex pairs separated \
+             by colons, as `stls listen` and `openssl x509 -noout -fingerprint -sha256` print)",
+            escape(text)
         )
     };
-    if hex.len() != 64 || !hex.is_ascii() {
+    let value = strip_fingerprint_label(text.trim());
+    let digits: Vec<u8> = if value.len() == 32 * 3 - 1 {
+        // AB:CD:…: a colon after every pair but the last.
+        let bytes = value.as_bytes();
+        if (2..bytes.len()).step_by(3).any(|i| bytes[i] != b':') {
+            return Err(bad());
+        }
+        bytes
+            .chunks(3)
+            .flat_map(|c| c[..2].iter().copied())
+            .collect()
+    } else if value.len() == 64 {
+        value.as_bytes().to_vec()
+    } else {
         return Err(bad());
-    }
+    };
+    let nibble = |d: u8| (d as char).to_digit(16).map(|v| v as u8);
     let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    for (byte, pair) in out.iter_mut().zip(digits.chunks(2)) {
+        match (nibble(pair[0]), nibble(pair[1])) {
+            (Some(hi), Some(lo)) => *byte = hi << 4 | lo,
+            _ => return Err(bad()),
+        }
     }
     Ok(out)
+}
+
+/// `stls: sha256 fingerprint X`, `sha256 Fingerprint=X`, `SHA256:X` → `X` (case-insensitive);
+/// anything else is returned as it is.
+fn strip_fingerprint_label(text: &str) -> &str {
+    let text = strip_prefix_ci(text, "stls:").map_or(text, str::trim_start);
+    let Some(rest) = strip_prefix_ci(text, "sha256") else {
+        return text;
+    };
+    if let Some(value) = strip_prefix_ci(rest, ":").or_else(|| strip_prefix_ci(rest, "=")) {
+        return value.trim_start();
+    }
+    let spaced = rest.trim_start();
+    match strip_prefix_ci(spaced, "fingerprint") {
+        Some(after) if spaced.len() < rest.len() => {
+            after.strip_prefix('=').unwrap_or(after).trim_start()
+        }
+        _ => text,
+    }
+}
+
+/// `text` without `prefix`, compared ignoring ASCII case.
+fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
 }
 
 #[cfg(test)]
@@ -199,6 +268,31 @@ mod tests {
         assert!(parse_fingerprint("AB:CD").is_err());
         assert!(parse_fingerprint(&"G".repeat(64)).is_err());
         assert!(parse_fingerprint(&"é".repeat(32)).is_err());
+        // from_str_radix would take a sign: "+a" is not a hex pair.
+        assert!(parse_fingerprint(&"+a".repeat(32)).is_err());
+        let fp = fingerprint_text(&sha256(b"abc"));
+        // Colons between every pair, or none.
+        assert!(parse_fingerprint(&fp.replacen(':', "", 1)).is_err());
+        assert!(parse_fingerprint(&fp.replace(':', "-")).is_err());
+        assert!(parse_fingerprint(&format!(":{}", fp.replace(':', ""))).is_err());
+        assert!(parse_fingerprint(&fp.replace(':', " ")).is_err());
+        assert!(parse_fingerprint(&format!("{fp}:00")).is_err());
+        assert!(parse_fingerprint(&format!("sha1 Fingerprint={fp}")).is_err());
+    }
+
+    #[test]
+    fn pasted_lines_are_accepted() {
+        let digest = sha256(b"abc");
+        let fp = fingerprint_text(&digest);
+        for line in [
+            format!("stls: sha256 fingerprint {fp}"),
+            format!("sha256 fingerprint {fp}"),
+            format!("SHA256 Fingerprint={fp}"),
+            format!("sha256:{}", fp.replace(':', "").to_lowercase()),
+            format!("  {fp}\n"),
+        ] {
+            assert_eq!(parse_fingerprint(&line), Ok(digest), "{line}");
+        }
     }
 
     #[test]

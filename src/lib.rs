@@ -2,8 +2,9 @@
 //!
 //! The modules, in the order data meets them:
 //! - `cli`: the flags as typed; `settings`: resolved into addresses and rustls configs.
-//! - `tls`, `trust`, `identity`: TLS configuration, server verification, our certificate.
-//! - `net`: addresses, connecting, binding.
+//! - `tls`, `trust`, `identity`: TLS configuration, server verification, our certificate;
+//!   `files`: the one reader of the files options name.
+//! - `net`: addresses, connecting, binding; `names`: host names (IDN) and `--san` values.
 //! - `client` / `listener`: connect and listen; `certgen`: `stls cert`; `stls completions` is
 //!   a function in this file.
 //! - `relay`: the event loop for every connection; `peer`: one connection and its finishing
@@ -16,8 +17,10 @@ pub mod client;
 pub mod conn;
 pub mod error;
 pub mod exec;
+pub mod files;
 pub mod identity;
 pub mod listener;
+pub mod names;
 pub mod net;
 pub mod peer;
 pub mod relay;

@@ -83,6 +83,9 @@ fn split_host_port(text: &str) -> Result<(String, Option<u16>), String> {
 
 /// The `connect` target: `HOST:PORT`, `[V6]:PORT`, or `HOST` and `PORT` as two arguments.
 pub fn parse_target(target: &str, port: Option<&str>) -> Result<HostPort, String> {
+    if let Some(hint) = url_hint(target, port) {
+        return Err(hint);
+    }
     let (host, inline_port) = split_host_port(target)?;
     if host.is_empty() {
         return Err(format!("'{target}': the host is empty"));
@@ -102,7 +105,52 @@ pub fn parse_target(target: &str, port: Option<&str>) -> Result<HostPort, String
         }
         (None, None) => return Err(format!("'{target}': no port given (use HOST:PORT)")),
     };
+    if port == 0 {
+        return Err(format!(
+            "'{target}': port 0 cannot be connected to (give a port from 1 to 65535)"
+        ));
+    }
     Ok(HostPort { host, port })
+}
+
+/// For a target written as a URL (`https://host/path`), the message that says what to write
+/// instead; `None` for anything else.
+fn url_hint(target: &str, port: Option<&str>) -> Option<String> {
+    let (scheme, rest) = target.split_once("://")?;
+    let is_scheme = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    if !is_scheme {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "imaps" => 993,
+        "pop3s" => 995,
+        "smtps" => 465,
+        "ldaps" => 636,
+        "ftps" => 990,
+        "ircs" => 6697,
+        _ => 443,
+    };
+    let example = match split_host_port(authority) {
+        Ok((host, inline)) if !host.is_empty() => HostPort {
+            host,
+            port: port
+                .and_then(|p| p.parse().ok())
+                .or(inline)
+                .unwrap_or(default_port),
+        }
+        .to_string(),
+        _ => format!("example.com:{default_port}"),
+    };
+    Some(format!(
+        "'{}' is a URL; stls wants HOST:PORT (for example {})",
+        crate::report::escape(target),
+        crate::report::escape(&example)
+    ))
 }
 
 /// The `listen` address: `PORT`, `ADDR:PORT` or `[V6]:PORT`; `None` host means all interfaces.
@@ -239,17 +287,38 @@ pub fn bind(host: Option<&str>, port: u16, family: Family) -> Result<TcpListener
         .map(|a| (a, matches!(a.ip(), IpAddr::V6(_)) && family == Family::V6))
         .collect(),
     };
-    let mut last_err = None;
+    // With no host and no -4/-6, [::] (IPv6 and IPv4 together) is what is meant; 0.0.0.0 is
+    // only the fallback for a machine without IPv6, so a failure names [::] unless IPv6 is
+    // what failed.
+    let dual_stack = host.is_none() && family == Family::Any;
+    let mut errors = Vec::new();
     for (addr, v6_only) in candidates {
         match bind_one(addr, v6_only) {
             Ok(l) => return Ok(l),
-            Err(e) => last_err = Some((addr, e)),
+            Err(e) => errors.push((addr, e)),
         }
     }
-    let Some((addr, e)) = last_err else {
+    let shown = match errors.first() {
+        Some((addr, e)) if dual_stack && !ipv6_unavailable(e) => Some((addr, e)),
+        _ => errors.last().map(|(addr, e)| (addr, e)),
+    };
+    let Some((addr, e)) = shown else {
         return Err(Class::Network.err(format!("no address to listen on for port {port}")));
     };
-    Err(Class::Network.err(format!("cannot listen on {addr}: {}", io_phrase(&e))))
+    let what = if dual_stack && addr.is_ipv6() {
+        " (all interfaces, IPv6 and IPv4)"
+    } else {
+        ""
+    };
+    Err(Class::Network.err(format!("cannot listen on {addr}{what}: {}", io_phrase(e))))
+}
+
+/// Whether a bind failed because this machine has no IPv6.
+fn ipv6_unavailable(err: &std::io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL | libc::EPROTONOSUPPORT)
+    )
 }
 
 fn bind_one(addr: SocketAddr, v6_only: bool) -> std::io::Result<TcpListener> {
@@ -301,6 +370,26 @@ mod tests {
         assert!(parse_target("[::1", None).is_err());
         assert!(parse_target("[nope]:1", None).is_err());
         assert!(parse_target("[::1]x", None).is_err());
+    }
+
+    #[test]
+    fn port_zero_and_urls_are_refused_with_the_reason() {
+        let err = parse_target("example.com:0", None).unwrap_err();
+        assert!(err.contains("port 0 cannot be connected to"), "{err}");
+        assert!(parse_target("example.com", Some("0")).is_err());
+        for (url, example) in [
+            ("https://example.com", "example.com:443"),
+            ("https://user@example.com:8443/x?y", "example.com:8443"),
+            ("HTTPS://[::1]/", "[::1]:443"),
+            ("imaps://mail.example", "mail.example:993"),
+            ("https://", "example.com:443"),
+        ] {
+            let err = parse_target(url, None).unwrap_err();
+            assert_eq!(
+                err,
+                format!("'{url}' is a URL; stls wants HOST:PORT (for example {example})")
+            );
+        }
     }
 
     #[test]

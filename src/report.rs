@@ -53,17 +53,56 @@ pub fn error(msg: impl Display) {
     line("", msg);
 }
 
-/// A peer-controlled string made safe for a terminal: control characters are escaped.
+/// A peer-controlled string made safe for a terminal: control characters are escaped
+/// (`\n`, `\u{1b}`), and so are the invisible characters that change what text looks like
+/// (see [`is_invisible`]): `\u{202e}`.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if c.is_control() {
             out.extend(c.escape_default());
+        } else if is_invisible(c) {
+            out.extend(c.escape_unicode());
         } else {
             out.push(c);
         }
     }
     out
+}
+
+/// The characters of Unicode's general category Cf (format: zero-width space and joiners,
+/// the bidirectional controls that reorder text, the byte order mark, tags, …), Zl and Zp
+/// (line and paragraph separators), as of Unicode 16.0. None of them shows as a glyph; in a
+/// name they hide or reorder what a person reads (`\u{202e}` makes "gpj.exe" read "exe.jpg").
+pub fn is_invisible(c: char) -> bool {
+    let c = c as u32;
+    // Most text is ASCII: one comparison for it.
+    c >= 0xAD
+        && matches!(
+            c,
+            0x00AD                  // soft hyphen
+            | 0x0600..=0x0605       // Arabic number signs
+            | 0x061C                // Arabic letter mark (bidi)
+            | 0x06DD                // Arabic end of ayah
+            | 0x070F                // Syriac abbreviation mark
+            | 0x0890..=0x0891       // Arabic pound and piastre marks above
+            | 0x08E2                // Arabic disputed end of ayah
+            | 0x180E                // Mongolian vowel separator
+            | 0x200B..=0x200F       // zero-width space, ZWNJ, ZWJ, LRM, RLM
+            | 0x2028..=0x2029       // line and paragraph separators
+            | 0x202A..=0x202E       // bidi embeddings and overrides
+            | 0x2060..=0x2064       // word joiner, invisible operators
+            | 0x2066..=0x206F       // bidi isolates, deprecated format characters
+            | 0xFEFF                // zero-width no-break space (byte order mark)
+            | 0xFFF9..=0xFFFB       // interlinear annotation
+            | 0x110BD               // Kaithi number sign
+            | 0x110CD               // Kaithi number sign above
+            | 0x13430..=0x1343F     // Egyptian hieroglyph format controls
+            | 0x1BCA0..=0x1BCA3     // shorthand format controls
+            | 0x1D173..=0x1D17A     // musical symbol format controls
+            | 0xE0001               // language tag
+            | 0xE0020..=0xE007F     // tag characters
+        )
 }
 
 /// A UNIX time as `2025-01-31 23:59:59 UTC`.
@@ -214,6 +253,19 @@ mod tests {
     fn escapes_control_characters() {
         assert_eq!(escape("a\u{1b}[2Jb\n"), "a\\u{1b}[2Jb\\n");
         assert_eq!(escape("plain é"), "plain é");
+    }
+
+    #[test]
+    fn escapes_format_and_bidi_characters() {
+        assert_eq!(escape("a\u{202e}gpj.exe"), "a\\u{202e}gpj.exe");
+        assert_eq!(
+            escape("\u{200b}\u{200d}\u{2066}\u{061c}\u{feff}\u{e0041}\u{2028}"),
+            "\\u{200b}\\u{200d}\\u{2066}\\u{61c}\\u{feff}\\u{e0041}\\u{2028}"
+        );
+        // Neighbours of the ranges are ordinary text.
+        for c in ['\u{2010}', '\u{2065}', '\u{2070}', '\u{fefe}', 'ü', '中'] {
+            assert!(!is_invisible(c), "{c:?}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::cli::{CommonArgs, ConnectArgs, ListenArgs};
 use crate::error::Class;
 use crate::exec::Program;
 use crate::identity::{self, fingerprint_text, sha256};
+use crate::names;
 use crate::net::{self, Family, HostPort};
 use crate::report;
 use crate::tls;
@@ -82,14 +83,23 @@ pub struct Listen {
 }
 
 pub fn connect(args: &ConnectArgs) -> Result<Connect> {
+    check_trust_flags(args)?;
     let common = Common::from_args(&args.common)?;
-    let target =
+    let mut target =
         net::parse_target(&args.target, args.port.as_deref()).map_err(|m| Class::Usage.err(m))?;
-    let name = args.servername.as_deref().unwrap_or(&target.host);
+    // An international name is resolved, sent as SNI and checked in the certificate in its
+    // ASCII form, as DNS and certificates have it.
+    target.host = names::host_to_ascii(&target.host)
+        .map_err(|m| Class::Usage.err(m))?
+        .into_owned();
+    let name = match &args.servername {
+        Some(name) => names::host_to_ascii(name).map_err(|m| Class::Usage.err(m))?,
+        None => target.host.as_str().into(),
+    };
     let server_name = ServerName::try_from(name.to_string()).map_err(|_| {
         Class::Usage.err(format!(
             "'{}' is not a valid server name",
-            report::escape(name)
+            report::escape(&name)
         ))
     })?;
     let proto = tls::Protocol::from_args(&args.common)?;
@@ -129,9 +139,40 @@ pub fn connect(args: &ConnectArgs) -> Result<Connect> {
     })
 }
 
+/// `--insecure`, `--pin` and `--cacert` each say how to check the server; two of them
+/// together would silently drop one, so they are refused with the reason.
+fn check_trust_flags(args: &ConnectArgs) -> Result<()> {
+    let why = match (args.insecure, &args.pin, &args.cacert) {
+        (true, Some(_), _) => "--insecure and --pin contradict each other: --pin accepts only \
+                               the certificate with that fingerprint, --insecure accepts any; \
+                               give one of them"
+            .to_string(),
+        (true, None, Some(path)) => format!(
+            "--insecure turns certificate verification off, so --cacert {} would be ignored; \
+             give one of them",
+            path.display()
+        ),
+        (false, Some(_), Some(path)) => format!(
+            "--pin replaces verification by a CA, so --cacert {} would be ignored; give one of \
+             them",
+            path.display()
+        ),
+        _ => return Ok(()),
+    };
+    Err(Class::Usage.err(why))
+}
+
 pub fn listen(args: &ListenArgs) -> Result<Listen> {
     let common = Common::from_args(&args.common)?;
     let (host, port) = net::parse_listen(&args.addr).map_err(|m| Class::Usage.err(m))?;
+    let host = match host {
+        Some(h) => Some(
+            names::host_to_ascii(&h)
+                .map_err(|m| Class::Usage.err(m))?
+                .into_owned(),
+        ),
+        None => None,
+    };
     let proto = tls::Protocol::from_args(&args.common)?;
     let provider = proto.provider.clone();
     let client_auth = match (&args.client_ca, &args.client_ca_optional) {

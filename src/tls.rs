@@ -58,11 +58,20 @@ impl Protocol {
                 ));
                 Some(Arc::new(log))
             }
-            None if std::env::var_os("SSLKEYLOGFILE").is_some() => {
-                report::warn("SSLKEYLOGFILE is set: TLS secrets are written to it");
-                Some(Arc::new(rustls::KeyLogFile::new()))
-            }
-            None => None,
+            None => match std::env::var_os("SSLKEYLOGFILE").filter(|p| !p.is_empty()) {
+                // As other programs do, a key log file that cannot be opened is not fatal.
+                Some(path) => match KeyLogTo::open(Path::new(&path)) {
+                    Ok(log) => {
+                        report::warn("SSLKEYLOGFILE is set: TLS secrets are written to it");
+                        Some(Arc::new(log))
+                    }
+                    Err(e) => {
+                        report::warn(format_args!("SSLKEYLOGFILE: {e:#}; no key log is written"));
+                        None
+                    }
+                },
+                None => None,
+            },
         };
         Ok(Protocol {
             provider,
@@ -287,7 +296,8 @@ fn client_verifier(
         .map_err(|e| anyhow!("cannot use the client CA: {e}"))
 }
 
-/// `--keylog FILE`: NSS key log lines appended to a file only we can read.
+/// `--keylog FILE` (or SSLKEYLOGFILE): NSS key log lines appended to a file only its owner
+/// can read.
 #[derive(Debug)]
 struct KeyLogTo {
     file: Mutex<File>,
@@ -295,13 +305,27 @@ struct KeyLogTo {
 
 impl KeyLogTo {
     fn open(path: &Path) -> Result<KeyLogTo> {
-        use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let fail = |e: std::io::Error| anyhow!("{}: {}", path.display(), io_phrase(&e));
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .mode(0o600)
             .open(path)
-            .map_err(|e| anyhow!("{}: {}", path.display(), io_phrase(&e)))?;
+            .map_err(fail)?;
+        // A file that existed keeps its mode on open: one that others may read is made
+        // private before a secret goes in. A pipe or a terminal is left as it is.
+        let meta = file.metadata().map_err(fail)?;
+        if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| {
+                    anyhow!(
+                        "{}: others can read it, and it cannot be made private (mode 0600): {}",
+                        path.display(),
+                        io_phrase(&e)
+                    )
+                })?;
+        }
         Ok(KeyLogTo {
             file: Mutex::new(file),
         })

@@ -330,17 +330,29 @@ pub fn describe_tls_error(err: &rustls::Error, seen: &Seen<'_>) -> (Class, Strin
         ),
         rustls::Error::AlertReceived(alert) => {
             let name = escape(&format!("{alert:?}"));
+            // Who can fix a rejected certificate depends on the side: a client can pin a
+            // server's certificate, a server's client CA list is the server's to change.
+            let untrusted = if seen.we_serve {
+                "it does not accept our certificate (give it our CA, or the fingerprint to pin)"
+            } else {
+                "it does not accept our certificate (it has to trust the CA that issued it)"
+            };
             let why = match alert {
-                A::BadCertificate
-                | A::UnknownCA
-                | A::CertificateUnknown
-                | A::UnsupportedCertificate
-                | A::CertificateExpired
-                | A::CertificateRevoked
-                | A::AccessDenied
-                | A::CertificateRequired => {
-                    "it does not accept our certificate (give it our CA, or the fingerprint to pin)"
+                A::CertificateExpired => {
+                    "it does not accept our certificate: expired or not yet valid, it says \
+                     (check the certificate's dates, and both machines' clocks)"
                 }
+                A::CertificateRevoked => {
+                    "it does not accept our certificate: revoked, it says (it needs a new one)"
+                }
+                A::UnsupportedCertificate => {
+                    "it does not accept our certificate: of a type or key usage it does not \
+                     support"
+                }
+                A::AccessDenied => {
+                    "it denied access: our certificate is valid, but not allowed there"
+                }
+                A::BadCertificate | A::UnknownCA | A::CertificateUnknown => untrusted,
                 A::ProtocolVersion => "it does not accept our TLS versions",
                 A::HandshakeFailure | A::InsufficientSecurity => {
                     "no TLS parameters in common (versions, cipher suites, key exchange)"

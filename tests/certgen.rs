@@ -188,6 +188,31 @@ fn refuses_to_overwrite_without_force() {
 }
 
 #[test]
+fn a_symbolic_link_at_an_output_path_writes_nothing() {
+    let dir = tempdir();
+    let link = dir.path().join("server.key");
+    let target = dir.path().join("elsewhere.key");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    for force in [false, true] {
+        let mut args = vec!["server", "--out", s(dir.path())];
+        if force {
+            args.push("--force");
+        }
+        cert(&args)
+            .expect_code(1)
+            .expect_stderr(&format!("{}: is a symbolic link", link.display()))
+            .expect_stderr("nothing was written");
+        // Neither the certificate, nor the link's target, nor a temporary file.
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["server.key"]);
+    }
+}
+
+#[test]
 fn bad_requests_are_explained() {
     let dir = tempdir();
     let out = s(dir.path());

@@ -84,6 +84,8 @@ fn untrusted_and_expired_client_certificates_are_rejected() {
         c.expect_code(4)
             .expect_stderr("does not accept our certificate");
         assert!(c.stdout.is_empty());
+        // A client cannot pin anything for the server: no such advice.
+        assert!(!c.stderr.contains("pin"), "{}", c.stderr);
         l.finish().expect_code(5).expect_stderr(why);
     }
     // The untrusted one names the flag that would trust it.
@@ -101,6 +103,28 @@ fn untrusted_and_expired_client_certificates_are_rejected() {
         Input::Null,
     );
     l.finish().expect_stderr("--client-ca FILE");
+}
+
+#[test]
+fn expired_client_certificate_is_told_so() {
+    let pki = Pki::new();
+    let expired = pki.ca.client("old", "old", KeyType::P256, EXPIRED);
+    let l = listen(&pki, &["--client-ca", s(&pki.ca.cert)], b"secret");
+    connect(
+        &to(&l),
+        &[
+            "--cacert",
+            s(&pki.ca.cert),
+            "--cert",
+            s(&expired.cert),
+            "--key",
+            s(&expired.key),
+        ],
+        Input::Null,
+    )
+    .expect_code(4)
+    .expect_stderr("it does not accept our certificate: expired or not yet valid, it says");
+    l.finish().expect_code(5);
 }
 
 #[test]
@@ -315,6 +339,22 @@ fn keylog_file_gets_the_secrets() {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&log).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
+
+    // A key log that others could read is made private before secrets go in.
+    let open = dir.path().join("open.log");
+    std::fs::write(&open, "").unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let l = listen(&pki, &[], b"x");
+    connect(
+        &to(&l),
+        &["--cacert", s(&pki.ca.cert), "--keylog", s(&open)],
+        Input::Null,
+    )
+    .expect_code(0);
+    let mode = std::fs::metadata(&open).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let text = std::fs::read_to_string(&open).unwrap();
+    assert!(text.contains("CLIENT_TRAFFIC_SECRET_0 "), "{text}");
 
     // SSLKEYLOGFILE does the same for the listener.
     let env_log = dir.path().join("env.log");

@@ -104,24 +104,48 @@ fn key_that_does_not_match_names_the_key_file() {
 }
 
 #[test]
-fn certificate_given_as_key_is_explained() {
+fn swapped_cert_and_key_are_explained() {
     let pki = Pki::new();
     run(
         &[
             "listen",
             "0",
             "--cert",
-            s(&pki.server.cert),
+            s(&pki.server.key),
             "--key",
             s(&pki.server.cert),
         ],
         Input::Null,
     )
     .expect_code(1)
-    .expect_stderr("no private key found")
-    .expect_stderr("swap --cert and --key");
-    // And the key given as the certificate.
-    run(
+    .expect_stderr(&format!(
+        "{}: no certificate found, but a private key, and {} holds a certificate: --cert and \
+         --key are swapped",
+        pki.server.key.display(),
+        pki.server.cert.display()
+    ));
+}
+
+#[test]
+fn missing_key_is_not_called_a_swap() {
+    let pki = Pki::new();
+    // The certificate given as the key too: the key is missing, nothing is swapped.
+    let done = run(
+        &[
+            "listen",
+            "0",
+            "--cert",
+            s(&pki.server.cert),
+            "--key",
+            s(&pki.server.cert),
+        ],
+        Input::Null,
+    );
+    done.expect_code(1)
+        .expect_stderr("no private key found (it holds a certificate, not its key)");
+    assert!(!done.stderr.contains("swap"), "{}", done.stderr);
+    // The key given as the certificate.
+    let done = run(
         &[
             "listen",
             "0",
@@ -131,9 +155,17 @@ fn certificate_given_as_key_is_explained() {
             s(&pki.server.key),
         ],
         Input::Null,
-    )
-    .expect_code(1)
-    .expect_stderr("no certificate found");
+    );
+    done.expect_code(1)
+        .expect_stderr("no certificate found (it holds a private key, not a certificate)");
+    assert!(!done.stderr.contains("swap"), "{}", done.stderr);
+    // A key given as the CA file is not about --cert and --key at all.
+    let done = run(
+        &["connect", "a:1", "--cacert", s(&pki.server.key)],
+        Input::Null,
+    );
+    done.expect_code(1);
+    assert!(!done.stderr.contains("swap"), "{}", done.stderr);
 }
 
 #[test]
@@ -211,6 +243,23 @@ fn port_in_use_exits_3() {
     run(&["listen", &format!("127.0.0.1:{port}")], Input::Null)
         .expect_code(3)
         .expect_stderr("cannot listen on 127.0.0.1");
+}
+
+#[test]
+fn port_in_use_on_every_interface_names_the_address_tried() {
+    // `listen PORT` binds [::] for IPv6 and IPv4 together; 0.0.0.0 only without IPv6.
+    let taken = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let has_ipv6 = TcpListener::bind("[::1]:0").is_ok();
+    let wanted = if has_ipv6 {
+        format!("cannot listen on [::]:{port} (all interfaces, IPv6 and IPv4): ")
+    } else {
+        format!("cannot listen on 0.0.0.0:{port}: ")
+    };
+    run(&["listen", &port.to_string()], Input::Null)
+        .expect_code(3)
+        .expect_stderr(&wanted)
+        .expect_stderr("in use");
 }
 
 /// `stls connect --insecure` to a plain TCP server that handles the connection with `serve`.

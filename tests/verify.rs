@@ -210,6 +210,29 @@ fn verbose_shows_the_session_and_the_certificate() {
 }
 
 #[test]
+fn invisible_characters_in_the_certificate_are_shown_escaped() {
+    let pki = Pki::new();
+    // Right-to-left override and zero-width space: "evil\u{202e}gpj.exe" reads "evilexe.jpg".
+    let hostile = pki.ca.server_with_cn(
+        "hostile",
+        "evil\u{202e}gpj.exe\u{200b}\u{2066}",
+        &["localhost"],
+    );
+    let l = listen_with(s(&hostile.cert), s(&hostile.key), b"");
+    let client = connect(
+        &format!("localhost:{}", l.port),
+        &["--cacert", s(&pki.ca.cert), "-v"],
+        Input::Null,
+    );
+    client
+        .expect_code(0)
+        .expect_stderr(r"server certificate: CN=evil\u{202e}gpj.exe\u{200b}\u{2066}");
+    for c in ['\u{202e}', '\u{200b}', '\u{2066}'] {
+        assert!(!client.stderr.contains(c), "{c:?} unescaped");
+    }
+}
+
+#[test]
 fn tls_min_13_refuses_a_tls12_only_peer() {
     // stls offers 1.2 and 1.3 by default; a 1.3-only listener and client agree on 1.3.
     let listener = Listener::start(&["--tls-min", "1.3"], Input::Bytes(b"13".to_vec()));

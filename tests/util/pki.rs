@@ -76,6 +76,18 @@ impl Ca {
         self.leaf(file, names, key, days, ExtendedKeyUsagePurpose::ServerAuth)
     }
 
+    /// A server leaf whose subject common name is `cn` (any text) rather than the first name.
+    pub fn server_with_cn(&self, file: &str, cn: &str, names: &[&str]) -> Leaf {
+        self.leaf_with_cn(
+            file,
+            cn,
+            names,
+            KeyType::P256,
+            VALID,
+            ExtendedKeyUsagePurpose::ServerAuth,
+        )
+    }
+
     /// A client leaf.
     pub fn client(&self, file: &str, name: &str, key: KeyType, days: Days) -> Leaf {
         self.leaf(
@@ -95,13 +107,23 @@ impl Ca {
         days: Days,
         usage: ExtendedKeyUsagePurpose,
     ) -> Leaf {
+        let cn = names.first().copied().unwrap_or_default();
+        self.leaf_with_cn(file, cn, names, key_type, days, usage)
+    }
+
+    fn leaf_with_cn(
+        &self,
+        file: &str,
+        cn: &str,
+        names: &[&str],
+        key_type: KeyType,
+        days: Days,
+        usage: ExtendedKeyUsagePurpose,
+    ) -> Leaf {
         let key = key_type.generate();
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = CertificateParams::new(names.clone()).expect("params");
-        params.distinguished_name.push(
-            DnType::CommonName,
-            names.first().cloned().unwrap_or_default(),
-        );
+        let mut params = CertificateParams::new(names).expect("params");
+        params.distinguished_name.push(DnType::CommonName, cn);
         params.extended_key_usages = vec![usage];
         let now = OffsetDateTime::now_utc();
         params.not_before = now + Duration::days(days.from);

@@ -1,0 +1,341 @@
+//! The parsers of what users type, fed many deterministic pseudo-random and mutated inputs
+//! (Unicode, control and invisible characters, very long strings): none may panic, and what
+//! one accepts must satisfy its invariants and parse back to itself. A failure names the seed
+//! and the input, so it can be reproduced.
+//!
+//! Parsers: `--pin` fingerprints, `--san` values, international host names, connect targets
+//! and listen addresses, and the escaping of peer-controlled text.
+
+use std::net::IpAddr;
+
+use rustls::pki_types::ServerName;
+use stls::identity::{fingerprint_text, parse_fingerprint};
+use stls::names::{host_to_ascii, parse_san, San};
+use stls::net::{parse_listen, parse_target};
+use stls::report::{escape, is_invisible};
+
+/// How many inputs each run tries.
+const CASES: usize = 100_000;
+
+/// xorshift64*: small, fast and the same everywhere.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+/// Characters that matter to one parser or another, and some that should matter to none.
+const CHARS: &[char] = &[
+    '0',
+    '1',
+    '9',
+    'a',
+    'b',
+    'f',
+    'A',
+    'F',
+    'g',
+    'x',
+    'n',
+    'z',
+    'Z',
+    ':',
+    '.',
+    '-',
+    '*',
+    '_',
+    ' ',
+    '=',
+    '+',
+    '/',
+    '[',
+    ']',
+    '@',
+    '?',
+    '#',
+    '%',
+    '\'',
+    '\\',
+    '\t',
+    '\n',
+    '\r',
+    '\0',
+    '\u{1b}',
+    '\u{7f}',
+    '\u{85}',
+    'ü',
+    'é',
+    'ß',
+    'İ',
+    '中',
+    'ا',
+    'ﬀ',
+    'Ａ',
+    '。',
+    '\u{301}',
+    '\u{200b}',
+    '\u{200d}',
+    '\u{202e}',
+    '\u{2066}',
+    '\u{feff}',
+    '\u{2028}',
+    '\u{e0041}',
+    '\u{ad}',
+    '\u{fffd}',
+    '😀',
+    '\u{10ffff}',
+];
+
+/// Valid and nearly valid inputs to mutate.
+fn seeds() -> Vec<String> {
+    let fp = fingerprint_text(&[0xab; 32]);
+    vec![
+        fp.clone(),
+        fp.replace(':', ""),
+        fp.to_lowercase(),
+        format!("stls: sha256 fingerprint {fp}"),
+        format!("sha256 Fingerprint={fp}"),
+        format!("sha256:{}", fp.replace(':', "")),
+        "+a".repeat(32),
+        "bücher.example".into(),
+        "xn--bcher-kva.example".into(),
+        "*.example.com".into(),
+        "*.bücher.test".into(),
+        "localhost".into(),
+        "127.0.0.1".into(),
+        "::1".into(),
+        "2001:db8::1".into(),
+        "example.com:443".into(),
+        "[::1]:8443".into(),
+        "https://example.com/path".into(),
+        "imaps://user@mail.example:993".into(),
+        "8443".into(),
+        "a-b.c-d.example".into(),
+    ]
+}
+
+fn random_text(rng: &mut Rng, len: usize) -> String {
+    (0..len).map(|_| *rng.pick(CHARS)).collect()
+}
+
+/// A seed changed in one to four places: insert, delete, replace, duplicate, cut, recase.
+fn mutate(rng: &mut Rng, seed: &str) -> String {
+    let mut chars: Vec<char> = seed.chars().collect();
+    for _ in 0..1 + rng.below(4) {
+        let at = rng.below(chars.len() + 1);
+        match rng.below(6) {
+            0 => chars.insert(at, *rng.pick(CHARS)),
+            1 if at < chars.len() => {
+                chars.remove(at);
+            }
+            2 if at < chars.len() => chars[at] = *rng.pick(CHARS),
+            3 => {
+                let tail: Vec<char> = chars[at..].iter().take(8).copied().collect();
+                chars.splice(at..at, tail);
+            }
+            4 => chars.truncate(at),
+            _ => {
+                if let Some(c) = chars.get_mut(at) {
+                    *c = if c.is_lowercase() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c.to_ascii_lowercase()
+                    };
+                }
+            }
+        }
+    }
+    chars.into_iter().collect()
+}
+
+fn input(rng: &mut Rng, seeds: &[String]) -> String {
+    match rng.below(100) {
+        0..=49 => {
+            let seed = rng.pick(seeds).clone();
+            mutate(rng, &seed)
+        }
+        50..=59 => {
+            let (a, b) = (rng.pick(seeds).clone(), rng.pick(seeds).clone());
+            mutate(rng, &format!("{a}{b}"))
+        }
+        60..=98 => {
+            let len = rng.below(40);
+            random_text(rng, len)
+        }
+        _ => {
+            // Long (up to 10,000 characters): a seed or a label repeated past every limit.
+            let unit = if rng.below(2) == 0 {
+                rng.pick(seeds).clone()
+            } else {
+                random_text(rng, 3) + "."
+            };
+            unit.repeat(1 + rng.below(100))
+                .chars()
+                .take(10_000)
+                .collect()
+        }
+    }
+}
+
+/// Nothing a terminal would act on or hide.
+fn is_printable(text: &str) -> bool {
+    !text.chars().any(|c| c.is_control() || is_invisible(c))
+}
+
+fn check_fingerprint(text: &str) {
+    match parse_fingerprint(text) {
+        Ok(fp) => {
+            let canonical = fingerprint_text(&fp);
+            assert_eq!(parse_fingerprint(&canonical), Ok(fp));
+            assert_eq!(
+                parse_fingerprint(&canonical.replace(':', "").to_lowercase()),
+                Ok(fp)
+            );
+            let digits = text.chars().filter(char::is_ascii_hexdigit).count();
+            assert!(digits >= 64, "accepted with {digits} hex digits");
+            assert!(!text.contains('+'), "a sign is not a hex digit");
+        }
+        Err(msg) => {
+            assert!(msg.starts_with("--pin '"), "{msg}");
+            assert!(is_printable(&msg), "unescaped: {msg:?}");
+        }
+    }
+}
+
+fn check_san(text: &str) {
+    match parse_san(text) {
+        Ok(san) => {
+            let written = san.to_string();
+            assert!(written.is_ascii());
+            assert_eq!(parse_san(&written), Ok(san.clone()), "round trip");
+            match &san {
+                San::Ip(ip) => assert_eq!(text.parse::<IpAddr>().ok(), Some(*ip)),
+                San::Dns(name) => {
+                    assert!(!name.bytes().any(|b| b.is_ascii_uppercase()), "{name}");
+                    let base = name.strip_prefix("*.").unwrap_or(name);
+                    assert!(!base.contains('*'), "{name}");
+                    assert!(base.len() <= 253, "{name}");
+                    assert!(
+                        base.split('.')
+                            .all(|l| !l.is_empty() && l.len() <= 63 && !l.starts_with('-')),
+                        "{name}"
+                    );
+                    assert!(
+                        ServerName::try_from(base.to_string()).is_ok(),
+                        "rustls refuses {base}"
+                    );
+                }
+            }
+        }
+        Err(msg) => {
+            assert!(msg.starts_with("--san '"), "{msg}");
+            assert!(is_printable(&msg), "unescaped: {msg:?}");
+        }
+    }
+}
+
+fn check_host(text: &str) {
+    match host_to_ascii(text) {
+        Ok(host) => {
+            assert!(host.is_ascii());
+            if text.is_ascii() {
+                assert_eq!(host, text, "ASCII is left as it is");
+            } else {
+                assert!(
+                    ServerName::try_from(host.to_string()).is_ok(),
+                    "rustls refuses {host}"
+                );
+            }
+            assert_eq!(host_to_ascii(&host).as_deref(), Ok(&*host), "idempotent");
+        }
+        Err(msg) => assert!(is_printable(&msg), "unescaped: {msg:?}"),
+    }
+}
+
+fn check_addresses(text: &str) {
+    if let Ok(hp) = parse_target(text, None) {
+        assert_ne!(hp.port, 0);
+        assert_eq!(parse_target(&hp.to_string(), None), Ok(hp));
+    }
+    if let Some((host, port)) = text.split_once(' ') {
+        let _ = parse_target(host, Some(port));
+    }
+    let _ = parse_listen(text);
+}
+
+fn check_escape(text: &str) {
+    let shown = escape(text);
+    assert!(is_printable(&shown), "unescaped: {shown:?}");
+    if is_printable(text) {
+        assert_eq!(shown, text, "printable text is left as it is");
+    }
+}
+
+/// Feed `check` the same [`CASES`] inputs every run; a failure names the case and input.
+fn fuzz(check: fn(&str)) {
+    let seed = 0x5eed_f00d;
+    let mut rng = Rng(seed);
+    let seeds = seeds();
+    for case in 0..CASES {
+        let text = input(&mut rng, &seeds);
+        if std::panic::catch_unwind(|| check(&text)).is_err() {
+            panic!("seed {seed:#x}, case {case}: input {text:?}");
+        }
+    }
+}
+
+#[test]
+fn pin_values() {
+    fuzz(check_fingerprint);
+}
+
+#[test]
+fn san_values() {
+    fuzz(check_san);
+}
+
+#[test]
+fn host_names() {
+    fuzz(check_host);
+}
+
+#[test]
+fn addresses() {
+    fuzz(check_addresses);
+}
+
+#[test]
+fn escaping() {
+    fuzz(check_escape);
+}
+
+#[test]
+fn seeds_are_accepted_where_they_should_be() {
+    // The mutations start from valid values: make sure they are, or the run tests little.
+    let fp = fingerprint_text(&[0xab; 32]);
+    for line in [
+        fp.clone(),
+        format!("stls: sha256 fingerprint {fp}"),
+        format!("sha256 Fingerprint={fp}"),
+    ] {
+        assert_eq!(parse_fingerprint(&line), Ok([0xab; 32]), "{line}");
+    }
+    for san in ["bücher.example", "*.example.com", "::1", "a-b.c-d.example"] {
+        assert!(parse_san(san).is_ok(), "{san}");
+    }
+    assert!(parse_target("[::1]:8443", None).is_ok());
+    assert!(host_to_ascii("bücher.example").is_ok());
+}
