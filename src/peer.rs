@@ -267,9 +267,24 @@ impl Peer {
         matches!(self.phase, Phase::Closing { .. })
     }
 
-    /// Whether a child of this connection may have exited (SIGCHLD arrived).
-    pub fn has_child(&self) -> bool {
-        matches!(self.end, End::Exec { child: Some(_), .. })
+    /// The pid of this connection's child, while it has one.
+    pub fn child_pid(&self) -> Option<u32> {
+        match &self.end {
+            End::Exec {
+                child: Some(child), ..
+            } => Some(child.proc.id()),
+            _ => None,
+        }
+    }
+
+    /// The child has exited: reap it, keeping its status for when its output ends.
+    pub fn reap_child(&mut self) {
+        if let End::Exec {
+            child: Some(child), ..
+        } = &mut self.end
+        {
+            child.exit_status();
+        }
     }
 
     /// Move what can move now.

@@ -370,19 +370,43 @@ impl<'a> Hub<'a> {
             }
         }
         if child {
-            self.children
-                .retain_mut(|(label, child)| !child.reaped(label));
-            let keys: Vec<usize> = self
-                .peers
-                .iter()
-                .filter(|(_, p)| p.has_child())
-                .map(|(k, _)| k)
-                .collect();
-            for key in keys {
-                self.enqueue(key);
-            }
+            self.reap_children();
         }
         stop
+    }
+
+    /// Reap every child that has exited, as soon as it has: a command that exits while its
+    /// connection goes on (its output held open by a process it started) must not linger as
+    /// a zombie. Each is reaped through its own `Child`, which keeps the status for the
+    /// connection to judge when the command's output ends.
+    fn reap_children(&mut self) {
+        let mut last = None;
+        while let Some(pid) = exited_child() {
+            if last == Some(pid) {
+                // Its `Child` could not wait for it: reap it here rather than loop.
+                reap(pid);
+                continue;
+            }
+            last = Some(pid);
+            if let Some(i) = self.children.iter().position(|(_, c)| c.proc.id() == pid) {
+                let (label, mut child) = self.children.swap_remove(i);
+                if !child.reaped(&label) {
+                    self.children.push((label, child));
+                }
+            } else if let Some(key) = self
+                .peers
+                .iter()
+                .find(|(_, p)| p.child_pid() == Some(pid))
+                .map(|(k, _)| k)
+            {
+                if let Some(peer) = self.peers.get_mut(key) {
+                    peer.reap_child();
+                }
+                self.enqueue(key);
+            } else {
+                reap(pid);
+            }
+        }
     }
 
     /// A signal asked us to stop: stop accepting, and end every connection. Only those that
@@ -488,6 +512,38 @@ fn catch_signals() -> Result<Signals> {
         watched.push(sig);
     }
     Ok(Signals::new(watched)?)
+}
+
+/// A child that has exited and is not reaped yet, left unreaped (WNOWAIT).
+fn exited_child() -> Option<u32> {
+    loop {
+        // SAFETY: waitid fills the siginfo_t we own; all-zero bytes are a valid value for
+        // it, and si_pid reads the field waitid set (0 when no child has exited).
+        let (rc, pid) = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let rc = libc::waitid(
+                libc::P_ALL,
+                0,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            );
+            (rc, info.si_pid())
+        };
+        if rc == 0 {
+            return u32::try_from(pid).ok().filter(|&p| p > 0);
+        }
+        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return None; // ECHILD: no children at all
+        }
+    }
+}
+
+/// Reap a child that exited.
+fn reap(pid: u32) {
+    // SAFETY: waitpid on a pid that waitid just reported as our exited child.
+    unsafe {
+        libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), libc::WNOHANG);
+    }
 }
 
 /// Whether `sig` is ignored (inherited SIG_IGN).
