@@ -79,10 +79,7 @@ impl<'a> Hub<'a> {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let stdio = opts.exec.is_none();
         let stdin = match stdio && !opts.recv_only {
-            true => Some(Broadcast::new(
-                Source::stdin(waker.clone())
-                    .map_err(|e| anyhow!("cannot read stdin: {}", io_phrase(&e)))?,
-            )),
+            true => Some(Broadcast::new(Source::stdin(waker.clone()))),
             false => None,
         };
         let stdout = match stdio && !opts.send_only {

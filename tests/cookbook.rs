@@ -235,7 +235,7 @@ fn an_inetd_style_service() {
     service.wait_line("closed after");
 }
 
-const PIN: &str = r#"stls listen 8443 2> listen.log &
+const PIN: &str = r#"stls listen 8443 --recv-only 2> listen.log &
 until fp=$(sed -n 's/^stls: sha256 fingerprint //p' listen.log) && [ -n "$fp" ]; do sleep 0.1; done
 echo hello | stls connect server.example:8443 --pin "$fp""#;
 

@@ -29,6 +29,8 @@ pub enum Input {
     Held,
     /// A pseudo-terminal that nobody types into.
     Terminal,
+    /// A descriptor the test made, such as one end of a pipe whose other end it keeps.
+    Fd(std::os::fd::OwnedFd),
 }
 
 /// A pty pair: the controlling side stays with the test, the other becomes stdin.
@@ -132,6 +134,7 @@ impl Proc {
     fn spawn_with(cmd: &mut Command, input: Input, collect: bool) -> Proc {
         let mut pty = None;
         let stdin = match &input {
+            Input::Fd(fd) => Stdio::from(fd.try_clone().expect("dup stdin descriptor")),
             Input::Terminal => {
                 let (master, slave) = openpty();
                 pty = Some(master);
