@@ -210,8 +210,13 @@ fn an_inetd_style_service() {
     let pki = Pki::new();
     let dir = site(&pki);
     let port = free_port();
+    // `exec`: the service is the process the harness stops at the end, not a shell that
+    // would leave it running.
     let service = sh(
-        &recipe(INETD).replace("8443", &format!("127.0.0.1:{port}")),
+        &format!(
+            "exec {}",
+            recipe(INETD).replace("8443", &format!("127.0.0.1:{port}"))
+        ),
         dir.path(),
         Input::Null,
     );
