@@ -20,9 +20,7 @@ use crate::trust::{describe_tls_error, Seen};
 pub fn run(s: &Listen) -> Result<()> {
     let sock = net::bind(s.host.as_deref(), s.port, s.common.family)?;
     let local = sock.local_addr()?;
-    if s.keep_open {
-        raise_fd_limit();
-    }
+    let nofile = raise_fd_limit();
     let describe = |e: &rustls::Error, peer: &str, established: bool| {
         // The loop is one thread and asks right after the failing call, so the chain the
         // verifier recorded is this connection's.
@@ -48,7 +46,7 @@ pub fn run(s: &Listen) -> Result<()> {
         send_only: s.common.send_only,
         recv_only: s.common.recv_only,
         idle: s.common.idle,
-        exec: s.common.exec.clone(),
+        exec: s.common.exec.clone().map(|p| p.with_nofile(nofile)),
         many: s.keep_open,
         stdin_tty: std::io::stdin().is_terminal(),
     })?;
@@ -72,6 +70,7 @@ pub fn run(s: &Listen) -> Result<()> {
         sock,
         keep_open: s.keep_open,
         max_conns: s.max_conns,
+        max_handshakes: s.max_handshakes,
         accept: &accept,
     })?;
     if s.ephemeral {
@@ -86,15 +85,21 @@ pub fn run(s: &Listen) -> Result<()> {
     hub.run()
 }
 
-/// Many connections need many descriptors: raise the soft limit to the hard one.
-fn raise_fd_limit() {
-    // SAFETY: getrlimit/setrlimit read and write a plain struct we own.
+/// Many connections need many descriptors: raise the soft limit to the hard one (running out
+/// anyway is handled where connections are accepted). Returns the limit as it was, when it was
+/// raised, for `-e` commands to start with.
+fn raise_fd_limit() -> Option<libc::rlimit> {
+    // SAFETY: getrlimit/setrlimit read and write plain structs we own.
     unsafe {
         let mut limit: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= limit.rlim_max
         {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            return None;
         }
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        (libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0).then_some(limit)
     }
 }

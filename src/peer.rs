@@ -180,6 +180,8 @@ pub struct Peer {
     sent: u64,
     /// Waiting in the loop's run queue.
     pub queued: bool,
+    /// Order of arrival among the run's connections (the loop numbers them).
+    pub serial: u64,
 }
 
 impl Peer {
@@ -217,6 +219,7 @@ impl Peer {
             received: 0,
             sent: 0,
             queued: false,
+            serial: 0,
         }
     }
 
@@ -260,6 +263,11 @@ impl Peer {
             }
             _ => None,
         }
+    }
+
+    /// Whether the TLS handshake is still under way.
+    pub fn handshaking(&self) -> bool {
+        self.phase == Phase::Handshake
     }
 
     /// Whether the connection ended well and only waits for the peer's TCP close.

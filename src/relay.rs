@@ -5,12 +5,16 @@
 //! its descriptors are ready for and gets turns from a run queue until nothing of it can move
 //! (see `peer`). stdin and stdout are served by threads that wake the loop (see `stdio`).
 //! Memory is bounded by construction: a fixed set of stdin and stdout buffers shared by all
-//! connections, rustls's own per-connection limits, and `--max-conns`.
+//! connections, rustls's own per-connection limits, `--max-conns` and `--max-handshakes`.
+//!
+//! Clients still in their handshake are the cheap ones for an attacker to hold (a TCP
+//! connection that never sends a ClientHello), so they have their own limit, and making room
+//! always drops the oldest of them, never the client that just arrived.
 //!
 //! Timers (handshake, `-i`, linger) are checked whenever the run queue is empty, before the
 //! loop sleeps; the sleep lasts until the earliest of them.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
@@ -47,8 +51,10 @@ pub struct Listening<'a> {
     pub sock: TcpListener,
     /// `-k`: go on accepting; otherwise the first connection is the only one.
     pub keep_open: bool,
-    /// `--max-conns`: connections beyond this many are closed at once.
+    /// `--max-conns`: at most this many connections at once.
     pub max_conns: usize,
+    /// `--max-handshakes`: at most this many of them still in their handshake.
+    pub max_handshakes: usize,
     /// Set up TLS for an accepted socket.
     pub accept: &'a dyn Fn(TcpStream, SocketAddr) -> Result<Peer>,
 }
@@ -60,6 +66,12 @@ pub struct Hub<'a> {
     queue: VecDeque<usize>,
     listening: Option<Listening<'a>>,
     accept_paused: Option<Instant>,
+    /// Accepting fails (out of descriptors, memory) and has been reported.
+    accept_failing: bool,
+    /// Connections still in their handshake, oldest first: serial → key.
+    handshaking: BTreeMap<u64, usize>,
+    /// The serial number of the next connection.
+    serial: u64,
     _waker: Arc<Waker>,
     stdin: Option<Broadcast>,
     stdout: Option<Sink>,
@@ -99,6 +111,9 @@ impl<'a> Hub<'a> {
             queue: VecDeque::new(),
             listening: None,
             accept_paused: None,
+            accept_failing: false,
+            handshaking: BTreeMap::new(),
+            serial: 0,
             _waker: waker,
             stdin,
             stdout,
@@ -119,7 +134,9 @@ impl<'a> Hub<'a> {
     }
 
     /// Serve a connection.
-    pub fn add(&mut self, peer: Peer) -> Result<()> {
+    pub fn add(&mut self, mut peer: Peer) -> Result<()> {
+        peer.serial = self.serial;
+        self.serial += 1;
         let entry = self.peers.vacant_entry();
         let key = entry.key();
         let peer = entry.insert(peer);
@@ -127,6 +144,7 @@ impl<'a> Hub<'a> {
             self.peers.remove(key);
             return Err(e.into());
         }
+        self.handshaking.insert(peer.serial, key);
         self.enqueue(key);
         Ok(())
     }
@@ -217,6 +235,9 @@ impl<'a> Hub<'a> {
             };
             let turn = peer.turn(&mut shared);
             let stdin_wanted = shared.stdin_wanted;
+            if !peer.handshaking() {
+                self.handshaking.remove(&peer.serial);
+            }
             match turn {
                 Turn::Moved => self.enqueue(key),
                 Turn::Idle => {}
@@ -255,6 +276,7 @@ impl<'a> Hub<'a> {
     /// A connection is over: log or keep its outcome; its child, if any, is reaped later.
     fn remove(&mut self, key: usize, outcome: Result<()>) {
         let peer = self.peers.remove(key);
+        self.handshaking.remove(&peer.serial);
         let many = self.opts.many;
         if let Err(e) = &outcome {
             if many {
@@ -306,6 +328,8 @@ impl<'a> Hub<'a> {
             let Some(listening) = self.listening.as_mut() else {
                 return;
             };
+            let (max_conns, max_handshakes) = (listening.max_conns, listening.max_handshakes);
+            let keep_open = listening.keep_open;
             let (sock, addr) = match listening.sock.accept() {
                 Ok(pair) => pair,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -319,25 +343,45 @@ impl<'a> Hub<'a> {
                     continue
                 }
                 Err(e) => {
-                    // Out of descriptors or memory: the connection stays in the backlog; try
-                    // again shortly rather than spin.
-                    report::warn(format_args!(
-                        "accepting a connection: {}; retrying",
-                        io_phrase(&e)
-                    ));
+                    // Out of descriptors: an unfinished handshake gives its own up to the
+                    // client waiting in the backlog.
+                    let fds = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                    if fds && self.drop_oldest_handshake("to free a descriptor for a new client") {
+                        continue;
+                    }
+                    // Nothing to give up (or out of memory): the client stays in the backlog;
+                    // try again shortly rather than spin, and say so once.
+                    if !self.accept_failing {
+                        self.accept_failing = true;
+                        report::warn(format_args!(
+                            "accepting a connection: {}; retrying",
+                            io_phrase(&e)
+                        ));
+                    }
                     self.accept_paused = Some(Instant::now() + ACCEPT_PAUSE);
                     return;
                 }
             };
-            if self.peers.len() >= listening.max_conns {
+            self.accept_failing = false;
+            if self.handshaking.len() >= max_handshakes {
+                let why = format!(
+                    "the oldest of {} unfinished (--max-handshakes)",
+                    self.handshaking.len()
+                );
+                self.drop_oldest_handshake(&why);
+            } else if self.peers.len() >= max_conns
+                && !self.drop_oldest_handshake("to make room for a new client (--max-conns)")
+            {
                 report::info(format_args!(
-                    "refused client {addr}: {} connections open (--max-conns)",
+                    "refused client {addr}: {} connections open, all established (--max-conns)",
                     self.peers.len()
                 ));
                 continue;
             }
             report::verbose(format_args!("connection from {addr}"));
-            let keep_open = listening.keep_open;
+            let Some(listening) = self.listening.as_ref() else {
+                return;
+            };
             let added = (listening.accept)(sock, addr).and_then(|peer| self.add(peer));
             if !keep_open {
                 // One connection: later clients are refused, not left waiting.
@@ -353,6 +397,24 @@ impl<'a> Hub<'a> {
                 }
             }
         }
+    }
+
+    /// Drop the connection that has been in its handshake the longest, with a line saying
+    /// `why`; false if no connection is in its handshake.
+    fn drop_oldest_handshake(&mut self, why: &str) -> bool {
+        let Some((_, &key)) = self.handshaking.iter().next() else {
+            return false;
+        };
+        let Some(label) = self.peers.get(key).map(|p| p.label.clone()) else {
+            return false;
+        };
+        self.remove(
+            key,
+            Err(Class::Handshake.err(format!(
+                "{label}: dropped while still in its TLS handshake, {why}"
+            ))),
+        );
+        true
     }
 
     /// The termination signal that arrived, if any. On SIGCHLD, children that exited are

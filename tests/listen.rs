@@ -261,24 +261,30 @@ fn handshake_timeout_without_k_is_the_exit_status() {
 }
 
 #[test]
-fn max_conns_refuses_the_extra_connection() {
-    let l = Listener::start(&["-k", "--max-conns", "2"], Input::Null);
-    let held: Vec<TcpStream> = (0..2)
-        .map(|_| TcpStream::connect(l.addr()).unwrap())
-        .collect();
+fn max_conns_makes_room_from_unfinished_handshakes_and_then_refuses() {
+    let l = Listener::start(&["-k", "-v", "--max-conns", "2"], Input::Held);
+    let mut silent = TcpStream::connect(l.addr()).unwrap();
+    let a = client(&l, &[], Input::Terminal);
+    l.wait_line("TLSv1.3");
+    // Full: the newcomer is served, and the connection that never began its handshake goes.
+    let b = client(&l, &[], Input::Terminal);
+    l.wait_line("dropped while still in its TLS handshake, to make room for a new client");
+    assert!(read_all(&mut silent).is_empty(), "the silent one is closed");
+    l.wait_line("TLSv1.3");
+    // Both established: one more is closed at once.
     let mut extra = TcpStream::connect(l.addr()).unwrap();
     assert!(
         read_all(&mut extra).is_empty(),
         "the third is closed at once"
     );
     l.wait_line("refused client");
-    drop(held);
-    l.wait_line("closed the connection during the TLS handshake");
-    l.wait_line("closed the connection during the TLS handshake");
-    // Once those are gone, a client is served again.
-    let done = client(&l, &[], Input::Null).finish();
-    done.expect_code(0);
+    // Once one has gone, a client is served again.
+    drop(a);
+    l.wait_line("failed after");
+    let c = client(&l, &[], Input::Terminal);
+    l.wait_line("TLSv1.3");
     l.stop().expect_code(143);
+    drop((b, c));
 }
 
 #[test]
