@@ -1,5 +1,6 @@
 //! `stls listen`: bind, announce the address (and the ephemeral certificate's fingerprint),
-//! then accept: one connection, or with `-k` many at once on the one event loop.
+//! then accept: one session (the first client to complete its handshake; those that fail
+//! before are logged and forgotten), or with `-k` many at once on the one event loop.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -69,6 +70,7 @@ pub fn run(s: &Listen) -> Result<()> {
     hub.listen(Listening {
         sock,
         keep_open: s.keep_open,
+        session_wait: s.common.wait.filter(|_| !s.keep_open),
         max_conns: s.max_conns,
         max_handshakes: s.max_handshakes,
         accept: &accept,

@@ -49,8 +49,11 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// A listening socket and what to do with what it accepts.
 pub struct Listening<'a> {
     pub sock: TcpListener,
-    /// `-k`: go on accepting; otherwise the first connection is the only one.
+    /// `-k`: go on accepting; otherwise the first connection to complete its handshake is
+    /// the only one (the session), and those that fail before are logged and forgotten.
     pub keep_open: bool,
+    /// Without `-k`, `-w`: the session must begin within this of the first connection.
+    pub session_wait: Option<Duration>,
     /// `--max-conns`: at most this many connections at once.
     pub max_conns: usize,
     /// `--max-handshakes`: at most this many of them still in their handshake.
@@ -68,6 +71,11 @@ pub struct Hub<'a> {
     accept_paused: Option<Instant>,
     /// Accepting fails (out of descriptors, memory) and has been reported.
     accept_failing: bool,
+    /// Without `-k`: no connection has completed its handshake yet (the session is still to
+    /// come), so a failing one only costs itself.
+    waiting: bool,
+    /// When the session must have begun (`-w`, from the first connection).
+    session_deadline: Option<Instant>,
     /// Connections still in their handshake, oldest first: serial → key.
     handshaking: BTreeMap<u64, usize>,
     /// The serial number of the next connection.
@@ -112,6 +120,8 @@ impl<'a> Hub<'a> {
             listening: None,
             accept_paused: None,
             accept_failing: false,
+            waiting: false,
+            session_deadline: None,
             handshaking: BTreeMap::new(),
             serial: 0,
             _waker: waker,
@@ -129,6 +139,7 @@ impl<'a> Hub<'a> {
         self.poll
             .registry()
             .register(&mut listening.sock, LISTENER, Interest::READABLE)?;
+        self.waiting = !listening.keep_open;
         self.listening = Some(listening);
         Ok(())
     }
@@ -177,6 +188,8 @@ impl<'a> Hub<'a> {
         loop {
             self.run_queue();
             if let Some(outcome) = self.outcome.take() {
+                // Without -k: clients still in their handshake were not the session.
+                self.close_all();
                 return outcome;
             }
             if let Some(e) = self.stdout.as_mut().and_then(Sink::take_failure) {
@@ -235,8 +248,8 @@ impl<'a> Hub<'a> {
             };
             let turn = peer.turn(&mut shared);
             let stdin_wanted = shared.stdin_wanted;
-            if !peer.handshaking() {
-                self.handshaking.remove(&peer.serial);
+            if !peer.handshaking() && self.handshaking.remove(&peer.serial).is_some() {
+                self.handshake_done(key);
             }
             match turn {
                 Turn::Moved => self.enqueue(key),
@@ -273,13 +286,49 @@ impl<'a> Hub<'a> {
         }
     }
 
-    /// A connection is over: log or keep its outcome; its child, if any, is reaped later.
+    /// A connection completed its handshake. Without `-k`, the first to do so is the session:
+    /// later clients are refused (the listening socket closes) and those still in their
+    /// handshake are let go.
+    fn handshake_done(&mut self, key: usize) {
+        if !self.waiting {
+            return;
+        }
+        if let Some(mut listening) = self.listening.take() {
+            let _ = self.poll.registry().deregister(&mut listening.sock);
+        }
+        let label = self
+            .peers
+            .get(key)
+            .map(|p| p.label.clone())
+            .unwrap_or_default();
+        let others: Vec<usize> = self.handshaking.values().copied().collect();
+        for other in others {
+            let name = self
+                .peers
+                .get(other)
+                .map(|p| p.label.clone())
+                .unwrap_or_default();
+            self.remove(
+                other,
+                Err(Class::Handshake.err(format!(
+                    "{name}: dropped while still in its TLS handshake: the session is with {label}"
+                ))),
+            );
+        }
+        self.waiting = false;
+        self.session_deadline = None;
+    }
+
+    /// A connection is over: log or keep its outcome; its child, if any, is reaped later. The
+    /// outcome is the run's when this is the one connection (without `-k`, the session); any
+    /// other failure is logged.
     fn remove(&mut self, key: usize, outcome: Result<()>) {
         let peer = self.peers.remove(key);
         self.handshaking.remove(&peer.serial);
-        let many = self.opts.many;
+        // Without -k, a client that had not completed its handshake was not the session.
+        let logged = self.opts.many || (self.waiting && peer.handshaking());
         if let Err(e) = &outcome {
-            if many {
+            if logged {
                 report::info(format_args!("{e:#}"));
             }
         }
@@ -288,7 +337,7 @@ impl<'a> Hub<'a> {
                 self.children.push((label, child));
             }
         }
-        if !many {
+        if !logged {
             self.outcome = Some(outcome);
         }
     }
@@ -308,6 +357,19 @@ impl<'a> Hub<'a> {
         for (key, outcome) in expired {
             self.remove(key, outcome);
         }
+        if self.session_deadline.is_some_and(|at| now >= at) {
+            let wait = self
+                .listening
+                .as_ref()
+                .and_then(|l| l.session_wait)
+                .unwrap_or_default();
+            self.outcome = Some(Err(Class::Timeout.err(format!(
+                "timed out: no client completed the TLS handshake within {}s of the first \
+                 connection (-w)",
+                wait.as_secs_f64()
+            ))));
+            return None;
+        }
         if let Some(at) = self.accept_paused {
             if now >= at {
                 self.accept_paused = None;
@@ -319,6 +381,7 @@ impl<'a> Hub<'a> {
             .iter()
             .filter_map(|(_, p)| p.deadline(idle).map(|(at, _)| at))
             .chain(self.accept_paused)
+            .chain(self.session_deadline)
             .min();
         next.map(|at| at.saturating_duration_since(now))
     }
@@ -329,7 +392,7 @@ impl<'a> Hub<'a> {
                 return;
             };
             let (max_conns, max_handshakes) = (listening.max_conns, listening.max_handshakes);
-            let keep_open = listening.keep_open;
+            let session_wait = listening.session_wait;
             let (sock, addr) = match listening.sock.accept() {
                 Ok(pair) => pair,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -379,22 +442,14 @@ impl<'a> Hub<'a> {
                 continue;
             }
             report::verbose(format_args!("connection from {addr}"));
+            if self.waiting && self.session_deadline.is_none() {
+                self.session_deadline = session_wait.map(|w| Instant::now() + w);
+            }
             let Some(listening) = self.listening.as_ref() else {
                 return;
             };
-            let added = (listening.accept)(sock, addr).and_then(|peer| self.add(peer));
-            if !keep_open {
-                // One connection: later clients are refused, not left waiting.
-                if let Some(mut listening) = self.listening.take() {
-                    let _ = self.poll.registry().deregister(&mut listening.sock);
-                }
-            }
-            if let Err(e) = added {
-                if keep_open {
-                    report::info(format_args!("client {addr}: {e:#}"));
-                } else {
-                    self.outcome = Some(Err(e));
-                }
+            if let Err(e) = (listening.accept)(sock, addr).and_then(|peer| self.add(peer)) {
+                report::info(format_args!("client {addr}: {e:#}"));
             }
         }
     }

@@ -254,10 +254,40 @@ fn handshake_timeout_drops_a_silent_client() {
 }
 
 #[test]
-fn handshake_timeout_without_k_is_the_exit_status() {
-    let l = Listener::start(&["--handshake-timeout", "0.3"], Input::Null);
+fn without_k_a_handshake_timeout_is_logged_and_the_listener_waits_on() {
+    let l = Listener::start(
+        &["--handshake-timeout", "0.3"],
+        Input::Bytes(b"for the real client\n".to_vec()),
+    );
     let _silent = TcpStream::connect(l.addr()).unwrap();
-    l.finish().expect_code(7).expect_stderr("timed out");
+    l.wait_line("timed out (--handshake-timeout)");
+    let done = client(&l, &[], Input::Null).finish();
+    done.expect_code(0);
+    assert_eq!(done.stdout, b"for the real client\n");
+    l.finish().expect_code(0);
+}
+
+#[test]
+fn without_k_probes_and_garbage_are_logged_and_the_first_handshake_is_the_session() {
+    let l = Listener::start(&[], Input::Bytes(b"for the real client\n".to_vec()));
+    // A port scan: connect and close.
+    drop(TcpStream::connect(l.addr()).unwrap());
+    l.wait_line("closed the connection during the TLS handshake");
+    // Garbage.
+    let mut noise = TcpStream::connect(l.addr()).unwrap();
+    noise.write_all(&random_bytes(5000, 21)).unwrap();
+    read_all(&mut noise);
+    l.wait_line("is it speaking TLS on that port?");
+    // One that connects and waits: still in its handshake when the real client's is done.
+    let mut idle = TcpStream::connect(l.addr()).unwrap();
+    let done = client(&l, &[], Input::Bytes(b"from the client\n".to_vec())).finish();
+    done.expect_code(0);
+    assert_eq!(done.stdout, b"for the real client\n");
+    assert!(read_all(&mut idle).is_empty(), "the idle one is let go");
+    let done = l.finish();
+    done.expect_code(0)
+        .expect_stderr("dropped while still in its TLS handshake: the session is with client");
+    assert_eq!(done.stdout, b"from the client\n");
 }
 
 #[test]
@@ -494,7 +524,7 @@ fn a_background_listener_leaves_the_terminal_alone_until_a_client_comes() {
     let mut cmd = Command::new("bash");
     cmd.args([
         "-c",
-        r#"set -m; "$0" listen 127.0.0.1:0 -k & wait $!"#,
+        r#"set -m; "$0" listen 127.0.0.1:0 & wait $!"#,
         env!("CARGO_BIN_EXE_stls"),
     ]);
     // SAFETY: between fork and exec only async-signal-safe calls: setsid, and the ioctl that
