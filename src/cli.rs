@@ -186,13 +186,20 @@ pub struct ListenArgs {
     #[arg(short = 'k', long)]
     pub keep_open: bool,
 
-    /// With -k: close connections beyond N at once (each with one line on stderr).
+    /// With -k: at most N connections at once; one more drops the oldest still in its
+    /// handshake, or is closed if every one is established (each with a line on stderr).
     #[arg(long, value_name = "N", default_value_t = 1000, requires = "keep_open",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_conns: u32,
 
+    /// At most N clients in their TLS handshake at once: one more drops the oldest of them
+    /// (with a line on stderr), never the newcomer.
+    #[arg(long, value_name = "N", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_handshakes: u32,
+
     /// Drop a client that has not completed the TLS handshake within SECS.
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
     pub handshake_timeout: Duration,
 
     #[command(flatten)]

@@ -23,6 +23,9 @@ pub struct Program {
     argv: Vec<String>,
     /// How messages name it: the command as the user typed it.
     pub text: String,
+    /// The descriptor limit to start it with, when ours was raised: programs that use
+    /// select() or close every descriptor up to the limit expect the usual one.
+    nofile: Option<libc::rlimit>,
 }
 
 impl Program {
@@ -45,6 +48,7 @@ impl Program {
         Ok(Program {
             argv,
             text: text.to_string(),
+            nofile: None,
         })
     }
 
@@ -53,7 +57,13 @@ impl Program {
         Program {
             argv: vec!["/bin/sh".into(), "-c".into(), text.into()],
             text: text.to_string(),
+            nofile: None,
         }
+    }
+
+    /// Start the program with this descriptor limit (the one stls itself started with).
+    pub fn with_nofile(self, nofile: Option<libc::rlimit>) -> Program {
+        Program { nofile, ..self }
     }
 
     /// Start the program for a connection from `peer`.
@@ -66,6 +76,17 @@ impl Program {
         if let Some(addr) = peer {
             cmd.env("STLS_PEER_ADDR", addr.ip().to_string())
                 .env("STLS_PEER_PORT", addr.port().to_string());
+        }
+        if let Some(limit) = self.nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: between fork and exec only setrlimit, which is async-signal-safe, on a
+            // copy the closure owns.
+            unsafe {
+                cmd.pre_exec(move || {
+                    libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+                    Ok(())
+                });
+            }
         }
         // std resets SIGPIPE to its default in the child, so `yes | head`-style programs end
         // the way they would in a shell.

@@ -1,5 +1,6 @@
 //! `stls listen`: bind, announce the address (and the ephemeral certificate's fingerprint),
-//! then accept: one connection, or with `-k` many at once on the one event loop.
+//! then accept: one session (the first client to complete its handshake; those that fail
+//! before are logged and forgotten), or with `-k` many at once on the one event loop.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -20,9 +21,7 @@ use crate::trust::{describe_tls_error, Seen};
 pub fn run(s: &Listen) -> Result<()> {
     let sock = net::bind(s.host.as_deref(), s.port, s.common.family)?;
     let local = sock.local_addr()?;
-    if s.keep_open {
-        raise_fd_limit();
-    }
+    let nofile = raise_fd_limit();
     let describe = |e: &rustls::Error, peer: &str, established: bool| {
         // The loop is one thread and asks right after the failing call, so the chain the
         // verifier recorded is this connection's.
@@ -49,7 +48,7 @@ pub fn run(s: &Listen) -> Result<()> {
         recv_only: s.common.recv_only,
         crlf: s.common.crlf,
         idle: s.common.idle,
-        exec: s.common.exec.clone(),
+        exec: s.common.exec.clone().map(|p| p.with_nofile(nofile)),
         many: s.keep_open,
         stdin_tty: std::io::stdin().is_terminal(),
     })?;
@@ -72,7 +71,9 @@ pub fn run(s: &Listen) -> Result<()> {
     hub.listen(Listening {
         sock,
         keep_open: s.keep_open,
+        session_wait: s.common.wait.filter(|_| !s.keep_open),
         max_conns: s.max_conns,
+        max_handshakes: s.max_handshakes,
         accept: &accept,
     })?;
     if s.ephemeral {
@@ -87,15 +88,21 @@ pub fn run(s: &Listen) -> Result<()> {
     hub.run()
 }
 
-/// Many connections need many descriptors: raise the soft limit to the hard one.
-fn raise_fd_limit() {
-    // SAFETY: getrlimit/setrlimit read and write a plain struct we own.
+/// Many connections need many descriptors: raise the soft limit to the hard one (running out
+/// anyway is handled where connections are accepted). Returns the limit as it was, when it was
+/// raised, for `-e` commands to start with.
+fn raise_fd_limit() -> Option<libc::rlimit> {
+    // SAFETY: getrlimit/setrlimit read and write plain structs we own.
     unsafe {
         let mut limit: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= limit.rlim_max
         {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            return None;
         }
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        (libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0).then_some(limit)
     }
 }

@@ -182,6 +182,8 @@ pub struct Peer {
     sent: u64,
     /// Waiting in the loop's run queue.
     pub queued: bool,
+    /// Order of arrival among the run's connections (the loop numbers them).
+    pub serial: u64,
 }
 
 impl Peer {
@@ -219,6 +221,7 @@ impl Peer {
             received: 0,
             sent: 0,
             queued: false,
+            serial: 0,
         }
     }
 
@@ -264,14 +267,34 @@ impl Peer {
         }
     }
 
+    /// Whether the TLS handshake is still under way.
+    pub fn handshaking(&self) -> bool {
+        self.phase == Phase::Handshake
+    }
+
     /// Whether the connection ended well and only waits for the peer's TCP close.
     pub fn closing(&self) -> bool {
         matches!(self.phase, Phase::Closing { .. })
     }
 
-    /// Whether a child of this connection may have exited (SIGCHLD arrived).
-    pub fn has_child(&self) -> bool {
-        matches!(self.end, End::Exec { child: Some(_), .. })
+    /// The pid of this connection's child, while it has one.
+    pub fn child_pid(&self) -> Option<u32> {
+        match &self.end {
+            End::Exec {
+                child: Some(child), ..
+            } => Some(child.proc.id()),
+            _ => None,
+        }
+    }
+
+    /// The child has exited: reap it, keeping its status for when its output ends.
+    pub fn reap_child(&mut self) {
+        if let End::Exec {
+            child: Some(child), ..
+        } = &mut self.end
+        {
+            child.exit_status();
+        }
     }
 
     /// Move what can move now.

@@ -5,12 +5,16 @@
 //! its descriptors are ready for and gets turns from a run queue until nothing of it can move
 //! (see `peer`). stdin and stdout are served by threads that wake the loop (see `stdio`).
 //! Memory is bounded by construction: a fixed set of stdin and stdout buffers shared by all
-//! connections, rustls's own per-connection limits, and `--max-conns`.
+//! connections, rustls's own per-connection limits, `--max-conns` and `--max-handshakes`.
+//!
+//! Clients still in their handshake are the cheap ones for an attacker to hold (a TCP
+//! connection that never sends a ClientHello), so they have their own limit, and making room
+//! always drops the oldest of them, never the client that just arrived.
 //!
 //! Timers (handshake, `-i`, linger) are checked whenever the run queue is empty, before the
 //! loop sleeps; the sleep lasts until the earliest of them.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
@@ -45,10 +49,15 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// A listening socket and what to do with what it accepts.
 pub struct Listening<'a> {
     pub sock: TcpListener,
-    /// `-k`: go on accepting; otherwise the first connection is the only one.
+    /// `-k`: go on accepting; otherwise the first connection to complete its handshake is
+    /// the only one (the session), and those that fail before are logged and forgotten.
     pub keep_open: bool,
-    /// `--max-conns`: connections beyond this many are closed at once.
+    /// Without `-k`, `-w`: the session must begin within this of the first connection.
+    pub session_wait: Option<Duration>,
+    /// `--max-conns`: at most this many connections at once.
     pub max_conns: usize,
+    /// `--max-handshakes`: at most this many of them still in their handshake.
+    pub max_handshakes: usize,
     /// Set up TLS for an accepted socket.
     pub accept: &'a dyn Fn(TcpStream, SocketAddr) -> Result<Peer>,
 }
@@ -60,6 +69,17 @@ pub struct Hub<'a> {
     queue: VecDeque<usize>,
     listening: Option<Listening<'a>>,
     accept_paused: Option<Instant>,
+    /// Accepting fails (out of descriptors, memory) and has been reported.
+    accept_failing: bool,
+    /// Without `-k`: no connection has completed its handshake yet (the session is still to
+    /// come), so a failing one only costs itself.
+    waiting: bool,
+    /// When the session must have begun (`-w`, from the first connection).
+    session_deadline: Option<Instant>,
+    /// Connections still in their handshake, oldest first: serial → key.
+    handshaking: BTreeMap<u64, usize>,
+    /// The serial number of the next connection.
+    serial: u64,
     _waker: Arc<Waker>,
     stdin: Option<Broadcast>,
     stdout: Option<Sink>,
@@ -79,10 +99,7 @@ impl<'a> Hub<'a> {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let stdio = opts.exec.is_none();
         let stdin = match stdio && !opts.recv_only {
-            true => Some(Broadcast::new(
-                Source::stdin(waker.clone(), opts.crlf)
-                    .map_err(|e| anyhow!("cannot read stdin: {}", io_phrase(&e)))?,
-            )),
+            true => Some(Broadcast::new(Source::stdin(waker.clone(), opts.crlf))),
             false => None,
         };
         let stdout = match stdio && !opts.send_only {
@@ -102,6 +119,11 @@ impl<'a> Hub<'a> {
             queue: VecDeque::new(),
             listening: None,
             accept_paused: None,
+            accept_failing: false,
+            waiting: false,
+            session_deadline: None,
+            handshaking: BTreeMap::new(),
+            serial: 0,
             _waker: waker,
             stdin,
             stdout,
@@ -117,12 +139,15 @@ impl<'a> Hub<'a> {
         self.poll
             .registry()
             .register(&mut listening.sock, LISTENER, Interest::READABLE)?;
+        self.waiting = !listening.keep_open;
         self.listening = Some(listening);
         Ok(())
     }
 
     /// Serve a connection.
-    pub fn add(&mut self, peer: Peer) -> Result<()> {
+    pub fn add(&mut self, mut peer: Peer) -> Result<()> {
+        peer.serial = self.serial;
+        self.serial += 1;
         let entry = self.peers.vacant_entry();
         let key = entry.key();
         let peer = entry.insert(peer);
@@ -130,6 +155,7 @@ impl<'a> Hub<'a> {
             self.peers.remove(key);
             return Err(e.into());
         }
+        self.handshaking.insert(peer.serial, key);
         self.enqueue(key);
         Ok(())
     }
@@ -162,6 +188,8 @@ impl<'a> Hub<'a> {
         loop {
             self.run_queue();
             if let Some(outcome) = self.outcome.take() {
+                // Without -k: clients still in their handshake were not the session.
+                self.close_all();
                 return outcome;
             }
             if let Some(e) = self.stdout.as_mut().and_then(Sink::take_failure) {
@@ -220,6 +248,9 @@ impl<'a> Hub<'a> {
             };
             let turn = peer.turn(&mut shared);
             let stdin_wanted = shared.stdin_wanted;
+            if !peer.handshaking() && self.handshaking.remove(&peer.serial).is_some() {
+                self.handshake_done(key);
+            }
             match turn {
                 Turn::Moved => self.enqueue(key),
                 Turn::Idle => {}
@@ -255,12 +286,49 @@ impl<'a> Hub<'a> {
         }
     }
 
-    /// A connection is over: log or keep its outcome; its child, if any, is reaped later.
+    /// A connection completed its handshake. Without `-k`, the first to do so is the session:
+    /// later clients are refused (the listening socket closes) and those still in their
+    /// handshake are let go.
+    fn handshake_done(&mut self, key: usize) {
+        if !self.waiting {
+            return;
+        }
+        if let Some(mut listening) = self.listening.take() {
+            let _ = self.poll.registry().deregister(&mut listening.sock);
+        }
+        let label = self
+            .peers
+            .get(key)
+            .map(|p| p.label.clone())
+            .unwrap_or_default();
+        let others: Vec<usize> = self.handshaking.values().copied().collect();
+        for other in others {
+            let name = self
+                .peers
+                .get(other)
+                .map(|p| p.label.clone())
+                .unwrap_or_default();
+            self.remove(
+                other,
+                Err(Class::Handshake.err(format!(
+                    "{name}: dropped while still in its TLS handshake: the session is with {label}"
+                ))),
+            );
+        }
+        self.waiting = false;
+        self.session_deadline = None;
+    }
+
+    /// A connection is over: log or keep its outcome; its child, if any, is reaped later. The
+    /// outcome is the run's when this is the one connection (without `-k`, the session); any
+    /// other failure is logged.
     fn remove(&mut self, key: usize, outcome: Result<()>) {
         let peer = self.peers.remove(key);
-        let many = self.opts.many;
+        self.handshaking.remove(&peer.serial);
+        // Without -k, a client that had not completed its handshake was not the session.
+        let logged = self.opts.many || (self.waiting && peer.handshaking());
         if let Err(e) = &outcome {
-            if many {
+            if logged {
                 report::info(format_args!("{e:#}"));
             }
         }
@@ -269,7 +337,7 @@ impl<'a> Hub<'a> {
                 self.children.push((label, child));
             }
         }
-        if !many {
+        if !logged {
             self.outcome = Some(outcome);
         }
     }
@@ -289,6 +357,19 @@ impl<'a> Hub<'a> {
         for (key, outcome) in expired {
             self.remove(key, outcome);
         }
+        if self.session_deadline.is_some_and(|at| now >= at) {
+            let wait = self
+                .listening
+                .as_ref()
+                .and_then(|l| l.session_wait)
+                .unwrap_or_default();
+            self.outcome = Some(Err(Class::Timeout.err(format!(
+                "timed out: no client completed the TLS handshake within {}s of the first \
+                 connection (-w)",
+                wait.as_secs_f64()
+            ))));
+            return None;
+        }
         if let Some(at) = self.accept_paused {
             if now >= at {
                 self.accept_paused = None;
@@ -300,6 +381,7 @@ impl<'a> Hub<'a> {
             .iter()
             .filter_map(|(_, p)| p.deadline(idle).map(|(at, _)| at))
             .chain(self.accept_paused)
+            .chain(self.session_deadline)
             .min();
         next.map(|at| at.saturating_duration_since(now))
     }
@@ -309,6 +391,8 @@ impl<'a> Hub<'a> {
             let Some(listening) = self.listening.as_mut() else {
                 return;
             };
+            let (max_conns, max_handshakes) = (listening.max_conns, listening.max_handshakes);
+            let session_wait = listening.session_wait;
             let (sock, addr) = match listening.sock.accept() {
                 Ok(pair) => pair,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -322,40 +406,70 @@ impl<'a> Hub<'a> {
                     continue
                 }
                 Err(e) => {
-                    // Out of descriptors or memory: the connection stays in the backlog; try
-                    // again shortly rather than spin.
-                    report::warn(format_args!(
-                        "accepting a connection: {}; retrying",
-                        io_phrase(&e)
-                    ));
+                    // Out of descriptors: an unfinished handshake gives its own up to the
+                    // client waiting in the backlog.
+                    let fds = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                    if fds && self.drop_oldest_handshake("to free a descriptor for a new client") {
+                        continue;
+                    }
+                    // Nothing to give up (or out of memory): the client stays in the backlog;
+                    // try again shortly rather than spin, and say so once.
+                    if !self.accept_failing {
+                        self.accept_failing = true;
+                        report::warn(format_args!(
+                            "accepting a connection: {}; retrying",
+                            io_phrase(&e)
+                        ));
+                    }
                     self.accept_paused = Some(Instant::now() + ACCEPT_PAUSE);
                     return;
                 }
             };
-            if self.peers.len() >= listening.max_conns {
+            self.accept_failing = false;
+            if self.handshaking.len() >= max_handshakes {
+                let why = format!(
+                    "the oldest of {} unfinished (--max-handshakes)",
+                    self.handshaking.len()
+                );
+                self.drop_oldest_handshake(&why);
+            } else if self.peers.len() >= max_conns
+                && !self.drop_oldest_handshake("to make room for a new client (--max-conns)")
+            {
                 report::info(format_args!(
-                    "refused client {addr}: {} connections open (--max-conns)",
+                    "refused client {addr}: {} connections open, all established (--max-conns)",
                     self.peers.len()
                 ));
                 continue;
             }
             report::verbose(format_args!("connection from {addr}"));
-            let keep_open = listening.keep_open;
-            let added = (listening.accept)(sock, addr).and_then(|peer| self.add(peer));
-            if !keep_open {
-                // One connection: later clients are refused, not left waiting.
-                if let Some(mut listening) = self.listening.take() {
-                    let _ = self.poll.registry().deregister(&mut listening.sock);
-                }
+            if self.waiting && self.session_deadline.is_none() {
+                self.session_deadline = session_wait.map(|w| Instant::now() + w);
             }
-            if let Err(e) = added {
-                if keep_open {
-                    report::info(format_args!("client {addr}: {e:#}"));
-                } else {
-                    self.outcome = Some(Err(e));
-                }
+            let Some(listening) = self.listening.as_ref() else {
+                return;
+            };
+            if let Err(e) = (listening.accept)(sock, addr).and_then(|peer| self.add(peer)) {
+                report::info(format_args!("client {addr}: {e:#}"));
             }
         }
+    }
+
+    /// Drop the connection that has been in its handshake the longest, with a line saying
+    /// `why`; false if no connection is in its handshake.
+    fn drop_oldest_handshake(&mut self, why: &str) -> bool {
+        let Some((_, &key)) = self.handshaking.iter().next() else {
+            return false;
+        };
+        let Some(label) = self.peers.get(key).map(|p| p.label.clone()) else {
+            return false;
+        };
+        self.remove(
+            key,
+            Err(Class::Handshake.err(format!(
+                "{label}: dropped while still in its TLS handshake, {why}"
+            ))),
+        );
+        true
     }
 
     /// The termination signal that arrived, if any. On SIGCHLD, children that exited are
@@ -370,19 +484,43 @@ impl<'a> Hub<'a> {
             }
         }
         if child {
-            self.children
-                .retain_mut(|(label, child)| !child.reaped(label));
-            let keys: Vec<usize> = self
-                .peers
-                .iter()
-                .filter(|(_, p)| p.has_child())
-                .map(|(k, _)| k)
-                .collect();
-            for key in keys {
-                self.enqueue(key);
-            }
+            self.reap_children();
         }
         stop
+    }
+
+    /// Reap every child that has exited, as soon as it has: a command that exits while its
+    /// connection goes on (its output held open by a process it started) must not linger as
+    /// a zombie. Each is reaped through its own `Child`, which keeps the status for the
+    /// connection to judge when the command's output ends.
+    fn reap_children(&mut self) {
+        let mut last = None;
+        while let Some(pid) = exited_child() {
+            if last == Some(pid) {
+                // Its `Child` could not wait for it: reap it here rather than loop.
+                reap(pid);
+                continue;
+            }
+            last = Some(pid);
+            if let Some(i) = self.children.iter().position(|(_, c)| c.proc.id() == pid) {
+                let (label, mut child) = self.children.swap_remove(i);
+                if !child.reaped(&label) {
+                    self.children.push((label, child));
+                }
+            } else if let Some(key) = self
+                .peers
+                .iter()
+                .find(|(_, p)| p.child_pid() == Some(pid))
+                .map(|(k, _)| k)
+            {
+                if let Some(peer) = self.peers.get_mut(key) {
+                    peer.reap_child();
+                }
+                self.enqueue(key);
+            } else {
+                reap(pid);
+            }
+        }
     }
 
     /// A signal asked us to stop: stop accepting, and end every connection. Only those that
@@ -488,6 +626,38 @@ fn catch_signals() -> Result<Signals> {
         watched.push(sig);
     }
     Ok(Signals::new(watched)?)
+}
+
+/// A child that has exited and is not reaped yet, left unreaped (WNOWAIT).
+fn exited_child() -> Option<u32> {
+    loop {
+        // SAFETY: waitid fills the siginfo_t we own; all-zero bytes are a valid value for
+        // it, and si_pid reads the field waitid set (0 when no child has exited).
+        let (rc, pid) = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let rc = libc::waitid(
+                libc::P_ALL,
+                0,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            );
+            (rc, info.si_pid())
+        };
+        if rc == 0 {
+            return u32::try_from(pid).ok().filter(|&p| p > 0);
+        }
+        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return None; // ECHILD: no children at all
+        }
+    }
+}
+
+/// Reap a child that exited.
+fn reap(pid: u32) {
+    // SAFETY: waitpid on a pid that waitid just reported as our exited child.
+    unsafe {
+        libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), libc::WNOHANG);
+    }
 }
 
 /// Whether `sig` is ignored (inherited SIG_IGN).

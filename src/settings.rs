@@ -78,6 +78,7 @@ pub struct Listen {
     /// `-k`: serve many connections.
     pub keep_open: bool,
     pub max_conns: usize,
+    pub max_handshakes: usize,
     pub handshake_timeout: Duration,
     pub common: Common,
 }
@@ -203,6 +204,7 @@ pub fn listen(args: &ListenArgs) -> Result<Listen> {
         ephemeral,
         keep_open: args.keep_open,
         max_conns: args.max_conns as usize,
+        max_handshakes: args.max_handshakes as usize,
         handshake_timeout: args.handshake_timeout,
         common,
     })

@@ -46,73 +46,152 @@ pub enum Input {
 }
 
 /// Bytes arriving from a file descriptor (stdin) read on a thread.
+///
+/// The thread reads only when asked: each read is a request carrying the buffer to fill, so
+/// nothing is read (and a terminal is not touched, which would stop a background job) before
+/// a connection wants input, and at most [`BUFFERS_IN`] buffers exist. The thread itself
+/// starts with the first request.
 pub struct Source {
     rx: Receiver<Input>,
-    pool: Sender<Vec<u8>>,
+    requests: Sender<Vec<u8>>,
+    /// What the thread needs, until the first request starts it.
+    unstarted: Option<Reader>,
+    /// Reads asked for and not handed over yet.
+    outstanding: usize,
+    /// Buffers the loop is done with, for the next requests.
+    spare: Vec<Vec<u8>>,
 }
 
+struct Reader {
+    file: File,
+    /// `-C`: each LF becomes CR LF.
+    crlf: bool,
+    waker: Arc<Waker>,
+    tx: Sender<Input>,
+    requests: Receiver<Vec<u8>>,
+}
+
+/// How many stdin buffers exist at most: being read, or held until every connection has
+/// sent them.
+const BUFFERS_IN: usize = 4;
+
 impl Source {
-    /// Read stdin (with `crlf`, each LF becomes CR LF); a closed stdin reads as empty.
-    pub fn stdin(waker: Arc<Waker>, crlf: bool) -> io::Result<Source> {
+    /// Read stdin once asked to (with `crlf`, each LF becomes CR LF); a closed stdin reads
+    /// as empty.
+    pub fn stdin(waker: Arc<Waker>, crlf: bool) -> Source {
         match io::stdin().as_fd().try_clone_to_owned() {
-            Ok(fd) => Source::spawn(fd, waker, crlf),
+            Ok(fd) => Source::new(fd, waker, crlf),
             Err(_) => {
                 let (tx, rx) = mpsc::channel();
-                let (pool, _) = mpsc::channel();
+                let (requests, _) = mpsc::channel();
                 let _ = tx.send(Input::Eof);
-                Ok(Source { rx, pool })
+                Source {
+                    rx,
+                    requests,
+                    unstarted: None,
+                    outstanding: 0,
+                    spare: Vec::new(),
+                }
             }
         }
     }
 
-    pub fn spawn(fd: OwnedFd, waker: Arc<Waker>, crlf: bool) -> io::Result<Source> {
-        // At most four stdin buffers exist: one being read, one queued here, and HELD in the
-        // loop. The queue cannot be a rendezvous (0): the loop is woken after the send.
-        let (tx, rx) = mpsc::sync_channel(1);
-        let (pool, pool_rx) = mpsc::channel::<Vec<u8>>();
-        let mut file = File::from(fd);
-        // With crlf, half a buffer is read so that the CRs always fit.
-        let want = if crlf { CHUNK / 2 } else { CHUNK };
-        let mut after_cr = false;
-        std::thread::Builder::new()
-            .name("stdin".into())
-            .spawn(move || loop {
-                let mut buf = pool_rx.try_recv().unwrap_or_else(|_| vec![0; CHUNK]);
-                let msg = match file.read(&mut buf[..want]) {
-                    Ok(0) => Input::Eof,
-                    Ok(len) if crlf => {
-                        let len = lf_to_crlf(&mut buf, len, &mut after_cr);
-                        Input::Data(Chunk { buf, len })
-                    }
-                    Ok(len) => Input::Data(Chunk { buf, len }),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => Input::Failed(e),
-                };
-                let last = !matches!(msg, Input::Data(_));
-                if tx.send(msg).is_err() {
-                    return; // the loop has finished
-                }
-                let _ = waker.wake();
-                if last {
-                    return;
-                }
-            })?;
-        Ok(Source { rx, pool })
-    }
-
-    /// The next input, if any is ready.
-    pub fn try_next(&mut self) -> Option<Input> {
-        match self.rx.try_recv() {
-            Ok(input) => Some(input),
-            Err(TryRecvError::Empty) => None,
-            // The thread ends only after sending Eof or Failed, so this is after the end.
-            Err(TryRecvError::Disconnected) => Some(Input::Eof),
+    pub fn new(fd: OwnedFd, waker: Arc<Waker>, crlf: bool) -> Source {
+        let (tx, rx) = mpsc::channel();
+        let (requests, requested) = mpsc::channel::<Vec<u8>>();
+        Source {
+            rx,
+            requests,
+            unstarted: Some(Reader {
+                file: File::from(fd),
+                crlf,
+                waker,
+                tx,
+                requests: requested,
+            }),
+            outstanding: 0,
+            spare: Vec::new(),
         }
     }
 
-    /// Give a consumed buffer back to the reader.
-    pub fn recycle(&self, chunk: Chunk) {
-        let _ = self.pool.send(chunk.buf);
+    /// Ask for one more read, starting the thread on the first request; false if the reader
+    /// has ended (its last word, EOF or an error, is then waiting in the channel).
+    fn request(&mut self) -> bool {
+        if let Some(reader) = self.unstarted.take() {
+            let tx = reader.tx.clone();
+            if let Err(e) = Source::start(reader) {
+                let _ = tx.send(Input::Failed(e));
+                return false;
+            }
+        }
+        let buf = self.spare.pop().unwrap_or_else(|| vec![0; CHUNK]);
+        match self.requests.send(buf) {
+            Ok(()) => {
+                self.outstanding += 1;
+                true
+            }
+            Err(mpsc::SendError(buf)) => {
+                self.spare.push(buf);
+                false
+            }
+        }
+    }
+
+    fn start(reader: Reader) -> io::Result<()> {
+        let Reader {
+            mut file,
+            crlf,
+            waker,
+            tx,
+            requests,
+        } = reader;
+        std::thread::Builder::new()
+            .name("stdin".into())
+            .spawn(move || {
+                // With crlf, half a buffer is read so that the CRs always fit.
+                let mut after_cr = false;
+                for mut buf in requests {
+                    let want = if crlf { buf.len() / 2 } else { buf.len() };
+                    let msg = loop {
+                        match file.read(&mut buf[..want]) {
+                            Ok(0) => break Input::Eof,
+                            Ok(len) if crlf => {
+                                let len = lf_to_crlf(&mut buf, len, &mut after_cr);
+                                break Input::Data(Chunk { buf, len });
+                            }
+                            Ok(len) => break Input::Data(Chunk { buf, len }),
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => break Input::Failed(e),
+                        }
+                    };
+                    let last = !matches!(msg, Input::Data(_));
+                    if tx.send(msg).is_err() {
+                        return; // the loop has finished
+                    }
+                    let _ = waker.wake();
+                    if last {
+                        return;
+                    }
+                }
+            })?;
+        Ok(())
+    }
+
+    /// The next input, if a requested read has completed.
+    fn try_next(&mut self) -> Option<Input> {
+        let input = match self.rx.try_recv() {
+            Ok(input) => input,
+            Err(TryRecvError::Empty) => return None,
+            // The thread ends only after sending Eof or Failed, so this is after the end.
+            Err(TryRecvError::Disconnected) => Input::Eof,
+        };
+        self.outstanding = self.outstanding.saturating_sub(1);
+        Some(input)
+    }
+
+    /// Keep a consumed buffer for the next read.
+    fn recycle(&mut self, chunk: Chunk) {
+        self.spare.push(chunk.buf);
     }
 }
 
@@ -148,9 +227,6 @@ pub fn lf_to_crlf(buf: &mut [u8], len: usize, after_cr: &mut bool) -> usize {
     }
     new_len
 }
-
-/// How many stdin chunks the loop holds at once (more wait in the reader's channel).
-const HELD: usize = 2;
 
 /// stdin shared by every connection. Each chunk read goes to every connection that was
 /// established when it was read, so with several clients stdin is a broadcast; a chunk goes
@@ -201,10 +277,12 @@ impl Broadcast {
         }
     }
 
-    /// Take what the reader has ready, while there is room; true if anything new arrived.
+    /// Take what the reader has read, and ask it for more while buffers are free; true if
+    /// anything new arrived. Called only while a connection wants input: stdin is read then
+    /// and only then.
     pub fn pull(&mut self) -> bool {
         let mut got = false;
-        while self.end.is_none() && self.chunks.len() < HELD {
+        while self.end.is_none() {
             match self.source.try_next() {
                 None => break,
                 Some(Input::Data(chunk)) => self.chunks.push_back(chunk),
@@ -216,6 +294,10 @@ impl Broadcast {
             }
             got = true;
         }
+        while self.end.is_none()
+            && self.chunks.len() + self.source.outstanding < BUFFERS_IN
+            && self.source.request()
+        {}
         got
     }
 

@@ -5,6 +5,9 @@ mod util;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
 use std::time::Duration;
 
 use util::pki::{s, KeyType, Pki, VALID};
@@ -251,31 +254,67 @@ fn handshake_timeout_drops_a_silent_client() {
 }
 
 #[test]
-fn handshake_timeout_without_k_is_the_exit_status() {
-    let l = Listener::start(&["--handshake-timeout", "0.3"], Input::Null);
+fn without_k_a_handshake_timeout_is_logged_and_the_listener_waits_on() {
+    let l = Listener::start(
+        &["--handshake-timeout", "0.3"],
+        Input::Bytes(b"for the real client\n".to_vec()),
+    );
     let _silent = TcpStream::connect(l.addr()).unwrap();
-    l.finish().expect_code(7).expect_stderr("timed out");
+    l.wait_line("timed out (--handshake-timeout)");
+    let done = client(&l, &[], Input::Null).finish();
+    done.expect_code(0);
+    assert_eq!(done.stdout, b"for the real client\n");
+    l.finish().expect_code(0);
 }
 
 #[test]
-fn max_conns_refuses_the_extra_connection() {
-    let l = Listener::start(&["-k", "--max-conns", "2"], Input::Null);
-    let held: Vec<TcpStream> = (0..2)
-        .map(|_| TcpStream::connect(l.addr()).unwrap())
-        .collect();
+fn without_k_probes_and_garbage_are_logged_and_the_first_handshake_is_the_session() {
+    let l = Listener::start(&[], Input::Bytes(b"for the real client\n".to_vec()));
+    // A port scan: connect and close.
+    drop(TcpStream::connect(l.addr()).unwrap());
+    l.wait_line("closed the connection during the TLS handshake");
+    // Garbage.
+    let mut noise = TcpStream::connect(l.addr()).unwrap();
+    noise.write_all(&random_bytes(5000, 21)).unwrap();
+    read_all(&mut noise);
+    l.wait_line("is it speaking TLS on that port?");
+    // One that connects and waits: still in its handshake when the real client's is done.
+    let mut idle = TcpStream::connect(l.addr()).unwrap();
+    let done = client(&l, &[], Input::Bytes(b"from the client\n".to_vec())).finish();
+    done.expect_code(0);
+    assert_eq!(done.stdout, b"for the real client\n");
+    assert!(read_all(&mut idle).is_empty(), "the idle one is let go");
+    let done = l.finish();
+    done.expect_code(0)
+        .expect_stderr("dropped while still in its TLS handshake: the session is with client");
+    assert_eq!(done.stdout, b"from the client\n");
+}
+
+#[test]
+fn max_conns_makes_room_from_unfinished_handshakes_and_then_refuses() {
+    let l = Listener::start(&["-k", "-v", "--max-conns", "2"], Input::Held);
+    let mut silent = TcpStream::connect(l.addr()).unwrap();
+    let a = client(&l, &[], Input::Terminal);
+    l.wait_line("TLSv1.3");
+    // Full: the newcomer is served, and the connection that never began its handshake goes.
+    let b = client(&l, &[], Input::Terminal);
+    l.wait_line("dropped while still in its TLS handshake, to make room for a new client");
+    assert!(read_all(&mut silent).is_empty(), "the silent one is closed");
+    l.wait_line("TLSv1.3");
+    // Both established: one more is closed at once.
     let mut extra = TcpStream::connect(l.addr()).unwrap();
     assert!(
         read_all(&mut extra).is_empty(),
         "the third is closed at once"
     );
     l.wait_line("refused client");
-    drop(held);
-    l.wait_line("closed the connection during the TLS handshake");
-    l.wait_line("closed the connection during the TLS handshake");
-    // Once those are gone, a client is served again.
-    let done = client(&l, &[], Input::Null).finish();
-    done.expect_code(0);
+    // Once one has gone, a client is served again.
+    drop(a);
+    l.wait_line("failed after");
+    let c = client(&l, &[], Input::Terminal);
+    l.wait_line("TLSv1.3");
     l.stop().expect_code(143);
+    drop((b, c));
 }
 
 #[test]
@@ -306,7 +345,10 @@ fn sigint_mid_transfer_is_130_and_the_peer_sees_a_reset() {
     let c = client(&l, &[], Input::Terminal);
     l.wait_line("TLSv1.3");
     l.signal(libc::SIGINT);
-    l.finish().expect_code(130).expect_stderr("SIGINT");
+    // finish() closes the listener's stdin: only once the signal has been acted on, or the
+    // EOF could end its direction cleanly first.
+    l.wait_line("stopped by SIGINT");
+    l.finish().expect_code(130);
     c.finish().expect_code(3);
 }
 
@@ -420,4 +462,95 @@ fn verbose_logs_each_connection_with_identity_and_byte_counts() {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A pipe: (read end, write end).
+fn pipe() -> (OwnedFd, std::fs::File) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2() writes two new descriptors into the array we own; close-on-exec, so
+    // only the process given one end as stdin has it.
+    assert_eq!(
+        unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) },
+        0,
+        "pipe failed"
+    );
+    // SAFETY: both descriptors were just opened and are owned by nobody else.
+    unsafe {
+        (
+            OwnedFd::from_raw_fd(fds[0]),
+            std::fs::File::from(OwnedFd::from_raw_fd(fds[1])),
+        )
+    }
+}
+
+#[test]
+fn stdin_is_read_only_once_a_client_is_there() {
+    // Input written before the listener starts stays in the pipe while no client has come:
+    // a listener stopped then has read none of it.
+    let (read, mut write) = pipe();
+    write.write_all(b"typed before any client\n").unwrap();
+    let l = Listener::start(&["-k"], Input::Fd(read.try_clone().unwrap()));
+    let probe = TcpStream::connect(l.addr()).unwrap();
+    drop(probe);
+    l.wait_line("closed the connection during the TLS handshake");
+    l.stop().expect_code(143);
+    drop(write);
+    let mut left = Vec::new();
+    std::fs::File::from(read).read_to_end(&mut left).unwrap();
+    assert_eq!(
+        left, b"typed before any client\n",
+        "left unread in the pipe"
+    );
+
+    // The same input goes, whole, to the client that comes.
+    let (read, mut write) = pipe();
+    write.write_all(b"typed before any client\n").unwrap();
+    let l = Listener::start(&[], Input::Fd(read));
+    let c = client(&l, &[], Input::Null);
+    drop(write);
+    let done = c.finish();
+    done.expect_code(0);
+    assert_eq!(done.stdout, b"typed before any client\n");
+    l.finish().expect_code(0);
+}
+
+#[test]
+fn a_background_listener_leaves_the_terminal_alone_until_a_client_comes() {
+    if !util::have("bash") {
+        return;
+    }
+    // bash with job control, as in an interactive shell: stls is a background job of the
+    // terminal that is its stdin, so reading that terminal would stop it (SIGTTIN) at once.
+    let mut cmd = Command::new("bash");
+    cmd.args([
+        "-c",
+        r#"set -m; "$0" listen 127.0.0.1:0 & wait $!"#,
+        env!("CARGO_BIN_EXE_stls"),
+    ]);
+    // SAFETY: between fork and exec only async-signal-safe calls: setsid, and the ioctl that
+    // makes stdin (the pty) the new session's controlling terminal.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let l = Listener::start_cmd(&mut cmd, Input::Terminal);
+    // Still running: it logs a client that connects and leaves.
+    drop(TcpStream::connect(l.addr()).unwrap());
+    l.wait_line("closed the connection during the TLS handshake");
+    let shell = l.proc.pid();
+    let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+        .expect("bash's children");
+    let stls: i32 = children.trim().parse().expect("one child: stls");
+    let stat = std::fs::read_to_string(format!("/proc/{stls}/stat")).expect("stls's stat");
+    let state = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.trim_start().chars().next());
+    assert_ne!(state, Some(Some('T')), "stls is stopped: {stat}");
+    // SAFETY: kill() on the pid of the stls that bash started and waits for.
+    assert_eq!(unsafe { libc::kill(stls, libc::SIGTERM) }, 0);
+    l.finish().expect_code(143);
 }

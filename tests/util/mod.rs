@@ -30,6 +30,8 @@ pub enum Input {
     Held,
     /// A pseudo-terminal that nobody types into.
     Terminal,
+    /// A descriptor the test made, such as one end of a pipe whose other end it keeps.
+    Fd(std::os::fd::OwnedFd),
 }
 
 /// A pty pair: the controlling side stays with the test, the other becomes stdin.
@@ -133,6 +135,7 @@ impl Proc {
     fn spawn_with(cmd: &mut Command, input: Input, collect: bool) -> Proc {
         let mut pty = None;
         let stdin = match &input {
+            Input::Fd(fd) => Stdio::from(fd.try_clone().expect("dup stdin descriptor")),
             Input::Terminal => {
                 let (master, slave) = openpty();
                 pty = Some(master);
@@ -143,12 +146,19 @@ impl Proc {
             Input::Null => Stdio::null(),
         };
         // Its own process group, so that what it starts (a shell's commands, `-e` children)
-        // goes with it when the test ends.
+        // goes with it when the test ends. A test that made it a session leader already has
+        // that (setpgid then fails, harmlessly).
+        // SAFETY: setpgid is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setpgid(0, 0);
+                Ok(())
+            });
+        }
         let mut child = cmd
             .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
             .spawn()
             .expect("spawn");
         let mut pipe = child.stdin.take();

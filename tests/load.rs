@@ -1,0 +1,201 @@
+//! `listen` under hostile load: clients that never handshake, clients that never read,
+//! commands that exit early, running out of descriptors. What is checked is what a user
+//! sees: the good client's bytes and exit status, the listener's log lines, /proc.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::time::{Duration, Instant};
+
+use util::{assert_same, random_bytes, stls, Input, Listener, Proc};
+
+/// `stls connect` to a listener, pinned to its fingerprint, as a running process.
+fn client(l: &Listener, extra: &[&str], input: Input) -> Proc {
+    let mut cmd = stls();
+    cmd.args(["connect", &l.addr(), "--pin", &l.pin()])
+        .args(extra);
+    Proc::spawn(&mut cmd, input)
+}
+
+/// Poll `cond` until it holds; after 60 s the test fails as a hang, saying `what`.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < until, "still waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The children of `pid` that have exited and not been reaped (state Z in /proc).
+fn zombies(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid …; comm may contain spaces and parentheses.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.len() > 1 && fields[0] == "Z" && fields[1] == pid.to_string() {
+            if let Some(child) = head.split_whitespace().next().and_then(|p| p.parse().ok()) {
+                found.push(child);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_command_that_exits_is_reaped_while_its_connection_goes_on() {
+    // sh exits at once; the cat it leaves in the background holds the connection's pipes and
+    // echoes, so the connection outlives its command.
+    let l = Listener::start(
+        &["-k", "-c", "exec 3<&0; cat <&3 3<&- & exit 0"],
+        Input::Null,
+    );
+    let mut c = client(&l, &[], Input::Held);
+    c.stdin().write_all(b"ping\n").unwrap();
+    c.wait_stdout(5).unwrap();
+    let stls = l.proc.pid();
+    wait_until(
+        "no zombie child of stls while the connection is open",
+        || zombies(stls).is_empty(),
+    );
+    // The connection still works, and ends cleanly once the client's input ends.
+    c.stdin().write_all(b"pong\n").unwrap();
+    c.close_stdin();
+    let done = c.finish();
+    done.expect_code(0);
+    assert_eq!(done.stdout, b"ping\npong\n");
+    l.stop().expect_code(143);
+}
+
+/// Let this test process hold many sockets: its descriptor limit raised to the hard one.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit read and write a plain struct we own.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+/// Read from a raw socket until EOF or error; what arrived.
+fn read_all(sock: &mut TcpStream) -> Vec<u8> {
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = sock.read_to_end(&mut got);
+    got
+}
+
+#[test]
+fn a_thousand_silent_connections_do_not_keep_a_client_out() {
+    raise_fd_limit();
+    let l = Listener::start(&["-k", "-e", "cat"], Input::Null);
+    // Slowloris: connections that never send a ClientHello, all kept open.
+    let silent: Vec<TcpStream> = (0..1000)
+        .map(|_| TcpStream::connect(l.addr()).expect("tcp connect"))
+        .collect();
+    let data = random_bytes(100_000, 13);
+    let done = client(&l, &[], Input::Bytes(data.clone())).finish();
+    done.expect_code(0);
+    assert_same(
+        &done.stdout,
+        &data,
+        "echoed while 1,000 connections sit silent",
+    );
+    drop(silent);
+    let done = l.stop();
+    done.expect_code(143);
+    done.expect_stderr("dropped while still in its TLS handshake, the oldest of 256 unfinished");
+}
+
+#[test]
+fn max_handshakes_drops_the_oldest_unfinished_handshake() {
+    let l = Listener::start(
+        &["-k", "--max-handshakes", "2", "--handshake-timeout", "1000"],
+        Input::Null,
+    );
+    let mut first = TcpStream::connect(l.addr()).unwrap();
+    let first_port = first.local_addr().unwrap().port();
+    let _second = TcpStream::connect(l.addr()).unwrap();
+    let _third = TcpStream::connect(l.addr()).unwrap();
+    let line = l.wait_line("(--max-handshakes)");
+    assert!(
+        line.contains(&format!("client 127.0.0.1:{first_port}: dropped")),
+        "the first one goes: {line}"
+    );
+    assert!(read_all(&mut first).is_empty(), "the first is closed");
+    // A client arriving now is served (another silent one makes room for it).
+    let done = client(&l, &[], Input::Bytes(b"in\n".to_vec())).finish();
+    done.expect_code(0);
+    let done = l.stop();
+    done.expect_code(143);
+    assert_eq!(done.stdout, b"in\n");
+}
+
+#[test]
+fn out_of_descriptors_the_oldest_unfinished_handshake_makes_room() {
+    let mut cmd = stls();
+    cmd.args(["listen", "127.0.0.1:0", "-k", "--handshake-timeout", "1000"]);
+    // SAFETY: between fork and exec only setrlimit, which is async-signal-safe, on a struct
+    // owned by the closure.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 32,
+                rlim_max: 32,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let l = Listener::start_cmd(&mut cmd, Input::Null);
+    // More silent connections than stls has descriptors for.
+    let silent: Vec<TcpStream> = (0..40)
+        .map(|_| TcpStream::connect(l.addr()).expect("tcp connect"))
+        .collect();
+    let done = client(&l, &[], Input::Bytes(b"room\n".to_vec())).finish();
+    done.expect_code(0);
+    drop(silent);
+    let done = l.stop();
+    done.expect_code(143);
+    assert_eq!(done.stdout, b"room\n");
+    done.expect_stderr("to free a descriptor for a new client");
+}
+
+#[test]
+fn a_command_starts_with_the_descriptor_limit_stls_was_given() {
+    // stls raises its own soft limit for its many connections; what it runs gets the usual one.
+    let mut cmd = stls();
+    cmd.args(["listen", "127.0.0.1:0", "-k", "-c", "ulimit -n"]);
+    // SAFETY: between fork and exec only getrlimit and setrlimit, which are async-signal-safe,
+    // on a struct the closure owns.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut limit: libc::rlimit = std::mem::zeroed();
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_max <= 256 {
+                return Err(std::io::Error::other("hard descriptor limit too low"));
+            }
+            limit.rlim_cur = 256;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let l = Listener::start_cmd(&mut cmd, Input::Null);
+    let done = client(&l, &[], Input::Null).finish();
+    done.expect_code(0);
+    assert_eq!(done.stdout, b"256\n");
+    l.stop().expect_code(143);
+}
