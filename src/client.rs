@@ -40,6 +40,7 @@ pub fn run(s: &Connect) -> Result<()> {
         send_only: s.common.send_only,
         recv_only: s.common.recv_only,
         idle: s.common.idle,
+        stall: None,
         exec: s.common.exec.clone(),
         many: false,
         stdin_tty: std::io::stdin().is_terminal(),
