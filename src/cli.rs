@@ -198,6 +198,12 @@ pub struct ListenArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_handshakes: u32,
 
+    /// With -k: drop a client that takes no bytes for SECS while stdin has data for it, so
+    /// that one which does not read cannot hold stdin back from the others.
+    #[arg(long, value_name = "SECS", default_value = "10", requires = "keep_open",
+          value_parser = parse_secs)]
+    pub stall_timeout: Duration,
+
     /// Drop a client that has not completed the TLS handshake within SECS.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
     pub handshake_timeout: Duration,

@@ -41,6 +41,7 @@ pub fn run(s: &Connect) -> Result<()> {
         recv_only: s.common.recv_only,
         crlf: s.common.crlf,
         idle: s.common.idle,
+        stall: None,
         exec: s.common.exec.clone(),
         many: false,
         stdin_tty: std::io::stdin().is_terminal(),

@@ -48,6 +48,7 @@ pub fn run(s: &Listen) -> Result<()> {
         recv_only: s.common.recv_only,
         crlf: s.common.crlf,
         idle: s.common.idle,
+        stall: s.keep_open.then_some(s.stall_timeout),
         exec: s.common.exec.clone().map(|p| p.with_nofile(nofile)),
         many: s.keep_open,
         stdin_tty: std::io::stdin().is_terminal(),

@@ -59,6 +59,9 @@ pub struct Options<'a> {
     pub crlf: bool,
     /// `-i`: give up after this long without a byte from or to the peer.
     pub idle: Option<Duration>,
+    /// `--stall-timeout` (`listen -k`): drop a connection that takes none of the stdin
+    /// waiting for it for this long, since stdin goes at the pace of the slowest connection.
+    pub stall: Option<Duration>,
     /// `-e` / `-c`: run this for each connection instead of using stdin/stdout.
     pub exec: Option<Program>,
     /// Several connections at once: prefix `-v` lines with the peer's name.
@@ -130,6 +133,8 @@ pub enum Timer {
     Handshake(&'static str),
     /// `-i`: the peer was silent.
     Idle,
+    /// `--stall-timeout`: the peer took none of the stdin waiting for it.
+    Stalled,
     /// The peer did not close its TCP side after the close_notify exchange: nothing says a
     /// byte was lost, so the connection ends well.
     Linger,
@@ -168,6 +173,9 @@ pub struct Peer {
     started: Instant,
     /// The last time a byte moved, for `-i`.
     last_activity: Instant,
+    /// Since when stdin has had data for this connection that it could not take (rustls's
+    /// send buffer stayed full: the peer is not reading), for `--stall-timeout`.
+    stalled_since: Option<Instant>,
     /// Our output could not take what the peer sent (our back-pressure, not its silence).
     output_stalled: bool,
     /// When a TLS 1.2 peer's close_notify found stdin neither ended nor sent (see
@@ -214,6 +222,7 @@ impl Peer {
             handshake_deadline,
             started: now,
             last_activity: now,
+            stalled_since: None,
             output_stalled: false,
             peer_ended_at: None,
             held_at: None,
@@ -620,8 +629,10 @@ impl Peer {
                         Next::Data(bytes) => {
                             let n = self.conn.send(bytes);
                             if n == 0 {
+                                self.stalled_since.get_or_insert_with(Instant::now);
                                 break;
                             }
+                            self.stalled_since = None;
                             self.sent += n as u64;
                             moved = true;
                             *offset += n;
@@ -632,10 +643,12 @@ impl Peer {
                             }
                         }
                         Next::Wait => {
+                            self.stalled_since = None;
                             sh.stdin_wanted = true;
                             break;
                         }
                         Next::End => {
+                            self.stalled_since = None;
                             if let Some(e) = stdin.error() {
                                 return Err(anyhow!("reading stdin: {}", io_phrase(e)));
                             }
@@ -763,7 +776,7 @@ impl Peer {
     }
 
     /// The connection's next deadline and what it means; the one place timers are decided.
-    pub fn deadline(&self, idle: Option<Duration>) -> Option<(Instant, Timer)> {
+    pub fn deadline(&self, opts: &Options<'_>) -> Option<(Instant, Timer)> {
         match self.phase {
             Phase::Closing { until } => return Some((until, Timer::Linger)),
             Phase::Handshake | Phase::Open => {}
@@ -776,21 +789,26 @@ impl Peer {
             _ => None,
         };
         // -i measures the peer's silence: not while our own output holds things up.
-        let idle = idle
+        let idle = opts
+            .idle
             .filter(|_| !self.output_stalled)
             .map(|d| (self.last_activity + d, Timer::Idle));
+        let stalled = match (opts.stall, self.stalled_since, self.outbound) {
+            (Some(d), Some(at), Outbound::Sending) => Some((at + d, Timer::Stalled)),
+            _ => None,
+        };
         let held = match (self.held_at, self.outbound) {
             (Some(at), Outbound::Complete) => Some((at + LINGER, Timer::Held)),
             _ => None,
         };
-        [handshake, idle, held]
+        [handshake, idle, held, stalled]
             .into_iter()
             .flatten()
             .min_by_key(|(at, _)| *at)
     }
 
     /// A timer fired: the outcome it gives the connection, or None if it goes on.
-    pub fn expire(&mut self, timer: Timer, idle: Option<Duration>) -> Option<Result<()>> {
+    pub fn expire(&mut self, timer: Timer, opts: &Options<'_>) -> Option<Result<()>> {
         Some(match timer {
             Timer::Held => {
                 self.held_at = None;
@@ -811,7 +829,14 @@ impl Peer {
             Timer::Idle => Err(Class::Timeout.err(format!(
                 "no data from or to {} for {}s (-i)",
                 self.label,
-                idle.unwrap_or_default().as_secs_f64()
+                opts.idle.unwrap_or_default().as_secs_f64()
+            ))),
+            Timer::Stalled => Err(Class::Timeout.err(format!(
+                "{} took no data for {}s while stdin waited for it (--stall-timeout): dropped, \
+                 so that the other clients get stdin ({} bytes were sent)",
+                self.label,
+                opts.stall.unwrap_or_default().as_secs_f64(),
+                self.sent
             ))),
         })
     }

@@ -11,7 +11,7 @@
 //! connection that never sends a ClientHello), so they have their own limit, and making room
 //! always drops the oldest of them, never the client that just arrived.
 //!
-//! Timers (handshake, `-i`, linger) are checked whenever the run queue is empty, before the
+//! Timers (handshake, `-i`, `--stall-timeout`, linger) are checked whenever the run queue is empty, before the
 //! loop sleeps; the sleep lasts until the earliest of them.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -325,6 +325,10 @@ impl<'a> Hub<'a> {
     fn remove(&mut self, key: usize, outcome: Result<()>) {
         let peer = self.peers.remove(key);
         self.handshaking.remove(&peer.serial);
+        if peer.stdin_position().is_some() && self.feed_stdin() {
+            // It may have been the slowest: the others can have what it held back.
+            self.enqueue_all();
+        }
         // Without -k, a client that had not completed its handshake was not the session.
         let logged = self.opts.many || (self.waiting && peer.handshaking());
         if let Err(e) = &outcome {
@@ -345,12 +349,12 @@ impl<'a> Hub<'a> {
     /// Fire expired timers; the time until the next one.
     fn timers(&mut self) -> Option<Duration> {
         let now = Instant::now();
-        let idle = self.opts.idle;
+        let opts = &self.opts;
         let expired: Vec<(usize, Result<()>)> = self
             .peers
             .iter_mut()
-            .filter_map(|(k, p)| match p.deadline(idle) {
-                Some((at, timer)) if now >= at => p.expire(timer, idle).map(|r| (k, r)),
+            .filter_map(|(k, p)| match p.deadline(opts) {
+                Some((at, timer)) if now >= at => p.expire(timer, opts).map(|r| (k, r)),
                 _ => None,
             })
             .collect();
@@ -379,7 +383,7 @@ impl<'a> Hub<'a> {
         let next = self
             .peers
             .iter()
-            .filter_map(|(_, p)| p.deadline(idle).map(|(at, _)| at))
+            .filter_map(|(_, p)| p.deadline(&self.opts).map(|(at, _)| at))
             .chain(self.accept_paused)
             .chain(self.session_deadline)
             .min();

@@ -80,6 +80,8 @@ pub struct Listen {
     pub max_conns: usize,
     pub max_handshakes: usize,
     pub handshake_timeout: Duration,
+    /// `--stall-timeout`, with `-k`.
+    pub stall_timeout: Duration,
     pub common: Common,
 }
 
@@ -206,6 +208,7 @@ pub fn listen(args: &ListenArgs) -> Result<Listen> {
         max_conns: args.max_conns as usize,
         max_handshakes: args.max_handshakes as usize,
         handshake_timeout: args.handshake_timeout,
+        stall_timeout: args.stall_timeout,
         common,
     })
 }

@@ -5,13 +5,12 @@ mod util;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
 
 use util::pki::{s, KeyType, Pki, VALID};
-use util::{assert_same, connect, random_bytes, stls, Done, Input, Listener, Proc};
+use util::{assert_same, connect, pipe, random_bytes, stls, Done, Input, Listener, Proc};
 
 /// `stls connect` to a listener, pinned to its fingerprint, as a running process.
 fn client(l: &Listener, extra: &[&str], input: Input) -> Proc {
@@ -462,25 +461,6 @@ fn verbose_logs_each_connection_with_identity_and_byte_counts() {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A pipe: (read end, write end).
-fn pipe() -> (OwnedFd, std::fs::File) {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2() writes two new descriptors into the array we own; close-on-exec, so
-    // only the process given one end as stdin has it.
-    assert_eq!(
-        unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) },
-        0,
-        "pipe failed"
-    );
-    // SAFETY: both descriptors were just opened and are owned by nobody else.
-    unsafe {
-        (
-            OwnedFd::from_raw_fd(fds[0]),
-            std::fs::File::from(OwnedFd::from_raw_fd(fds[1])),
-        )
-    }
 }
 
 #[test]

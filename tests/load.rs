@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
-use util::{assert_same, random_bytes, stls, Input, Listener, Proc};
+use util::{assert_same, pipe, random_bytes, stls, Input, Listener, Proc};
 
 /// `stls connect` to a listener, pinned to its fingerprint, as a running process.
 fn client(l: &Listener, extra: &[&str], input: Input) -> Proc {
@@ -197,5 +197,43 @@ fn a_command_starts_with_the_descriptor_limit_stls_was_given() {
     let done = client(&l, &[], Input::Null).finish();
     done.expect_code(0);
     assert_eq!(done.stdout, b"256\n");
+    l.stop().expect_code(143);
+}
+
+#[test]
+fn a_client_that_does_not_read_is_dropped_and_the_others_get_all_of_stdin() {
+    let (input, mut feed) = pipe();
+    let l = Listener::start(&["-k", "-v", "--stall-timeout", "1"], Input::Fd(input));
+    // A client whose stdout nobody reads: once its buffers are full it takes no more.
+    let mut cmd = stls();
+    cmd.args(["connect", &l.addr(), "--pin", &l.pin()]);
+    let stuck = Proc::spawn_raw(&mut cmd, Input::Terminal);
+    let stuck_addr = l
+        .wait_line("connection from ")
+        .rsplit(' ')
+        .next()
+        .expect("an address")
+        .to_string();
+    l.wait_line("TLSv1.3");
+    let good = client(&l, &[], Input::Terminal);
+    l.wait_line("TLSv1.3");
+    // More than the stuck client's pipe, buffers and socket can hold.
+    let data = random_bytes(32 << 20, 17);
+    let writer = {
+        let data = data.clone();
+        std::thread::spawn(move || {
+            let _ = feed.write_all(&data);
+        })
+    };
+    let dropped = l.wait_line("(--stall-timeout)");
+    assert!(
+        dropped.contains(&format!("client {stuck_addr} took no data")),
+        "the stuck client is named: {dropped}"
+    );
+    writer.join().unwrap();
+    let done = good.finish();
+    done.expect_code(0);
+    assert_same(&done.stdout, &data, "the good client gets all of stdin");
+    drop(stuck);
     l.stop().expect_code(143);
 }

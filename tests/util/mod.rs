@@ -69,6 +69,26 @@ fn openpty() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
     }
 }
 
+/// A pipe: (read end, write end).
+pub fn pipe() -> (std::os::fd::OwnedFd, std::fs::File) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2() writes two new descriptors into the array we own; close-on-exec, so
+    // only the process given one end as stdin has it.
+    assert_eq!(
+        unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) },
+        0,
+        "pipe failed"
+    );
+    // SAFETY: both descriptors were just opened and are owned by nobody else.
+    unsafe {
+        use std::os::fd::FromRawFd;
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::fs::File::from(std::os::fd::OwnedFd::from_raw_fd(fds[1])),
+        )
+    }
+}
+
 /// A finished process.
 #[derive(Debug)]
 pub struct Done {
