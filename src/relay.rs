@@ -11,8 +11,8 @@
 //! connection that never sends a ClientHello), so they have their own limit, and making room
 //! always drops the oldest of them, never the client that just arrived.
 //!
-//! Timers (handshake, `-i`, `--stall-timeout`, linger) are checked whenever the run queue is empty, before the
-//! loop sleeps; the sleep lasts until the earliest of them.
+//! Timers (handshake, `-i`, `--stall-timeout`, linger) are checked whenever the run queue is
+//! empty, before the loop sleeps; the sleep lasts until the earliest of them.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
