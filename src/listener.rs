@@ -72,7 +72,6 @@ pub fn run(s: &Listen) -> Result<()> {
     hub.listen(Listening {
         sock,
         keep_open: s.keep_open,
-        session_wait: s.common.wait.filter(|_| !s.keep_open),
         max_conns: s.max_conns,
         max_handshakes: s.max_handshakes,
         accept: &accept,

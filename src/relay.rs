@@ -11,8 +11,8 @@
 //! connection that never sends a ClientHello), so they have their own limit, and making room
 //! always drops the oldest of them, never the client that just arrived.
 //!
-//! Timers (handshake, `-i`, `--stall-timeout`, linger) are checked whenever the run queue is empty, before the
-//! loop sleeps; the sleep lasts until the earliest of them.
+//! Timers (handshake, `-i`, `--stall-timeout`, linger) are checked whenever the run queue is
+//! empty, before the loop sleeps; the sleep lasts until the earliest of them.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
@@ -30,7 +30,7 @@ use slab::Slab;
 
 use crate::error::{classify, io_phrase, Class};
 use crate::exec::Child;
-use crate::peer::{Options, Peer, Shared, Turn};
+use crate::peer::{Options, Peer, Shared, Timer, Turn};
 use crate::report;
 use crate::stdio::{Broadcast, Sink, Source};
 
@@ -52,8 +52,6 @@ pub struct Listening<'a> {
     /// `-k`: go on accepting; otherwise the first connection to complete its handshake is
     /// the only one (the session), and those that fail before are logged and forgotten.
     pub keep_open: bool,
-    /// Without `-k`, `-w`: the session must begin within this of the first connection.
-    pub session_wait: Option<Duration>,
     /// `--max-conns`: at most this many connections at once.
     pub max_conns: usize,
     /// `--max-handshakes`: at most this many of them still in their handshake.
@@ -74,8 +72,6 @@ pub struct Hub<'a> {
     /// Without `-k`: no connection has completed its handshake yet (the session is still to
     /// come), so a failing one only costs itself.
     waiting: bool,
-    /// When the session must have begun (`-w`, from the first connection).
-    session_deadline: Option<Instant>,
     /// Connections still in their handshake, oldest first: serial → key.
     handshaking: BTreeMap<u64, usize>,
     /// The serial number of the next connection.
@@ -121,7 +117,6 @@ impl<'a> Hub<'a> {
             accept_paused: None,
             accept_failing: false,
             waiting: false,
-            session_deadline: None,
             handshaking: BTreeMap::new(),
             serial: 0,
             _waker: waker,
@@ -316,7 +311,6 @@ impl<'a> Hub<'a> {
             );
         }
         self.waiting = false;
-        self.session_deadline = None;
     }
 
     /// A connection is over: log or keep its outcome; its child, if any, is reaped later. The
@@ -350,29 +344,23 @@ impl<'a> Hub<'a> {
     fn timers(&mut self) -> Option<Duration> {
         let now = Instant::now();
         let opts = &self.opts;
-        let expired: Vec<(usize, Result<()>)> = self
+        let expired: Vec<(usize, Timer, Result<()>)> = self
             .peers
             .iter_mut()
             .filter_map(|(k, p)| match p.deadline(opts) {
-                Some((at, timer)) if now >= at => p.expire(timer, opts).map(|r| (k, r)),
+                Some((at, timer)) if now >= at => p.expire(timer, opts).map(|r| (k, timer, r)),
                 _ => None,
             })
             .collect();
-        for (key, outcome) in expired {
+        for (key, timer, outcome) in expired {
+            if self.waiting && timer == Timer::Handshake("-w") {
+                // Without -k, -w is the user's own limit: a client still in its handshake
+                // then ends the run (exit 7), where --handshake-timeout only drops it.
+                self.waiting = false;
+                self.remove(key, outcome);
+                return None;
+            }
             self.remove(key, outcome);
-        }
-        if self.session_deadline.is_some_and(|at| now >= at) {
-            let wait = self
-                .listening
-                .as_ref()
-                .and_then(|l| l.session_wait)
-                .unwrap_or_default();
-            self.outcome = Some(Err(Class::Timeout.err(format!(
-                "timed out: no client completed the TLS handshake within {}s of the first \
-                 connection (-w)",
-                wait.as_secs_f64()
-            ))));
-            return None;
         }
         if let Some(at) = self.accept_paused {
             if now >= at {
@@ -385,7 +373,6 @@ impl<'a> Hub<'a> {
             .iter()
             .filter_map(|(_, p)| p.deadline(&self.opts).map(|(at, _)| at))
             .chain(self.accept_paused)
-            .chain(self.session_deadline)
             .min();
         next.map(|at| at.saturating_duration_since(now))
     }
@@ -396,7 +383,6 @@ impl<'a> Hub<'a> {
                 return;
             };
             let (max_conns, max_handshakes) = (listening.max_conns, listening.max_handshakes);
-            let session_wait = listening.session_wait;
             let (sock, addr) = match listening.sock.accept() {
                 Ok(pair) => pair,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -446,9 +432,6 @@ impl<'a> Hub<'a> {
                 continue;
             }
             report::verbose(format_args!("connection from {addr}"));
-            if self.waiting && self.session_deadline.is_none() {
-                self.session_deadline = session_wait.map(|w| Instant::now() + w);
-            }
             let Some(listening) = self.listening.as_ref() else {
                 return;
             };
