@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use util::pki::{s, KeyType, Pki, VALID};
-use util::{assert_same, connect, pipe, random_bytes, stls, Done, Input, Listener, Proc};
+use util::{assert_same, connect, pipe, random_bytes, read_all, stls, Done, Input, Listener, Proc};
 
 /// `stls connect` to a listener, pinned to its fingerprint, as a running process.
 fn client(l: &Listener, extra: &[&str], input: Input) -> Proc {
@@ -27,15 +27,6 @@ fn lines(out: &[u8]) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-/// Read from a raw socket until EOF or error; what arrived.
-fn read_all(sock: &mut TcpStream) -> Vec<u8> {
-    sock.set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut got = Vec::new();
-    let _ = sock.read_to_end(&mut got);
-    got
 }
 
 #[test]

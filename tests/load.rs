@@ -4,12 +4,12 @@
 
 mod util;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
-use util::{assert_same, pipe, random_bytes, stls, Input, Listener, Proc};
+use util::{assert_same, pipe, random_bytes, read_all, stls, Input, Listener, Proc};
 
 /// `stls connect` to a listener, pinned to its fingerprint, as a running process.
 fn client(l: &Listener, extra: &[&str], input: Input) -> Proc {
@@ -87,15 +87,6 @@ fn raise_fd_limit() -> u64 {
         libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         limit.rlim_cur
     }
-}
-
-/// Read from a raw socket until EOF or error; what arrived.
-fn read_all(sock: &mut TcpStream) -> Vec<u8> {
-    sock.set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut got = Vec::new();
-    let _ = sock.read_to_end(&mut got);
-    got
 }
 
 #[test]

@@ -472,6 +472,14 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// Read from a raw socket until EOF or error (30 s at most); what arrived.
+pub fn read_all(sock: &mut std::net::TcpStream) -> Vec<u8> {
+    let _ = sock.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut got = Vec::new();
+    let _ = sock.read_to_end(&mut got);
+    got
+}
+
 /// Whether a program is on PATH; tests that need an absent one print a skip line.
 pub fn have(program: &str) -> bool {
     let found = Command::new("sh")
