@@ -1,7 +1,7 @@
 //! `stls cert`: the files it writes load in stls and verify with openssl, keys are private,
 //! nothing is overwritten without --force.
 
-mod util;
+use crate::util;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! TLS controls: client certificates (required, optional, missing, untrusted, expired),
 //! versions and cipher suites as the peer sees them, ALPN agreement and mismatch, key logs.
 
-mod util;
+use crate::util;
 
 use std::process::Command;
 

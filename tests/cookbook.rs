@@ -2,7 +2,7 @@
 //! (the test fails if the README changes without it) and run by `sh` with local servers in
 //! place of the hosts the README names.
 
-mod util;
+use crate::util;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};

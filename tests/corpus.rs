@@ -5,7 +5,7 @@
 //! Expired, not-yet-valid, wrong-name and impostor-CA cases are in verify.rs; expired client
 //! certificates in controls.rs.
 
-mod util;
+use crate::util;
 
 use std::path::Path;
 use std::process::Command;

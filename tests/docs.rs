@@ -1,7 +1,7 @@
 //! The documentation cannot drift from the program: every long option that `--help` lists
 //! appears in the man page and the README, and so does every exit status.
 
-mod util;
+use crate::util;
 
 use util::{have, run, Input};
 

@@ -2,7 +2,7 @@
 //! never a clean end for the peer) whenever our side fails or is stopped, and each of the ways
 //! an adversarial review once got a 0 out of a lost transfer.
 
-mod util;
+use crate::util;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

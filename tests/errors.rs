@@ -2,7 +2,7 @@
 //! panic: 1 other (files), 2 usage, 3 network, 4 handshake, 5 certificate (tests/verify.rs),
 //! 6 truncation (tests/stream.rs), 7 timeout.
 
-mod util;
+use crate::util;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -1,7 +1,7 @@
 //! Faults beyond the ones in stream.rs and errors.rs: hostile record sizes, a stalled stdout
 //! under a fast sender (memory stays bounded), a silent server.
 
-mod util;
+use crate::util;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

@@ -3,7 +3,7 @@
 //! written as URLs or with port 0, international names, --san values, --pin values and
 //! contradictory trust flags.
 
-mod util;
+use crate::util;
 
 use std::path::Path;
 

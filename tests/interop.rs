@@ -2,7 +2,7 @@
 //! `openssl s_client`, TLS 1.2 and 1.3, ECDSA P-256 and RSA-2048 certificates, data each way
 //! checked byte for byte. Skipped, with a message, where openssl is not installed.
 
-mod util;
+use crate::util;
 
 use std::process::Command;
 

@@ -1,7 +1,7 @@
 //! `listen -k` and friends: many clients on one listener, `-e`/`-c` per connection,
 //! `--max-conns`, handshake timeouts, hostile clients, signals, IPv6.
 
-mod util;
+use crate::util;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};

@@ -2,7 +2,7 @@
 //! commands that exit early, running out of descriptors. What is checked is what a user
 //! sees: the good client's bytes and exit status, the listener's log lines, /proc.
 
-mod util;
+use crate::util;
 
 use std::io::Write;
 use std::net::TcpStream;

@@ -6,7 +6,7 @@
 //! Each test runs its whole row and then reports every cell, so one failure does not hide
 //! the others. A peer that is not installed prints a SKIP line.
 
-mod util;
+use crate::util;
 
 use std::io::Write;
 use std::process::Command;

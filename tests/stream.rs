@@ -1,7 +1,7 @@
 //! Bytes through: stls ↔ stls in both directions, half-close, every kind of stdin, a closed
 //! stdout, and the ways a peer can end the stream (close_notify, truncation, reset).
 
-mod util;
+use crate::util;
 
 use std::io::{Read, Write};
 use std::net::Shutdown;

@@ -1,7 +1,7 @@
 //! Trust: the server is verified by default; --cacert, --pin and --insecure change how; every
 //! rejection exits 5 with a message that names the problem, and nothing reaches stdout.
 
-mod util;
+use crate::util;
 
 use util::pki::{s, Ca, KeyType, Pki, EXPIRED, NOT_YET, VALID};
 use util::{connect, Input, Listener};

@@ -2,8 +2,6 @@
 //! with a generous safety limit (a hang fails the test; no test asserts a duration), and make
 //! a throwaway PKI.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;

@@ -159,10 +159,6 @@ impl Pki {
         );
         Pki { dir, ca, server }
     }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
 }
 
 pub fn s(path: &Path) -> &str {

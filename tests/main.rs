@@ -1,0 +1,22 @@
+//! The integration tests, as one binary (one link, one run): a module per area, each driving
+//! the real stls binary; `util` is the harness they share. `peers.rs`, outside it, lists the
+//! test peers that are missing.
+
+mod util;
+
+mod certgen;
+mod controls;
+mod cookbook;
+mod corpus;
+mod docs;
+mod ending;
+mod errors;
+mod faults;
+mod fuzz;
+mod input;
+mod interop;
+mod listen;
+mod load;
+mod matrix;
+mod stream;
+mod verify;
