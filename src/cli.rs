@@ -1,5 +1,7 @@
 //! The command line as the user typed it: plain clap structs, no validation beyond syntax.
 //! `settings` turns these into a resolved configuration.
+// The doc comments are --help text, where `[ADDR:]PORT` is the usual notation, not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -19,7 +19,7 @@ use crate::report;
 /// What to run for each connection.
 #[derive(Clone, Debug)]
 pub struct Program {
-    /// argv, with argv[0] the program.
+    /// argv, with `argv[0]` the program.
     argv: Vec<String>,
     /// How messages name it: the command as the user typed it.
     pub text: String,
