@@ -18,7 +18,7 @@ use crate::files::read_file;
 use crate::identity::{fingerprint_text, sha256};
 use crate::names::parse_san;
 
-pub fn run(kind: &CertKind) -> Result<()> {
+pub(crate) fn run(kind: &CertKind) -> Result<()> {
     let (args, stem) = match kind {
         CertKind::Ca(a) => (a, "ca"),
         CertKind::Server(a) => (a, "server"),

@@ -23,13 +23,13 @@ const VERSION: &str = concat!(
 /// 130/143 SIGINT/SIGTERM.
 #[derive(Debug, Parser)]
 #[command(name = "stls", version = VERSION, propagate_version = true)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Connect to HOST:PORT over TLS and relay stdin/stdout through the connection.
     #[command(after_help = CONNECT_EXAMPLES)]
     Connect(ConnectArgs),
@@ -48,7 +48,7 @@ pub enum Command {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Shell {
+pub(crate) enum Shell {
     Bash,
     Zsh,
     Fish,
@@ -67,7 +67,7 @@ Examples:
   stls cert client --ca pki --name alice --out pki";
 
 #[derive(Debug, Subcommand)]
-pub enum CertKind {
+pub(crate) enum CertKind {
     /// A CA certificate and key: DIR/ca.pem, DIR/ca.key.
     Ca(CertArgs),
     /// A server certificate and key (DIR/server.pem, DIR/server.key), signed by --ca or
@@ -79,7 +79,7 @@ pub enum CertKind {
 }
 
 #[derive(Debug, Args)]
-pub struct CertArgs {
+pub(crate) struct CertArgs {
     /// The directory to write to (created if missing).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -112,7 +112,7 @@ pub struct CertArgs {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum KeyType {
+pub(crate) enum KeyType {
     P256,
     P384,
     Ed25519,
@@ -132,7 +132,7 @@ Examples:
   stls listen 0.0.0.0:8443 --cert server.pem --key server.key < reply.txt > request.txt";
 
 #[derive(Debug, Args)]
-pub struct ConnectArgs {
+pub(crate) struct ConnectArgs {
     /// Where to connect: HOST:PORT, [IPv6]:PORT, or HOST followed by PORT.
     #[arg(value_name = "HOST:PORT")]
     pub target: String,
@@ -169,7 +169,7 @@ pub struct ConnectArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ListenArgs {
+pub(crate) struct ListenArgs {
     /// Where to listen: PORT (all interfaces), ADDR:PORT or [IPv6]:PORT; port 0 picks a free port.
     #[arg(value_name = "[ADDR:]PORT")]
     pub addr: String,
@@ -216,7 +216,7 @@ pub struct ListenArgs {
 
 /// Options both subcommands take.
 #[derive(Debug, Args)]
-pub struct CommonArgs {
+pub(crate) struct CommonArgs {
     /// PEM certificate chain to present, leaf first (listen: replaces the ephemeral certificate).
     #[arg(long, value_name = "FILE")]
     pub cert: Option<PathBuf>,
@@ -312,7 +312,7 @@ pub struct CommonArgs {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
-pub enum TlsVersion {
+pub(crate) enum TlsVersion {
     #[value(name = "1.2")]
     Tls12,
     #[value(name = "1.3")]

@@ -14,7 +14,7 @@ use crate::report;
 use crate::settings::Connect;
 use crate::trust::{describe_tls_error, Seen};
 
-pub fn run(s: &Connect) -> Result<()> {
+pub(crate) fn run(s: &Connect) -> Result<()> {
     let deadline = s.common.wait.map(|w| Instant::now() + w);
     let addrs = net::resolve(&s.target, s.common.family)?;
     let sock = net::connect(&s.target, &addrs, deadline)?;

@@ -15,7 +15,7 @@ use mio::net::TcpStream;
 
 /// How the peer ended its side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PeerEnd {
+pub(crate) enum PeerEnd {
     /// close_notify: everything it sent arrived.
     CloseNotify,
     /// TCP EOF without close_notify: the stream may be truncated.
@@ -24,14 +24,14 @@ pub enum PeerEnd {
 
 /// Why the connection failed.
 #[derive(Debug)]
-pub enum ConnError {
+pub(crate) enum ConnError {
     Tls(rustls::Error),
     Io(io::Error),
 }
 
 /// What watching for the peer's TCP close found.
 #[derive(Debug)]
-pub enum PeerClose {
+pub(crate) enum PeerClose {
     /// Not yet.
     Pending,
     /// The peer closed its side in order (FIN).
@@ -40,7 +40,7 @@ pub enum PeerClose {
     Reset(io::Error),
 }
 
-pub struct Conn {
+pub(crate) struct Conn {
     pub sock: TcpStream,
     pub tls: rustls::Connection,
     readable: bool,
@@ -54,7 +54,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(sock: TcpStream, tls: rustls::Connection) -> Conn {
+    pub(crate) fn new(sock: TcpStream, tls: rustls::Connection) -> Conn {
         Conn {
             sock,
             tls,
@@ -67,7 +67,7 @@ impl Conn {
         }
     }
 
-    pub fn on_event(&mut self, event: &Event) {
+    pub(crate) fn on_event(&mut self, event: &Event) {
         if event.is_readable() || event.is_read_closed() || event.is_error() {
             self.readable = true;
         }
@@ -76,33 +76,33 @@ impl Conn {
         }
     }
 
-    pub fn handshaking(&self) -> bool {
+    pub(crate) fn handshaking(&self) -> bool {
         self.tls.is_handshaking()
     }
 
     /// Whether the peer ended the TCP stream (with or without close_notify).
-    pub fn tcp_eof(&self) -> bool {
+    pub(crate) fn tcp_eof(&self) -> bool {
         self.tcp_eof
     }
 
     /// Encrypt as much of `data` as rustls's send buffer takes; returns how much.
-    pub fn send(&mut self, data: &[u8]) -> usize {
+    pub(crate) fn send(&mut self, data: &[u8]) -> usize {
         // rustls's writer only fails after the connection is closed; treat that as full.
         self.tls.writer().write(data).unwrap_or(0)
     }
 
     /// Queue close_notify: our direction is complete.
-    pub fn send_close_notify(&mut self) {
+    pub(crate) fn send_close_notify(&mut self) {
         self.tls.send_close_notify();
     }
 
     /// Whether TLS records are still waiting for the socket.
-    pub fn wants_write(&self) -> bool {
+    pub(crate) fn wants_write(&self) -> bool {
         self.tls.wants_write()
     }
 
     /// Write queued TLS records while the socket takes them; true if anything moved.
-    pub fn flush(&mut self) -> Result<bool, ConnError> {
+    pub(crate) fn flush(&mut self) -> Result<bool, ConnError> {
         let mut moved = false;
         while self.writable && self.tls.wants_write() {
             match self.tls.write_tls(&mut self.sock) {
@@ -117,7 +117,7 @@ impl Conn {
 
     /// Read and decrypt from the socket until plaintext is ready or the socket is drained;
     /// true if anything moved.
-    pub fn fill(&mut self) -> Result<bool, ConnError> {
+    pub(crate) fn fill(&mut self) -> Result<bool, ConnError> {
         let mut moved = false;
         while self.readable && !self.tcp_eof && self.peer_end.is_none() && self.tls.wants_read() {
             match self.tls.read_tls(&mut self.sock) {
@@ -143,7 +143,7 @@ impl Conn {
 
     /// After a socket error: read what the kernel still holds (data queued before a reset is
     /// still readable), in case it is a TLS alert that explains the failure.
-    pub fn salvage(&mut self) -> Option<rustls::Error> {
+    pub(crate) fn salvage(&mut self) -> Option<rustls::Error> {
         self.readable = true;
         match self.fill() {
             Err(ConnError::Tls(e)) => Some(e),
@@ -154,7 +154,7 @@ impl Conn {
     /// Offer the decrypted bytes that are ready to `sink`, which returns how many it took.
     /// Returns that count; 0 also when nothing is ready, and when the peer's end of stream is
     /// reached (recorded in `peer_end`; all plaintext has been taken by then).
-    pub fn deliver(&mut self, sink: impl FnOnce(&[u8]) -> usize) -> usize {
+    pub(crate) fn deliver(&mut self, sink: impl FnOnce(&[u8]) -> usize) -> usize {
         if self.peer_end.is_some() {
             return 0;
         }
@@ -178,14 +178,8 @@ impl Conn {
         }
     }
 
-    /// Whether decrypted bytes are waiting for our end to take them.
-    pub fn plaintext_waiting(&mut self) -> bool {
-        self.peer_end.is_none()
-            && matches!(self.tls.reader().fill_buf(), Ok(data) if !data.is_empty())
-    }
-
     /// Send TCP FIN once: everything we will ever send is on the wire.
-    pub fn shutdown_write(&mut self) {
+    pub(crate) fn shutdown_write(&mut self) {
         if !self.write_shut {
             self.write_shut = true;
             let _ = self.sock.shutdown(Shutdown::Write);
@@ -194,7 +188,7 @@ impl Conn {
 
     /// After both close_notifies: read what is left of the TCP stream (nothing meaningful can
     /// come after close_notify, so it is discarded) until the peer closes or resets.
-    pub fn watch_close(&mut self, scratch: &mut [u8]) -> PeerClose {
+    pub(crate) fn watch_close(&mut self, scratch: &mut [u8]) -> PeerClose {
         if self.tcp_eof {
             return PeerClose::Closed;
         }
@@ -216,7 +210,7 @@ impl Conn {
     /// Make the coming close abortive: the peer gets a TCP reset instead of FIN, so it
     /// cannot mistake the end for a complete stream. After a fatal alert there is no such
     /// risk, and a reset could overtake the alert and hide its reason: FIN then.
-    pub fn abort(&mut self) {
+    pub(crate) fn abort(&mut self) {
         if !self.alerted {
             let _ = socket2::SockRef::from(&self.sock).set_linger(Some(Duration::ZERO));
         }

@@ -9,7 +9,7 @@ use std::io;
 
 /// What kind of failure ended the run; each has its own exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Class {
+pub(crate) enum Class {
     /// Bad file, bad PEM, I/O on stdin/stdout: exit 1.
     Other,
     /// Bad flags or arguments: exit 2.
@@ -32,7 +32,7 @@ pub enum Class {
 }
 
 impl Class {
-    pub fn exit_code(self) -> u8 {
+    pub(crate) fn exit_code(self) -> u8 {
         match self {
             Class::Other => 1,
             Class::Usage => 2,
@@ -47,7 +47,7 @@ impl Class {
     }
 
     /// Wrap a message as an error of this class.
-    pub fn err(self, msg: impl Into<String>) -> anyhow::Error {
+    pub(crate) fn err(self, msg: impl Into<String>) -> anyhow::Error {
         anyhow::Error::new(Fail {
             class: self,
             msg: msg.into(),
@@ -57,7 +57,7 @@ impl Class {
 
 /// An error whose class decides the exit status.
 #[derive(Debug)]
-pub struct Fail {
+pub(crate) struct Fail {
     pub class: Class,
     pub msg: String,
 }
@@ -71,14 +71,14 @@ impl fmt::Display for Fail {
 impl std::error::Error for Fail {}
 
 /// The class of an error: the outermost [`Fail`] in its chain, else "other".
-pub fn classify(err: &anyhow::Error) -> Class {
+pub(crate) fn classify(err: &anyhow::Error) -> Class {
     err.chain()
         .find_map(|cause| cause.downcast_ref::<Fail>().map(|f| f.class))
         .unwrap_or(Class::Other)
 }
 
 /// An I/O error as a short lower-case phrase, without Rust's "(os error N)" suffix.
-pub fn io_phrase(err: &io::Error) -> String {
+pub(crate) fn io_phrase(err: &io::Error) -> String {
     let text = err.to_string();
     let text = match text.find(" (os error") {
         Some(i) => &text[..i],
@@ -92,7 +92,7 @@ pub fn io_phrase(err: &io::Error) -> String {
 }
 
 /// The class of an I/O error on a socket.
-pub fn socket_class(err: &io::Error) -> Class {
+pub(crate) fn socket_class(err: &io::Error) -> Class {
     if err.kind() == io::ErrorKind::TimedOut {
         Class::Timeout
     } else {

@@ -18,7 +18,7 @@ use crate::report;
 
 /// What to run for each connection.
 #[derive(Clone, Debug)]
-pub struct Program {
+pub(crate) struct Program {
     /// argv, with `argv[0]` the program.
     argv: Vec<String>,
     /// How messages name it: the command as the user typed it.
@@ -30,7 +30,7 @@ pub struct Program {
 
 impl Program {
     /// `-e CMD`: split into words like a shell would (quotes allowed), but run without one.
-    pub fn exec(text: &str) -> Result<Program> {
+    pub(crate) fn exec(text: &str) -> Result<Program> {
         let argv = shlex::split(text)
             .filter(|argv| !argv.is_empty())
             .ok_or_else(|| {
@@ -53,7 +53,7 @@ impl Program {
     }
 
     /// `-c CMD`: run by `/bin/sh -c`.
-    pub fn shell(text: &str) -> Program {
+    pub(crate) fn shell(text: &str) -> Program {
         Program {
             argv: vec!["/bin/sh".into(), "-c".into(), text.into()],
             text: text.to_string(),
@@ -62,12 +62,12 @@ impl Program {
     }
 
     /// Start the program with this descriptor limit (the one stls itself started with).
-    pub fn with_nofile(self, nofile: Option<libc::rlimit>) -> Program {
+    pub(crate) fn with_nofile(self, nofile: Option<libc::rlimit>) -> Program {
         Program { nofile, ..self }
     }
 
     /// Start the program for a connection from `peer`.
-    pub fn spawn(&self, peer: Option<SocketAddr>) -> Result<Child> {
+    pub(crate) fn spawn(&self, peer: Option<SocketAddr>) -> Result<Child> {
         let mut cmd = Command::new(&self.argv[0]);
         cmd.args(&self.argv[1..])
             .stdin(Stdio::piped())
@@ -142,7 +142,7 @@ fn on_path(name: &str) -> bool {
 }
 
 /// A running child and our ends of its pipes; a pipe is `None` once closed.
-pub struct Child {
+pub(crate) struct Child {
     pub proc: std::process::Child,
     /// How it exited, once it has (it is reaped from the event loop, on SIGCHLD).
     status: Option<ExitStatus>,
@@ -154,7 +154,7 @@ pub struct Child {
 }
 
 /// The result of offering bytes to the child's stdin.
-pub enum Fed {
+pub(crate) enum Fed {
     /// This many were taken (0: the pipe is full for now).
     Took(usize),
     /// The child no longer reads its stdin: the bytes are to be discarded.
@@ -163,7 +163,7 @@ pub enum Fed {
 
 impl Child {
     /// Write as much of `data` as the pipe takes.
-    pub fn feed(&mut self, data: &[u8]) -> Fed {
+    pub(crate) fn feed(&mut self, data: &[u8]) -> Fed {
         let Some(pipe) = self.stdin.as_mut() else {
             return Fed::Closed;
         };
@@ -188,7 +188,7 @@ impl Child {
     }
 
     /// Read what the child wrote: `Some(0)` at its EOF, `None` if nothing is ready.
-    pub fn drain(&mut self, buf: &mut [u8]) -> Option<usize> {
+    pub(crate) fn drain(&mut self, buf: &mut [u8]) -> Option<usize> {
         let pipe = self.stdout.as_mut()?;
         if !self.stdout_ready {
             return None;
@@ -207,18 +207,18 @@ impl Child {
     }
 
     /// Give the child EOF on its stdin.
-    pub fn close_stdin(&mut self) {
+    pub(crate) fn close_stdin(&mut self) {
         self.stdin = None;
     }
 
     /// Close both pipes: the child sees EOF on stdin and SIGPIPE on its next write.
-    pub fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         self.stdin = None;
         self.stdout = None;
     }
 
     /// How the child exited, reaping it if it just has; `None` while it runs.
-    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+    pub(crate) fn exit_status(&mut self) -> Option<ExitStatus> {
         if self.status.is_none() {
             self.status = self.proc.try_wait().ok().flatten();
         }
@@ -227,7 +227,7 @@ impl Child {
 
     /// Reap the child if it has exited; true once it has (or cannot be waited for). A
     /// failure is reported under `-v`.
-    pub fn reaped(&mut self, label: &str) -> bool {
+    pub(crate) fn reaped(&mut self, label: &str) -> bool {
         if self.status.is_some() {
             return true;
         }
@@ -246,7 +246,7 @@ impl Child {
 }
 
 /// "exited with status 3", "was killed by signal 9".
-pub fn describe_status(status: ExitStatus) -> String {
+pub(crate) fn describe_status(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exited with status {code}"),

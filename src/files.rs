@@ -15,13 +15,13 @@ use anyhow::{anyhow, Result};
 use crate::error::io_phrase;
 
 /// The most a file option may hold: 1 MiB, several times the whole Mozilla root bundle.
-pub const MAX_SIZE: u64 = 1024 * 1024;
+pub(crate) const MAX_SIZE: u64 = 1024 * 1024;
 
 /// The cap as people write it, for messages and docs.
-pub const MAX_SIZE_TEXT: &str = "1 MiB";
+pub(crate) const MAX_SIZE_TEXT: &str = "1 MiB";
 
 /// Read a whole file or pipe of at most [`MAX_SIZE`] bytes, naming it in every error.
-pub fn read_file(path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
     let name = path.display();
     let fail = |e: std::io::Error| anyhow!("{name}: {}", io_phrase(&e));
     // Opening a named pipe waits for its writer, as `cat` would; opening a device does not

@@ -14,7 +14,7 @@ use crate::files::read_file;
 use crate::report::escape;
 
 /// Every certificate in a PEM file, in order; an error if there is none.
-pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+pub(crate) fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     certs_from_pem(&read_file(path)?, &path.display().to_string())
 }
 
@@ -65,7 +65,7 @@ fn holds_cert(pem: &[u8]) -> bool {
 
 /// Load `--cert` and `--key` (the key may sit in the certificate file) and check they belong
 /// together. Each file is read once, so either may be a pipe.
-pub fn load_identity(
+pub(crate) fn load_identity(
     cert: &Path,
     key: Option<&Path>,
     provider: &CryptoProvider,
@@ -116,7 +116,7 @@ pub fn load_identity(
 
 /// A fresh self-signed ECDSA P-256 certificate for localhost, 127.0.0.1, ::1 and this host's
 /// name. Its key never touches the disk.
-pub fn ephemeral(provider: &CryptoProvider) -> Result<Arc<CertifiedKey>> {
+pub(crate) fn ephemeral(provider: &CryptoProvider) -> Result<Arc<CertifiedKey>> {
     let mut names = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),
@@ -165,7 +165,7 @@ fn hostname() -> Option<String> {
 }
 
 /// The SHA-256 digest of a DER certificate.
-pub fn sha256(der: &[u8]) -> [u8; 32] {
+pub(crate) fn sha256(der: &[u8]) -> [u8; 32] {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
     let mut out = [0u8; 32];
     out.copy_from_slice(digest.as_ref());

@@ -11,24 +11,33 @@
 //!   rules; `conn`: TLS over a socket; `stdio`: stdin/stdout; `exec`: a child per connection.
 //! - `error`: failure classes and exit statuses; `report`: what goes to stderr.
 
-pub mod certgen;
-pub mod cli;
-pub mod client;
-pub mod conn;
-pub mod error;
-pub mod exec;
-pub mod files;
-pub mod identity;
-pub mod listener;
-pub mod names;
-pub mod net;
-pub mod peer;
-pub mod relay;
-pub mod report;
-pub mod settings;
-pub mod stdio;
-pub mod tls;
-pub mod trust;
+mod certgen;
+mod cli;
+mod client;
+mod conn;
+mod error;
+mod exec;
+mod files;
+mod identity;
+mod listener;
+mod names;
+mod net;
+mod peer;
+mod relay;
+mod report;
+mod settings;
+mod stdio;
+mod tls;
+mod trust;
+
+// What the fuzz targets (fuzz/) and the tests call: the parsers of what users type or name,
+// and the escaping of what peers send. Everything else is private to the crate.
+pub use certgen::key_pem;
+pub use identity::{certs_from_pem, fingerprint_text, key_from_pem, parse_fingerprint};
+pub use names::{host_to_ascii, parse_san, San};
+pub use net::{parse_listen, parse_target, HostPort};
+pub use report::{escape, is_invisible};
+pub use tls::provider;
 
 use std::process::ExitCode;
 

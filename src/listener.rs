@@ -18,7 +18,7 @@ use crate::report;
 use crate::settings::Listen;
 use crate::trust::{describe_tls_error, Seen};
 
-pub fn run(s: &Listen) -> Result<()> {
+pub(crate) fn run(s: &Listen) -> Result<()> {
     let sock = net::bind(s.host.as_deref(), s.port, s.common.family)?;
     let local = sock.local_addr()?;
     let nofile = raise_fd_limit();

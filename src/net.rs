@@ -13,7 +13,7 @@ use crate::error::{io_phrase, socket_class, Class};
 
 /// Which address families to use (`-4`, `-6`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Family {
+pub(crate) enum Family {
     Any,
     V4,
     V6,
@@ -166,7 +166,7 @@ pub fn parse_listen(spec: &str) -> Result<(Option<String>, u16), String> {
 }
 
 /// Resolve a host to the addresses of the wanted family.
-pub fn resolve(hp: &HostPort, family: Family) -> Result<Vec<SocketAddr>> {
+pub(crate) fn resolve(hp: &HostPort, family: Family) -> Result<Vec<SocketAddr>> {
     let addrs: Vec<SocketAddr> = (hp.host.as_str(), hp.port)
         .to_socket_addrs()
         .map_err(|e| Class::Network.err(format!("cannot resolve {}: {}", hp.host, io_phrase(&e))))?
@@ -184,10 +184,10 @@ pub fn resolve(hp: &HostPort, family: Family) -> Result<Vec<SocketAddr>> {
 }
 
 /// How long `connect` waits for one address to answer when `-w` sets no limit.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connect to the first address that answers, trying each in turn before `deadline`.
-pub fn connect(
+pub(crate) fn connect(
     hp: &HostPort,
     addrs: &[SocketAddr],
     deadline: Option<Instant>,
@@ -266,7 +266,7 @@ pub fn connect(
 }
 
 /// Bind a listening socket. No host: all interfaces, IPv6 and IPv4 together unless `-4`/`-6`.
-pub fn bind(host: Option<&str>, port: u16, family: Family) -> Result<TcpListener> {
+pub(crate) fn bind(host: Option<&str>, port: u16, family: Family) -> Result<TcpListener> {
     let candidates: Vec<(SocketAddr, bool)> = match host {
         None => match family {
             Family::Any => vec![
@@ -331,11 +331,6 @@ fn bind_one(addr: SocketAddr, v6_only: bool) -> std::io::Result<TcpListener> {
     socket.listen(1024)?;
     socket.set_nonblocking(true)?;
     Ok(TcpListener::from_std(socket.into()))
-}
-
-/// Time left until `deadline`, or `None` for no deadline; zero when it has passed.
-pub fn time_left(deadline: Option<Instant>) -> Option<Duration> {
-    deadline.map(|d| d.saturating_duration_since(Instant::now()))
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ use crate::stdio::{Broadcast, Chunk, Next, Sink};
 const LINGER: Duration = Duration::from_secs(2);
 
 /// What the connections of one run share.
-pub struct Options<'a> {
+pub(crate) struct Options<'a> {
     /// Turn a rustls error on the connection named by the second argument into the error to
     /// report; the third says whether the handshake was done. Called right after the failing
     /// call, so a verifier's record of the chain it was shown is still this connection's.
@@ -71,7 +71,7 @@ pub struct Options<'a> {
 }
 
 /// What a connection's turn may use besides itself.
-pub struct Shared<'s, 'a> {
+pub(crate) struct Shared<'s, 'a> {
     pub opts: &'s Options<'a>,
     pub stdin: Option<&'s mut Broadcast>,
     pub stdout: Option<&'s mut Sink>,
@@ -83,7 +83,7 @@ pub struct Shared<'s, 'a> {
 }
 
 /// What a turn achieved.
-pub enum Turn {
+pub(crate) enum Turn {
     /// Bytes moved or state changed: give it another turn.
     Moved,
     /// Nothing can move until an event arrives.
@@ -128,7 +128,7 @@ enum Inbound {
 
 /// What a timer that fires means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Timer {
+pub(crate) enum Timer {
     /// The handshake took too long; which option set the limit.
     Handshake(&'static str),
     /// `-i`: the peer was silent.
@@ -157,7 +157,7 @@ enum End {
     },
 }
 
-pub struct Peer {
+pub(crate) struct Peer {
     pub conn: Conn,
     /// How messages name the peer: "example.com:443", "client 192.0.2.1:50000".
     pub label: String,
@@ -195,7 +195,7 @@ pub struct Peer {
 }
 
 impl Peer {
-    pub fn new(
+    pub(crate) fn new(
         conn: Conn,
         label: String,
         addr: Option<SocketAddr>,
@@ -235,7 +235,7 @@ impl Peer {
     }
 
     /// Register the socket under tokens starting at `base`.
-    pub fn register(&mut self, registry: &Registry, base: usize) -> io::Result<()> {
+    pub(crate) fn register(&mut self, registry: &Registry, base: usize) -> io::Result<()> {
         self.token = base;
         registry.register(
             &mut self.conn.sock,
@@ -245,7 +245,7 @@ impl Peer {
     }
 
     /// An event for token `base + which`.
-    pub fn on_event(&mut self, which: usize, event: &mio::event::Event) {
+    pub(crate) fn on_event(&mut self, which: usize, event: &mio::event::Event) {
         match (which, &mut self.end) {
             (0, _) => self.conn.on_event(event),
             (
@@ -265,7 +265,7 @@ impl Peer {
     }
 
     /// Where this connection is in stdin, while it still sends stdin.
-    pub fn stdin_position(&self) -> Option<u64> {
+    pub(crate) fn stdin_position(&self) -> Option<u64> {
         match self.end {
             End::Stdio { next, .. }
                 if self.phase == Phase::Open && self.outbound == Outbound::Sending =>
@@ -277,17 +277,17 @@ impl Peer {
     }
 
     /// Whether the TLS handshake is still under way.
-    pub fn handshaking(&self) -> bool {
+    pub(crate) fn handshaking(&self) -> bool {
         self.phase == Phase::Handshake
     }
 
     /// Whether the connection ended well and only waits for the peer's TCP close.
-    pub fn closing(&self) -> bool {
+    pub(crate) fn closing(&self) -> bool {
         matches!(self.phase, Phase::Closing { .. })
     }
 
     /// The pid of this connection's child, while it has one.
-    pub fn child_pid(&self) -> Option<u32> {
+    pub(crate) fn child_pid(&self) -> Option<u32> {
         match &self.end {
             End::Exec {
                 child: Some(child), ..
@@ -297,7 +297,7 @@ impl Peer {
     }
 
     /// The child has exited: reap it, keeping its status for when its output ends.
-    pub fn reap_child(&mut self) {
+    pub(crate) fn reap_child(&mut self) {
         if let End::Exec {
             child: Some(child), ..
         } = &mut self.end
@@ -307,7 +307,7 @@ impl Peer {
     }
 
     /// Move what can move now.
-    pub fn turn(&mut self, sh: &mut Shared<'_, '_>) -> Turn {
+    pub(crate) fn turn(&mut self, sh: &mut Shared<'_, '_>) -> Turn {
         let turn = match self.step(sh) {
             Ok(turn) => turn,
             Err(e) => Turn::Done(Err(e)),
@@ -776,7 +776,7 @@ impl Peer {
     }
 
     /// The connection's next deadline and what it means; the one place timers are decided.
-    pub fn deadline(&self, opts: &Options<'_>) -> Option<(Instant, Timer)> {
+    pub(crate) fn deadline(&self, opts: &Options<'_>) -> Option<(Instant, Timer)> {
         match self.phase {
             Phase::Closing { until } => return Some((until, Timer::Linger)),
             Phase::Handshake | Phase::Open => {}
@@ -808,7 +808,7 @@ impl Peer {
     }
 
     /// A timer fired: the outcome it gives the connection, or None if it goes on.
-    pub fn expire(&mut self, timer: Timer, opts: &Options<'_>) -> Option<Result<()>> {
+    pub(crate) fn expire(&mut self, timer: Timer, opts: &Options<'_>) -> Option<Result<()>> {
         Some(match timer {
             Timer::Held => {
                 self.held_at = None;
@@ -843,7 +843,7 @@ impl Peer {
 
     /// The connection is over: deregister, close (abortively unless it ended well), log under
     /// `-v`, and hand back its child, if any, to be reaped.
-    pub fn close(mut self, registry: &Registry, ok: bool) -> Option<(String, Child)> {
+    pub(crate) fn close(mut self, registry: &Registry, ok: bool) -> Option<(String, Child)> {
         let _ = registry.deregister(&mut self.conn.sock);
         if !ok {
             self.conn.abort();

@@ -47,7 +47,7 @@ const CHILD_GRACE: Duration = Duration::from_secs(2);
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// A listening socket and what to do with what it accepts.
-pub struct Listening<'a> {
+pub(crate) struct Listening<'a> {
     pub sock: TcpListener,
     /// `-k`: go on accepting; otherwise the first connection to complete its handshake is
     /// the only one (the session), and those that fail before are logged and forgotten.
@@ -60,7 +60,7 @@ pub struct Listening<'a> {
     pub accept: &'a dyn Fn(TcpStream, SocketAddr) -> Result<Peer>,
 }
 
-pub struct Hub<'a> {
+pub(crate) struct Hub<'a> {
     poll: Poll,
     opts: Options<'a>,
     peers: Slab<Peer>,
@@ -88,7 +88,7 @@ pub struct Hub<'a> {
 }
 
 impl<'a> Hub<'a> {
-    pub fn new(opts: Options<'a>) -> Result<Hub<'a>> {
+    pub(crate) fn new(opts: Options<'a>) -> Result<Hub<'a>> {
         let poll = Poll::new()?;
         // The loop keeps the waker: were it dropped with the last thread holding it, the
         // wakeup that thread sent last would go with it.
@@ -130,7 +130,7 @@ impl<'a> Hub<'a> {
     }
 
     /// Accept connections from `listening` (instead of, or besides, `add`).
-    pub fn listen(&mut self, mut listening: Listening<'a>) -> Result<()> {
+    pub(crate) fn listen(&mut self, mut listening: Listening<'a>) -> Result<()> {
         self.poll
             .registry()
             .register(&mut listening.sock, LISTENER, Interest::READABLE)?;
@@ -140,7 +140,7 @@ impl<'a> Hub<'a> {
     }
 
     /// Serve a connection.
-    pub fn add(&mut self, mut peer: Peer) -> Result<()> {
+    pub(crate) fn add(&mut self, mut peer: Peer) -> Result<()> {
         peer.serial = self.serial;
         self.serial += 1;
         let entry = self.peers.vacant_entry();
@@ -173,7 +173,7 @@ impl<'a> Hub<'a> {
 
     /// Run until the connection ends (or, with `-k`, until a signal); everything received is
     /// on stdout when this returns, unless a signal cut it short.
-    pub fn run(mut self) -> Result<()> {
+    pub(crate) fn run(mut self) -> Result<()> {
         let result = self.serve();
         self.finish(result)
     }

@@ -13,12 +13,12 @@ use crate::identity::{fingerprint_text, sha256};
 static LEVEL: AtomicI8 = AtomicI8::new(0);
 
 /// `-q` gives -1 (errors and warnings only), `-v` 1, `-vv` 2.
-pub fn set_level(quiet: bool, verbose: u8) {
+pub(crate) fn set_level(quiet: bool, verbose: u8) {
     let level = if quiet { -1 } else { verbose.min(10) as i8 };
     LEVEL.store(level, Ordering::Relaxed);
 }
 
-pub fn level() -> i8 {
+pub(crate) fn level() -> i8 {
     LEVEL.load(Ordering::Relaxed)
 }
 
@@ -30,26 +30,26 @@ fn line(prefix: &str, msg: impl Display) {
 }
 
 /// A line shown unless `-q`.
-pub fn info(msg: impl Display) {
+pub(crate) fn info(msg: impl Display) {
     if level() >= 0 {
         line("", msg);
     }
 }
 
 /// A line shown with `-v`.
-pub fn verbose(msg: impl Display) {
+pub(crate) fn verbose(msg: impl Display) {
     if level() >= 1 {
         line("", msg);
     }
 }
 
 /// Always shown.
-pub fn warn(msg: impl Display) {
+pub(crate) fn warn(msg: impl Display) {
     line("warning: ", msg);
 }
 
 /// Always shown: the one line for the error that ends the run.
-pub fn error(msg: impl Display) {
+pub(crate) fn error(msg: impl Display) {
     line("", msg);
 }
 
@@ -106,7 +106,7 @@ pub fn is_invisible(c: char) -> bool {
 }
 
 /// A UNIX time as `2025-01-31 23:59:59 UTC`.
-pub fn date(secs: i64) -> String {
+pub(crate) fn date(secs: i64) -> String {
     match time::OffsetDateTime::from_unix_timestamp(secs) {
         Ok(t) => format!(
             "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
@@ -123,7 +123,7 @@ pub fn date(secs: i64) -> String {
 
 /// What a person wants to know about a certificate.
 #[derive(Debug, Default)]
-pub struct CertInfo {
+pub(crate) struct CertInfo {
     pub subject: String,
     pub issuer: String,
     pub names: Vec<String>,
@@ -134,7 +134,7 @@ pub struct CertInfo {
 
 impl CertInfo {
     /// Parse a DER certificate; `None` if it cannot be parsed.
-    pub fn parse(der: &CertificateDer<'_>) -> Option<CertInfo> {
+    pub(crate) fn parse(der: &CertificateDer<'_>) -> Option<CertInfo> {
         let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
         let mut names = Vec::new();
         if let Ok(Some(san)) = cert.subject_alternative_name() {
@@ -158,7 +158,7 @@ impl CertInfo {
     }
 
     /// The subject for messages: "(empty subject)" rather than nothing.
-    pub fn subject_or_placeholder(&self) -> &str {
+    pub(crate) fn subject_or_placeholder(&self) -> &str {
         if self.subject.is_empty() {
             "(empty subject)"
         } else {
@@ -167,7 +167,7 @@ impl CertInfo {
     }
 
     /// Several indented lines for `-v`.
-    pub fn describe(&self, label: &str) -> String {
+    pub(crate) fn describe(&self, label: &str) -> String {
         let names = if self.names.is_empty() {
             "(none)".to_string()
         } else {
@@ -200,7 +200,7 @@ fn ip_text(bytes: &[u8]) -> String {
 
 /// After the handshake, under `-v`: protocol, suite, key exchange, ALPN and the peer's
 /// certificate (every certificate of the chain with `-vv`).
-pub fn session(conn: &rustls::CommonState, peer_label: &str, prefix: &str) {
+pub(crate) fn session(conn: &rustls::CommonState, peer_label: &str, prefix: &str) {
     if level() < 1 {
         return;
     }

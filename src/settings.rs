@@ -19,7 +19,7 @@ use crate::tls;
 use crate::trust::{self, ClientVerifier, ServerVerifier, Trust};
 
 /// What both subcommands share.
-pub struct Common {
+pub(crate) struct Common {
     pub no_shutdown: bool,
     pub send_only: bool,
     pub recv_only: bool,
@@ -57,7 +57,7 @@ impl Common {
     }
 }
 
-pub struct Connect {
+pub(crate) struct Connect {
     pub alpn: Vec<Vec<u8>>,
     pub target: HostPort,
     pub server_name: ServerName<'static>,
@@ -66,7 +66,7 @@ pub struct Connect {
     pub common: Common,
 }
 
-pub struct Listen {
+pub(crate) struct Listen {
     pub host: Option<String>,
     pub port: u16,
     pub config: Arc<ServerConfig>,
@@ -85,7 +85,7 @@ pub struct Listen {
     pub common: Common,
 }
 
-pub fn connect(args: &ConnectArgs) -> Result<Connect> {
+pub(crate) fn connect(args: &ConnectArgs) -> Result<Connect> {
     check_trust_flags(args)?;
     let common = Common::from_args(&args.common)?;
     let mut target =
@@ -165,7 +165,7 @@ fn check_trust_flags(args: &ConnectArgs) -> Result<()> {
     Err(Class::Usage.err(why))
 }
 
-pub fn listen(args: &ListenArgs) -> Result<Listen> {
+pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
     let common = Common::from_args(&args.common)?;
     let (host, port) = net::parse_listen(&args.addr).map_err(|m| Class::Usage.err(m))?;
     let host = match host {

@@ -22,24 +22,24 @@ use std::thread::JoinHandle;
 use mio::Waker;
 
 /// Size of each buffer: large reads and writes, few syscalls.
-pub const CHUNK: usize = 128 * 1024;
+pub(crate) const CHUNK: usize = 128 * 1024;
 /// stdout buffers: one being filled by the loop, one being written, one queued.
 const BUFFERS: usize = 3;
 
 /// A chunk of bytes: a buffer and how much of it is filled.
-pub struct Chunk {
+pub(crate) struct Chunk {
     pub buf: Vec<u8>,
     pub len: usize,
 }
 
 impl Chunk {
-    pub fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
 }
 
 /// What the input thread hands over.
-pub enum Input {
+pub(crate) enum Input {
     Data(Chunk),
     Eof,
     Failed(io::Error),
@@ -51,7 +51,7 @@ pub enum Input {
 /// nothing is read (and a terminal is not touched, which would stop a background job) before
 /// a connection wants input, and at most [`BUFFERS_IN`] buffers exist. The thread itself
 /// starts with the first request.
-pub struct Source {
+pub(crate) struct Source {
     rx: Receiver<Input>,
     requests: Sender<Vec<u8>>,
     /// What the thread needs, until the first request starts it.
@@ -78,7 +78,7 @@ const BUFFERS_IN: usize = 4;
 impl Source {
     /// Read stdin once asked to (with `crlf`, each LF becomes CR LF); a closed stdin reads
     /// as empty.
-    pub fn stdin(waker: Arc<Waker>, crlf: bool) -> Source {
+    pub(crate) fn stdin(waker: Arc<Waker>, crlf: bool) -> Source {
         match io::stdin().as_fd().try_clone_to_owned() {
             Ok(fd) => Source::new(fd, waker, crlf),
             Err(_) => {
@@ -96,7 +96,7 @@ impl Source {
         }
     }
 
-    pub fn new(fd: OwnedFd, waker: Arc<Waker>, crlf: bool) -> Source {
+    pub(crate) fn new(fd: OwnedFd, waker: Arc<Waker>, crlf: bool) -> Source {
         let (tx, rx) = mpsc::channel();
         let (requests, requested) = mpsc::channel::<Vec<u8>>();
         Source {
@@ -198,7 +198,7 @@ impl Source {
 /// Turn each LF of `buf[..len]` that does not follow a CR into CR LF, in place; `buf` must
 /// have room for twice `len`. `after_cr` carries whether the previous chunk ended in CR.
 /// Returns the new length.
-pub fn lf_to_crlf(buf: &mut [u8], len: usize, after_cr: &mut bool) -> usize {
+pub(crate) fn lf_to_crlf(buf: &mut [u8], len: usize, after_cr: &mut bool) -> usize {
     let mut prev = *after_cr;
     let mut bare = 0;
     for &b in &buf[..len] {
@@ -232,7 +232,7 @@ pub fn lf_to_crlf(buf: &mut [u8], len: usize, after_cr: &mut bool) -> usize {
 /// established when it was read, so with several clients stdin is a broadcast; a chunk goes
 /// back to the reader once every one of them has sent it. Connections name chunks by sequence
 /// number, so none holds a buffer of its own.
-pub struct Broadcast {
+pub(crate) struct Broadcast {
     source: Source,
     chunks: VecDeque<Chunk>,
     /// The sequence number of `chunks[0]`.
@@ -243,7 +243,7 @@ pub struct Broadcast {
 }
 
 /// What a connection finds at its position in stdin.
-pub enum Next<'a> {
+pub(crate) enum Next<'a> {
     Data(&'a [u8]),
     /// Not read yet.
     Wait,
@@ -252,7 +252,7 @@ pub enum Next<'a> {
 }
 
 impl Broadcast {
-    pub fn new(source: Source) -> Broadcast {
+    pub(crate) fn new(source: Source) -> Broadcast {
         Broadcast {
             source,
             chunks: VecDeque::new(),
@@ -263,12 +263,12 @@ impl Broadcast {
     }
 
     /// Where a connection that joins now starts: at the next chunk to be read.
-    pub fn position(&self) -> u64 {
+    pub(crate) fn position(&self) -> u64 {
         self.first + self.chunks.len() as u64
     }
 
     /// The bytes at chunk `seq`, from `offset` on.
-    pub fn at(&self, seq: u64, offset: usize) -> Next<'_> {
+    pub(crate) fn at(&self, seq: u64, offset: usize) -> Next<'_> {
         let index = seq.saturating_sub(self.first) as usize;
         match self.chunks.get(index) {
             Some(chunk) => Next::Data(&chunk.bytes()[offset.min(chunk.len)..]),
@@ -280,7 +280,7 @@ impl Broadcast {
     /// Take what the reader has read, and ask it for more while buffers are free; true if
     /// anything new arrived. Called only while a connection wants input: stdin is read then
     /// and only then.
-    pub fn pull(&mut self) -> bool {
+    pub(crate) fn pull(&mut self) -> bool {
         let mut got = false;
         while self.end.is_none() {
             match self.source.try_next() {
@@ -302,7 +302,7 @@ impl Broadcast {
     }
 
     /// Every connection has sent the chunks before `seq`: give them back to the reader.
-    pub fn release(&mut self, seq: u64) {
+    pub(crate) fn release(&mut self, seq: u64) {
         while self.first < seq {
             let Some(chunk) = self.chunks.pop_front() else {
                 break;
@@ -313,13 +313,13 @@ impl Broadcast {
     }
 
     /// Why stdin ended, if reading it failed.
-    pub fn error(&self) -> Option<&io::Error> {
+    pub(crate) fn error(&self) -> Option<&io::Error> {
         self.error.as_ref()
     }
 }
 
 /// Bytes leaving through a file descriptor (stdout) written on a thread.
-pub struct Sink {
+pub(crate) struct Sink {
     tx: Option<Sender<Chunk>>,
     pool: Receiver<Vec<u8>>,
     spare: Option<Vec<u8>>,
@@ -334,12 +334,12 @@ pub struct Sink {
 }
 
 impl Sink {
-    pub fn stdout(waker: Arc<Waker>) -> io::Result<Sink> {
+    pub(crate) fn stdout(waker: Arc<Waker>) -> io::Result<Sink> {
         let fd = io::stdout().as_fd().try_clone_to_owned()?;
         Sink::spawn(fd, waker)
     }
 
-    pub fn spawn(fd: OwnedFd, waker: Arc<Waker>) -> io::Result<Sink> {
+    pub(crate) fn spawn(fd: OwnedFd, waker: Arc<Waker>) -> io::Result<Sink> {
         let (tx, rx) = mpsc::channel::<Chunk>();
         let (pool_tx, pool) = mpsc::channel();
         let failure = Arc::new(Mutex::new(None));
@@ -377,7 +377,7 @@ impl Sink {
     }
 
     /// An empty buffer to fill, or `None` while all of them are in flight.
-    pub fn buffer(&mut self) -> Option<Chunk> {
+    pub(crate) fn buffer(&mut self) -> Option<Chunk> {
         if let Some(buf) = self.spare.take().or_else(|| self.pool.try_recv().ok()) {
             return Some(Chunk { buf, len: 0 });
         }
@@ -393,7 +393,7 @@ impl Sink {
 
     /// Queue a chunk for writing (an empty one just goes back to the pool). Returns the
     /// number the chunk's bytes are written by, for [`Sink::written`].
-    pub fn send(&mut self, chunk: Chunk) -> u64 {
+    pub(crate) fn send(&mut self, chunk: Chunk) -> u64 {
         if chunk.len == 0 {
             self.spare = Some(chunk.buf);
             return self.queued;
@@ -407,27 +407,27 @@ impl Sink {
     }
 
     /// Whether every chunk up to number `upto` (as returned by [`Sink::send`]) is written.
-    pub fn written(&self, upto: u64) -> bool {
+    pub(crate) fn written(&self, upto: u64) -> bool {
         self.written.load(Ordering::Acquire) >= upto
     }
 
     /// Whether nothing is left to wait for: everything queued is written, or the writer
     /// has stopped (it failed).
-    pub fn settled(&self) -> bool {
+    pub(crate) fn settled(&self) -> bool {
         self.stopped
             || self.written(self.queued)
             || self.thread.as_ref().is_none_or(|t| t.is_finished())
     }
 
     /// The error that stopped the writer, if it failed.
-    pub fn take_failure(&mut self) -> Option<io::Error> {
+    pub(crate) fn take_failure(&mut self) -> Option<io::Error> {
         let e = self.failure.lock().ok().and_then(|mut slot| slot.take());
         self.stopped |= e.is_some();
         e
     }
 
     /// Wait until everything queued is written; the error that stopped the writer, if any.
-    pub fn finish(mut self) -> io::Result<()> {
+    pub(crate) fn finish(mut self) -> io::Result<()> {
         self.tx = None;
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();

@@ -22,7 +22,7 @@ use crate::report;
 use crate::trust::{ClientVerifier, ServerVerifier};
 
 /// TLS settings both sides share, resolved from the flags.
-pub struct Protocol {
+pub(crate) struct Protocol {
     pub provider: Arc<CryptoProvider>,
     pub versions: Vec<&'static SupportedProtocolVersion>,
     pub alpn: Vec<Vec<u8>>,
@@ -31,7 +31,7 @@ pub struct Protocol {
 }
 
 impl Protocol {
-    pub fn from_args(args: &CommonArgs) -> Result<Protocol> {
+    pub(crate) fn from_args(args: &CommonArgs) -> Result<Protocol> {
         let versions = versions(args.tls_min, args.tls_max)?;
         let provider = provider(args.ciphers.as_deref(), &versions)?;
         let alpn = args
@@ -84,7 +84,7 @@ impl Protocol {
 }
 
 /// The versions from `--tls-min` to `--tls-max`.
-pub fn versions(
+pub(crate) fn versions(
     min: TlsVersion,
     max: TlsVersion,
 ) -> Result<Vec<&'static SupportedProtocolVersion>> {
@@ -215,7 +215,7 @@ mod tests {
     }
 }
 
-pub fn client_config(
+pub(crate) fn client_config(
     proto: &Protocol,
     verifier: Arc<ServerVerifier>,
     identity: Option<Arc<CertifiedKey>>,
@@ -242,14 +242,14 @@ pub fn client_config(
 }
 
 /// How the listener treats client certificates.
-pub enum ClientAuth {
+pub(crate) enum ClientAuth {
     None,
     Required(RootCertStore),
     Optional(RootCertStore),
 }
 
 /// The server config, and the client verifier (to name what a rejected client presented).
-pub fn server_config(
+pub(crate) fn server_config(
     proto: &Protocol,
     identity: Arc<CertifiedKey>,
     client_auth: ClientAuth,

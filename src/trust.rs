@@ -19,7 +19,7 @@ use crate::identity::{fingerprint_text, load_certs, sha256};
 use crate::report::{date, escape, CertInfo};
 
 /// How the server's certificate is checked.
-pub enum Trust {
+pub(crate) enum Trust {
     /// Chain to one of these roots, and match the name.
     Roots(RootCertStore),
     /// The leaf's SHA-256 fingerprint must be this.
@@ -29,12 +29,12 @@ pub enum Trust {
 }
 
 /// The Mozilla roots compiled in.
-pub fn builtin_roots() -> RootCertStore {
+pub(crate) fn builtin_roots() -> RootCertStore {
     RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned())
 }
 
 /// The CA certificates of a `--cacert` (or `--client-ca`) file; none usable is an error.
-pub fn roots_from_file(path: &Path) -> Result<RootCertStore> {
+pub(crate) fn roots_from_file(path: &Path) -> Result<RootCertStore> {
     let certs = load_certs(path)?;
     let mut store = RootCertStore::empty();
     let (added, _ignored) = store.add_parsable_certificates(certs);
@@ -49,7 +49,7 @@ pub fn roots_from_file(path: &Path) -> Result<RootCertStore> {
 
 /// The client's verifier of the server certificate.
 #[derive(Debug)]
-pub struct ServerVerifier {
+pub(crate) struct ServerVerifier {
     mode: Mode,
     provider: Arc<CryptoProvider>,
     /// The chain the server presented, leaf first (kept for messages).
@@ -64,7 +64,7 @@ enum Mode {
 }
 
 impl ServerVerifier {
-    pub fn new(trust: Trust, provider: Arc<CryptoProvider>) -> Result<Self> {
+    pub(crate) fn new(trust: Trust, provider: Arc<CryptoProvider>) -> Result<Self> {
         let mode = match trust {
             Trust::Roots(store) => Mode::WebPki(
                 WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider.clone())
@@ -82,7 +82,7 @@ impl ServerVerifier {
     }
 
     /// The chain the server presented (empty before the handshake got that far).
-    pub fn presented(&self) -> Vec<CertificateDer<'static>> {
+    pub(crate) fn presented(&self) -> Vec<CertificateDer<'static>> {
         self.seen.lock().map(|c| c.clone()).unwrap_or_default()
     }
 }
@@ -103,13 +103,13 @@ fn record(
 
 /// The listener's verifier of client certificates: webpki's, remembering what was presented.
 #[derive(Debug)]
-pub struct ClientVerifier {
+pub(crate) struct ClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     seen: Mutex<Vec<CertificateDer<'static>>>,
 }
 
 impl ClientVerifier {
-    pub fn new(inner: Arc<dyn ClientCertVerifier>) -> Self {
+    pub(crate) fn new(inner: Arc<dyn ClientCertVerifier>) -> Self {
         ClientVerifier {
             inner,
             seen: Mutex::new(Vec::new()),
@@ -117,7 +117,7 @@ impl ClientVerifier {
     }
 
     /// The chain the last client presented.
-    pub fn presented(&self) -> Vec<CertificateDer<'static>> {
+    pub(crate) fn presented(&self) -> Vec<CertificateDer<'static>> {
         self.seen.lock().map(|c| c.clone()).unwrap_or_default()
     }
 }
@@ -253,7 +253,7 @@ impl ServerCertVerifier for ServerVerifier {
 }
 
 /// What is known about a failed connection, for its message.
-pub struct Seen<'a> {
+pub(crate) struct Seen<'a> {
     /// How to name the peer: "example.com:443", "client 192.0.2.1:5555".
     pub peer: &'a str,
     /// The chain the peer presented, if known.
@@ -268,7 +268,7 @@ pub struct Seen<'a> {
 
 /// The exit class and one-line message for a TLS error, from the point of view of the side
 /// that saw it.
-pub fn describe_tls_error(err: &rustls::Error, seen: &Seen<'_>) -> (Class, String) {
+pub(crate) fn describe_tls_error(err: &rustls::Error, seen: &Seen<'_>) -> (Class, String) {
     use rustls::AlertDescription as A;
     let peer = seen.peer;
     let ours = || {

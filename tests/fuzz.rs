@@ -9,10 +9,10 @@
 use std::net::IpAddr;
 
 use rustls::pki_types::ServerName;
-use stls::identity::{fingerprint_text, parse_fingerprint};
-use stls::names::{host_to_ascii, parse_san, San};
-use stls::net::{parse_listen, parse_target};
-use stls::report::{escape, is_invisible};
+use stls::{escape, is_invisible};
+use stls::{fingerprint_text, parse_fingerprint};
+use stls::{host_to_ascii, parse_san, San};
+use stls::{parse_listen, parse_target};
 
 /// How many inputs each run tries.
 const CASES: usize = 100_000;

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use stls::identity::{fingerprint_text, parse_fingerprint};
+use stls::{fingerprint_text, parse_fingerprint};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

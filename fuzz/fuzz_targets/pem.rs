@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use stls::identity::{certs_from_pem, key_from_pem};
+use stls::{certs_from_pem, key_from_pem};
 
 fuzz_target!(|data: &[u8]| {
     if let Err(e) = certs_from_pem(data, "fuzz.pem") {

@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 /// How long any one process may run before the test calls it hung.
 const HANG: Duration = Duration::from_secs(60);
 
-pub fn stls() -> Command {
+pub(crate) fn stls() -> Command {
     Command::new(env!("CARGO_BIN_EXE_stls"))
 }
 
 /// What a process gets on stdin.
-pub enum Input {
+pub(crate) enum Input {
     Bytes(Vec<u8>),
     File(PathBuf),
     Null,
@@ -68,7 +68,7 @@ fn openpty() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
 }
 
 /// A pipe: (read end, write end).
-pub fn pipe() -> (std::os::fd::OwnedFd, std::fs::File) {
+pub(crate) fn pipe() -> (std::os::fd::OwnedFd, std::fs::File) {
     let mut fds = [0; 2];
     // SAFETY: pipe2() writes two new descriptors into the array we own; close-on-exec, so
     // only the process given one end as stdin has it.
@@ -89,19 +89,19 @@ pub fn pipe() -> (std::os::fd::OwnedFd, std::fs::File) {
 
 /// A finished process.
 #[derive(Debug)]
-pub struct Done {
+pub(crate) struct Done {
     pub status: ExitStatus,
     pub stdout: Vec<u8>,
     pub stderr: String,
 }
 
 impl Done {
-    pub fn code(&self) -> i32 {
+    pub(crate) fn code(&self) -> i32 {
         self.status.code().unwrap_or(-1)
     }
 
     /// Assert the exit status, showing stderr when it is wrong.
-    pub fn expect_code(&self, code: i32) -> &Self {
+    pub(crate) fn expect_code(&self, code: i32) -> &Self {
         assert_eq!(
             self.code(),
             code,
@@ -116,7 +116,7 @@ impl Done {
         self
     }
 
-    pub fn expect_stderr(&self, needle: &str) -> &Self {
+    pub(crate) fn expect_stderr(&self, needle: &str) -> &Self {
         assert!(
             self.stderr.contains(needle),
             "stderr lacks {needle:?}:\n{}",
@@ -127,7 +127,7 @@ impl Done {
 }
 
 /// A running process with its output being collected.
-pub struct Proc {
+pub(crate) struct Proc {
     child: Child,
     stdin: Option<ChildStdin>,
     feeder: Option<JoinHandle<()>>,
@@ -141,12 +141,12 @@ pub struct Proc {
 }
 
 impl Proc {
-    pub fn spawn(cmd: &mut Command, input: Input) -> Proc {
+    pub(crate) fn spawn(cmd: &mut Command, input: Input) -> Proc {
         Self::spawn_with(cmd, input, true)
     }
 
     /// Like `spawn`, but stdout is left for the test to read (`take_stdout`).
-    pub fn spawn_raw(cmd: &mut Command, input: Input) -> Proc {
+    pub(crate) fn spawn_raw(cmd: &mut Command, input: Input) -> Proc {
         Self::spawn_with(cmd, input, false)
     }
 
@@ -230,7 +230,7 @@ impl Proc {
     }
 
     /// Wait for a stderr line containing `needle`; returns the line.
-    pub fn wait_line(&self, needle: &str) -> String {
+    pub(crate) fn wait_line(&self, needle: &str) -> String {
         let until = Instant::now() + HANG;
         loop {
             let left = until.saturating_duration_since(Instant::now());
@@ -246,7 +246,7 @@ impl Proc {
     }
 
     /// Wait until stdout has carried `len` bytes; after 60 s, say how far it got.
-    pub fn wait_stdout(&self, len: usize) -> Result<(), String> {
+    pub(crate) fn wait_stdout(&self, len: usize) -> Result<(), String> {
         let until = Instant::now() + HANG;
         loop {
             let have = self.received.lock().unwrap().len();
@@ -263,51 +263,51 @@ impl Proc {
         }
     }
 
-    pub fn stdin(&mut self) -> &mut ChildStdin {
+    pub(crate) fn stdin(&mut self) -> &mut ChildStdin {
         self.stdin.as_mut().expect("stdin is held")
     }
 
     /// Take stdout away from the collector, to read it in the test.
-    pub fn take_stdout(&mut self) -> std::process::ChildStdout {
+    pub(crate) fn take_stdout(&mut self) -> std::process::ChildStdout {
         self.raw_stdout.take().expect("spawned with spawn_raw")
     }
 
-    pub fn close_stdin(&mut self) {
+    pub(crate) fn close_stdin(&mut self) {
         self.stdin = None;
     }
 
     /// On a terminal stdin (`Input::Terminal`): type Ctrl-D, which ends the input.
-    pub fn type_eof(&mut self) {
+    pub(crate) fn type_eof(&mut self) {
         self.type_text(&[4]);
     }
 
     /// On a terminal stdin (`Input::Terminal`): type `text` (lines shorter than 4 KiB; the
     /// terminal does not echo).
-    pub fn type_text(&mut self, text: &[u8]) {
+    pub(crate) fn type_text(&mut self, text: &[u8]) {
         let pty = self._pty.as_ref().expect("stdin is a terminal");
         let mut master = std::fs::File::from(pty.try_clone().expect("dup pty"));
         master.write_all(text).expect("type on the terminal");
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Send a signal (`libc::SIGTERM`, …).
-    pub fn signal(&self, sig: i32) {
+    pub(crate) fn signal(&self, sig: i32) {
         // SAFETY: kill() on the pid of our own child, which has not been reaped yet.
         let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
         assert_eq!(rc, 0, "kill failed");
     }
 
     /// Wait for exit (a hang is killed and fails the test) and collect everything.
-    pub fn finish(self) -> Done {
+    pub(crate) fn finish(self) -> Done {
         self.finish_within(HANG, true)
     }
 
     /// For a peer that is not ours: wait up to `limit`, then kill it and collect what it
     /// wrote (the test judges the bytes; its exit status is then a kill).
-    pub fn finish_or_kill(self, limit: Duration) -> Done {
+    pub(crate) fn finish_or_kill(self, limit: Duration) -> Done {
         self.finish_within(limit, false)
     }
 
@@ -358,7 +358,7 @@ impl Drop for Proc {
 }
 
 /// A running `stls listen`, with the port and fingerprint it announced.
-pub struct Listener {
+pub(crate) struct Listener {
     pub proc: Proc,
     pub port: u16,
     pub fingerprint: Option<String>,
@@ -366,13 +366,13 @@ pub struct Listener {
 
 impl Listener {
     /// `stls listen 127.0.0.1:0 ARGS…`
-    pub fn start(args: &[&str], input: Input) -> Listener {
+    pub(crate) fn start(args: &[&str], input: Input) -> Listener {
         let mut cmd = stls();
         cmd.arg("listen").arg("127.0.0.1:0").args(args);
         Self::start_cmd(&mut cmd, input)
     }
 
-    pub fn start_cmd(cmd: &mut Command, input: Input) -> Listener {
+    pub(crate) fn start_cmd(cmd: &mut Command, input: Input) -> Listener {
         let proc = Proc::spawn(cmd, input);
         let line = proc.wait_line("listening on ");
         let port = line
@@ -391,52 +391,52 @@ impl Listener {
         }
     }
 
-    pub fn addr(&self) -> String {
+    pub(crate) fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
-    pub fn pin(&self) -> String {
+    pub(crate) fn pin(&self) -> String {
         self.fingerprint
             .clone()
             .expect("listener printed a fingerprint")
     }
 
-    pub fn finish(self) -> Done {
+    pub(crate) fn finish(self) -> Done {
         self.proc.finish()
     }
 
     /// Wait for a stderr line containing `needle` (after the "listening on" line).
-    pub fn wait_line(&self, needle: &str) -> String {
+    pub(crate) fn wait_line(&self, needle: &str) -> String {
         self.proc.wait_line(needle)
     }
 
-    pub fn signal(&self, sig: i32) {
+    pub(crate) fn signal(&self, sig: i32) {
         self.proc.signal(sig)
     }
 
     /// Stop a `-k` listener with SIGTERM and collect what it did.
-    pub fn stop(self) -> Done {
+    pub(crate) fn stop(self) -> Done {
         self.signal(libc::SIGTERM);
         self.finish()
     }
 }
 
 /// Run `stls ARGS…` to completion.
-pub fn run(args: &[&str], input: Input) -> Done {
+pub(crate) fn run(args: &[&str], input: Input) -> Done {
     let mut cmd = stls();
     cmd.args(args);
     Proc::spawn(&mut cmd, input).finish()
 }
 
 /// `stls connect ADDR ARGS…` to completion.
-pub fn connect(addr: &str, args: &[&str], input: Input) -> Done {
+pub(crate) fn connect(addr: &str, args: &[&str], input: Input) -> Done {
     let mut cmd = stls();
     cmd.arg("connect").arg(addr).args(args);
     Proc::spawn(&mut cmd, input).finish()
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so a failure can be reproduced.
-pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
@@ -450,7 +450,7 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// Assert two byte strings are equal without dumping megabytes on failure.
-pub fn assert_same(got: &[u8], want: &[u8], what: &str) {
+pub(crate) fn assert_same(got: &[u8], want: &[u8], what: &str) {
     if got != want {
         let first = got.iter().zip(want).position(|(a, b)| a != b);
         panic!(
@@ -463,7 +463,7 @@ pub fn assert_same(got: &[u8], want: &[u8], what: &str) {
 }
 
 /// A free TCP port on 127.0.0.1 (for peers that cannot report the one they bound).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -471,7 +471,7 @@ pub fn free_port() -> u16 {
 }
 
 /// Read from a raw socket until EOF or error (30 s at most); what arrived.
-pub fn read_all(sock: &mut std::net::TcpStream) -> Vec<u8> {
+pub(crate) fn read_all(sock: &mut std::net::TcpStream) -> Vec<u8> {
     let _ = sock.set_read_timeout(Some(Duration::from_secs(30)));
     let mut got = Vec::new();
     let _ = sock.read_to_end(&mut got);
@@ -479,7 +479,7 @@ pub fn read_all(sock: &mut std::net::TcpStream) -> Vec<u8> {
 }
 
 /// Whether a program is on PATH; tests that need an absent one print a skip line.
-pub fn have(program: &str) -> bool {
+pub(crate) fn have(program: &str) -> bool {
     let found = Command::new("sh")
         .arg("-c")
         .arg(format!("command -v {program}"))
@@ -494,23 +494,23 @@ pub fn have(program: &str) -> bool {
 }
 
 /// A temporary directory that lives as long as the value.
-pub fn tempdir() -> tempfile::TempDir {
+pub(crate) fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
 
-pub fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+pub(crate) fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, contents).expect("write file");
     path
 }
 
-pub mod pki;
+pub(crate) mod pki;
 
-pub mod peer;
+pub(crate) mod peer;
 
 /// Wait until something listens on 127.0.0.1:`port` (for peers that do not say when they
 /// are ready), by reading the kernel's socket table rather than connecting.
-pub fn wait_listening(port: u16) {
+pub(crate) fn wait_listening(port: u16) {
     let needle = format!(":{port:04X} ");
     let until = Instant::now() + HANG;
     while Instant::now() < until {

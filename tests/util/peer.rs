@@ -11,11 +11,11 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
-pub type Tls = StreamOwned<ServerConnection, TcpStream>;
+pub(crate) type Tls = StreamOwned<ServerConnection, TcpStream>;
 
 /// Serve one connection on 127.0.0.1 with `script`; returns the port and the thread, whose
 /// join yields what the script returned.
-pub fn serve<T: Send + 'static>(
+pub(crate) fn serve<T: Send + 'static>(
     cert: &Path,
     key: &Path,
     script: impl FnOnce(&mut Tls) -> T + Send + 'static,
@@ -45,7 +45,7 @@ pub fn serve<T: Send + 'static>(
 }
 
 /// Read until the client's close_notify; returns what came before it.
-pub fn read_to_close_notify(tls: &mut Tls) -> Vec<u8> {
+pub(crate) fn read_to_close_notify(tls: &mut Tls) -> Vec<u8> {
     use std::io::Read;
     let mut got = Vec::new();
     tls.read_to_end(&mut got).expect("read until close_notify");
@@ -53,7 +53,7 @@ pub fn read_to_close_notify(tls: &mut Tls) -> Vec<u8> {
 }
 
 /// Send close_notify and flush it.
-pub fn close_notify(tls: &mut Tls) {
+pub(crate) fn close_notify(tls: &mut Tls) {
     use std::io::Write;
     tls.conn.send_close_notify();
     tls.flush().expect("flush close_notify");

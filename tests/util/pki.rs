@@ -10,7 +10,7 @@ use rcgen::{
 use time::{Duration, OffsetDateTime};
 
 #[derive(Clone, Copy, Debug)]
-pub enum KeyType {
+pub(crate) enum KeyType {
     P256,
     Rsa2048,
     Ed25519,
@@ -31,17 +31,17 @@ impl KeyType {
 
 /// Validity of a leaf, in days relative to now.
 #[derive(Clone, Copy, Debug)]
-pub struct Days {
+pub(crate) struct Days {
     pub from: i64,
     pub to: i64,
 }
 
-pub const VALID: Days = Days { from: -1, to: 30 };
-pub const EXPIRED: Days = Days { from: -30, to: -1 };
-pub const NOT_YET: Days = Days { from: 10, to: 30 };
+pub(crate) const VALID: Days = Days { from: -1, to: 30 };
+pub(crate) const EXPIRED: Days = Days { from: -30, to: -1 };
+pub(crate) const NOT_YET: Days = Days { from: 10, to: 30 };
 
 /// A CA with its files written to a directory.
-pub struct Ca {
+pub(crate) struct Ca {
     issuer: Issuer<'static, KeyPair>,
     pub dir: PathBuf,
     /// The CA certificate (PEM), for `--cacert`.
@@ -49,13 +49,13 @@ pub struct Ca {
 }
 
 /// A leaf certificate and its key, as files.
-pub struct Leaf {
+pub(crate) struct Leaf {
     pub cert: PathBuf,
     pub key: PathBuf,
 }
 
 impl Ca {
-    pub fn new(dir: &Path, name: &str) -> Ca {
+    pub(crate) fn new(dir: &Path, name: &str) -> Ca {
         let key = KeyType::P256.generate();
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -72,12 +72,12 @@ impl Ca {
     }
 
     /// A server leaf for `names` (DNS names or IP addresses).
-    pub fn server(&self, file: &str, names: &[&str], key: KeyType, days: Days) -> Leaf {
+    pub(crate) fn server(&self, file: &str, names: &[&str], key: KeyType, days: Days) -> Leaf {
         self.leaf(file, names, key, days, ExtendedKeyUsagePurpose::ServerAuth)
     }
 
     /// A server leaf whose subject common name is `cn` (any text) rather than the first name.
-    pub fn server_with_cn(&self, file: &str, cn: &str, names: &[&str]) -> Leaf {
+    pub(crate) fn server_with_cn(&self, file: &str, cn: &str, names: &[&str]) -> Leaf {
         self.leaf_with_cn(
             file,
             cn,
@@ -89,7 +89,7 @@ impl Ca {
     }
 
     /// A client leaf.
-    pub fn client(&self, file: &str, name: &str, key: KeyType, days: Days) -> Leaf {
+    pub(crate) fn client(&self, file: &str, name: &str, key: KeyType, days: Days) -> Leaf {
         self.leaf(
             file,
             &[name],
@@ -132,7 +132,7 @@ impl Ca {
         let cert_path = self.dir.join(format!("{file}.pem"));
         let key_path = self.dir.join(format!("{file}.key"));
         std::fs::write(&cert_path, cert.pem()).expect("write cert");
-        std::fs::write(&key_path, stls::certgen::key_pem(&key)).expect("write key");
+        std::fs::write(&key_path, stls::key_pem(&key)).expect("write key");
         Leaf {
             cert: cert_path,
             key: key_path,
@@ -141,14 +141,14 @@ impl Ca {
 }
 
 /// The usual fixture: a CA and a P-256 server certificate for localhost, 127.0.0.1 and ::1.
-pub struct Pki {
+pub(crate) struct Pki {
     pub dir: tempfile::TempDir,
     pub ca: Ca,
     pub server: Leaf,
 }
 
 impl Pki {
-    pub fn new() -> Pki {
+    pub(crate) fn new() -> Pki {
         let dir = super::tempdir();
         let ca = Ca::new(dir.path(), "stls test CA");
         let server = ca.server(
@@ -161,6 +161,6 @@ impl Pki {
     }
 }
 
-pub fn s(path: &Path) -> &str {
+pub(crate) fn s(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
