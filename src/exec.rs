@@ -12,6 +12,7 @@ use std::process::{Command, ExitStatus, Stdio};
 
 use anyhow::Result;
 use mio::unix::pipe;
+use rustix::process::{setrlimit, Resource, Rlimit};
 
 use crate::error::{io_phrase, Class};
 use crate::report;
@@ -25,7 +26,7 @@ pub(crate) struct Program {
     pub text: String,
     /// The descriptor limit to start it with, when ours was raised: programs that use
     /// select() or close every descriptor up to the limit expect the usual one.
-    nofile: Option<libc::rlimit>,
+    nofile: Option<Rlimit>,
 }
 
 impl Program {
@@ -62,7 +63,7 @@ impl Program {
     }
 
     /// Start the program with this descriptor limit (the one stls itself started with).
-    pub(crate) fn with_nofile(self, nofile: Option<libc::rlimit>) -> Program {
+    pub(crate) fn with_nofile(self, nofile: Option<Rlimit>) -> Program {
         Program { nofile, ..self }
     }
 
@@ -83,7 +84,7 @@ impl Program {
             // copy the closure owns.
             unsafe {
                 cmd.pre_exec(move || {
-                    libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+                    let _ = setrlimit(Resource::Nofile, limit);
                     Ok(())
                 });
             }

@@ -149,14 +149,8 @@ pub(crate) fn ephemeral(provider: &CryptoProvider) -> Result<Arc<CertifiedKey>> 
 
 /// This machine's host name, if it has a usable one.
 fn hostname() -> Option<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its whole length; gethostname writes at most that much.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return None;
-    }
-    let end = buf.iter().position(|&b| b == 0)?;
-    let name = std::str::from_utf8(&buf[..end]).ok()?.to_ascii_lowercase();
+    let uname = rustix::system::uname();
+    let name = uname.nodename().to_str().ok()?.to_ascii_lowercase();
     let valid = !name.is_empty()
         && name
             .bytes()

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Result};
 use mio::net::TcpStream;
+use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 use rustls::ServerConnection;
 
 use crate::conn::Conn;
@@ -91,18 +92,18 @@ pub(crate) fn run(s: &Listen) -> Result<()> {
 /// Many connections need many descriptors: raise the soft limit to the hard one (running out
 /// anyway is handled where connections are accepted). Returns the limit as it was, when it was
 /// raised, for `-e` commands to start with.
-fn raise_fd_limit() -> Option<libc::rlimit> {
-    // SAFETY: getrlimit/setrlimit read and write plain structs we own.
-    unsafe {
-        let mut limit: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= limit.rlim_max
-        {
-            return None;
-        }
-        let raised = libc::rlimit {
-            rlim_cur: limit.rlim_max,
-            rlim_max: limit.rlim_max,
-        };
-        (libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0).then_some(limit)
+fn raise_fd_limit() -> Option<Rlimit> {
+    let limit = getrlimit(Resource::Nofile);
+    // None is unlimited: nothing to raise to, or nothing to raise.
+    let (Some(current), Some(maximum)) = (limit.current, limit.maximum) else {
+        return None;
+    };
+    if current >= maximum {
+        return None;
     }
+    let raised = Rlimit {
+        current: Some(maximum),
+        maximum: Some(maximum),
+    };
+    setrlimit(Resource::Nofile, raised).ok().map(|()| limit)
 }
