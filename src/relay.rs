@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Result};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
+use rustix::process::{waitpid, Pid, WaitOptions};
 use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
@@ -641,9 +642,8 @@ fn exited_child() -> Option<u32> {
 
 /// Reap a child that exited.
 fn reap(pid: u32) {
-    // SAFETY: waitpid on a pid that waitid just reported as our exited child.
-    unsafe {
-        libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), libc::WNOHANG);
+    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        let _ = waitpid(Some(pid), WaitOptions::NOHANG);
     }
 }
 
