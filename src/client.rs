@@ -12,7 +12,7 @@ use crate::peer::{Options, Peer};
 use crate::relay::Hub;
 use crate::report;
 use crate::settings::Connect;
-use crate::trust::{describe_tls_error, Seen};
+use crate::trust::{describe_tls_error, Seen, Side};
 
 pub(crate) fn run(s: &Connect) -> Result<()> {
     let deadline = s.common.wait.map(|w| Instant::now() + w);
@@ -27,7 +27,7 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
             peer,
             chain: &chain,
             our_alpn: &s.alpn,
-            we_serve: false,
+            side: Side::Client,
             established,
         };
         let (class, msg) = describe_tls_error(e, &seen);
@@ -35,7 +35,7 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
     };
     let mut hub = Hub::new(Options {
         describe: &describe,
-        role: "server",
+        side: Side::Client,
         no_shutdown: s.common.no_shutdown,
         send_only: s.common.send_only,
         recv_only: s.common.recv_only,

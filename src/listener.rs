@@ -17,7 +17,7 @@ use crate::peer::{Options, Peer};
 use crate::relay::{Hub, Listening};
 use crate::report;
 use crate::settings::Listen;
-use crate::trust::{describe_tls_error, Seen};
+use crate::trust::{describe_tls_error, Seen, Side};
 
 pub(crate) fn run(s: &Listen) -> Result<()> {
     let sock = net::bind(s.host.as_deref(), s.port, s.common.family)?;
@@ -35,7 +35,7 @@ pub(crate) fn run(s: &Listen) -> Result<()> {
             peer,
             chain: &chain,
             our_alpn: &s.alpn,
-            we_serve: true,
+            side: Side::Server,
             established,
         };
         let (class, msg) = describe_tls_error(e, &seen);
@@ -43,7 +43,7 @@ pub(crate) fn run(s: &Listen) -> Result<()> {
     };
     let mut hub = Hub::new(Options {
         describe: &describe,
-        role: "client",
+        side: Side::Server,
         no_shutdown: s.common.no_shutdown,
         send_only: s.common.send_only,
         recv_only: s.common.recv_only,

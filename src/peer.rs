@@ -36,6 +36,7 @@ use crate::error::{io_phrase, socket_class, Class};
 use crate::exec::{describe_status, Child, Fed, Program};
 use crate::report;
 use crate::stdio::{Broadcast, Chunk, Next, Sink};
+use crate::trust::Side;
 
 /// How long to wait for the peer's TCP close once both close_notifies have crossed.
 const LINGER: Duration = Duration::from_secs(2);
@@ -46,8 +47,8 @@ pub(crate) struct Options<'a> {
     /// report; the third says whether the handshake was done. Called right after the failing
     /// call, so a verifier's record of the chain it was shown is still this connection's.
     pub describe: &'a dyn Fn(&rustls::Error, &str, bool) -> anyhow::Error,
-    /// How `-v` names the peer's certificate: "server" or "client".
-    pub role: &'static str,
+    /// Which end we are (`-v` names the peer's certificate after it).
+    pub side: Side,
     /// `--no-shutdown`: hold close_notify until the peer has closed.
     pub no_shutdown: bool,
     /// `--send-only`: nothing goes to stdout, and close_notify goes at stdin EOF whatever the
@@ -741,7 +742,7 @@ impl Peer {
         } else {
             String::new()
         };
-        report::session(&self.conn.tls, sh.opts.role, &prefix);
+        report::session(&self.conn.tls, sh.opts.side.peer_role(), &prefix);
         match &mut self.end {
             End::Stdio { next, .. } => match sh.stdin.as_deref() {
                 Some(stdin) => {

@@ -252,6 +252,25 @@ impl ServerCertVerifier for ServerVerifier {
     }
 }
 
+/// Which end of the TLS connection we are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// `connect`: we verify a server.
+    Client,
+    /// `listen`: we serve, and verify client certificates if asked to.
+    Server,
+}
+
+impl Side {
+    /// What the peer is, as messages name its certificate: "server" or "client".
+    pub(crate) fn peer_role(self) -> &'static str {
+        match self {
+            Side::Client => "server",
+            Side::Server => "client",
+        }
+    }
+}
+
 /// What is known about a failed connection, for its message.
 pub(crate) struct Seen<'a> {
     /// How to name the peer: "example.com:443", "client 192.0.2.1:5555".
@@ -260,8 +279,8 @@ pub(crate) struct Seen<'a> {
     pub chain: &'a [CertificateDer<'static>],
     /// The ALPN protocols we offered or accept.
     pub our_alpn: &'a [Vec<u8>],
-    /// Whether we are the server (verifying a client certificate).
-    pub we_serve: bool,
+    /// Which end we are.
+    pub side: Side,
     /// Whether the handshake was done when the error came.
     pub established: bool,
 }
@@ -332,7 +351,7 @@ pub(crate) fn describe_tls_error(err: &rustls::Error, seen: &Seen<'_>) -> (Class
             let name = escape(&format!("{alert:?}"));
             // Who can fix a rejected certificate depends on the side: a client can pin a
             // server's certificate, a server's client CA list is the server's to change.
-            let untrusted = if seen.we_serve {
+            let untrusted = if seen.side == Side::Server {
                 "it does not accept our certificate (give it our CA, or the fingerprint to pin)"
             } else {
                 "it does not accept our certificate (it has to trust the CA that issued it)"
@@ -396,7 +415,7 @@ fn describe_late_error(err: &rustls::Error, peer: &str) -> (Class, String) {
 fn describe_cert_error(err: &CertificateError, seen: &Seen<'_>) -> String {
     let leaf = seen.chain.first().and_then(CertInfo::parse);
     let whose = format!("the certificate of {}", seen.peer);
-    let trust_flag = if seen.we_serve {
+    let trust_flag = if seen.side == Side::Server {
         "--client-ca"
     } else {
         "--cacert"
@@ -452,7 +471,7 @@ fn describe_cert_error(err: &CertificateError, seen: &Seen<'_>) -> String {
             None => format!("{whose} is not valid yet"),
         },
         CertificateError::UnknownIssuer => match leaf {
-            Some(info) if info.subject == info.issuer && !seen.we_serve => format!(
+            Some(info) if info.subject == info.issuer && seen.side == Side::Client => format!(
                 "{whose} is self-signed ({}) and not trusted; trust it with --pin {} or \
                  --cacert FILE",
                 info.subject_or_placeholder(),
