@@ -6,12 +6,12 @@ use std::time::Instant;
 use anyhow::{anyhow, Result};
 use rustls::ClientConnection;
 
-use crate::conn::Conn;
 use crate::net;
-use crate::peer::{Options, Peer};
-use crate::relay::Hub;
+use crate::relay::Relay;
 use crate::report;
+use crate::session::{Options, Session};
 use crate::settings::Connect;
+use crate::tls_socket::TlsSocket;
 use crate::trust::{describe_tls_error, Seen, Side};
 
 pub(crate) fn run(s: &Connect) -> Result<()> {
@@ -33,7 +33,7 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
         let (class, msg) = describe_tls_error(e, &seen);
         class.err(msg)
     };
-    let mut hub = Hub::new(Options {
+    let mut relay = Relay::new(Options {
         describe: &describe,
         side: Side::Client,
         no_shutdown: s.common.no_shutdown,
@@ -46,18 +46,18 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
         many: false,
         stdin_tty: std::io::stdin().is_terminal(),
     })?;
-    // Said once signals are ours (the hub catches them): from here SIGINT/SIGTERM end the
+    // Said once signals are ours (the relay catches them): from here SIGINT/SIGTERM end the
     // connection with 130/143.
     if let Some(addr) = addr {
         report::verbose(format_args!("connected to {} ({addr})", s.target));
     }
-    let peer = Peer::new(
-        Conn::new(sock, tls.into()),
+    let peer = Session::new(
+        TlsSocket::new(sock, tls.into()),
         s.target.to_string(),
         addr,
         deadline.map(|at| (at, "-w")),
         s.common.exec.is_some(),
     );
-    hub.add(peer)?;
-    hub.run()
+    relay.add(peer)?;
+    relay.run()
 }

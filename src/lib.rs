@@ -7,14 +7,14 @@
 //! - `net`: addresses, connecting, binding; `names`: host names (IDN) and `--san` values.
 //! - `client` / `listener`: connect and listen; `certgen`: `stls cert`; `stls completions` is
 //!   a function in this file.
-//! - `relay`: the event loop for every connection; `peer`: one connection and its finishing
-//!   rules; `conn`: TLS over a socket; `stdio`: stdin/stdout; `exec`: a child per connection.
+//! - `relay`: the event loop for every connection; `session`: one connection (a TLS socket
+//!   and its local end) and its finishing rules; `tls_socket`: TLS over a TCP socket; `stdio`:
+//!   stdin/stdout; `exec`: a child per connection.
 //! - `error`: failure classes and exit statuses; `report`: what goes to stderr.
 
 mod certgen;
 mod cli;
 mod client;
-mod conn;
 mod error;
 mod exec;
 mod files;
@@ -22,12 +22,13 @@ mod identity;
 mod listener;
 mod names;
 mod net;
-mod peer;
 mod relay;
 mod report;
+mod session;
 mod settings;
 mod stdio;
 mod tls;
+mod tls_socket;
 mod trust;
 
 // What the fuzz targets (fuzz/) and the tests call: the parsers of what users type or name,

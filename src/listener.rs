@@ -11,12 +11,12 @@ use mio::net::TcpStream;
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 use rustls::ServerConnection;
 
-use crate::conn::Conn;
 use crate::net;
-use crate::peer::{Options, Peer};
-use crate::relay::{Hub, Listening};
+use crate::relay::{Listening, Relay};
 use crate::report;
+use crate::session::{Options, Session};
 use crate::settings::Listen;
+use crate::tls_socket::TlsSocket;
 use crate::trust::{describe_tls_error, Seen, Side};
 
 pub(crate) fn run(s: &Listen) -> Result<()> {
@@ -41,7 +41,7 @@ pub(crate) fn run(s: &Listen) -> Result<()> {
         let (class, msg) = describe_tls_error(e, &seen);
         class.err(msg)
     };
-    let mut hub = Hub::new(Options {
+    let mut relay = Relay::new(Options {
         describe: &describe,
         side: Side::Server,
         no_shutdown: s.common.no_shutdown,
@@ -59,18 +59,18 @@ pub(crate) fn run(s: &Listen) -> Result<()> {
         Some(w) if w < s.handshake_timeout => (w, "-w"),
         _ => (s.handshake_timeout, "--handshake-timeout"),
     };
-    let accept = |sock: TcpStream, addr: SocketAddr| -> Result<Peer> {
+    let accept = |sock: TcpStream, addr: SocketAddr| -> Result<Session> {
         let _ = sock.set_nodelay(true);
         let tls = ServerConnection::new(s.config.clone()).map_err(|e| anyhow!("TLS setup: {e}"))?;
-        Ok(Peer::new(
-            Conn::new(sock, tls.into()),
+        Ok(Session::new(
+            TlsSocket::new(sock, tls.into()),
             format!("client {addr}"),
             Some(addr),
             Some((Instant::now() + limit, option)),
             s.common.exec.is_some(),
         ))
     };
-    hub.listen(Listening {
+    relay.listen(Listening {
         sock,
         keep_open: s.keep_open,
         max_conns: s.max_conns,
@@ -86,7 +86,7 @@ pub(crate) fn run(s: &Listen) -> Result<()> {
         ));
     }
     report::info(format_args!("listening on {local}"));
-    hub.run()
+    relay.run()
 }
 
 /// Many connections need many descriptors: raise the soft limit to the hard one (running out

@@ -3,7 +3,7 @@
 //!
 //! Sockets and pipes are edge-triggered and registered once; each connection remembers what
 //! its descriptors are ready for and gets turns from a run queue until nothing of it can move
-//! (see `peer`). stdin and stdout are served by threads that wake the loop (see `stdio`).
+//! (see `session`). stdin and stdout are served by threads that wake the loop (see `stdio`).
 //! Memory is bounded by construction: a fixed set of stdin and stdout buffers shared by all
 //! connections, rustls's own per-connection limits, `--max-conns` and `--max-handshakes`.
 //!
@@ -31,8 +31,8 @@ use slab::Slab;
 
 use crate::error::{classify, io_phrase, Class};
 use crate::exec::Child;
-use crate::peer::{Options, Peer, Shared, Timer, Turn};
 use crate::report;
+use crate::session::{Options, Session, Shared, Timer, Turn};
 use crate::stdio::{Broadcast, Sink, Source};
 
 const LISTENER: Token = Token(0);
@@ -58,13 +58,13 @@ pub(crate) struct Listening<'a> {
     /// `--max-handshakes`: at most this many of them still in their handshake.
     pub max_handshakes: usize,
     /// Set up TLS for an accepted socket.
-    pub accept: &'a dyn Fn(TcpStream, SocketAddr) -> Result<Peer>,
+    pub accept: &'a dyn Fn(TcpStream, SocketAddr) -> Result<Session>,
 }
 
-pub(crate) struct Hub<'a> {
+pub(crate) struct Relay<'a> {
     poll: Poll,
     opts: Options<'a>,
-    peers: Slab<Peer>,
+    peers: Slab<Session>,
     queue: VecDeque<usize>,
     listening: Option<Listening<'a>>,
     accept_paused: Option<Instant>,
@@ -88,8 +88,8 @@ pub(crate) struct Hub<'a> {
     outcome: Option<Result<()>>,
 }
 
-impl<'a> Hub<'a> {
-    pub(crate) fn new(opts: Options<'a>) -> Result<Hub<'a>> {
+impl<'a> Relay<'a> {
+    pub(crate) fn new(opts: Options<'a>) -> Result<Relay<'a>> {
         let poll = Poll::new()?;
         // The loop keeps the waker: were it dropped with the last thread holding it, the
         // wakeup that thread sent last would go with it.
@@ -109,7 +109,7 @@ impl<'a> Hub<'a> {
         let mut signals = catch_signals()?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
-        Ok(Hub {
+        Ok(Relay {
             poll,
             opts,
             peers: Slab::new(),
@@ -141,7 +141,7 @@ impl<'a> Hub<'a> {
     }
 
     /// Serve a connection.
-    pub(crate) fn add(&mut self, mut peer: Peer) -> Result<()> {
+    pub(crate) fn add(&mut self, mut peer: Session) -> Result<()> {
         peer.serial = self.serial;
         self.serial += 1;
         let entry = self.peers.vacant_entry();
@@ -546,7 +546,7 @@ impl<'a> Hub<'a> {
             let _ = self.poll.registry().deregister(&mut listening.sock);
         }
         let mut reset = 0;
-        let peers: Vec<Peer> = self.peers.drain().collect();
+        let peers: Vec<Session> = self.peers.drain().collect();
         for peer in peers {
             let ok = peer.closing();
             reset += usize::from(!ok);

@@ -31,11 +31,11 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Result};
 use mio::{Interest, Registry, Token};
 
-use crate::conn::{Conn, ConnError, PeerClose, PeerEnd};
 use crate::error::{io_phrase, socket_class, Class};
 use crate::exec::{describe_status, Child, Fed, Program};
 use crate::report;
 use crate::stdio::{Broadcast, Chunk, Next, Sink};
+use crate::tls_socket::{ConnError, PeerClose, PeerEnd, TlsSocket};
 use crate::trust::Side;
 
 /// How long to wait for the peer's TCP close once both close_notifies have crossed.
@@ -148,7 +148,7 @@ pub(crate) enum Timer {
 }
 
 /// What the connection's plaintext meets on our side.
-enum End {
+enum Local {
     /// stdin/stdout: the next stdin chunk to send and how far into it.
     Stdio { next: u64, offset: usize },
     /// A child, started once the handshake is done; `leftover` is output TLS did not take.
@@ -158,12 +158,12 @@ enum End {
     },
 }
 
-pub(crate) struct Peer {
-    pub conn: Conn,
+pub(crate) struct Session {
+    pub conn: TlsSocket,
     /// How messages name the peer: "example.com:443", "client 192.0.2.1:50000".
     pub label: String,
     addr: Option<SocketAddr>,
-    end: End,
+    end: Local,
     /// Base of this connection's tokens: socket, child stdin, child stdout.
     token: usize,
     phase: Phase,
@@ -195,26 +195,26 @@ pub(crate) struct Peer {
     pub serial: u64,
 }
 
-impl Peer {
+impl Session {
     pub(crate) fn new(
-        conn: Conn,
+        conn: TlsSocket,
         label: String,
         addr: Option<SocketAddr>,
         handshake_deadline: Option<(Instant, &'static str)>,
         exec: bool,
-    ) -> Peer {
+    ) -> Session {
         let now = Instant::now();
-        Peer {
+        Session {
             conn,
             label,
             addr,
             end: if exec {
-                End::Exec {
+                Local::Exec {
                     child: None,
                     leftover: Vec::new(),
                 }
             } else {
-                End::Stdio { next: 0, offset: 0 }
+                Local::Stdio { next: 0, offset: 0 }
             },
             token: 0,
             phase: Phase::Handshake,
@@ -251,13 +251,13 @@ impl Peer {
             (0, _) => self.conn.on_event(event),
             (
                 1,
-                End::Exec {
+                Local::Exec {
                     child: Some(child), ..
                 },
             ) => child.stdin_ready = true,
             (
                 _,
-                End::Exec {
+                Local::Exec {
                     child: Some(child), ..
                 },
             ) => child.stdout_ready = true,
@@ -268,7 +268,7 @@ impl Peer {
     /// Where this connection is in stdin, while it still sends stdin.
     pub(crate) fn stdin_position(&self) -> Option<u64> {
         match self.end {
-            End::Stdio { next, .. }
+            Local::Stdio { next, .. }
                 if self.phase == Phase::Open && self.outbound == Outbound::Sending =>
             {
                 Some(next)
@@ -290,7 +290,7 @@ impl Peer {
     /// The pid of this connection's child, while it has one.
     pub(crate) fn child_pid(&self) -> Option<u32> {
         match &self.end {
-            End::Exec {
+            Local::Exec {
                 child: Some(child), ..
             } => Some(child.proc.id()),
             _ => None,
@@ -299,7 +299,7 @@ impl Peer {
 
     /// The child has exited: reap it, keeping its status for when its output ends.
     pub(crate) fn reap_child(&mut self) {
-        if let End::Exec {
+        if let Local::Exec {
             child: Some(child), ..
         } = &mut self.end
         {
@@ -403,7 +403,7 @@ impl Peer {
     /// The peer's close_notify arrived while our direction may still be open.
     fn peer_finished(&mut self, sh: &mut Shared<'_, '_>) -> Result<()> {
         let half_close = self.half_close();
-        if let End::Exec { child, leftover } = &mut self.end {
+        if let Local::Exec { child, leftover } = &mut self.end {
             // The child gets EOF and may still answer (under TLS 1.2 an answer is too late).
             if let Some(child) = child {
                 child.close_stdin();
@@ -439,7 +439,7 @@ impl Peer {
     /// Whether stdin holds bytes this connection has not sent.
     fn input_pending(&self, sh: &Shared<'_, '_>) -> bool {
         match (&self.end, sh.stdin.as_deref()) {
-            (End::Stdio { next, offset }, Some(stdin)) => {
+            (Local::Stdio { next, offset }, Some(stdin)) => {
                 matches!(stdin.at(*next, *offset), Next::Data(b) if !b.is_empty())
             }
             _ => false,
@@ -467,7 +467,7 @@ impl Peer {
         // nothing more from it, or when a person at a terminal ended the input (Ctrl-D).
         self.half_close()
             || opts.send_only
-            || matches!(self.end, End::Exec { .. })
+            || matches!(self.end, Local::Exec { .. })
             || (opts.stdin_tty && !opts.recv_only)
     }
 
@@ -480,7 +480,7 @@ impl Peer {
     /// pipe).
     fn output_written(&self, sh: &Shared<'_, '_>) -> bool {
         match (&self.end, sh.stdout.as_deref()) {
-            (End::Stdio { .. }, Some(sink)) => sink.written(self.output_upto),
+            (Local::Stdio { .. }, Some(sink)) => sink.written(self.output_upto),
             _ => true,
         }
     }
@@ -561,7 +561,7 @@ impl Peer {
                 Err(e) => break Err(self.fail(e, sh.opts)),
             }
             let n = match &mut self.end {
-                End::Stdio { .. } => match sh.stdout.as_deref_mut() {
+                Local::Stdio { .. } => match sh.stdout.as_deref_mut() {
                     Some(sink) => {
                         let n = self.conn.deliver(|data| {
                             if out.is_none() {
@@ -584,7 +584,7 @@ impl Peer {
                     // --send-only: what the peer sends is read and dropped.
                     None => self.conn.deliver(|data| data.len()),
                 },
-                End::Exec { child, .. } => self.conn.deliver(|data| match child {
+                Local::Exec { child, .. } => self.conn.deliver(|data| match child {
                     Some(child) => match child.feed(data) {
                         Fed::Took(n) => {
                             stalled = n == 0;
@@ -620,7 +620,7 @@ impl Peer {
         let mut unsent = false;
         let late = self.inbound == Inbound::Ended && !self.half_close();
         match &mut self.end {
-            End::Stdio { next, offset } => {
+            Local::Stdio { next, offset } => {
                 while let Some(stdin) = sh.stdin.as_deref() {
                     match stdin.at(*next, *offset) {
                         Next::Data(bytes) if late && !bytes.is_empty() => {
@@ -659,7 +659,7 @@ impl Peer {
                     }
                 }
             }
-            End::Exec { child, leftover } => {
+            Local::Exec { child, leftover } => {
                 let Some(child) = child else {
                     return Ok(false);
                 };
@@ -714,7 +714,7 @@ impl Peer {
     /// The child closed its output: once it has exited, its status says whether our direction
     /// is complete.
     fn child_exited(&mut self, opts: &Options<'_>) -> Result<bool> {
-        let End::Exec {
+        let Local::Exec {
             child: Some(child), ..
         } = &mut self.end
         else {
@@ -744,7 +744,7 @@ impl Peer {
         };
         report::session(&self.conn.tls, sh.opts.side.peer_role(), &prefix);
         match &mut self.end {
-            End::Stdio { next, .. } => match sh.stdin.as_deref() {
+            Local::Stdio { next, .. } => match sh.stdin.as_deref() {
                 Some(stdin) => {
                     *next = stdin.position();
                     sh.stdin_wanted = true;
@@ -752,7 +752,7 @@ impl Peer {
                 // --recv-only: there is nothing to send.
                 None => self.outbound = Outbound::Complete,
             },
-            End::Exec { child, .. } => {
+            Local::Exec { child, .. } => {
                 let Some(program) = &sh.opts.exec else {
                     return Ok(());
                 };
@@ -858,7 +858,7 @@ impl Peer {
             self.sent
         ));
         match self.end {
-            End::Exec {
+            Local::Exec {
                 child: Some(mut child),
                 ..
             } => {

@@ -40,7 +40,7 @@ pub(crate) enum PeerClose {
     Reset(io::Error),
 }
 
-pub(crate) struct Conn {
+pub(crate) struct TlsSocket {
     pub sock: TcpStream,
     pub tls: rustls::Connection,
     readable: bool,
@@ -53,9 +53,9 @@ pub(crate) struct Conn {
     pub peer_end: Option<PeerEnd>,
 }
 
-impl Conn {
-    pub(crate) fn new(sock: TcpStream, tls: rustls::Connection) -> Conn {
-        Conn {
+impl TlsSocket {
+    pub(crate) fn new(sock: TcpStream, tls: rustls::Connection) -> TlsSocket {
+        TlsSocket {
             sock,
             tls,
             readable: true,
