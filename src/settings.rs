@@ -1,21 +1,22 @@
 //! Raw flags → resolved configuration. Every error in what the user typed or named (addresses,
 //! fingerprints, PEM files, keys) surfaces here, before any socket is opened.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
 use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ServerConfig};
+use rustls::{ClientConfig, KeyLog, ServerConfig, SupportedProtocolVersion};
 
-use crate::cli::{CommonArgs, ConnectArgs, ListenArgs};
+use crate::cli::{CommonArgs, ConnectArgs, ListenArgs, TlsVersion};
 use crate::error::Class;
 use crate::exec::Program;
 use crate::identity::{self, fingerprint_text, sha256};
 use crate::names;
 use crate::net::{self, Family, HostPort};
 use crate::report;
-use crate::tls;
+use crate::tls::{self, provider, versions, KeyLogTo, Protocol};
 use crate::trust::{self, ClientVerifier, ServerVerifier, Trust};
 
 /// What both subcommands share.
@@ -105,7 +106,7 @@ pub(crate) fn connect(args: &ConnectArgs) -> Result<Connect> {
             report::escape(&name)
         ))
     })?;
-    let proto = tls::Protocol::from_args(&args.common)?;
+    let proto = protocol(&args.common)?;
     let provider = proto.provider.clone();
     let trust = if args.insecure {
         Trust::Insecure
@@ -176,7 +177,7 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
         ),
         None => None,
     };
-    let proto = tls::Protocol::from_args(&args.common)?;
+    let proto = protocol(&args.common)?;
     let provider = proto.provider.clone();
     let client_auth = match (&args.client_ca, &args.client_ca_optional) {
         (Some(path), _) => tls::ClientAuth::Required(trust::roots_from_file(path)?),
@@ -211,4 +212,63 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
         stall_timeout: args.stall_timeout,
         common,
     })
+}
+
+/// The TLS settings both sides share, from the flags.
+fn protocol(args: &CommonArgs) -> Result<Protocol> {
+    let versions = versions(tls_version(args.tls_min), tls_version(args.tls_max))?;
+    let provider = provider(args.ciphers.as_deref(), &versions)?;
+    let alpn = args
+        .alpn
+        .iter()
+        .map(|p| {
+            if p.is_empty() || p.len() > 255 {
+                Err(Class::Usage.err(format!(
+                    "--alpn '{}': a protocol name is 1 to 255 bytes",
+                    report::escape(p)
+                )))
+            } else {
+                Ok(p.as_bytes().to_vec())
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let key_log: Option<Arc<dyn KeyLog>> = match &args.keylog {
+        Some(path) => {
+            let log = KeyLogTo::open(path)?;
+            report::warn(format_args!(
+                "TLS secrets are written to {} (--keylog): anyone who reads it can decrypt \
+                 this connection",
+                path.display()
+            ));
+            Some(Arc::new(log))
+        }
+        None => match std::env::var_os("SSLKEYLOGFILE").filter(|p| !p.is_empty()) {
+            // As other programs do, a key log file that cannot be opened is not fatal.
+            Some(path) => match KeyLogTo::open(Path::new(&path)) {
+                Ok(log) => {
+                    report::warn("SSLKEYLOGFILE is set: TLS secrets are written to it");
+                    Some(Arc::new(log))
+                }
+                Err(e) => {
+                    report::warn(format_args!("SSLKEYLOGFILE: {e:#}; no key log is written"));
+                    None
+                }
+            },
+            None => None,
+        },
+    };
+    Ok(Protocol {
+        provider,
+        versions,
+        alpn,
+        key_log,
+        resume: !args.no_resume,
+    })
+}
+
+fn tls_version(v: TlsVersion) -> &'static SupportedProtocolVersion {
+    match v {
+        TlsVersion::Tls12 => &rustls::version::TLS12,
+        TlsVersion::Tls13 => &rustls::version::TLS13,
+    }
 }

@@ -16,7 +16,6 @@ use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{ClientConfig, KeyLog, RootCertStore, ServerConfig, SupportedProtocolVersion};
 
-use crate::cli::{CommonArgs, TlsVersion};
 use crate::error::{io_phrase, Class};
 use crate::report;
 use crate::trust::{ClientVerifier, ServerVerifier};
@@ -30,75 +29,19 @@ pub(crate) struct Protocol {
     pub resume: bool,
 }
 
-impl Protocol {
-    pub(crate) fn from_args(args: &CommonArgs) -> Result<Protocol> {
-        let versions = versions(args.tls_min, args.tls_max)?;
-        let provider = provider(args.ciphers.as_deref(), &versions)?;
-        let alpn = args
-            .alpn
-            .iter()
-            .map(|p| {
-                if p.is_empty() || p.len() > 255 {
-                    Err(Class::Usage.err(format!(
-                        "--alpn '{}': a protocol name is 1 to 255 bytes",
-                        report::escape(p)
-                    )))
-                } else {
-                    Ok(p.as_bytes().to_vec())
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let key_log: Option<Arc<dyn KeyLog>> = match &args.keylog {
-            Some(path) => {
-                let log = KeyLogTo::open(path)?;
-                report::warn(format_args!(
-                    "TLS secrets are written to {} (--keylog): anyone who reads it can decrypt \
-                     this connection",
-                    path.display()
-                ));
-                Some(Arc::new(log))
-            }
-            None => match std::env::var_os("SSLKEYLOGFILE").filter(|p| !p.is_empty()) {
-                // As other programs do, a key log file that cannot be opened is not fatal.
-                Some(path) => match KeyLogTo::open(Path::new(&path)) {
-                    Ok(log) => {
-                        report::warn("SSLKEYLOGFILE is set: TLS secrets are written to it");
-                        Some(Arc::new(log))
-                    }
-                    Err(e) => {
-                        report::warn(format_args!("SSLKEYLOGFILE: {e:#}; no key log is written"));
-                        None
-                    }
-                },
-                None => None,
-            },
-        };
-        Ok(Protocol {
-            provider,
-            versions,
-            alpn,
-            key_log,
-            resume: !args.no_resume,
-        })
-    }
-}
-
-/// The versions from `--tls-min` to `--tls-max`.
+/// The versions from `min` to `max` (`--tls-min`, `--tls-max`), newest first.
 pub(crate) fn versions(
-    min: TlsVersion,
-    max: TlsVersion,
+    min: &'static SupportedProtocolVersion,
+    max: &'static SupportedProtocolVersion,
 ) -> Result<Vec<&'static SupportedProtocolVersion>> {
-    if min > max {
+    let rank = |v: &SupportedProtocolVersion| u16::from(v.version);
+    if rank(min) > rank(max) {
         return Err(Class::Usage.err("--tls-min is above --tls-max"));
     }
-    let mut out = Vec::new();
-    if max >= TlsVersion::Tls13 {
-        out.push(&rustls::version::TLS13);
-    }
-    if min <= TlsVersion::Tls12 {
-        out.push(&rustls::version::TLS12);
-    }
-    Ok(out)
+    Ok([&rustls::version::TLS13, &rustls::version::TLS12]
+        .into_iter()
+        .filter(|v| rank(min) <= rank(v) && rank(v) <= rank(max))
+        .collect())
 }
 
 /// The default provider, its cipher suites narrowed to `--ciphers` if given.
@@ -178,33 +121,33 @@ mod tests {
     #[test]
     fn version_ranges() {
         assert_eq!(
-            versions(TlsVersion::Tls12, TlsVersion::Tls13)
+            versions(&rustls::version::TLS12, &rustls::version::TLS13)
                 .unwrap()
                 .len(),
             2
         );
         assert_eq!(
-            versions(TlsVersion::Tls13, TlsVersion::Tls13)
+            versions(&rustls::version::TLS13, &rustls::version::TLS13)
                 .unwrap()
                 .len(),
             1
         );
         assert_eq!(
-            versions(TlsVersion::Tls12, TlsVersion::Tls12)
+            versions(&rustls::version::TLS12, &rustls::version::TLS12)
                 .unwrap()
                 .len(),
             1
         );
-        assert!(versions(TlsVersion::Tls13, TlsVersion::Tls12).is_err());
+        assert!(versions(&rustls::version::TLS13, &rustls::version::TLS12).is_err());
     }
 
     #[test]
     fn unknown_cipher_lists_the_valid_ones() {
-        let all = versions(TlsVersion::Tls12, TlsVersion::Tls13).unwrap();
+        let all = versions(&rustls::version::TLS12, &rustls::version::TLS13).unwrap();
         let err = provider(Some("FOO"), &all).unwrap_err().to_string();
         assert!(err.contains("unknown cipher suite 'FOO'"), "{err}");
         assert!(err.contains("TLS13_AES_128_GCM_SHA256"), "{err}");
-        let only13 = versions(TlsVersion::Tls13, TlsVersion::Tls13).unwrap();
+        let only13 = versions(&rustls::version::TLS13, &rustls::version::TLS13).unwrap();
         assert!(provider(Some("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"), &only13).is_err());
         let p = provider(
             Some("TLS_AES_128_GCM_SHA256:TLS13_AES_128_GCM_SHA256"),
@@ -299,12 +242,12 @@ fn client_verifier(
 /// `--keylog FILE` (or SSLKEYLOGFILE): NSS key log lines appended to a file only its owner
 /// can read.
 #[derive(Debug)]
-struct KeyLogTo {
+pub(crate) struct KeyLogTo {
     file: Mutex<File>,
 }
 
 impl KeyLogTo {
-    fn open(path: &Path) -> Result<KeyLogTo> {
+    pub(crate) fn open(path: &Path) -> Result<KeyLogTo> {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         let fail = |e: std::io::Error| anyhow!("{}: {}", path.display(), io_phrase(&e));
         let file = std::fs::OpenOptions::new()
