@@ -15,7 +15,7 @@ use tempfile::NamedTempFile;
 use crate::cli::{CertArgs, CertKind, KeyType};
 use crate::error::{io_phrase, Class};
 use crate::files::read_file;
-use crate::identity::{fingerprint_text, sha256};
+use crate::fingerprint::{fingerprint_text, sha256};
 use crate::names::parse_san;
 
 pub(crate) fn run(kind: &CertKind) -> Result<()> {

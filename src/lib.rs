@@ -3,7 +3,8 @@
 //! The modules, in the order data meets them:
 //! - `cli`: the flags as typed; `settings`: resolved into addresses and rustls configs.
 //! - `tls`, `trust`, `identity`: TLS configuration, server verification, our certificate;
-//!   `files`: the one reader of the files options name.
+//!   `fingerprint`: SHA-256 fingerprints (`--pin`); `files`: the one reader of the files
+//!   options name.
 //! - `net`: addresses, connecting, binding; `names`: host names (IDN) and `--san` values.
 //! - `client` / `listener`: connect and listen; `certgen`: `stls cert`; `stls completions` is
 //!   a function in this file.
@@ -18,6 +19,7 @@ mod client;
 mod error;
 mod exec;
 mod files;
+mod fingerprint;
 mod identity;
 mod listener;
 mod names;
@@ -34,7 +36,8 @@ mod trust;
 // What the fuzz targets (fuzz/) and the tests call: the parsers of what users type or name,
 // and the escaping of what peers send. Everything else is private to the crate.
 pub use certgen::key_pem;
-pub use identity::{certs_from_pem, fingerprint_text, key_from_pem, parse_fingerprint};
+pub use fingerprint::{fingerprint_text, parse_fingerprint};
+pub use identity::{certs_from_pem, key_from_pem};
 pub use names::{host_to_ascii, parse_san, San};
 pub use net::{parse_listen, parse_target, HostPort};
 pub use report::{escape, is_invisible};

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicI8, Ordering};
 use rustls::pki_types::CertificateDer;
 use x509_parser::extensions::GeneralName;
 
-use crate::identity::{fingerprint_text, sha256};
+use crate::fingerprint::{fingerprint_text, sha256};
 
 static LEVEL: AtomicI8 = AtomicI8::new(0);
 

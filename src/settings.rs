@@ -12,7 +12,8 @@ use rustls::{ClientConfig, KeyLog, ServerConfig, SupportedProtocolVersion};
 use crate::cli::{CommonArgs, ConnectArgs, ListenArgs, TlsVersion};
 use crate::error::Class;
 use crate::exec::Program;
-use crate::identity::{self, fingerprint_text, sha256};
+use crate::fingerprint::{fingerprint_text, parse_fingerprint, sha256};
+use crate::identity;
 use crate::names;
 use crate::net::{self, Family, HostPort};
 use crate::report;
@@ -111,7 +112,7 @@ pub(crate) fn connect(args: &ConnectArgs) -> Result<Connect> {
     let trust = if args.insecure {
         Trust::Insecure
     } else if let Some(pin) = &args.pin {
-        Trust::Pin(identity::parse_fingerprint(pin).map_err(|m| Class::Usage.err(m))?)
+        Trust::Pin(parse_fingerprint(pin).map_err(|m| Class::Usage.err(m))?)
     } else if let Some(path) = &args.cacert {
         Trust::Roots(trust::roots_from_file(path)?)
     } else {

@@ -15,7 +15,8 @@ use rustls::DistinguishedName;
 use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
 
 use crate::error::Class;
-use crate::identity::{fingerprint_text, load_certs, sha256};
+use crate::fingerprint::{fingerprint_text, sha256};
+use crate::identity::load_certs;
 use crate::report::{date, escape, CertInfo};
 
 /// How the server's certificate is checked.
