@@ -11,11 +11,13 @@
 //! - `relay`: the event loop for every connection; `session`: one connection (a TLS socket
 //!   and its local end) and its finishing rules; `tls_socket`: TLS over a TCP socket; `stdio`:
 //!   stdin/stdout; `exec`: a child per connection.
-//! - `error`: failure classes and exit statuses; `report`: what goes to stderr.
+//! - `error`: failure classes and exit statuses; `report`: what goes to stderr, escaped;
+//!   `describe`: what `-v` says about a session and its certificates.
 
 mod certgen;
 mod cli;
 mod client;
+mod describe;
 mod error;
 mod exec;
 mod files;

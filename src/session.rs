@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Result};
 use mio::{Interest, Registry, Token};
 
+use crate::describe;
 use crate::error::{io_phrase, socket_class, Class};
 use crate::exec::{describe_status, Child, Fed, Program};
 use crate::report;
@@ -742,7 +743,7 @@ impl Session {
         } else {
             String::new()
         };
-        report::session(&self.conn.tls, sh.opts.side.peer_role(), &prefix);
+        describe::session(&self.conn.tls, sh.opts.side.peer_role(), &prefix);
         match &mut self.end {
             Local::Stdio { next, .. } => match sh.stdin.as_deref() {
                 Some(stdin) => {

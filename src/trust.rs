@@ -14,10 +14,11 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::DistinguishedName;
 use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
 
+use crate::describe::{date, CertInfo};
 use crate::error::Class;
 use crate::fingerprint::{fingerprint_text, sha256};
 use crate::identity::load_certs;
-use crate::report::{date, escape, CertInfo};
+use crate::report::escape;
 
 /// How the server's certificate is checked.
 pub(crate) enum Trust {
