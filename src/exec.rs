@@ -68,6 +68,7 @@ impl Program {
     }
 
     /// Start the program for a connection from `peer`.
+    #[allow(unsafe_code)] // pre_exec is unsafe by signature
     pub(crate) fn spawn(&self, peer: Option<SocketAddr>) -> Result<Child> {
         let mut cmd = Command::new(&self.argv[0]);
         cmd.args(&self.argv[1..])

@@ -14,6 +14,9 @@
 //! - `error`: failure classes and exit statuses; `report`: what goes to stderr, escaped;
 //!   `describe`: what `-v` says about a session and its certificates.
 
+// Unsafe code only where a system call has no safe wrapper; each such function says which.
+#![deny(unsafe_code)]
+
 mod certgen;
 mod cli;
 mod client;

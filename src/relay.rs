@@ -617,6 +617,7 @@ fn catch_signals() -> Result<Signals> {
 }
 
 /// A child that has exited and is not reaped yet, left unreaped (WNOWAIT).
+#[allow(unsafe_code)] // waitid: rustix reports no pid for WNOWAIT
 fn exited_child() -> Option<u32> {
     loop {
         // SAFETY: waitid fills the siginfo_t we own; all-zero bytes are a valid value for
@@ -648,6 +649,7 @@ fn reap(pid: u32) {
 }
 
 /// Whether `sig` is ignored (inherited SIG_IGN).
+#[allow(unsafe_code)] // sigaction: no safe wrapper reads a disposition
 fn ignored(sig: i32) -> bool {
     // SAFETY: sigaction with a null new action only reads the current one into `old`,
     // which is a plain C struct for which all-zero bytes are a valid value.
