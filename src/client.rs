@@ -1,6 +1,5 @@
 //! `stls connect`: resolve, connect within `-w`, handshake, relay.
 
-use std::io::IsTerminal;
 use std::time::Instant;
 
 use anyhow::{anyhow, Result};
@@ -9,7 +8,7 @@ use rustls::ClientConnection;
 use crate::net;
 use crate::relay::Relay;
 use crate::report;
-use crate::session::{Options, Session};
+use crate::session::Session;
 use crate::settings::Connect;
 use crate::tls_socket::TlsSocket;
 use crate::trust::{describe_tls_error, Seen, Side};
@@ -33,19 +32,7 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
         let (class, msg) = describe_tls_error(e, &seen);
         class.err(msg)
     };
-    let mut relay = Relay::new(Options {
-        describe: &describe,
-        side: Side::Client,
-        no_shutdown: s.common.no_shutdown,
-        send_only: s.common.send_only,
-        recv_only: s.common.recv_only,
-        crlf: s.common.crlf,
-        idle: s.common.idle,
-        stall: None,
-        exec: s.common.exec.clone(),
-        many: false,
-        stdin_tty: std::io::stdin().is_terminal(),
-    })?;
+    let mut relay = Relay::new(s.common.options(Side::Client, &describe))?;
     // Said once signals are ours (the relay catches them): from here SIGINT/SIGTERM end the
     // connection with 130/143.
     if let Some(addr) = addr {

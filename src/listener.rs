@@ -2,7 +2,6 @@
 //! then accept: one session (the first client to complete its handshake; those that fail
 //! before are logged and forgotten), or with `-k` many at once on the one event loop.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -42,17 +41,10 @@ pub(crate) fn run(s: &Listen) -> Result<()> {
         class.err(msg)
     };
     let mut relay = Relay::new(Options {
-        describe: &describe,
-        side: Side::Server,
-        no_shutdown: s.common.no_shutdown,
-        send_only: s.common.send_only,
-        recv_only: s.common.recv_only,
-        crlf: s.common.crlf,
-        idle: s.common.idle,
         stall: s.keep_open.then_some(s.stall_timeout),
         exec: s.common.exec.clone().map(|p| p.with_nofile(nofile)),
         many: s.keep_open,
-        stdin_tty: std::io::stdin().is_terminal(),
+        ..s.common.options(Side::Server, &describe)
     })?;
     // -w bounds the handshake too, when it is the shorter.
     let (limit, option) = match s.common.wait {

@@ -1,6 +1,7 @@
 //! Raw flags → resolved configuration. Every error in what the user typed or named (addresses,
 //! fingerprints, PEM files, keys) surfaces here, before any socket is opened.
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +18,9 @@ use crate::identity;
 use crate::names;
 use crate::net::{self, Family, HostPort};
 use crate::report;
+use crate::session::Options;
 use crate::tls::{self, provider, versions, KeyLogTo, Protocol};
-use crate::trust::{self, ClientVerifier, ServerVerifier, Trust};
+use crate::trust::{self, ClientVerifier, ServerVerifier, Side, Trust};
 
 /// What both subcommands share.
 pub(crate) struct Common {
@@ -56,6 +58,30 @@ impl Common {
                 _ => Family::Any,
             },
         })
+    }
+}
+
+impl Common {
+    /// What the relay needs for every connection of this run, as these flags say; the caller
+    /// adds what only it knows (`-k`'s `many` and `stall`, an `-e` limit).
+    pub(crate) fn options<'a>(
+        &self,
+        side: Side,
+        describe: &'a dyn Fn(&rustls::Error, &str, bool) -> anyhow::Error,
+    ) -> Options<'a> {
+        Options {
+            describe,
+            side,
+            no_shutdown: self.no_shutdown,
+            send_only: self.send_only,
+            recv_only: self.recv_only,
+            crlf: self.crlf,
+            idle: self.idle,
+            stall: None,
+            exec: self.exec.clone(),
+            many: false,
+            stdin_tty: std::io::stdin().is_terminal(),
+        }
     }
 }
 
