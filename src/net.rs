@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Socket, Type};
 
 use crate::error::{io_phrase, socket_class, Class};
@@ -192,63 +191,32 @@ pub(crate) fn connect(
     addrs: &[SocketAddr],
     deadline: Option<Instant>,
 ) -> Result<TcpStream> {
-    let mut poll = Poll::new()?;
-    let mut events = Events::with_capacity(4);
     let mut last_err = None;
     for &addr in addrs {
-        let mut stream = match TcpStream::connect(addr) {
-            Ok(s) => s,
-            Err(e) => {
-                last_err = Some((addr, e));
-                continue;
-            }
-        };
-        poll.registry()
-            .register(&mut stream, Token(0), Interest::WRITABLE)?;
+        let timed_out = || Class::Timeout.err(format!("timed out connecting to {hp} ({addr})"));
         // Without -w, each address gets CONNECT_TIMEOUT before the next is tried.
-        let own_limit = Instant::now() + CONNECT_TIMEOUT;
-        let outcome = loop {
-            let limit = deadline.unwrap_or(own_limit);
-            let timeout = match limit.checked_duration_since(Instant::now()) {
+        let timeout = match deadline {
+            None => CONNECT_TIMEOUT,
+            Some(d) => match d.checked_duration_since(Instant::now()) {
                 Some(left) if !left.is_zero() => left,
-                _ if deadline.is_some() => {
-                    return Err(Class::Timeout.err(format!("timed out connecting to {hp} ({addr})")))
-                }
-                _ => {
-                    break Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!(
-                            "no answer in {}s (-w sets the limit)",
-                            CONNECT_TIMEOUT.as_secs()
-                        ),
-                    ))
-                }
-            };
-            let timeout = Some(timeout);
-            if let Err(e) = poll.poll(&mut events, timeout) {
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e.into());
-            }
-            if events.is_empty() {
-                continue; // the deadline check above decides
-            }
-            match stream.take_error() {
-                Ok(Some(e)) | Err(e) => break Err(e),
-                Ok(None) => {}
-            }
-            match stream.peer_addr() {
-                Ok(_) => break Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotConnected => continue,
-                Err(e) => break Err(e),
-            }
+                _ => return Err(timed_out()),
+            },
         };
-        poll.registry().deregister(&mut stream)?;
-        match outcome {
-            Ok(()) => {
+        match std::net::TcpStream::connect_timeout(&addr, timeout) {
+            Ok(stream) => {
                 stream.set_nodelay(true)?;
-                return Ok(stream);
+                stream.set_nonblocking(true)?;
+                return Ok(TcpStream::from_std(stream));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut && deadline.is_some() => {
+                return Err(timed_out())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                let why = format!(
+                    "no answer in {}s (-w sets the limit)",
+                    CONNECT_TIMEOUT.as_secs()
+                );
+                last_err = Some((addr, std::io::Error::new(e.kind(), why)));
             }
             Err(e) => last_err = Some((addr, e)),
         }

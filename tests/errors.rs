@@ -363,4 +363,11 @@ fn a_server_that_never_answers_is_a_timeout_even_without_w() {
     run(&["connect", &addr.to_string(), "--insecure"], Input::Null)
         .expect_code(7)
         .expect_stderr("-w sets the limit");
+    // With -w, its limit is the one.
+    run(
+        &["connect", &addr.to_string(), "--insecure", "-w", "0.5"],
+        Input::Null,
+    )
+    .expect_code(7)
+    .expect_stderr(&format!("timed out connecting to {addr}"));
 }
