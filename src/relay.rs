@@ -299,17 +299,7 @@ impl<'a> Relay<'a> {
             .unwrap_or_default();
         let others: Vec<usize> = self.handshaking.values().copied().collect();
         for other in others {
-            let name = self
-                .peers
-                .get(other)
-                .map(|p| p.label.clone())
-                .unwrap_or_default();
-            self.remove(
-                other,
-                Err(Class::Handshake.err(format!(
-                    "{name}: dropped while still in its TLS handshake: the session is with {label}"
-                ))),
-            );
+            self.drop_handshake(other, &format!(": the session is with {label}"));
         }
         self.waiting = false;
     }
@@ -448,13 +438,19 @@ impl<'a> Relay<'a> {
         let Some((_, &key)) = self.handshaking.iter().next() else {
             return false;
         };
+        self.drop_handshake(key, &format!(", {why}"))
+    }
+
+    /// End a connection that is still in its handshake, saying so and then `why`; false if
+    /// there is no such connection.
+    fn drop_handshake(&mut self, key: usize, why: &str) -> bool {
         let Some(label) = self.peers.get(key).map(|p| p.label.clone()) else {
             return false;
         };
         self.remove(
             key,
             Err(Class::Handshake.err(format!(
-                "{label}: dropped while still in its TLS handshake, {why}"
+                "{label}: dropped while still in its TLS handshake{why}"
             ))),
         );
         true
