@@ -148,15 +148,20 @@ impl Source {
         std::thread::Builder::new()
             .name("stdin".into())
             .spawn(move || {
-                // With crlf, half a buffer is read so that the CRs always fit.
+                // With crlf, half a buffer is read (into `raw`) so that the CRs always fit.
+                let mut raw = if crlf { vec![0; CHUNK / 2] } else { Vec::new() };
                 let mut after_cr = false;
                 for mut buf in requests {
-                    let want = if crlf { buf.len() / 2 } else { buf.len() };
                     let msg = loop {
-                        match file.read(&mut buf[..want]) {
+                        let read = if crlf {
+                            file.read(&mut raw)
+                        } else {
+                            file.read(&mut buf)
+                        };
+                        match read {
                             Ok(0) => break Input::Eof,
                             Ok(len) if crlf => {
-                                let len = lf_to_crlf(&mut buf, len, &mut after_cr);
+                                let len = lf_to_crlf(&raw[..len], &mut buf, &mut after_cr);
                                 break Input::Data(Chunk { buf, len });
                             }
                             Ok(len) => break Input::Data(Chunk { buf, len }),
@@ -195,37 +200,21 @@ impl Source {
     }
 }
 
-/// Turn each LF of `buf[..len]` that does not follow a CR into CR LF, in place; `buf` must
-/// have room for twice `len`. `after_cr` carries whether the previous chunk ended in CR.
-/// Returns the new length.
-pub(crate) fn lf_to_crlf(buf: &mut [u8], len: usize, after_cr: &mut bool) -> usize {
-    let mut prev = *after_cr;
-    let mut bare = 0;
-    for &b in &buf[..len] {
-        bare += usize::from(b == b'\n' && !prev);
-        prev = b == b'\r';
-    }
-    let new_len = len + bare;
-    // From the end, so that nothing is overwritten before it is moved.
-    let mut to = new_len;
-    for from in (0..len).rev() {
-        let b = buf[from];
-        to -= 1;
-        buf[to] = b;
-        let before = if from == 0 {
-            *after_cr
-        } else {
-            buf[from - 1] == b'\r'
-        };
-        if b == b'\n' && !before {
-            to -= 1;
-            buf[to] = b'\r';
+/// Copy `raw` into `out`, each LF that does not follow a CR as CR LF; `out` must have room
+/// for twice `raw`. `after_cr` carries whether the previous read ended in CR. Returns the
+/// length written.
+pub(crate) fn lf_to_crlf(raw: &[u8], out: &mut [u8], after_cr: &mut bool) -> usize {
+    let mut n = 0;
+    for &b in raw {
+        if b == b'\n' && !*after_cr {
+            out[n] = b'\r';
+            n += 1;
         }
+        out[n] = b;
+        n += 1;
+        *after_cr = b == b'\r';
     }
-    if len > 0 {
-        *after_cr = buf[new_len - 1] == b'\r';
-    }
-    new_len
+    n
 }
 
 /// stdin shared by every connection. Each chunk read goes to every connection that was
@@ -448,8 +437,7 @@ mod tests {
         let mut out = Vec::new();
         for chunk in chunks {
             let mut buf = vec![0; chunk.len() * 2];
-            buf[..chunk.len()].copy_from_slice(chunk);
-            let n = lf_to_crlf(&mut buf, chunk.len(), &mut after_cr);
+            let n = lf_to_crlf(chunk, &mut buf, &mut after_cr);
             out.extend_from_slice(&buf[..n]);
         }
         out
