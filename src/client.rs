@@ -11,7 +11,6 @@ use crate::report;
 use crate::session::Session;
 use crate::settings::Connect;
 use crate::tls_socket::TlsSocket;
-use crate::trust::{describe_tls_error, Seen, Side};
 
 pub(crate) fn run(s: &Connect) -> Result<()> {
     let deadline = s.common.wait.map(|w| Instant::now() + w);
@@ -20,19 +19,7 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
     let addr = sock.peer_addr().ok();
     let tls = ClientConnection::new(s.config.clone(), s.server_name.clone())
         .map_err(|e| anyhow!("TLS setup: {e}"))?;
-    let describe = |e: &rustls::Error, peer: &str, established: bool| {
-        let chain = s.verifier.presented();
-        let seen = Seen {
-            peer,
-            chain: &chain,
-            our_alpn: &s.alpn,
-            side: Side::Client,
-            established,
-        };
-        let (class, msg) = describe_tls_error(e, &seen);
-        class.err(msg)
-    };
-    let mut relay = Relay::new(s.common.options(Side::Client, &describe))?;
+    let mut relay = Relay::new(s.common.options(s.explain.clone()))?;
     // Said once signals are ours (the relay catches them): from here SIGINT/SIGTERM end the
     // connection with 130/143.
     if let Some(addr) = addr {

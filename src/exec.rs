@@ -15,6 +15,7 @@ use mio::unix::pipe;
 use rustix::process::{setrlimit, Resource, Rlimit};
 
 use crate::error::{io_phrase, Class};
+use crate::events::{attempt, Ready};
 use crate::report;
 
 /// What to run for each connection.
@@ -112,8 +113,7 @@ impl Program {
                 status: None,
                 stdin: Some(stdin),
                 stdout: Some(stdout),
-                stdin_ready: true,
-                stdout_ready: true,
+                ready: Ready::default(),
             }),
             Err(e) => {
                 let _ = proc.kill();
@@ -150,9 +150,8 @@ pub(crate) struct Child {
     status: Option<ExitStatus>,
     pub stdin: Option<pipe::Sender>,
     pub stdout: Option<pipe::Receiver>,
-    /// Remembered readiness (mio is edge-triggered), cleared on `WouldBlock`.
-    pub stdin_ready: bool,
-    pub stdout_ready: bool,
+    /// Our ends of its pipes: `write` for its stdin, `read` for its stdout.
+    pub ready: Ready,
 }
 
 /// The result of offering bytes to the child's stdin.
@@ -169,22 +168,13 @@ impl Child {
         let Some(pipe) = self.stdin.as_mut() else {
             return Fed::Closed;
         };
-        if !self.stdin_ready {
-            return Fed::Took(0);
-        }
-        loop {
-            match pipe.write(data) {
-                Ok(n) => return Fed::Took(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.stdin_ready = false;
-                    return Fed::Took(0);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // EPIPE: the child closed its stdin or exited.
-                Err(_) => {
-                    self.stdin = None;
-                    return Fed::Closed;
-                }
+        match attempt(&mut self.ready.write, || pipe.write(data)) {
+            None => Fed::Took(0),
+            Some(Ok(n)) => Fed::Took(n),
+            // EPIPE: the child closed its stdin or exited.
+            Some(Err(_)) => {
+                self.stdin = None;
+                Fed::Closed
             }
         }
     }
@@ -192,19 +182,9 @@ impl Child {
     /// Read what the child wrote: `Some(0)` at its EOF, `None` if nothing is ready.
     pub(crate) fn drain(&mut self, buf: &mut [u8]) -> Option<usize> {
         let pipe = self.stdout.as_mut()?;
-        if !self.stdout_ready {
-            return None;
-        }
-        loop {
-            match pipe.read(buf) {
-                Ok(n) => return Some(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.stdout_ready = false;
-                    return None;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Some(0),
-            }
+        match attempt(&mut self.ready.read, || pipe.read(buf))? {
+            Ok(n) => Some(n),
+            Err(_) => Some(0),
         }
     }
 

@@ -8,9 +8,10 @@
 //! - `net`: addresses, connecting, binding; `names`: host names (IDN) and `--san` values.
 //! - `client` / `listener`: connect and listen; `certgen`: `stls cert`; `stls completions` is
 //!   a function in this file.
-//! - `relay`: the event loop for every connection; `session`: one connection (a TLS socket
-//!   and its local end) and its finishing rules; `tls_socket`: TLS over a TCP socket; `stdio`:
-//!   stdin/stdout; `exec`: a child per connection.
+//! - `relay`: the event loop for every connection; `events`: what its tokens mean and the
+//!   readiness each descriptor remembers; `session`: one connection (a TLS socket and its
+//!   local end) and its finishing rules; `tls_socket`: TLS over a TCP socket; `local`: the
+//!   local end, which is `stdio` (stdin/stdout) or `exec` (a child per connection).
 //! - `error`: failure classes and exit statuses; `report`: what goes to stderr, escaped;
 //!   `describe`: what `-v` says about a session and its certificates.
 
@@ -22,11 +23,13 @@ mod cli;
 mod client;
 mod describe;
 mod error;
+mod events;
 mod exec;
 mod files;
 mod fingerprint;
 mod identity;
 mod listener;
+mod local;
 mod names;
 mod net;
 mod relay;

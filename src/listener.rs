@@ -16,50 +16,32 @@ use crate::report;
 use crate::session::{Options, Session};
 use crate::settings::Listen;
 use crate::tls_socket::TlsSocket;
-use crate::trust::{describe_tls_error, Seen, Side};
 
 pub(crate) fn run(s: &Listen) -> Result<()> {
     let sock = net::bind(s.host.as_deref(), s.port, s.common.family)?;
     let local = sock.local_addr()?;
     let nofile = raise_fd_limit();
-    let describe = |e: &rustls::Error, peer: &str, established: bool| {
-        // The loop is one thread and asks right after the failing call, so the chain the
-        // verifier recorded is this connection's.
-        let chain = s
-            .client_verifier
-            .as_ref()
-            .map(|v| v.presented())
-            .unwrap_or_default();
-        let seen = Seen {
-            peer,
-            chain: &chain,
-            our_alpn: &s.alpn,
-            side: Side::Server,
-            established,
-        };
-        let (class, msg) = describe_tls_error(e, &seen);
-        class.err(msg)
-    };
     let mut relay = Relay::new(Options {
         stall: s.keep_open.then_some(s.stall_timeout),
         exec: s.common.exec.clone().map(|p| p.with_nofile(nofile)),
         many: s.keep_open,
-        ..s.common.options(Side::Server, &describe)
+        ..s.common.options(s.explain.clone())
     })?;
     // -w bounds the handshake too, when it is the shorter.
     let (limit, option) = match s.common.wait {
         Some(w) if w < s.handshake_timeout => (w, "-w"),
         _ => (s.handshake_timeout, "--handshake-timeout"),
     };
-    let accept = |sock: TcpStream, addr: SocketAddr| -> Result<Session> {
+    let (config, exec) = (s.config.clone(), s.common.exec.is_some());
+    let accept = move |sock: TcpStream, addr: SocketAddr| -> Result<Session> {
         let _ = sock.set_nodelay(true);
-        let tls = ServerConnection::new(s.config.clone()).map_err(|e| anyhow!("TLS setup: {e}"))?;
+        let tls = ServerConnection::new(config.clone()).map_err(|e| anyhow!("TLS setup: {e}"))?;
         Ok(Session::new(
             TlsSocket::new(sock, tls.into()),
             format!("client {addr}"),
             Some(addr),
             Some((Instant::now() + limit, option)),
-            s.common.exec.is_some(),
+            exec,
         ))
     };
     relay.listen(Listening {
@@ -67,7 +49,7 @@ pub(crate) fn run(s: &Listen) -> Result<()> {
         keep_open: s.keep_open,
         max_conns: s.max_conns,
         max_handshakes: s.max_handshakes,
-        accept: &accept,
+        accept: Box::new(accept),
     })?;
     if s.ephemeral {
         report::info(format_args!("sha256 fingerprint {}", s.fingerprint));

@@ -3,7 +3,7 @@
 //!
 //! Sockets and pipes are edge-triggered and registered once; each connection remembers what
 //! its descriptors are ready for and gets turns from a run queue until nothing of it can move
-//! (see `session`). stdin and stdout are served by threads that wake the loop (see `stdio`).
+//! (see `events` and `session`). stdin and stdout are served by threads that wake the loop (see `stdio`).
 //! Memory is bounded by construction: a fixed set of stdin and stdout buffers shared by all
 //! connections, rustls's own per-connection limits, `--max-conns` and `--max-handshakes`.
 //!
@@ -23,24 +23,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Waker};
 use rustix::process::{waitpid, Pid, WaitOptions};
 use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::error::{classify, io_phrase, Class};
+use crate::events::{part_of, LISTENER, SIGNALS, WAKER};
 use crate::exec::Child;
 use crate::report;
 use crate::session::{Options, Session, Shared, Timer, Turn};
 use crate::stdio::{Broadcast, Sink, Source};
-
-const LISTENER: Token = Token(0);
-const WAKER: Token = Token(1);
-const SIGNALS: Token = Token(2);
-/// Connection `k` has tokens `FIRST + k * PER ..`: its socket, its child's stdin and stdout.
-const FIRST: usize = 3;
-const PER: usize = 3;
 
 /// How long the end of a run waits for the children of failed connections to exit.
 const CHILD_GRACE: Duration = Duration::from_secs(2);
@@ -48,7 +42,7 @@ const CHILD_GRACE: Duration = Duration::from_secs(2);
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// A listening socket and what to do with what it accepts.
-pub(crate) struct Listening<'a> {
+pub(crate) struct Listening {
     pub sock: TcpListener,
     /// `-k`: go on accepting; otherwise the first connection to complete its handshake is
     /// the only one (the session), and those that fail before are logged and forgotten.
@@ -58,15 +52,15 @@ pub(crate) struct Listening<'a> {
     /// `--max-handshakes`: at most this many of them still in their handshake.
     pub max_handshakes: usize,
     /// Set up TLS for an accepted socket.
-    pub accept: &'a dyn Fn(TcpStream, SocketAddr) -> Result<Session>,
+    pub accept: Box<dyn Fn(TcpStream, SocketAddr) -> Result<Session>>,
 }
 
-pub(crate) struct Relay<'a> {
+pub(crate) struct Relay {
     poll: Poll,
-    opts: Options<'a>,
+    opts: Options,
     peers: Slab<Session>,
     queue: VecDeque<usize>,
-    listening: Option<Listening<'a>>,
+    listening: Option<Listening>,
     accept_paused: Option<Instant>,
     /// Accepting fails (out of descriptors, memory) and has been reported.
     accept_failing: bool,
@@ -88,8 +82,8 @@ pub(crate) struct Relay<'a> {
     outcome: Option<Result<()>>,
 }
 
-impl<'a> Relay<'a> {
-    pub(crate) fn new(opts: Options<'a>) -> Result<Relay<'a>> {
+impl Relay {
+    pub(crate) fn new(opts: Options) -> Result<Relay> {
         let poll = Poll::new()?;
         // The loop keeps the waker: were it dropped with the last thread holding it, the
         // wakeup that thread sent last would go with it.
@@ -131,7 +125,7 @@ impl<'a> Relay<'a> {
     }
 
     /// Accept connections from `listening` (instead of, or besides, `add`).
-    pub(crate) fn listen(&mut self, mut listening: Listening<'a>) -> Result<()> {
+    pub(crate) fn listen(&mut self, mut listening: Listening) -> Result<()> {
         self.poll
             .registry()
             .register(&mut listening.sock, LISTENER, Interest::READABLE)?;
@@ -147,7 +141,7 @@ impl<'a> Relay<'a> {
         let entry = self.peers.vacant_entry();
         let key = entry.key();
         let peer = entry.insert(peer);
-        if let Err(e) = peer.register(self.poll.registry(), FIRST + key * PER) {
+        if let Err(e) = peer.register(self.poll.registry(), key) {
             self.peers.remove(key);
             return Err(e.into());
         }
@@ -215,11 +209,12 @@ impl<'a> Relay<'a> {
                             return self.interrupted(sig);
                         }
                     }
-                    Token(t) => {
-                        let (key, which) = ((t - FIRST) / PER, (t - FIRST) % PER);
-                        if let Some(peer) = self.peers.get_mut(key) {
-                            peer.on_event(which, event);
-                            self.enqueue(key);
+                    token => {
+                        if let Some((key, part)) = part_of(token) {
+                            if let Some(peer) = self.peers.get_mut(key) {
+                                peer.on_event(part, event);
+                                self.enqueue(key);
+                            }
                         }
                     }
                 }

@@ -29,27 +29,26 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use mio::{Interest, Registry, Token};
+use mio::{Interest, Registry};
 
 use crate::describe;
 use crate::error::{io_phrase, socket_class, Class};
+use crate::events::{token, Part};
 use crate::exec::{describe_status, Child, Fed, Program};
+use crate::local::Local;
 use crate::report;
 use crate::stdio::{Broadcast, Chunk, Next, Sink};
 use crate::tls_socket::{ConnError, PeerClose, PeerEnd, TlsSocket};
-use crate::trust::Side;
+use crate::trust::Explainer;
 
 /// How long to wait for the peer's TCP close once both close_notifies have crossed.
 const LINGER: Duration = Duration::from_secs(2);
 
 /// What the connections of one run share.
-pub(crate) struct Options<'a> {
-    /// Turn a rustls error on the connection named by the second argument into the error to
-    /// report; the third says whether the handshake was done. Called right after the failing
+pub(crate) struct Options {
+    /// Which end we are, and how its TLS errors are told. Called right after the failing
     /// call, so a verifier's record of the chain it was shown is still this connection's.
-    pub describe: &'a dyn Fn(&rustls::Error, &str, bool) -> anyhow::Error,
-    /// Which end we are (`-v` names the peer's certificate after it).
-    pub side: Side,
+    pub explain: Explainer,
     /// `--no-shutdown`: hold close_notify until the peer has closed.
     pub no_shutdown: bool,
     /// `--send-only`: nothing goes to stdout, and close_notify goes at stdin EOF whatever the
@@ -73,8 +72,8 @@ pub(crate) struct Options<'a> {
 }
 
 /// What a connection's turn may use besides itself.
-pub(crate) struct Shared<'s, 'a> {
-    pub opts: &'s Options<'a>,
+pub(crate) struct Shared<'s> {
+    pub opts: &'s Options,
     pub stdin: Option<&'s mut Broadcast>,
     pub stdout: Option<&'s mut Sink>,
     pub registry: &'s Registry,
@@ -148,25 +147,14 @@ pub(crate) enum Timer {
     Held,
 }
 
-/// What the connection's plaintext meets on our side.
-enum Local {
-    /// stdin/stdout: the next stdin chunk to send and how far into it.
-    Stdio { next: u64, offset: usize },
-    /// A child, started once the handshake is done; `leftover` is output TLS did not take.
-    Exec {
-        child: Option<Child>,
-        leftover: Vec<u8>,
-    },
-}
-
 pub(crate) struct Session {
     pub conn: TlsSocket,
     /// How messages name the peer: "example.com:443", "client 192.0.2.1:50000".
     pub label: String,
     addr: Option<SocketAddr>,
-    end: Local,
-    /// Base of this connection's tokens: socket, child stdin, child stdout.
-    token: usize,
+    local: Local,
+    /// Its number in the loop, which its tokens are made from.
+    key: usize,
     phase: Phase,
     outbound: Outbound,
     inbound: Inbound,
@@ -209,15 +197,8 @@ impl Session {
             conn,
             label,
             addr,
-            end: if exec {
-                Local::Exec {
-                    child: None,
-                    leftover: Vec::new(),
-                }
-            } else {
-                Local::Stdio { next: 0, offset: 0 }
-            },
-            token: 0,
+            local: Local::new(exec),
+            key: 0,
             phase: Phase::Handshake,
             outbound: Outbound::Sending,
             inbound: Inbound::Receiving,
@@ -236,39 +217,27 @@ impl Session {
         }
     }
 
-    /// Register the socket under tokens starting at `base`.
-    pub(crate) fn register(&mut self, registry: &Registry, base: usize) -> io::Result<()> {
-        self.token = base;
+    /// Register the socket as connection `key`.
+    pub(crate) fn register(&mut self, registry: &Registry, key: usize) -> io::Result<()> {
+        self.key = key;
         registry.register(
             &mut self.conn.sock,
-            Token(base),
+            token(key, Part::Socket),
             Interest::READABLE | Interest::WRITABLE,
         )
     }
 
-    /// An event for token `base + which`.
-    pub(crate) fn on_event(&mut self, which: usize, event: &mio::event::Event) {
-        match (which, &mut self.end) {
-            (0, _) => self.conn.on_event(event),
-            (
-                1,
-                Local::Exec {
-                    child: Some(child), ..
-                },
-            ) => child.stdin_ready = true,
-            (
-                _,
-                Local::Exec {
-                    child: Some(child), ..
-                },
-            ) => child.stdout_ready = true,
-            _ => {}
+    /// An event for one of this connection's descriptors.
+    pub(crate) fn on_event(&mut self, part: Part, event: &mio::event::Event) {
+        match part {
+            Part::Socket => self.conn.ready.update(event),
+            _ => self.local.on_event(part),
         }
     }
 
     /// Where this connection is in stdin, while it still sends stdin.
     pub(crate) fn stdin_position(&self) -> Option<u64> {
-        match self.end {
+        match self.local {
             Local::Stdio { next, .. }
                 if self.phase == Phase::Open && self.outbound == Outbound::Sending =>
             {
@@ -290,26 +259,16 @@ impl Session {
 
     /// The pid of this connection's child, while it has one.
     pub(crate) fn child_pid(&self) -> Option<u32> {
-        match &self.end {
-            Local::Exec {
-                child: Some(child), ..
-            } => Some(child.proc.id()),
-            _ => None,
-        }
+        self.local.child_pid()
     }
 
     /// The child has exited: reap it, keeping its status for when its output ends.
     pub(crate) fn reap_child(&mut self) {
-        if let Local::Exec {
-            child: Some(child), ..
-        } = &mut self.end
-        {
-            child.exit_status();
-        }
+        self.local.reap_child();
     }
 
     /// Move what can move now.
-    pub(crate) fn turn(&mut self, sh: &mut Shared<'_, '_>) -> Turn {
+    pub(crate) fn turn(&mut self, sh: &mut Shared<'_>) -> Turn {
         let turn = match self.step(sh) {
             Ok(turn) => turn,
             Err(e) => Turn::Done(Err(e)),
@@ -321,7 +280,7 @@ impl Session {
     }
 
     /// One turn: receive, settle each direction by the rules, send, flush.
-    fn step(&mut self, sh: &mut Shared<'_, '_>) -> Result<Turn> {
+    fn step(&mut self, sh: &mut Shared<'_>) -> Result<Turn> {
         if let Phase::Closing { .. } = self.phase {
             return match self.conn.watch_close(sh.scratch) {
                 PeerClose::Pending => Ok(Turn::Idle),
@@ -371,7 +330,7 @@ impl Session {
     }
 
     /// The rules, in the order data meets them: the peer's direction, then ours.
-    fn settle(&mut self, sh: &mut Shared<'_, '_>) -> Result<bool> {
+    fn settle(&mut self, sh: &mut Shared<'_>) -> Result<bool> {
         let mut moved = false;
         match self.conn.peer_end {
             Some(PeerEnd::Truncated) => {
@@ -402,9 +361,9 @@ impl Session {
     }
 
     /// The peer's close_notify arrived while our direction may still be open.
-    fn peer_finished(&mut self, sh: &mut Shared<'_, '_>) -> Result<()> {
+    fn peer_finished(&mut self, sh: &mut Shared<'_>) -> Result<()> {
         let half_close = self.half_close();
-        if let Local::Exec { child, leftover } = &mut self.end {
+        if let Local::Exec { child, leftover } = &mut self.local {
             // The child gets EOF and may still answer (under TLS 1.2 an answer is too late).
             if let Some(child) = child {
                 child.close_stdin();
@@ -438,8 +397,8 @@ impl Session {
     }
 
     /// Whether stdin holds bytes this connection has not sent.
-    fn input_pending(&self, sh: &Shared<'_, '_>) -> bool {
-        match (&self.end, sh.stdin.as_deref()) {
+    fn input_pending(&self, sh: &Shared<'_>) -> bool {
+        match (&self.local, sh.stdin.as_deref()) {
             (Local::Stdio { next, offset }, Some(stdin)) => {
                 matches!(stdin.at(*next, *offset), Next::Data(b) if !b.is_empty())
             }
@@ -457,7 +416,7 @@ impl Session {
     }
 
     /// Whether our close_notify may go now that our direction is complete.
-    fn may_close(&self, opts: &Options<'_>) -> bool {
+    fn may_close(&self, opts: &Options) -> bool {
         if self.inbound == Inbound::Ended {
             return true; // nothing can be cut short any more
         }
@@ -468,7 +427,7 @@ impl Session {
         // nothing more from it, or when a person at a terminal ended the input (Ctrl-D).
         self.half_close()
             || opts.send_only
-            || matches!(self.end, Local::Exec { .. })
+            || matches!(self.local, Local::Exec { .. })
             || (opts.stdin_tty && !opts.recv_only)
     }
 
@@ -479,14 +438,14 @@ impl Session {
 
     /// Whether everything received has reached our output (stdout written, or the child's
     /// pipe).
-    fn output_written(&self, sh: &Shared<'_, '_>) -> bool {
-        match (&self.end, sh.stdout.as_deref()) {
+    fn output_written(&self, sh: &Shared<'_>) -> bool {
+        match (&self.local, sh.stdout.as_deref()) {
             (Local::Stdio { .. }, Some(sink)) => sink.written(self.output_upto),
             _ => true,
         }
     }
 
-    fn fail(&mut self, e: ConnError, opts: &Options<'_>) -> anyhow::Error {
+    fn fail(&mut self, e: ConnError, opts: &Options) -> anyhow::Error {
         // Whether the peer had closed before the error (salvage reads on and may see EOF).
         let closed = self.conn.tcp_eof();
         let e = match e {
@@ -499,7 +458,9 @@ impl Session {
         };
         let e = match e {
             ConnError::Tls(e) => {
-                return (opts.describe)(&e, &self.label, self.phase != Phase::Handshake)
+                return opts
+                    .explain
+                    .error(&e, &self.label, self.phase != Phase::Handshake)
             }
             ConnError::Io(e) => e,
         };
@@ -552,7 +513,7 @@ impl Session {
     }
 
     /// Socket → TLS → our end, while our end takes bytes.
-    fn receive(&mut self, sh: &mut Shared<'_, '_>) -> Result<bool> {
+    fn receive(&mut self, sh: &mut Shared<'_>) -> Result<bool> {
         let mut moved = false;
         let mut out: Option<Chunk> = None;
         let mut stalled = false;
@@ -561,7 +522,7 @@ impl Session {
                 Ok(m) => moved |= m,
                 Err(e) => break Err(self.fail(e, sh.opts)),
             }
-            let n = match &mut self.end {
+            let n = match &mut self.local {
                 Local::Stdio { .. } => match sh.stdout.as_deref_mut() {
                     Some(sink) => {
                         let n = self.conn.deliver(|data| {
@@ -615,12 +576,12 @@ impl Session {
     }
 
     /// Our end → TLS, while rustls's send buffer takes more.
-    fn send(&mut self, sh: &mut Shared<'_, '_>) -> Result<bool> {
+    fn send(&mut self, sh: &mut Shared<'_>) -> Result<bool> {
         let mut moved = false;
         let mut ended = false;
         let mut unsent = false;
         let late = self.inbound == Inbound::Ended && !self.half_close();
-        match &mut self.end {
+        match &mut self.local {
             Local::Stdio { next, offset } => {
                 while let Some(stdin) = sh.stdin.as_deref() {
                     match stdin.at(*next, *offset) {
@@ -714,10 +675,10 @@ impl Session {
 
     /// The child closed its output: once it has exited, its status says whether our direction
     /// is complete.
-    fn child_exited(&mut self, opts: &Options<'_>) -> Result<bool> {
+    fn child_exited(&mut self, opts: &Options) -> Result<bool> {
         let Local::Exec {
             child: Some(child), ..
-        } = &mut self.end
+        } = &mut self.local
         else {
             self.outbound = Outbound::Complete;
             return Ok(true);
@@ -737,14 +698,14 @@ impl Session {
         }
     }
 
-    fn on_established(&mut self, sh: &mut Shared<'_, '_>) -> Result<()> {
+    fn on_established(&mut self, sh: &mut Shared<'_>) -> Result<()> {
         let prefix = if sh.opts.many {
             format!("{}: ", self.label)
         } else {
             String::new()
         };
-        describe::session(&self.conn.tls, sh.opts.side.peer_role(), &prefix);
-        match &mut self.end {
+        describe::session(&self.conn.tls, sh.opts.explain.side().peer_role(), &prefix);
+        match &mut self.local {
             Local::Stdio { next, .. } => match sh.stdin.as_deref() {
                 Some(stdin) => {
                     *next = stdin.position();
@@ -753,32 +714,24 @@ impl Session {
                 // --recv-only: there is nothing to send.
                 None => self.outbound = Outbound::Complete,
             },
-            Local::Exec { child, .. } => {
+            Local::Exec { .. } => {
                 let Some(program) = &sh.opts.exec else {
                     return Ok(());
                 };
-                let mut spawned = program.spawn(self.addr)?;
-                if let Some(pipe) = spawned.stdin.as_mut() {
-                    sh.registry
-                        .register(pipe, Token(self.token + 1), Interest::WRITABLE)?;
-                }
-                if let Some(pipe) = spawned.stdout.as_mut() {
-                    sh.registry
-                        .register(pipe, Token(self.token + 2), Interest::READABLE)?;
-                }
+                let pid = self
+                    .local
+                    .spawn(program, self.addr, sh.registry, self.key)?;
                 report::verbose(format_args!(
-                    "{prefix}started '{}' (pid {})",
+                    "{prefix}started '{}' (pid {pid})",
                     report::escape(&program.text),
-                    spawned.proc.id()
                 ));
-                *child = Some(spawned);
             }
         }
         Ok(())
     }
 
     /// The connection's next deadline and what it means; the one place timers are decided.
-    pub(crate) fn deadline(&self, opts: &Options<'_>) -> Option<(Instant, Timer)> {
+    pub(crate) fn deadline(&self, opts: &Options) -> Option<(Instant, Timer)> {
         match self.phase {
             Phase::Closing { until } => return Some((until, Timer::Linger)),
             Phase::Handshake | Phase::Open => {}
@@ -810,7 +763,7 @@ impl Session {
     }
 
     /// A timer fired: the outcome it gives the connection, or None if it goes on.
-    pub(crate) fn expire(&mut self, timer: Timer, opts: &Options<'_>) -> Option<Result<()>> {
+    pub(crate) fn expire(&mut self, timer: Timer, opts: &Options) -> Option<Result<()>> {
         Some(match timer {
             Timer::Held => {
                 self.held_at = None;
@@ -858,21 +811,6 @@ impl Session {
             self.received,
             self.sent
         ));
-        match self.end {
-            Local::Exec {
-                child: Some(mut child),
-                ..
-            } => {
-                if let Some(pipe) = child.stdin.as_mut() {
-                    let _ = registry.deregister(pipe);
-                }
-                if let Some(pipe) = child.stdout.as_mut() {
-                    let _ = registry.deregister(pipe);
-                }
-                child.close();
-                Some((label, child))
-            }
-            _ => None,
-        }
+        self.local.close(registry).map(|child| (label, child))
     }
 }

@@ -20,7 +20,7 @@ use crate::net::{self, Family, HostPort};
 use crate::report;
 use crate::session::Options;
 use crate::tls::{self, provider, versions, KeyLogTo, Protocol};
-use crate::trust::{self, ClientVerifier, ServerVerifier, Side, Trust};
+use crate::trust::{self, Explainer, ServerVerifier, Side, Trust};
 
 /// What both subcommands share.
 pub(crate) struct Common {
@@ -64,14 +64,9 @@ impl Common {
 impl Common {
     /// What the relay needs for every connection of this run, as these flags say; the caller
     /// adds what only it knows (`-k`'s `many` and `stall`, an `-e` limit).
-    pub(crate) fn options<'a>(
-        &self,
-        side: Side,
-        describe: &'a dyn Fn(&rustls::Error, &str, bool) -> anyhow::Error,
-    ) -> Options<'a> {
+    pub(crate) fn options(&self, explain: Explainer) -> Options {
         Options {
-            describe,
-            side,
+            explain,
             no_shutdown: self.no_shutdown,
             send_only: self.send_only,
             recv_only: self.recv_only,
@@ -86,11 +81,10 @@ impl Common {
 }
 
 pub(crate) struct Connect {
-    pub alpn: Vec<Vec<u8>>,
     pub target: HostPort,
     pub server_name: ServerName<'static>,
     pub config: Arc<ClientConfig>,
-    pub verifier: Arc<ServerVerifier>,
+    pub explain: Explainer,
     pub common: Common,
 }
 
@@ -98,8 +92,7 @@ pub(crate) struct Listen {
     pub host: Option<String>,
     pub port: u16,
     pub config: Arc<ServerConfig>,
-    pub client_verifier: Option<Arc<ClientVerifier>>,
-    pub alpn: Vec<Vec<u8>>,
+    pub explain: Explainer,
     /// The fingerprint to print: always for an ephemeral certificate, with -v otherwise.
     pub fingerprint: String,
     pub ephemeral: bool,
@@ -161,11 +154,10 @@ pub(crate) fn connect(args: &ConnectArgs) -> Result<Connect> {
         );
     }
     Ok(Connect {
-        alpn: proto.alpn.clone(),
+        explain: Explainer::new(Side::Client, proto.alpn.clone(), verifier.presented()),
         target,
         server_name,
         config: Arc::new(config),
-        verifier,
         common,
     })
 }
@@ -228,8 +220,11 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
         host,
         port,
         config: Arc::new(config),
-        client_verifier,
-        alpn: proto.alpn.clone(),
+        explain: Explainer::new(
+            Side::Server,
+            proto.alpn.clone(),
+            client_verifier.map(|v| v.presented()).unwrap_or_default(),
+        ),
         fingerprint,
         ephemeral,
         keep_open: args.keep_open,

@@ -2,16 +2,16 @@
 //! for, and the TCP-level ways of ending it (a half-close, watching for the peer's close, an
 //! abortive close).
 //!
-//! mio is edge-triggered, so readiness is remembered here: set by events, cleared only when a
-//! read or write reports `WouldBlock`. The loop registers the socket once for both directions
-//! and never re-registers.
+//! The loop registers the socket once for both directions and never re-registers; what it is
+//! ready for is remembered in an `events::Ready`.
 
 use std::io::{self, BufRead, Read, Write};
 use std::net::Shutdown;
 use std::time::Duration;
 
-use mio::event::Event;
 use mio::net::TcpStream;
+
+use crate::events::{attempt, Ready};
 
 /// How the peer ended its side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,8 +43,7 @@ pub(crate) enum PeerClose {
 pub(crate) struct TlsSocket {
     pub sock: TcpStream,
     pub tls: rustls::Connection,
-    readable: bool,
-    writable: bool,
+    pub ready: Ready,
     tcp_eof: bool,
     /// Our TCP FIN is sent.
     write_shut: bool,
@@ -58,21 +57,11 @@ impl TlsSocket {
         TlsSocket {
             sock,
             tls,
-            readable: true,
-            writable: true,
+            ready: Ready::default(),
             tcp_eof: false,
             write_shut: false,
             alerted: false,
             peer_end: None,
-        }
-    }
-
-    pub(crate) fn on_event(&mut self, event: &Event) {
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
-            self.readable = true;
-        }
-        if event.is_writable() || event.is_write_closed() || event.is_error() {
-            self.writable = true;
         }
     }
 
@@ -104,12 +93,11 @@ impl TlsSocket {
     /// Write queued TLS records while the socket takes them; true if anything moved.
     pub(crate) fn flush(&mut self) -> Result<bool, ConnError> {
         let mut moved = false;
-        while self.writable && self.tls.wants_write() {
-            match self.tls.write_tls(&mut self.sock) {
-                Ok(_) => moved = true,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(ConnError::Io(e)),
+        while self.tls.wants_write() {
+            match attempt(&mut self.ready.write, || self.tls.write_tls(&mut self.sock)) {
+                None => break,
+                Some(Ok(_)) => moved = true,
+                Some(Err(e)) => return Err(ConnError::Io(e)),
             }
         }
         Ok(moved)
@@ -119,9 +107,10 @@ impl TlsSocket {
     /// true if anything moved.
     pub(crate) fn fill(&mut self) -> Result<bool, ConnError> {
         let mut moved = false;
-        while self.readable && !self.tcp_eof && self.peer_end.is_none() && self.tls.wants_read() {
-            match self.tls.read_tls(&mut self.sock) {
-                Ok(n) => {
+        while !self.tcp_eof && self.peer_end.is_none() && self.tls.wants_read() {
+            match attempt(&mut self.ready.read, || self.tls.read_tls(&mut self.sock)) {
+                None => break,
+                Some(Ok(n)) => {
                     moved = true;
                     if n == 0 {
                         self.tcp_eof = true;
@@ -133,9 +122,7 @@ impl TlsSocket {
                         return Err(ConnError::Tls(e));
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(ConnError::Io(e)),
+                Some(Err(e)) => return Err(ConnError::Io(e)),
             }
         }
         Ok(moved)
@@ -144,7 +131,7 @@ impl TlsSocket {
     /// After a socket error: read what the kernel still holds (data queued before a reset is
     /// still readable), in case it is a TLS alert that explains the failure.
     pub(crate) fn salvage(&mut self) -> Option<rustls::Error> {
-        self.readable = true;
+        self.ready.read = true;
         match self.fill() {
             Err(ConnError::Tls(e)) => Some(e),
             _ => None,
@@ -192,19 +179,17 @@ impl TlsSocket {
         if self.tcp_eof {
             return PeerClose::Closed;
         }
-        while self.readable {
-            match self.sock.read(scratch) {
-                Ok(0) => {
+        loop {
+            match attempt(&mut self.ready.read, || self.sock.read(scratch)) {
+                None => return PeerClose::Pending,
+                Some(Ok(0)) => {
                     self.tcp_eof = true;
                     return PeerClose::Closed;
                 }
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return PeerClose::Reset(e),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return PeerClose::Reset(e),
             }
         }
-        PeerClose::Pending
     }
 
     /// Make the coming close abortive: the peer gets a TCP reset instead of FIN, so it

@@ -54,8 +54,7 @@ pub(crate) fn roots_from_file(path: &Path) -> Result<RootCertStore> {
 pub(crate) struct ServerVerifier {
     mode: Mode,
     provider: Arc<CryptoProvider>,
-    /// The chain the server presented, leaf first (kept for messages).
-    seen: Mutex<Vec<CertificateDer<'static>>>,
+    seen: Arc<Presented>,
 }
 
 #[derive(Debug)]
@@ -79,27 +78,34 @@ impl ServerVerifier {
         Ok(ServerVerifier {
             mode,
             provider,
-            seen: Mutex::new(Vec::new()),
+            seen: Arc::default(),
         })
     }
 
-    /// The chain the server presented (empty before the handshake got that far).
-    pub(crate) fn presented(&self) -> Vec<CertificateDer<'static>> {
-        self.seen.lock().map(|c| c.clone()).unwrap_or_default()
+    /// Where the chain the server presents is recorded.
+    pub(crate) fn presented(&self) -> Arc<Presented> {
+        self.seen.clone()
     }
 }
 
-/// Remember the chain a peer presented, for messages.
-fn record(
-    slot: &Mutex<Vec<CertificateDer<'static>>>,
-    end_entity: &CertificateDer<'_>,
-    intermediates: &[CertificateDer<'_>],
-) {
-    if let Ok(mut seen) = slot.lock() {
-        *seen = std::iter::once(end_entity)
-            .chain(intermediates)
-            .map(|c| c.clone().into_owned())
-            .collect();
+/// The chain a peer presented, leaf first, as its verifier recorded it for messages (empty
+/// before the handshake got that far). The loop is one thread and a message is made right
+/// after the failing call, so what is here is that connection's.
+#[derive(Debug, Default)]
+pub(crate) struct Presented(Mutex<Vec<CertificateDer<'static>>>);
+
+impl Presented {
+    fn record(&self, end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>]) {
+        if let Ok(mut seen) = self.0.lock() {
+            *seen = std::iter::once(end_entity)
+                .chain(intermediates)
+                .map(|c| c.clone().into_owned())
+                .collect();
+        }
+    }
+
+    fn chain(&self) -> Vec<CertificateDer<'static>> {
+        self.0.lock().map(|c| c.clone()).unwrap_or_default()
     }
 }
 
@@ -107,20 +113,20 @@ fn record(
 #[derive(Debug)]
 pub(crate) struct ClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
-    seen: Mutex<Vec<CertificateDer<'static>>>,
+    seen: Arc<Presented>,
 }
 
 impl ClientVerifier {
     pub(crate) fn new(inner: Arc<dyn ClientCertVerifier>) -> Self {
         ClientVerifier {
             inner,
-            seen: Mutex::new(Vec::new()),
+            seen: Arc::default(),
         }
     }
 
-    /// The chain the last client presented.
-    pub(crate) fn presented(&self) -> Vec<CertificateDer<'static>> {
-        self.seen.lock().map(|c| c.clone()).unwrap_or_default()
+    /// Where the chain each client presents is recorded.
+    pub(crate) fn presented(&self) -> Arc<Presented> {
+        self.seen.clone()
     }
 }
 
@@ -143,7 +149,7 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        record(&self.seen, end_entity, intermediates);
+        self.seen.record(end_entity, intermediates);
         self.inner
             .verify_client_cert(end_entity, intermediates, now)
     }
@@ -198,7 +204,7 @@ impl ServerCertVerifier for ServerVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        record(&self.seen, end_entity, intermediates);
+        self.seen.record(end_entity, intermediates);
         match &self.mode {
             Mode::WebPki(inner) => {
                 inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
@@ -273,23 +279,68 @@ impl Side {
     }
 }
 
-/// What is known about a failed connection, for its message.
-pub(crate) struct Seen<'a> {
-    /// How to name the peer: "example.com:443", "client 192.0.2.1:5555".
-    pub peer: &'a str,
-    /// The chain the peer presented, if known.
-    pub chain: &'a [CertificateDer<'static>],
-    /// The ALPN protocols we offered or accept.
-    pub our_alpn: &'a [Vec<u8>],
+/// Turns a rustls error into the exit class and message a user sees, naming what the peer
+/// presented and what we offered.
+#[derive(Clone, Debug)]
+pub(crate) struct Explainer {
+    side: Side,
+    /// The ALPN protocols we offer or accept.
+    alpn: Vec<Vec<u8>>,
+    presented: Arc<Presented>,
+}
+
+impl Explainer {
+    pub(crate) fn new(side: Side, alpn: Vec<Vec<u8>>, presented: Arc<Presented>) -> Self {
+        Explainer {
+            side,
+            alpn,
+            presented,
+        }
+    }
+
     /// Which end we are.
-    pub side: Side,
+    pub(crate) fn side(&self) -> Side {
+        self.side
+    }
+
+    /// The error for `err` on the connection named `peer`; `established` says whether its
+    /// handshake was done.
+    pub(crate) fn error(
+        &self,
+        err: &rustls::Error,
+        peer: &str,
+        established: bool,
+    ) -> anyhow::Error {
+        let chain = self.presented.chain();
+        let seen = Seen {
+            peer,
+            chain: &chain,
+            our_alpn: &self.alpn,
+            side: self.side,
+            established,
+        };
+        let (class, msg) = describe_tls_error(err, &seen);
+        class.err(msg)
+    }
+}
+
+/// What is known about a failed connection, for its message.
+struct Seen<'a> {
+    /// How to name the peer: "example.com:443", "client 192.0.2.1:5555".
+    peer: &'a str,
+    /// The chain the peer presented, if known.
+    chain: &'a [CertificateDer<'static>],
+    /// The ALPN protocols we offered or accept.
+    our_alpn: &'a [Vec<u8>],
+    /// Which end we are.
+    side: Side,
     /// Whether the handshake was done when the error came.
-    pub established: bool,
+    established: bool,
 }
 
 /// The exit class and one-line message for a TLS error, from the point of view of the side
 /// that saw it.
-pub(crate) fn describe_tls_error(err: &rustls::Error, seen: &Seen<'_>) -> (Class, String) {
+fn describe_tls_error(err: &rustls::Error, seen: &Seen<'_>) -> (Class, String) {
     use rustls::AlertDescription as A;
     let peer = seen.peer;
     let ours = || {
