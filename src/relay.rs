@@ -3,7 +3,8 @@
 //!
 //! Sockets and pipes are edge-triggered and registered once; each connection remembers what
 //! its descriptors are ready for and gets turns from a run queue until nothing of it can move
-//! (see `events` and `session`). stdin and stdout are served by threads that wake the loop (see `stdio`).
+//! (see `events` and `session`). stdin and stdout are served by threads that wake the loop
+//! (see `stdio`).
 //! Memory is bounded by construction: a fixed set of stdin and stdout buffers shared by all
 //! connections, rustls's own per-connection limits, `--max-conns` and `--max-handshakes`.
 //!
