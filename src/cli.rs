@@ -20,7 +20,7 @@ const VERSION: &str = concat!(
 /// stdout carries only the peer's bytes; every diagnostic goes to stderr. The exit status says
 /// how the connection ended: 0 every byte delivered both ways, 1 other error, 2 usage, 3 network
 /// (reset), 4 TLS handshake failed, 5 peer certificate rejected, 6 transfer incomplete, 7 timeout,
-/// 130/143 SIGINT/SIGTERM.
+/// 8 certificate expires soon (inspect --expires-within), 130/143 SIGINT/SIGTERM.
 #[derive(Debug, Parser)]
 #[command(name = "stls", version = VERSION, propagate_version = true)]
 pub(crate) struct Cli {
@@ -36,6 +36,10 @@ pub(crate) enum Command {
     /// Accept a TLS connection on [ADDR:]PORT (with -k, many) and relay stdin/stdout through it.
     #[command(after_help = LISTEN_EXAMPLES)]
     Listen(ListenArgs),
+    /// Verify and describe TLS servers: protocol, cipher suite, the verdict and the chain they
+    /// send, for people or (--json) for scripts; many at once.
+    #[command(after_help = INSPECT_EXAMPLES)]
+    Inspect(InspectArgs),
     /// Make certificates: a CA, and server or client certificates signed by it.
     #[command(subcommand, after_help = CERT_EXAMPLES)]
     Cert(CertKind),
@@ -119,6 +123,56 @@ pub(crate) enum KeyType {
     Rsa2048,
 }
 
+const INSPECT_EXAMPLES: &str = "\
+Examples:
+  stls inspect example.com:443
+  stls inspect --json mail.example:465 db.example:5432 | jq .
+  stls inspect --expires-within 30 --targets hosts.txt || echo 'renew soon'
+  stls inspect --insecure --save-chain chain.pem 10.0.0.7:8443
+
+Exit status: 0 every target passed; otherwise that of the first failing target in input
+order (3 network, 4 handshake, 5 certificate rejected, 7 timeout, 8 expires within DAYS).";
+
+#[derive(Debug, Args)]
+pub(crate) struct InspectArgs {
+    /// Servers to inspect: HOST:PORT or [IPv6]:PORT.
+    #[arg(value_name = "HOST:PORT")]
+    pub targets: Vec<String>,
+
+    /// Also inspect the targets listed in FILE, one per line (`-`: stdin; `#` starts a
+    /// comment; blank lines are skipped), after those given as arguments.
+    #[arg(long = "targets", value_name = "FILE")]
+    pub targets_file: Option<PathBuf>,
+
+    /// Print one JSON object per target and line (NDJSON) instead of the readable summary.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Fail a target (exit 8) whose verified certificate expires within DAYS days.
+    #[arg(long, value_name = "DAYS",
+          value_parser = clap::value_parser!(u32).range(0..=36500))]
+    pub expires_within: Option<u32>,
+
+    /// At most N targets connecting or in their handshake at once.
+    #[arg(long, value_name = "N", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub parallel: u32,
+
+    /// Write the chain the server sent to FILE, PEM, leaf first (one target only; written
+    /// even when verification fails).
+    #[arg(long, value_name = "FILE")]
+    pub save_chain: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub verify: VerifyArgs,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
 const CONNECT_EXAMPLES: &str = "\
 Examples:
   printf 'GET / HTTP/1.0\\r\\nHost: example.com\\r\\n\\r\\n' | stls connect example.com:443
@@ -141,28 +195,8 @@ pub(crate) struct ConnectArgs {
     #[arg(value_name = "PORT")]
     pub port: Option<String>,
 
-    /// Trust only the CA certificates in this PEM file instead of the built-in Mozilla roots.
-    #[arg(long, value_name = "FILE")]
-    pub cacert: Option<PathBuf>,
-
-    /// Accept the server only if its certificate's SHA-256 fingerprint is FP: 64 hex digits,
-    /// or 32 pairs separated by colons, any case (a pasted `stls: sha256 fingerprint …` or
-    /// openssl line is accepted); replaces CA verification.
-    #[arg(long, value_name = "FP")]
-    pub pin: Option<String>,
-
-    /// Do not verify the server's certificate at all (prints a warning; not with --cacert or
-    /// --pin).
-    #[arg(long, short = 'k')]
-    pub insecure: bool,
-
-    /// The name to send as SNI and to verify the certificate against (default: HOST).
-    #[arg(long, value_name = "NAME")]
-    pub servername: Option<String>,
-
-    /// Send no SNI extension (the certificate is still verified against the name).
-    #[arg(long)]
-    pub no_sni: bool,
+    #[command(flatten)]
+    pub verify: VerifyArgs,
 
     #[command(flatten)]
     pub common: CommonArgs,
@@ -214,9 +248,9 @@ pub(crate) struct ListenArgs {
     pub common: CommonArgs,
 }
 
-/// Options both subcommands take.
+/// TLS options of every subcommand that makes TLS connections.
 #[derive(Debug, Args)]
-pub(crate) struct CommonArgs {
+pub(crate) struct TlsArgs {
     /// PEM certificate chain to present, leaf first (listen: replaces the ephemeral certificate).
     #[arg(long, value_name = "FILE")]
     pub cert: Option<PathBuf>,
@@ -251,6 +285,41 @@ pub(crate) struct CommonArgs {
     /// Disable session resumption (no tickets, no session cache).
     #[arg(long)]
     pub no_resume: bool,
+}
+
+/// Connecting, and how much stderr says.
+#[derive(Debug, Args)]
+pub(crate) struct NetArgs {
+    /// Give up if connecting and the TLS handshake take longer than SECS (inspect: for each
+    /// target; default 10).
+    #[arg(short = 'w', long = "wait", value_name = "SECS", value_parser = parse_secs)]
+    pub wait: Option<Duration>,
+
+    /// Use IPv4 only.
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    pub ipv4: bool,
+
+    /// Use IPv6 only.
+    #[arg(short = '6')]
+    pub ipv6: bool,
+
+    /// Print connection details on stderr (protocol, suite, key exchange, peer certificate).
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Print nothing on stderr but errors and warnings.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// Options connect and listen share: TLS, the network, and what is relayed.
+#[derive(Debug, Args)]
+pub(crate) struct CommonArgs {
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
+    #[command(flatten)]
+    pub net: NetArgs,
 
     /// At stdin EOF send nothing and keep the connection open until the peer closes it
     /// (default: send close_notify and shut down the write side).
@@ -286,29 +355,36 @@ pub(crate) struct CommonArgs {
     #[arg(short = 'c', long = "sh-exec", value_name = "CMD")]
     pub sh_exec: Option<String>,
 
-    /// Give up if connecting and the TLS handshake take longer than SECS.
-    #[arg(short = 'w', long = "wait", value_name = "SECS", value_parser = parse_secs)]
-    pub wait: Option<Duration>,
-
     /// Give up if the connection is silent both ways for SECS.
     #[arg(short = 'i', long = "idle-timeout", value_name = "SECS", value_parser = parse_secs)]
     pub idle: Option<Duration>,
+}
 
-    /// Use IPv4 only.
-    #[arg(short = '4', conflicts_with = "ipv6")]
-    pub ipv4: bool,
+/// How the server's certificate is verified (connect, inspect).
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// Trust only the CA certificates in this PEM file instead of the built-in Mozilla roots.
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
 
-    /// Use IPv6 only.
-    #[arg(short = '6')]
-    pub ipv6: bool,
+    /// Accept the server only if its certificate's SHA-256 fingerprint is FP: 64 hex digits,
+    /// or 32 pairs separated by colons, any case (a pasted `stls: sha256 fingerprint …` or
+    /// openssl line is accepted); replaces CA verification.
+    #[arg(long, value_name = "FP")]
+    pub pin: Option<String>,
 
-    /// Print connection details on stderr (protocol, suite, key exchange, peer certificate).
-    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
-    pub verbose: u8,
+    /// Do not verify the server's certificate at all (prints a warning; not with --cacert or
+    /// --pin).
+    #[arg(long, short = 'k')]
+    pub insecure: bool,
 
-    /// Print nothing on stderr but errors and warnings.
-    #[arg(short, long)]
-    pub quiet: bool,
+    /// The name to send as SNI and to verify the certificate against (default: HOST).
+    #[arg(long, value_name = "NAME")]
+    pub servername: Option<String>,
+
+    /// Send no SNI extension (the certificate is still verified against the name).
+    #[arg(long)]
+    pub no_sni: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]

@@ -25,6 +25,8 @@ pub(crate) enum Class {
     Incomplete,
     /// `-w` or `-i` expired: exit 7.
     Timeout,
+    /// `inspect --expires-within`: a verified certificate expires soon: exit 8.
+    Expiring,
     /// SIGINT arrived: exit 130.
     Interrupted,
     /// SIGTERM arrived: exit 143.
@@ -41,6 +43,7 @@ impl Class {
             Class::CertRejected => 5,
             Class::Incomplete => 6,
             Class::Timeout => 7,
+            Class::Expiring => 8,
             Class::Interrupted => 130,
             Class::Terminated => 143,
         }
@@ -53,6 +56,12 @@ impl Class {
             msg: msg.into(),
         })
     }
+}
+
+/// An exit status for a failure already reported (by `inspect`, on stdout): nothing more is
+/// printed.
+pub(crate) fn reported(class: Class) -> anyhow::Error {
+    class.err("")
 }
 
 /// An error whose class decides the exit status.

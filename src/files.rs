@@ -59,6 +59,22 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
     Ok(data)
 }
 
+/// Read stdin (`--targets -`) up to [`MAX_SIZE`].
+pub(crate) fn read_stdin() -> Result<Vec<u8>> {
+    let mut data = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(MAX_SIZE + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| anyhow!("reading stdin: {}", io_phrase(&e)))?;
+    if data.len() as u64 > MAX_SIZE {
+        return Err(anyhow!(
+            "stdin: larger than {MAX_SIZE_TEXT}, the most a list may hold"
+        ));
+    }
+    Ok(data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

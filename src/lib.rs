@@ -28,10 +28,12 @@ mod exec;
 mod files;
 mod fingerprint;
 mod identity;
+mod inspect;
 mod listener;
 mod local;
 mod names;
 mod net;
+mod probe;
 mod relay;
 mod report;
 mod session;
@@ -70,7 +72,9 @@ pub fn main() -> ExitCode {
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            report::error(format_args!("{e:#}"));
+            if !e.to_string().is_empty() {
+                report::error(format_args!("{e:#}"));
+            }
             ExitCode::from(error::classify(&e).exit_code())
         }
     }
@@ -80,6 +84,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Connect(args) => client::run(&settings::connect(args)?),
         Command::Listen(args) => listener::run(&settings::listen(args)?),
+        Command::Inspect(args) => inspect::run(&settings::inspect(args)?),
         Command::Cert(kind) => certgen::run(kind),
         Command::Completions { shell } => {
             completions(shell);

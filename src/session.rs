@@ -38,7 +38,7 @@ use crate::exec::{describe_status, Child, Fed, Program};
 use crate::local::Local;
 use crate::report;
 use crate::stdio::{Broadcast, Chunk, Next, Sink};
-use crate::tls_socket::{ConnError, PeerClose, PeerEnd, TlsSocket};
+use crate::tls_socket::{handshake_io_error, ConnError, PeerClose, PeerEnd, TlsSocket};
 use crate::trust::Explainer;
 
 /// How long to wait for the peer's TCP close once both close_notifies have crossed.
@@ -446,42 +446,20 @@ impl Session {
     }
 
     fn fail(&mut self, e: ConnError, opts: &Options) -> anyhow::Error {
-        // Whether the peer had closed before the error (salvage reads on and may see EOF).
-        let closed = self.conn.tcp_eof();
-        let e = match e {
-            ConnError::Io(e) => match self.conn.salvage() {
-                // The reset followed an alert that was not read yet: the alert says why.
-                Some(alert) => ConnError::Tls(alert),
-                None => ConnError::Io(e),
-            },
-            tls => tls,
+        let established = self.phase != Phase::Handshake;
+        let (e, closed) = match self
+            .conn
+            .explain(e, &self.label, established, &opts.explain)
+        {
+            Ok(explained) => return explained,
+            Err(io) => io,
         };
-        let e = match e {
-            ConnError::Tls(e) => {
-                return opts
-                    .explain
-                    .error(&e, &self.label, self.phase != Phase::Handshake)
-            }
-            ConnError::Io(e) => e,
-        };
+        if !established {
+            return handshake_io_error(&self.label, &e, closed);
+        }
         let class = socket_class(&e);
         if class == Class::Timeout {
             return class.err(format!("{}: {}", self.label, io_phrase(&e)));
-        }
-        if self.phase == Phase::Handshake {
-            // A FIN, or a reset that answered our bytes after a FIN (EPIPE), is the peer
-            // closing; a plain reset is a reset, as at any other time.
-            if closed || e.kind() == io::ErrorKind::BrokenPipe {
-                return Class::Handshake.err(format!(
-                    "{} closed the connection during the TLS handshake",
-                    self.label
-                ));
-            }
-            return class.err(format!(
-                "{}: {} during the TLS handshake",
-                self.label,
-                io_phrase(&e)
-            ));
         }
         if self.inbound == Inbound::Ended {
             return self.not_delivered(&e);

@@ -2,7 +2,7 @@
 //! fingerprints, PEM files, keys) surfaces here, before any socket is opened.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,9 +10,12 @@ use anyhow::Result;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, KeyLog, ServerConfig, SupportedProtocolVersion};
 
-use crate::cli::{CommonArgs, ConnectArgs, ListenArgs, TlsVersion};
+use crate::cli::{
+    CommonArgs, ConnectArgs, InspectArgs, ListenArgs, NetArgs, TlsArgs, TlsVersion, VerifyArgs,
+};
 use crate::error::Class;
 use crate::exec::Program;
+use crate::files;
 use crate::fingerprint::{fingerprint_text, parse_fingerprint, sha256};
 use crate::identity;
 use crate::names;
@@ -20,7 +23,7 @@ use crate::net::{self, Family, HostPort};
 use crate::report;
 use crate::session::Options;
 use crate::tls::{self, provider, versions, KeyLogTo, Protocol};
-use crate::trust::{self, Explainer, ServerVerifier, Side, Trust};
+use crate::trust::{self, Explainer, Presented, ServerVerifier, Side, Trust};
 
 /// What both subcommands share.
 pub(crate) struct Common {
@@ -38,7 +41,7 @@ pub(crate) struct Common {
 
 impl Common {
     fn from_args(args: &CommonArgs) -> Result<Common> {
-        report::set_level(args.quiet, args.verbose);
+        report::set_level(args.net.quiet, args.net.verbose);
         let exec = match (&args.exec, &args.sh_exec) {
             (Some(cmd), _) => Some(Program::exec(cmd)?),
             (None, Some(cmd)) => Some(Program::shell(cmd)),
@@ -50,13 +53,9 @@ impl Common {
             recv_only: args.recv_only,
             crlf: args.crlf,
             exec,
-            wait: args.wait,
+            wait: args.net.wait,
             idle: args.idle,
-            family: match (args.ipv4, args.ipv6) {
-                (true, _) => Family::V4,
-                (_, true) => Family::V6,
-                _ => Family::Any,
-            },
+            family: family(&args.net),
         })
     }
 }
@@ -107,18 +106,38 @@ pub(crate) struct Listen {
 }
 
 pub(crate) fn connect(args: &ConnectArgs) -> Result<Connect> {
-    check_trust_flags(args)?;
+    check_trust_flags(&args.verify)?;
     let common = Common::from_args(&args.common)?;
-    let mut target =
-        net::parse_target(&args.target, args.port.as_deref()).map_err(|m| Class::Usage.err(m))?;
-    // An international name is resolved, sent as SNI and checked in the certificate in its
-    // ASCII form, as DNS and certificates have it.
-    target.host = names::host_to_ascii(&target.host)
+    let target = target(&args.target, args.port.as_deref(), &args.verify)?;
+    let client = client_tls(&args.verify, &args.common.tls, false)?;
+    Ok(Connect {
+        explain: client.explain,
+        target: target.addr,
+        server_name: target.server_name,
+        config: client.config,
+        common,
+    })
+}
+
+/// A server to connect to, as the user named it and as TLS names it.
+pub(crate) struct Target {
+    /// As given: how output names it.
+    pub given: String,
+    pub addr: HostPort,
+    pub server_name: ServerName<'static>,
+}
+
+/// Parse HOST:PORT (or HOST and PORT), and the name TLS uses for it (`--servername`, else
+/// HOST). An international name is resolved, sent as SNI and checked in the certificate in
+/// its ASCII form, as DNS and certificates have it.
+fn target(text: &str, port: Option<&str>, verify: &VerifyArgs) -> Result<Target> {
+    let mut addr = net::parse_target(text, port).map_err(|m| Class::Usage.err(m))?;
+    addr.host = names::host_to_ascii(&addr.host)
         .map_err(|m| Class::Usage.err(m))?
         .into_owned();
-    let name = match &args.servername {
+    let name = match &verify.servername {
         Some(name) => names::host_to_ascii(name).map_err(|m| Class::Usage.err(m))?,
-        None => target.host.as_str().into(),
+        None => addr.host.as_str().into(),
     };
     let server_name = ServerName::try_from(name.to_string()).map_err(|_| {
         Class::Usage.err(format!(
@@ -126,45 +145,138 @@ pub(crate) fn connect(args: &ConnectArgs) -> Result<Connect> {
             report::escape(&name)
         ))
     })?;
-    let proto = protocol(&args.common)?;
+    Ok(Target {
+        given: match port {
+            Some(port) => format!("{text} {port}"),
+            None => text.to_string(),
+        },
+        addr,
+        server_name,
+    })
+}
+
+/// The client side of TLS, as the flags say: config, verifier, and how errors are told.
+pub(crate) struct ClientTls {
+    pub config: Arc<ClientConfig>,
+    pub presented: Arc<Presented>,
+    pub explain: Explainer,
+}
+
+/// `defer`: record the verifier's verdict instead of failing the handshake (`inspect`).
+fn client_tls(verify: &VerifyArgs, args: &TlsArgs, defer: bool) -> Result<ClientTls> {
+    let proto = protocol(args)?;
     let provider = proto.provider.clone();
-    let trust = if args.insecure {
+    let trust = if verify.insecure {
         Trust::Insecure
-    } else if let Some(pin) = &args.pin {
+    } else if let Some(pin) = &verify.pin {
         Trust::Pin(parse_fingerprint(pin).map_err(|m| Class::Usage.err(m))?)
-    } else if let Some(path) = &args.cacert {
+    } else if let Some(path) = &verify.cacert {
         Trust::Roots(trust::roots_from_file(path)?)
     } else {
         Trust::Roots(trust::builtin_roots())
     };
-    let identity = match &args.common.cert {
+    let identity = match &args.cert {
         Some(cert) => Some(identity::load_identity(
             cert,
-            args.common.key.as_deref(),
+            args.key.as_deref(),
             &provider,
         )?),
         None => None,
     };
-    let verifier = Arc::new(ServerVerifier::new(trust, provider.clone())?);
-    let config = tls::client_config(&proto, verifier.clone(), identity, !args.no_sni)?;
-    if args.insecure {
+    let mut verifier = ServerVerifier::new(trust, provider.clone())?;
+    if defer {
+        verifier = verifier.deferring();
+    }
+    let verifier = Arc::new(verifier);
+    let config = tls::client_config(&proto, verifier.clone(), identity, !verify.no_sni)?;
+    if verify.insecure {
         report::warn(
             "--insecure: the server's certificate is not verified; anyone on the path can read \
              and change this connection",
         );
     }
-    Ok(Connect {
-        explain: Explainer::new(Side::Client, proto.alpn.clone(), verifier.presented()),
-        target,
-        server_name,
+    Ok(ClientTls {
         config: Arc::new(config),
-        common,
+        presented: verifier.presented(),
+        explain: Explainer::new(Side::Client, proto.alpn.clone(), verifier.presented()),
     })
+}
+
+/// `stls inspect`, resolved.
+pub(crate) struct Inspect {
+    /// In input order: arguments, then `--targets`.
+    pub targets: Vec<Target>,
+    pub client: ClientTls,
+    pub json: bool,
+    pub expires_within: Option<u32>,
+    pub parallel: usize,
+    pub save_chain: Option<PathBuf>,
+    /// Per target: connecting and the handshake.
+    pub wait: Duration,
+    pub family: Family,
+}
+
+/// How long `inspect` gives each target without `-w`.
+const INSPECT_WAIT: Duration = Duration::from_secs(10);
+
+pub(crate) fn inspect(args: &InspectArgs) -> Result<Inspect> {
+    report::set_level(args.net.quiet, args.net.verbose);
+    check_trust_flags(&args.verify)?;
+    let mut targets = args
+        .targets
+        .iter()
+        .map(|t| target(t, None, &args.verify))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(path) = &args.targets_file {
+        targets.extend(targets_file(path, &args.verify)?);
+    }
+    if targets.is_empty() {
+        return Err(Class::Usage.err("no target: give HOST:PORT arguments, or --targets FILE"));
+    }
+    if args.save_chain.is_some() && targets.len() > 1 {
+        return Err(Class::Usage.err(format!(
+            "--save-chain writes one chain, but {} targets were given",
+            targets.len()
+        )));
+    }
+    Ok(Inspect {
+        targets,
+        client: client_tls(&args.verify, &args.tls, true)?,
+        json: args.json,
+        expires_within: args.expires_within,
+        parallel: args.parallel as usize,
+        save_chain: args.save_chain.clone(),
+        wait: args.net.wait.unwrap_or(INSPECT_WAIT),
+        family: family(&args.net),
+    })
+}
+
+/// The targets a `--targets` file lists: one per line, `#` comments, blank lines skipped.
+/// A line that is not a target names the file and line.
+fn targets_file(path: &Path, verify: &VerifyArgs) -> Result<Vec<Target>> {
+    let (name, data) = if path == Path::new("-") {
+        ("stdin".to_string(), files::read_stdin()?)
+    } else {
+        (path.display().to_string(), files::read_file(path)?)
+    };
+    let text = String::from_utf8(data)
+        .map_err(|_| Class::Usage.err(format!("{name}: not text (UTF-8)")))?;
+    let mut targets = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let t = target(line, None, verify)
+            .map_err(|e| Class::Usage.err(format!("{name}, line {}: {e:#}", n + 1)))?;
+        targets.push(t);
+    }
+    Ok(targets)
 }
 
 /// `--insecure`, `--pin` and `--cacert` each say how to check the server; two of them
 /// together would silently drop one, so they are refused with the reason.
-fn check_trust_flags(args: &ConnectArgs) -> Result<()> {
+fn check_trust_flags(args: &VerifyArgs) -> Result<()> {
     let why = match (args.insecure, &args.pin, &args.cacert) {
         (true, Some(_), _) => "--insecure and --pin contradict each other: --pin accepts only \
                                the certificate with that fingerprint, --insecure accepts any; \
@@ -196,16 +308,16 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
         ),
         None => None,
     };
-    let proto = protocol(&args.common)?;
+    let proto = protocol(&args.common.tls)?;
     let provider = proto.provider.clone();
     let client_auth = match (&args.client_ca, &args.client_ca_optional) {
         (Some(path), _) => tls::ClientAuth::Required(trust::roots_from_file(path)?),
         (None, Some(path)) => tls::ClientAuth::Optional(trust::roots_from_file(path)?),
         (None, None) => tls::ClientAuth::None,
     };
-    let (identity, ephemeral) = match &args.common.cert {
+    let (identity, ephemeral) = match &args.common.tls.cert {
         Some(cert) => (
-            identity::load_identity(cert, args.common.key.as_deref(), &provider)?,
+            identity::load_identity(cert, args.common.tls.key.as_deref(), &provider)?,
             false,
         ),
         None => (identity::ephemeral(&provider)?, true),
@@ -236,8 +348,16 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
     })
 }
 
+fn family(args: &NetArgs) -> Family {
+    match (args.ipv4, args.ipv6) {
+        (true, _) => Family::V4,
+        (_, true) => Family::V6,
+        _ => Family::Any,
+    }
+}
+
 /// The TLS settings both sides share, from the flags.
-fn protocol(args: &CommonArgs) -> Result<Protocol> {
+fn protocol(args: &TlsArgs) -> Result<Protocol> {
     let versions = versions(tls_version(args.tls_min), tls_version(args.tls_max))?;
     let provider = provider(args.ciphers.as_deref(), &versions)?;
     let alpn = args

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use mio::net::TcpStream;
 
+use crate::error::{io_phrase, socket_class, Class};
 use crate::events::{attempt, Ready};
+use crate::trust::Explainer;
 
 /// How the peer ended its side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,6 +130,31 @@ impl TlsSocket {
         Ok(moved)
     }
 
+    /// Turn a failure into the error the user is told, where the TLS layer can say it: a TLS
+    /// error (or a socket error that followed an alert: the alert says why) is explained;
+    /// a plain socket error is handed back, with whether the peer had closed before it.
+    pub(crate) fn explain(
+        &mut self,
+        e: ConnError,
+        label: &str,
+        established: bool,
+        explain: &Explainer,
+    ) -> Result<anyhow::Error, (io::Error, bool)> {
+        // Whether the peer had closed before the error (salvage reads on and may see EOF).
+        let closed = self.tcp_eof;
+        let e = match e {
+            ConnError::Io(e) => match self.salvage() {
+                Some(alert) => ConnError::Tls(alert),
+                None => ConnError::Io(e),
+            },
+            tls => tls,
+        };
+        match e {
+            ConnError::Tls(e) => Ok(explain.error(&e, label, established)),
+            ConnError::Io(e) => Err((e, closed)),
+        }
+    }
+
     /// After a socket error: read what the kernel still holds (data queued before a reset is
     /// still readable), in case it is a TLS alert that explains the failure.
     pub(crate) fn salvage(&mut self) -> Option<rustls::Error> {
@@ -200,4 +227,22 @@ impl TlsSocket {
             let _ = socket2::SockRef::from(&self.sock).set_linger(Some(Duration::ZERO));
         }
     }
+}
+
+/// A socket error during the handshake, as the user is told it. A FIN, or a reset that
+/// answered our bytes after a FIN (EPIPE), is the peer closing; a plain reset is a reset.
+pub(crate) fn handshake_io_error(label: &str, e: &io::Error, closed: bool) -> anyhow::Error {
+    let class = socket_class(e);
+    if class == Class::Timeout {
+        return class.err(format!("{label}: {}", io_phrase(e)));
+    }
+    if closed || e.kind() == io::ErrorKind::BrokenPipe {
+        return Class::Handshake.err(format!(
+            "{label} closed the connection during the TLS handshake"
+        ));
+    }
+    class.err(format!(
+        "{label}: {} during the TLS handshake",
+        io_phrase(e)
+    ))
 }

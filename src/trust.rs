@@ -53,6 +53,8 @@ pub(crate) fn roots_from_file(path: &Path) -> Result<RootCertStore> {
 #[derive(Debug)]
 pub(crate) struct ServerVerifier {
     mode: Mode,
+    /// Record the verdict and let the handshake go on (`inspect`, which sends no data).
+    defer: bool,
     provider: Arc<CryptoProvider>,
     seen: Arc<Presented>,
 }
@@ -77,9 +79,17 @@ impl ServerVerifier {
         };
         Ok(ServerVerifier {
             mode,
+            defer: false,
             provider,
             seen: Arc::default(),
         })
+    }
+
+    /// Record the verdict instead of failing the handshake: for `inspect`, which shows a
+    /// rejected chain with its TLS parameters and sends nothing.
+    pub(crate) fn deferring(mut self) -> Self {
+        self.defer = true;
+        self
     }
 
     /// Where the chain the server presents is recorded.
@@ -88,24 +98,52 @@ impl ServerVerifier {
     }
 }
 
-/// The chain a peer presented, leaf first, as its verifier recorded it for messages (empty
-/// before the handshake got that far). The loop is one thread and a message is made right
-/// after the failing call, so what is here is that connection's.
+/// What a peer presented, as its verifier recorded it for messages and for `inspect` (empty
+/// before the handshake got that far). The loop is one thread and what is here is read right
+/// after the call that verified, so it is that connection's.
 #[derive(Debug, Default)]
-pub(crate) struct Presented(Mutex<Vec<CertificateDer<'static>>>);
+pub(crate) struct Presented(Mutex<Shown>);
+
+/// One peer's certificates, as presented.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Shown {
+    /// Leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The stapled OCSP response (empty: none).
+    pub ocsp: Vec<u8>,
+    /// The verdict, when the verifier was told to defer it (`inspect`).
+    pub verdict: Option<Result<(), rustls::Error>>,
+}
 
 impl Presented {
     fn record(&self, end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>]) {
         if let Ok(mut seen) = self.0.lock() {
-            *seen = std::iter::once(end_entity)
-                .chain(intermediates)
-                .map(|c| c.clone().into_owned())
-                .collect();
+            *seen = Shown {
+                chain: std::iter::once(end_entity)
+                    .chain(intermediates)
+                    .map(|c| c.clone().into_owned())
+                    .collect(),
+                ..Shown::default()
+            };
         }
     }
 
     fn chain(&self) -> Vec<CertificateDer<'static>> {
-        self.0.lock().map(|c| c.clone()).unwrap_or_default()
+        self.0.lock().map(|c| c.chain.clone()).unwrap_or_default()
+    }
+
+    /// What was recorded, leaving nothing behind for the next connection.
+    pub(crate) fn take(&self) -> Shown {
+        self.0
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Shown)) {
+        if let Ok(mut seen) = self.0.lock() {
+            f(&mut seen);
+        }
     }
 }
 
@@ -205,7 +243,8 @@ impl ServerCertVerifier for ServerVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         self.seen.record(end_entity, intermediates);
-        match &self.mode {
+        self.seen.update(|s| s.ocsp = ocsp_response.to_vec());
+        let verdict = match &self.mode {
             Mode::WebPki(inner) => {
                 inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
             }
@@ -222,7 +261,13 @@ impl ServerCertVerifier for ServerVerifier {
                 }
             }
             Mode::Insecure => Ok(ServerCertVerified::assertion()),
+        };
+        if !self.defer {
+            return verdict;
         }
+        let kept = verdict.as_ref().map(|_| ()).map_err(|e| e.clone());
+        self.seen.update(|s| s.verdict = Some(kept));
+        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(

@@ -1,0 +1,259 @@
+//! One `inspect` target on the event loop: connect (each address in turn), the TLS handshake,
+//! then close_notify and a close; no data is relayed. These are a session's first phases
+//! (see `session`), without a local end; a plaintext preamble (STARTTLS, a proxy) would be
+//! one more phase before the handshake.
+//!
+//! The verifier defers its verdict (see `trust::ServerVerifier::deferring`), so a rejected
+//! chain is shown with the parameters of a completed handshake; the verdict is read from
+//! what the verifier recorded, right after the call that verified.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use mio::net::TcpStream;
+use mio::{Interest, Registry};
+use rustls::ClientConnection;
+
+use crate::describe::Params;
+use crate::error::{io_phrase, socket_class, Class};
+use crate::events::{token, Part};
+use crate::settings::{ClientTls, Target};
+use crate::tls_socket::{handshake_io_error, ConnError, TlsSocket};
+use crate::trust::Shown;
+
+/// What became of a target.
+#[derive(Default)]
+pub(crate) struct Outcome {
+    /// The address the connection was made to.
+    pub addr: Option<SocketAddr>,
+    /// What the handshake negotiated, as far as it got.
+    pub params: Option<Params>,
+    /// The certificates the server sent, and the verifier's verdict on them.
+    pub shown: Shown,
+    /// Why the target failed before its verdict could be had, if it did.
+    pub error: Option<anyhow::Error>,
+}
+
+enum Step {
+    /// Between sockets.
+    Idle,
+    Connecting(TcpStream),
+    Handshake(Box<TlsSocket>),
+}
+
+pub(crate) struct Probe {
+    /// The target's place in the input.
+    pub index: usize,
+    label: String,
+    addrs: Vec<SocketAddr>,
+    /// The address being tried.
+    next: usize,
+    /// Why the last address failed, for when none is left.
+    last_err: Option<(SocketAddr, io::Error)>,
+    step: Step,
+    /// -w: connect and handshake are done by then.
+    pub deadline: Instant,
+    key: usize,
+    outcome: Outcome,
+}
+
+impl Probe {
+    /// Start connecting to `addrs` (resolved already) as connection `key`.
+    pub(crate) fn start(
+        index: usize,
+        target: &Target,
+        addrs: Vec<SocketAddr>,
+        wait: Duration,
+        registry: &Registry,
+        key: usize,
+    ) -> anyhow::Result<Probe> {
+        let mut probe = Probe {
+            index,
+            label: target.addr.to_string(),
+            addrs,
+            next: 0,
+            last_err: None,
+            step: Step::Idle,
+            deadline: Instant::now() + wait,
+            key,
+            outcome: Outcome::default(),
+        };
+        probe.connect_next(registry)?;
+        Ok(probe)
+    }
+
+    /// Open a connection to the next address that accepts a connect call.
+    fn connect_next(&mut self, registry: &Registry) -> anyhow::Result<()> {
+        if let Step::Connecting(mut old) = std::mem::replace(&mut self.step, Step::Idle) {
+            let _ = registry.deregister(&mut old);
+        }
+        while let Some(&addr) = self.addrs.get(self.next) {
+            self.next += 1;
+            match TcpStream::connect(addr) {
+                Ok(mut sock) => {
+                    registry.register(
+                        &mut sock,
+                        token(self.key, Part::Socket),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )?;
+                    self.outcome.addr = Some(addr);
+                    self.step = Step::Connecting(sock);
+                    return Ok(());
+                }
+                Err(e) => self.last_err = Some((addr, e)),
+            }
+        }
+        let Some((addr, e)) = self.last_err.take() else {
+            return Err(Class::Network.err(format!("{}: no address to connect to", self.label)));
+        };
+        let shown = if self.label.starts_with(&addr.ip().to_string()) {
+            self.label.clone()
+        } else {
+            format!("{} ({addr})", self.label)
+        };
+        Err(socket_class(&e).err(format!("cannot connect to {shown}: {}", io_phrase(&e))))
+    }
+
+    /// Remember what an event says the socket is ready for.
+    pub(crate) fn on_event(&mut self, event: &mio::event::Event) {
+        if let Step::Handshake(conn) = &mut self.step {
+            conn.ready.update(event);
+        }
+    }
+
+    /// Move what can move after an event; the outcome once the probe is over.
+    pub(crate) fn turn(
+        &mut self,
+        client: &ClientTls,
+        target: &Target,
+        registry: &Registry,
+    ) -> Option<Outcome> {
+        match self.advance(client, target, registry) {
+            Ok(false) => None,
+            Ok(true) => Some(std::mem::take(&mut self.outcome)),
+            Err(e) => {
+                self.outcome.error = Some(e);
+                Some(std::mem::take(&mut self.outcome))
+            }
+        }
+    }
+
+    fn advance(
+        &mut self,
+        client: &ClientTls,
+        target: &Target,
+        registry: &Registry,
+    ) -> anyhow::Result<bool> {
+        if let Step::Connecting(sock) = &mut self.step {
+            match connected(sock) {
+                Ok(false) => return Ok(false),
+                Ok(true) => {
+                    let _ = sock.set_nodelay(true);
+                    let tls =
+                        ClientConnection::new(client.config.clone(), target.server_name.clone())
+                            .map_err(|e| anyhow!("TLS setup: {e}"))?;
+                    let Step::Connecting(sock) = std::mem::replace(&mut self.step, Step::Idle)
+                    else {
+                        return Ok(false);
+                    };
+                    self.step = Step::Handshake(Box::new(TlsSocket::new(sock, tls.into())));
+                }
+                Err(e) => {
+                    if let Some(addr) = self.outcome.addr {
+                        self.last_err = Some((addr, e));
+                    }
+                    self.connect_next(registry)?;
+                    return Ok(false);
+                }
+            }
+        }
+        let Step::Handshake(conn) = &mut self.step else {
+            return Ok(false);
+        };
+        loop {
+            let filled = conn.fill();
+            let shown = client.presented.take();
+            if !shown.chain.is_empty() {
+                self.outcome.shown = shown;
+            }
+            if conn.tls.protocol_version().is_some() {
+                self.outcome.params = Some(Params::of(&conn.tls));
+            }
+            let moved = match filled.and_then(|m| conn.flush().map(|f| m | f)) {
+                Ok(moved) => moved,
+                Err(e) => return Err(self.failure(e, client)),
+            };
+            if !conn.handshaking() {
+                // Done: say goodbye properly, and close.
+                conn.send_close_notify();
+                let _ = conn.flush();
+                conn.shutdown_write();
+                let _ = registry.deregister(&mut conn.sock);
+                return Ok(true);
+            }
+            if conn.tcp_eof() || conn.peer_end.is_some() {
+                return Err(Class::Handshake.err(format!(
+                    "{} closed the connection during the TLS handshake",
+                    self.label
+                )));
+            }
+            if !moved {
+                return Ok(false);
+            }
+        }
+    }
+
+    fn failure(&mut self, e: ConnError, client: &ClientTls) -> anyhow::Error {
+        let Step::Handshake(conn) = &mut self.step else {
+            return anyhow!("{}: not connected", self.label);
+        };
+        match conn.explain(e, &self.label, false, &client.explain) {
+            Ok(explained) => explained,
+            Err((e, closed)) => handshake_io_error(&self.label, &e, closed),
+        }
+    }
+
+    /// -w expired: the outcome says how far it got.
+    pub(crate) fn expire(&mut self, wait: Duration, registry: &Registry) -> Outcome {
+        let secs = wait.as_secs_f64();
+        let msg = match &mut self.step {
+            Step::Connecting(sock) => {
+                let _ = registry.deregister(sock);
+                let addr = self
+                    .outcome
+                    .addr
+                    .map(|a| format!(" ({a})"))
+                    .unwrap_or_default();
+                format!(
+                    "timed out connecting to {}{addr} after {secs}s (-w)",
+                    self.label
+                )
+            }
+            Step::Idle => format!("timed out connecting to {} after {secs}s (-w)", self.label),
+            Step::Handshake(conn) => {
+                conn.abort();
+                let _ = registry.deregister(&mut conn.sock);
+                format!(
+                    "{}: the TLS handshake was not done within {secs}s (-w)",
+                    self.label
+                )
+            }
+        };
+        self.outcome.error = Some(Class::Timeout.err(msg));
+        std::mem::take(&mut self.outcome)
+    }
+}
+
+/// Whether a non-blocking connect has completed; an error if it failed.
+fn connected(sock: &TcpStream) -> io::Result<bool> {
+    if let Some(e) = sock.take_error()? {
+        return Err(e);
+    }
+    match sock.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+        Err(e) => Err(e),
+    }
+}
