@@ -14,6 +14,7 @@ mod errors;
 mod faults;
 mod fuzz;
 mod input;
+mod inspect;
 mod interop;
 mod listen;
 mod load;
