@@ -402,3 +402,68 @@ fn exit_statuses_in_a_script() {
     done.expect_stderr("reply may be truncated");
     assert_eq!(std::fs::read(dir.path().join("reply")).unwrap(), b"partial");
 }
+
+const NIGHTLY: &str = "stls inspect --expires-within 30 --targets hosts.txt > report.txt || mail -s 'TLS check' ops < report.txt";
+const NIGHTLY_JSON: &str = r#"stls inspect --json --expires-within 30 --targets hosts.txt | jq -r 'select(.ok | not) | "\(.target): \(.error)"'"#;
+
+#[test]
+fn nightly_certificate_check() {
+    let pki = Pki::new();
+    let dir = site(&pki);
+    let good = serve(&pki, &["-k"], Input::Held);
+    let soon = pki.ca.server(
+        "soon",
+        &["localhost"],
+        util::pki::KeyType::P256,
+        util::pki::Days { from: -1, to: 10 },
+    );
+    let expiring = Listener::start(
+        &["-k", "--cert", s(&soon.cert), "--key", s(&soon.key)],
+        Input::Held,
+    );
+    // `mail` records what it was sent; the servers are verified with the test CA.
+    let mail = "#!/bin/sh\necho \"$@\" > mailed.txt\ncat >> mailed.txt\n";
+    util::write(dir.path(), "mail", mail);
+    Command::new("chmod")
+        .args(["+x", "mail"])
+        .current_dir(dir.path())
+        .status()
+        .unwrap();
+    let with_ca = |r: &str| {
+        format!(
+            "PATH=.:$PATH; {}",
+            r.replace("stls inspect", "stls inspect --cacert ca.pem")
+        )
+    };
+    let hosts = |addrs: &[String]| {
+        let list: String = addrs.iter().map(|a| format!("{a}  # web\n")).collect();
+        util::write(dir.path(), "hosts.txt", format!("# our servers\n{list}"));
+    };
+
+    // All well: nothing is mailed.
+    hosts(&[good.addr().replace("127.0.0.1", "localhost")]);
+    run_sh(&with_ca(&recipe(NIGHTLY)), dir.path()).expect_code(0);
+    assert!(!dir.path().join("mailed.txt").exists());
+
+    // One expires in 10 days: the report is mailed, and names it.
+    let soon_target = expiring.addr().replace("127.0.0.1", "localhost");
+    hosts(&[good.addr(), soon_target.clone()]);
+    run_sh(&with_ca(&recipe(NIGHTLY)), dir.path()).expect_code(0);
+    let mailed = std::fs::read_to_string(dir.path().join("mailed.txt")).unwrap();
+    assert!(mailed.starts_with("-s TLS check ops"), "{mailed}");
+    assert!(mailed.contains(&soon_target), "{mailed}");
+    assert!(mailed.contains("FAILED (exit 8)"), "{mailed}");
+
+    if !util::have("jq") {
+        return;
+    }
+    let done = run_sh(&with_ca(&recipe(NIGHTLY_JSON)), dir.path());
+    done.expect_code(0);
+    let out = String::from_utf8_lossy(&done.stdout);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        out.starts_with(&format!("{soon_target}: the certificate of")),
+        "{out}"
+    );
+    assert!(out.contains("expires in"), "{out}");
+}

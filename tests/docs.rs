@@ -30,6 +30,7 @@ fn every_option_is_documented() {
         &["--help"][..],
         &["connect", "--help"],
         &["listen", "--help"],
+        &["inspect", "--help"],
         &["cert", "ca", "--help"],
         &["cert", "server", "--help"],
         &["cert", "client", "--help"],
@@ -53,7 +54,7 @@ fn every_option_is_documented() {
 fn every_exit_status_is_documented() {
     let man = std::fs::read_to_string("man/stls.1").expect("man page");
     let readme = std::fs::read_to_string("README.md").expect("README");
-    for status in 0..=7 {
+    for status in 0..=8 {
         assert!(
             man.contains(&format!(".B {status}\n")),
             "man: exit {status}"

@@ -20,6 +20,7 @@ const PEERS: &[(&str, &str, &str)] = &[
     ("python3", "python3", "python ssl interop"),
     ("sslscan", "sslscan", "the TLS posture scan"),
     ("groff", "groff", "the man page's rendering"),
+    ("jq", "jq", "the README's inspect --json recipe"),
 ];
 
 fn installed(program: &str) -> bool {
