@@ -5,20 +5,63 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Result};
-use mio::{Events, Poll};
+use mio::{Events, Poll, Waker};
 use serde_json::{json, Value};
 use slab::Slab;
 
 use crate::describe::{date, CertInfo};
 use crate::error::{classify, io_phrase, reported, Class};
-use crate::events::{part_of, Part};
-use crate::net;
+use crate::events::{part_of, Part, WAKER};
+use crate::net::{self, Family, HostPort};
 use crate::probe::{Outcome, Probe};
 use crate::report;
 use crate::settings::{Inspect, Target};
+
+/// Threads that resolve names (getaddrinfo blocks), at most.
+const RESOLVERS: usize = 8;
+
+/// Name resolution off the loop: a few threads look names up and wake the loop with each
+/// answer. At most `--parallel` lookups are outstanding, so the queues stay small.
+struct Resolver {
+    jobs: mpsc::Sender<(usize, HostPort)>,
+    done: mpsc::Receiver<(usize, Result<Vec<SocketAddr>>)>,
+}
+
+impl Resolver {
+    fn new(threads: usize, family: Family, waker: Arc<Waker>) -> Resolver {
+        let (jobs, queue) = mpsc::channel::<(usize, HostPort)>();
+        let (answers, done) = mpsc::channel();
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..threads.max(1) {
+            let (queue, answers, waker) = (queue.clone(), answers.clone(), waker.clone());
+            std::thread::spawn(move || loop {
+                let job = match queue.lock() {
+                    Ok(q) => q.recv(),
+                    Err(_) => return,
+                };
+                let Ok((index, hp)) = job else {
+                    return; // the loop is gone
+                };
+                if answers.send((index, net::resolve(&hp, family))).is_err() {
+                    return;
+                }
+                let _ = waker.wake();
+            });
+        }
+        Resolver { jobs, done }
+    }
+
+    fn submit(&self, index: usize, hp: &HostPort) -> Result<()> {
+        self.jobs
+            .send((index, hp.clone()))
+            .map_err(|_| anyhow!("the name resolver stopped"))
+    }
+}
 
 /// One target's result, as printed.
 struct Verdict {
@@ -31,8 +74,11 @@ struct Verdict {
 
 pub(crate) fn run(s: &Inspect) -> Result<()> {
     let mut poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let mut events = Events::with_capacity(1024);
     let mut waiting: VecDeque<usize> = (0..s.targets.len()).collect();
+    let resolver = Resolver::new(s.parallel.min(RESOLVERS), s.family, waker);
+    let mut resolving = 0;
     let mut probes: Slab<Probe> = Slab::new();
     let mut statuses: Vec<u8> = vec![0; s.targets.len()];
     let mut out = Output::new(s.json);
@@ -42,15 +88,22 @@ pub(crate) fn run(s: &Inspect) -> Result<()> {
         s.parallel
     ));
     loop {
-        // Start targets while there is room.
-        while probes.len() < s.parallel {
+        // Resolve targets while there is room: a target holds its place from its name
+        // lookup to its close.
+        while resolving + probes.len() < s.parallel {
             let Some(index) = waiting.pop_front() else {
                 break;
             };
+            resolver.submit(index, &s.targets[index].addr)?;
+            resolving += 1;
+        }
+        // Start those resolved.
+        while let Ok((index, addrs)) = resolver.done.try_recv() {
+            resolving -= 1;
             let target = &s.targets[index];
             let entry = probes.vacant_entry();
             let key = entry.key();
-            let started = net::resolve(&target.addr, s.family)
+            let started = addrs
                 .and_then(|addrs| Probe::start(index, target, addrs, s.wait, poll.registry(), key));
             match started {
                 Ok(probe) => {
@@ -65,8 +118,11 @@ pub(crate) fn run(s: &Inspect) -> Result<()> {
                 }
             }
         }
-        if probes.is_empty() {
+        if waiting.is_empty() && resolving == 0 && probes.is_empty() {
             break;
+        }
+        if !waiting.is_empty() && resolving + probes.len() < s.parallel {
+            continue;
         }
         let next = probes.iter().map(|(_, p)| p.deadline).min();
         let timeout = next.map(|d| d.saturating_duration_since(Instant::now()));
@@ -76,6 +132,9 @@ pub(crate) fn run(s: &Inspect) -> Result<()> {
             Err(e) => return Err(e.into()),
         }
         for event in events.iter() {
+            if event.token() == WAKER {
+                continue; // answers are taken at the top of the loop
+            }
             let Some((key, Part::Socket)) = part_of(event.token()) else {
                 continue;
             };
