@@ -511,3 +511,34 @@ fn save_chain_round_trips_through_openssl_verify() {
     .expect_code(2)
     .expect_stderr("--save-chain writes one chain");
 }
+
+#[test]
+fn ipv6_targets_and_the_negotiated_alpn() {
+    let pki = Pki::new();
+    let mut cmd = stls();
+    cmd.args(["listen", "-k", "[::1]:0", "--alpn", "h2"]).args([
+        "--cert",
+        s(&pki.server.cert),
+        "--key",
+        s(&pki.server.key),
+    ]);
+    let l = Listener::start_cmd(&mut cmd, Input::Held);
+    let target = format!("[::1]:{}", l.port);
+    let done = run(
+        &[
+            "inspect",
+            "--json",
+            "--alpn",
+            "h2",
+            "--cacert",
+            s(&pki.ca.cert),
+            &target,
+        ],
+        Input::Null,
+    );
+    done.expect_code(0);
+    let v = parse(&done.stdout);
+    assert_eq!(v[&target]["address"], target.as_str());
+    assert_eq!(v[&target]["tls"]["alpn"], "h2");
+    assert_eq!(v[&target]["verified"], true);
+}
