@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::starttls::Proto;
+
 const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (rustls ",
@@ -285,6 +287,12 @@ pub(crate) struct TlsArgs {
     /// Disable session resumption (no tickets, no session cache).
     #[arg(long)]
     pub no_resume: bool,
+
+    /// Speak PROTO's plaintext dialogue before TLS on the same connection (connect and
+    /// inspect: as its client, naming ourselves by --servername or HOST where it asks; listen:
+    /// as its server). A refusal is exit 4, never a plain-text fallback.
+    #[arg(long, value_name = "PROTO")]
+    pub starttls: Option<Proto>,
 }
 
 /// Connecting, and how much stderr says.

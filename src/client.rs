@@ -10,6 +10,7 @@ use crate::relay::Relay;
 use crate::report;
 use crate::session::Session;
 use crate::settings::Connect;
+use crate::starttls::Preamble;
 use crate::tls_socket::TlsSocket;
 
 pub(crate) fn run(s: &Connect) -> Result<()> {
@@ -31,6 +32,9 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
         addr,
         deadline.map(|at| (at, "-w")),
         s.common.exec.is_some(),
+        s.starttls
+            .as_ref()
+            .map(|(proto, name)| Preamble::client(*proto, name, &s.target.to_string())),
     );
     relay.add(peer)?;
     relay.run()

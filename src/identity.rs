@@ -147,7 +147,7 @@ pub(crate) fn ephemeral(provider: &CryptoProvider) -> Result<Arc<CertifiedKey>> 
 }
 
 /// This machine's host name, if it has a usable one.
-fn hostname() -> Option<String> {
+pub(crate) fn hostname() -> Option<String> {
     let uname = rustix::system::uname();
     let name = uname.nodename().to_str().ok()?.to_ascii_lowercase();
     let valid = !name.is_empty()

@@ -38,6 +38,7 @@ mod relay;
 mod report;
 mod session;
 mod settings;
+mod starttls;
 mod stdio;
 mod tls;
 mod tls_socket;

@@ -15,6 +15,7 @@ use crate::relay::{Listening, Relay};
 use crate::report;
 use crate::session::{Options, Session};
 use crate::settings::Listen;
+use crate::starttls::Preamble;
 use crate::tls_socket::TlsSocket;
 
 pub(crate) fn run(s: &Listen) -> Result<()> {
@@ -33,6 +34,7 @@ pub(crate) fn run(s: &Listen) -> Result<()> {
         _ => (s.handshake_timeout, "--handshake-timeout"),
     };
     let (config, exec) = (s.config.clone(), s.common.exec.is_some());
+    let starttls = s.starttls.clone();
     let accept = move |sock: TcpStream, addr: SocketAddr| -> Result<Session> {
         let _ = sock.set_nodelay(true);
         let tls = ServerConnection::new(config.clone()).map_err(|e| anyhow!("TLS setup: {e}"))?;
@@ -42,6 +44,9 @@ pub(crate) fn run(s: &Listen) -> Result<()> {
             Some(addr),
             Some((Instant::now() + limit, option)),
             exec,
+            starttls
+                .as_ref()
+                .map(|(proto, name)| Preamble::server(*proto, name, &format!("client {addr}"))),
         ))
     };
     relay.listen(Listening {

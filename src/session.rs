@@ -37,6 +37,7 @@ use crate::events::{token, Part};
 use crate::exec::{describe_status, Child, Fed, Program};
 use crate::local::Local;
 use crate::report;
+use crate::starttls::Preamble;
 use crate::stdio::{Broadcast, Chunk, Next, Sink};
 use crate::tls_socket::{handshake_io_error, ConnError, PeerClose, PeerEnd, TlsSocket};
 use crate::trust::Explainer;
@@ -149,6 +150,8 @@ pub(crate) enum Timer {
 
 pub(crate) struct Session {
     pub conn: TlsSocket,
+    /// `--starttls`: the plaintext dialogue before the handshake, while it lasts.
+    preamble: Option<Box<Preamble>>,
     /// How messages name the peer: "example.com:443", "client 192.0.2.1:50000".
     pub label: String,
     addr: Option<SocketAddr>,
@@ -191,10 +194,12 @@ impl Session {
         addr: Option<SocketAddr>,
         handshake_deadline: Option<(Instant, &'static str)>,
         exec: bool,
+        preamble: Option<Preamble>,
     ) -> Session {
         let now = Instant::now();
         Session {
             conn,
+            preamble: preamble.map(Box::new),
             label,
             addr,
             local: Local::new(exec),
@@ -288,7 +293,20 @@ impl Session {
                 PeerClose::Reset(e) => Err(self.not_delivered(&e)),
             };
         }
-        let mut moved = self.receive(sh)?;
+        let mut moved = false;
+        if let Some(preamble) = &mut self.preamble {
+            // Nothing of TLS moves until the dialogue says it may start.
+            if !preamble.drive(&mut self.conn.sock, &mut self.conn.ready)? {
+                return Ok(Turn::Idle);
+            }
+            let leftover = std::mem::take(&mut preamble.leftover);
+            self.preamble = None;
+            if let Err(e) = self.conn.feed(&leftover) {
+                return Err(self.fail(e, sh.opts));
+            }
+            moved = true;
+        }
+        moved |= self.receive(sh)?;
         if self.phase == Phase::Handshake {
             if !self.conn.handshaking() {
                 self.phase = Phase::Open;
@@ -755,10 +773,14 @@ impl Session {
             }
             Timer::Linger => Ok(()),
             Timer::Unsent => Err(self.too_late()),
-            Timer::Handshake(option) => Err(Class::Timeout.err(format!(
-                "TLS handshake with {} timed out ({option})",
-                self.label
-            ))),
+            Timer::Handshake(option) => Err(Class::Timeout.err(match &self.preamble {
+                Some(p) => format!(
+                    "the {} STARTTLS dialogue with {} timed out ({option})",
+                    p.proto.name(),
+                    self.label
+                ),
+                None => format!("TLS handshake with {} timed out ({option})", self.label),
+            })),
             Timer::Idle => Err(Class::Timeout.err(format!(
                 "no data from or to {} for {}s (-i)",
                 self.label,

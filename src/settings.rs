@@ -22,6 +22,7 @@ use crate::names;
 use crate::net::{self, Family, HostPort};
 use crate::report;
 use crate::session::Options;
+use crate::starttls::Proto;
 use crate::tls::{self, provider, versions, KeyLogTo, Protocol};
 use crate::trust::{self, Explainer, Presented, ServerVerifier, Side, Trust};
 
@@ -80,6 +81,8 @@ impl Common {
 }
 
 pub(crate) struct Connect {
+    /// `--starttls`, and the name to give in its dialogue.
+    pub starttls: Option<(Proto, String)>,
     pub target: HostPort,
     pub server_name: ServerName<'static>,
     pub config: Arc<ClientConfig>,
@@ -102,6 +105,8 @@ pub(crate) struct Listen {
     pub handshake_timeout: Duration,
     /// `--stall-timeout`, with `-k`.
     pub stall_timeout: Duration,
+    /// `--starttls`, and the name our greetings give.
+    pub starttls: Option<(Proto, String)>,
     pub common: Common,
 }
 
@@ -111,6 +116,7 @@ pub(crate) fn connect(args: &ConnectArgs) -> Result<Connect> {
     let target = target(&args.target, args.port.as_deref(), &args.verify)?;
     let client = client_tls(&args.verify, &args.common.tls, false)?;
     Ok(Connect {
+        starttls: args.common.tls.starttls.map(|p| (p, target.name())),
         explain: client.explain,
         target: target.addr,
         server_name: target.server_name,
@@ -125,6 +131,17 @@ pub(crate) struct Target {
     pub given: String,
     pub addr: HostPort,
     pub server_name: ServerName<'static>,
+}
+
+impl Target {
+    /// The name TLS uses, as text: also the name a STARTTLS dialogue gives (EHLO, XMPP `to`).
+    pub(crate) fn name(&self) -> String {
+        match &self.server_name {
+            ServerName::DnsName(n) => n.as_ref().to_string(),
+            ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
+            _ => self.addr.host.clone(),
+        }
+    }
 }
 
 /// Parse HOST:PORT (or HOST and PORT), and the name TLS uses for it (`--servername`, else
@@ -211,6 +228,7 @@ pub(crate) struct Inspect {
     pub expires_within: Option<u32>,
     pub parallel: usize,
     pub save_chain: Option<PathBuf>,
+    pub starttls: Option<Proto>,
     /// Per target: connecting and the handshake.
     pub wait: Duration,
     pub family: Family,
@@ -246,6 +264,7 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<Inspect> {
         expires_within: args.expires_within,
         parallel: args.parallel as usize,
         save_chain: args.save_chain.clone(),
+        starttls: args.tls.starttls,
         wait: args.net.wait.unwrap_or(INSPECT_WAIT),
         family: family(&args.net),
     })
@@ -344,6 +363,11 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
         max_handshakes: args.max_handshakes as usize,
         handshake_timeout: args.handshake_timeout,
         stall_timeout: args.stall_timeout,
+        starttls: args
+            .common
+            .tls
+            .starttls
+            .map(|p| (p, identity::hostname().unwrap_or_else(|| "localhost".into()))),
         common,
     })
 }

@@ -130,6 +130,18 @@ impl TlsSocket {
         Ok(moved)
     }
 
+    /// Hand TLS bytes that arrived before the handshake began (a STARTTLS dialogue read
+    /// them with its last command).
+    pub(crate) fn feed(&mut self, mut bytes: &[u8]) -> Result<(), ConnError> {
+        while !bytes.is_empty() {
+            if self.tls.read_tls(&mut bytes).map_err(ConnError::Io)? == 0 {
+                break;
+            }
+            self.tls.process_new_packets().map_err(ConnError::Tls)?;
+        }
+        Ok(())
+    }
+
     /// Turn a failure into the error the user is told, where the TLS layer can say it: a TLS
     /// error (or a socket error that followed an alert: the alert says why) is explained;
     /// a plain socket error is handed back, with whether the peer had closed before it.
