@@ -104,7 +104,15 @@ pub(crate) fn run(s: &Inspect) -> Result<()> {
             let entry = probes.vacant_entry();
             let key = entry.key();
             let started = addrs
-                .and_then(|addrs| Probe::start(index, target, addrs, s.wait, poll.registry(), key));
+                .and_then(|addrs| Probe::start(
+                    index,
+                    target,
+                    addrs,
+                    s.wait,
+                    s.starttls,
+                    poll.registry(),
+                    key,
+                ));
             match started {
                 Ok(probe) => {
                     entry.insert(probe);

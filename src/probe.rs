@@ -20,6 +20,7 @@ use crate::describe::Params;
 use crate::error::{io_phrase, socket_class, Class};
 use crate::events::{token, Part};
 use crate::settings::{ClientTls, Target};
+use crate::starttls::{Preamble, Proto};
 use crate::tls_socket::{handshake_io_error, ConnError, TlsSocket};
 use crate::trust::Shown;
 
@@ -56,6 +57,8 @@ pub(crate) struct Probe {
     /// -w: connect and handshake are done by then.
     pub deadline: Instant,
     key: usize,
+    /// `--starttls`: the dialogue before the handshake, while it lasts.
+    preamble: Option<Box<Preamble>>,
     outcome: Outcome,
 }
 
@@ -66,6 +69,7 @@ impl Probe {
         target: &Target,
         addrs: Vec<SocketAddr>,
         wait: Duration,
+        starttls: Option<Proto>,
         registry: &Registry,
         key: usize,
     ) -> anyhow::Result<Probe> {
@@ -78,6 +82,9 @@ impl Probe {
             step: Step::Idle,
             deadline: Instant::now() + wait,
             key,
+            preamble: starttls.map(|p| {
+                Box::new(Preamble::client(p, &target.name(), &target.addr.to_string()))
+            }),
             outcome: Outcome::default(),
         };
         probe.connect_next(registry)?;
@@ -172,6 +179,19 @@ impl Probe {
         let Step::Handshake(conn) = &mut self.step else {
             return Ok(false);
         };
+        if let Some(preamble) = &mut self.preamble {
+            if !preamble.drive(&mut conn.sock, &mut conn.ready)? {
+                return Ok(false);
+            }
+            let leftover = std::mem::take(&mut preamble.leftover);
+            self.preamble = None;
+            if let Err(e) = conn.feed(&leftover) {
+                return Err(self.failure(e, client));
+            }
+        }
+        let Step::Handshake(conn) = &mut self.step else {
+            return Ok(false);
+        };
         loop {
             let filled = conn.fill();
             let shown = client.presented.take();
@@ -235,10 +255,17 @@ impl Probe {
             Step::Handshake(conn) => {
                 conn.abort();
                 let _ = registry.deregister(&mut conn.sock);
-                format!(
-                    "{}: the TLS handshake was not done within {secs}s (-w)",
-                    self.label
-                )
+                match &self.preamble {
+                    Some(p) => format!(
+                        "{}: the {} STARTTLS dialogue was not done within {secs}s (-w)",
+                        self.label,
+                        p.proto.name()
+                    ),
+                    None => format!(
+                        "{}: the TLS handshake was not done within {secs}s (-w)",
+                        self.label
+                    ),
+                }
             }
         };
         self.outcome.error = Some(Class::Timeout.err(msg));
