@@ -103,8 +103,8 @@ pub(crate) fn run(s: &Inspect) -> Result<()> {
             let target = &s.targets[index];
             let entry = probes.vacant_entry();
             let key = entry.key();
-            let started = addrs
-                .and_then(|addrs| Probe::start(
+            let started = addrs.and_then(|addrs| {
+                Probe::start(
                     index,
                     target,
                     addrs,
@@ -112,7 +112,8 @@ pub(crate) fn run(s: &Inspect) -> Result<()> {
                     s.starttls,
                     poll.registry(),
                     key,
-                ));
+                )
+            });
             match started {
                 Ok(probe) => {
                     entry.insert(probe);

@@ -83,7 +83,11 @@ impl Probe {
             deadline: Instant::now() + wait,
             key,
             preamble: starttls.map(|p| {
-                Box::new(Preamble::client(p, &target.name(), &target.addr.to_string()))
+                Box::new(Preamble::client(
+                    p,
+                    &target.name(),
+                    &target.addr.to_string(),
+                ))
             }),
             outcome: Outcome::default(),
         };

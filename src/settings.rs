@@ -363,11 +363,12 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
         max_handshakes: args.max_handshakes as usize,
         handshake_timeout: args.handshake_timeout,
         stall_timeout: args.stall_timeout,
-        starttls: args
-            .common
-            .tls
-            .starttls
-            .map(|p| (p, identity::hostname().unwrap_or_else(|| "localhost".into()))),
+        starttls: args.common.tls.starttls.map(|p| {
+            (
+                p,
+                identity::hostname().unwrap_or_else(|| "localhost".into()),
+            )
+        }),
         common,
     })
 }

@@ -155,7 +155,9 @@ impl Preamble {
         loop {
             let mut moved = false;
             while self.written < self.outbox.len() {
-                match attempt(&mut ready.write, || sock.write(&self.outbox[self.written..])) {
+                match attempt(&mut ready.write, || {
+                    sock.write(&self.outbox[self.written..])
+                }) {
                     None => break,
                     Some(Ok(n)) => {
                         self.written += n;
@@ -326,7 +328,10 @@ impl Preamble {
     }
 
     fn closed(&self) -> anyhow::Error {
-        let last = self.reply.last().map(|l| format!(" (last: '{}')", report::escape(l)));
+        let last = self
+            .reply
+            .last()
+            .map(|l| format!(" (last: '{}')", report::escape(l)));
         self.fail(format!(
             "the connection was closed during the dialogue{}",
             last.unwrap_or_default()

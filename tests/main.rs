@@ -19,5 +19,6 @@ mod interop;
 mod listen;
 mod load;
 mod matrix;
+mod starttls;
 mod stream;
 mod verify;

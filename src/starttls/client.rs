@@ -383,7 +383,10 @@ pub(super) fn ber(p: &Preamble, data: &[u8]) -> Result<Option<(u8, Vec<u8>, usiz
         let Some(bytes) = data.get(2..2 + n) else {
             return Ok(None);
         };
-        (bytes.iter().fold(0usize, |a, &b| a << 8 | b as usize), 2 + n)
+        (
+            bytes.iter().fold(0usize, |a, &b| a << 8 | b as usize),
+            2 + n,
+        )
     };
     if len > super::TOTAL_MAX {
         return Err(p.fail("sent an LDAP message larger than the dialogue's limit"));
@@ -441,11 +444,7 @@ fn postgres(p: &mut Preamble) -> Result<Progress> {
         _ => {
             // An ErrorResponse ('E') from a server too old to know SSLRequest, or garbage.
             let rest = quote(&p.inbox);
-            Err(p.refused(
-                &format!("{}{rest}", got[0] as char),
-                "SSLRequest",
-                "S",
-            ))
+            Err(p.refused(&format!("{}{rest}", got[0] as char), "SSLRequest", "S"))
         }
     }
 }

@@ -447,9 +447,7 @@ fn mysql(p: &mut Preamble) -> Result<Progress> {
         .unwrap_or_default();
     p.log("<", &format!("SSLRequest? capabilities 0x{caps:08x}"));
     if len < 32 || caps & MYSQL_CLIENT_SSL == 0 {
-        return Err(p.fail(
-            "the client did not ask for SSL: it would have logged in in plain text",
-        ));
+        return Err(p.fail("the client did not ask for SSL: it would have logged in in plain text"));
     }
     // What follows is the ClientHello: the Preamble hands it to TLS.
     Ok(Progress::Go)
