@@ -21,12 +21,27 @@ const PEERS: &[(&str, &str, &str)] = &[
     ("sslscan", "sslscan", "the TLS posture scan"),
     ("groff", "groff", "the man page's rendering"),
     ("jq", "jq", "the README's inspect --json recipe"),
+    ("postfix", "postfix", "STARTTLS against postfix (smtp)"),
+    (
+        "dovecot",
+        "dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-managesieved",
+        "STARTTLS against dovecot (imap, pop3, lmtp, sieve)",
+    ),
+    (
+        "mariadbd",
+        "mariadb-server",
+        "STARTTLS against mariadb (mysql)",
+    ),
+    ("slapd", "slapd", "STARTTLS against slapd (ldap)"),
+    ("prosody", "prosody", "STARTTLS against prosody (xmpp)"),
+    ("proftpd", "proftpd-basic", "STARTTLS against proftpd (ftp)"),
+    ("inspircd", "inspircd", "STARTTLS against inspircd (irc)"),
 ];
 
 fn installed(program: &str) -> bool {
     Command::new("sh")
         .arg("-c")
-        .arg(format!("command -v {program}"))
+        .arg(format!("PATH=\"$PATH:/usr/sbin\" command -v {program}"))
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())

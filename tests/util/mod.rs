@@ -263,6 +263,26 @@ impl Proc {
         }
     }
 
+    /// Wait until stdout holds `needle`.
+    pub(crate) fn wait_stdout_has(&self, needle: &[u8]) -> Result<(), String> {
+        let until = Instant::now() + HANG;
+        loop {
+            let got = self.received.lock().unwrap().clone();
+            if got.windows(needle.len()).any(|w| w == needle) {
+                return Ok(());
+            }
+            if Instant::now() > until {
+                return Err(format!(
+                    "stdout never had {:?}; it has {:?}; stderr:\n{}",
+                    String::from_utf8_lossy(needle),
+                    String::from_utf8_lossy(&got),
+                    self.stderr.lock().unwrap()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     pub(crate) fn stdin(&mut self) -> &mut ChildStdin {
         self.stdin.as_mut().expect("stdin is held")
     }
