@@ -401,6 +401,46 @@ mod tests {
         }
     }
 
+    /// Deterministic pseudo-random bytes.
+    fn noise(seed: &mut u64, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                *seed ^= *seed << 13;
+                *seed ^= *seed >> 7;
+                *seed ^= *seed << 17;
+                *seed as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn no_input_panics_either_side() {
+        // Random bytes, and a real dialogue with random bytes spliced in, to every
+        // protocol's client and server, fed in random-sized pieces.
+        let mut seed = 0x5eed_u64;
+        for proto in Proto::value_variants() {
+            for round in 0..300 {
+                for role in [Role::Client, Role::Server] {
+                    let mut p = Preamble::new(*proto, role, "n", "peer");
+                    let mut input = noise(&mut seed, 1 + round % 200);
+                    if round % 3 == 0 {
+                        // Plausible text, to get past the first steps.
+                        input.splice(
+                            0..0,
+                            b"220-x\r\n250 STARTTLS\r\n* OK\r\n+OK\r\n".iter().copied(),
+                        );
+                    }
+                    for piece in input.chunks(1 + round % 7) {
+                        p.inbox.extend_from_slice(piece);
+                        if p.advance().is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn an_endless_line_is_an_error_not_a_buffer() {
         let mut c = Preamble::client(Proto::Smtp, "c", "server");

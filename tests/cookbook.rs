@@ -467,3 +467,72 @@ fn nightly_certificate_check() {
     );
     assert!(out.contains("expires in"), "{out}");
 }
+
+const MAIL_CERT: &str = "stls inspect --starttls smtp mail.example.com:25";
+const IMAP_BY_HAND: &str = "stls connect -C --starttls imap mail.example.com:143";
+const MAIL_CLIENT: &str =
+    "stls listen 2525 --starttls smtp --cert server.pem --key server.key > mail.txt";
+
+#[test]
+fn check_a_mail_servers_certificate_with_starttls() {
+    let pki = Pki::new();
+    let dir = site(&pki);
+    let smtp = serve(&pki, &["-k", "--starttls", "smtp"], Input::Held);
+    let script = recipe(MAIL_CERT).replace(
+        "stls inspect --starttls smtp mail.example.com:25",
+        &format!(
+            "stls inspect --cacert ca.pem --starttls smtp localhost:{}",
+            smtp.port
+        ),
+    );
+    let done = run_sh(&script, dir.path());
+    done.expect_code(0);
+    let out = String::from_utf8_lossy(&done.stdout);
+    assert!(out.contains("verdict:   verified"), "{out}");
+
+    // IMAP by hand: a line typed with Enter goes out as CR LF after the dialogue.
+    let imap = serve(&pki, &["--starttls", "imap"], Input::Null);
+    let script = recipe(IMAP_BY_HAND).replace(
+        "mail.example.com:143",
+        &format!("localhost:{} --cacert ca.pem", imap.port),
+    );
+    let typed = sh(&script, dir.path(), Input::Bytes(b"a LOGOUT\n".to_vec()));
+    typed.finish().expect_code(0);
+    assert_eq!(imap.finish().stdout, b"a LOGOUT\r\n");
+}
+
+#[test]
+fn test_a_mail_clients_starttls() {
+    if !util::have("openssl") {
+        return;
+    }
+    let pki = Pki::new();
+    let dir = site(&pki);
+    let port = free_port();
+    let script = recipe(MAIL_CLIENT).replace("2525", &format!("127.0.0.1:{port}"));
+    let listener = sh(&script, dir.path(), Input::Null);
+    wait_listening(port);
+    // The mail client: openssl s_client speaking SMTP.
+    let mut cmd = Command::new("openssl");
+    cmd.args([
+        "s_client",
+        "-quiet",
+        "-no_ign_eof",
+        "-nocommands",
+        "-starttls",
+        "smtp",
+    ])
+    .args([
+        "-connect",
+        &format!("127.0.0.1:{port}"),
+        "-CAfile",
+        "ca.pem",
+    ])
+    .current_dir(dir.path());
+    let mail = b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n";
+    let client = Proc::spawn(&mut cmd, Input::Bytes(mail.to_vec()));
+    client.finish();
+    listener.finish().expect_code(0);
+    let got = std::fs::read(dir.path().join("mail.txt")).unwrap();
+    assert_eq!(got, mail);
+}

@@ -354,7 +354,8 @@ fn ldap(p: &mut Preamble) -> Result<Progress> {
     if tag != 0x30 {
         return Err(garbled());
     }
-    let Some((0x02, id, id_len)) = ber(p, &msg)? else {
+    // A messageID is at most four bytes (0 to 2^31 - 1).
+    let Some((0x02, id, id_len)) = ber(p, &msg)?.filter(|(_, id, _)| id.len() <= 4) else {
         return Err(garbled());
     };
     // [APPLICATION 23] ExtendedRequest { [0] requestName }
