@@ -38,9 +38,23 @@ fn program(name: &str) -> Option<PathBuf> {
 }
 
 fn start(cmd: &mut Command, dir: tempfile::TempDir, ports: &[u16]) -> Server {
+    start_when(cmd, dir, ports, None)
+}
+
+/// Start a server, and wait for its ports and, if given, for a line on its stderr that says
+/// it is ready (some listen before they serve).
+fn start_when(
+    cmd: &mut Command,
+    dir: tempfile::TempDir,
+    ports: &[u16],
+    ready: Option<&str>,
+) -> Server {
     let proc = Proc::spawn(cmd, Input::Null);
     for &port in ports {
         wait_listening(port);
+    }
+    if let Some(line) = ready {
+        proc.wait_line(line);
     }
     Server {
         _proc: proc,
@@ -308,7 +322,12 @@ fn postgresql() {
             &format!("ssl_cert_file={}", s(&pki.server.cert)),
         ])
         .args(["-c", &format!("ssl_key_file={}", s(&key))]);
-    let _server = start(&mut cmd, dir, &[port]);
+    let _server = start_when(
+        &mut cmd,
+        dir,
+        &[port],
+        Some("database system is ready to accept connections"),
+    );
 
     // The startup message (protocol 3.0, user and database postgres), then Terminate.
     let params = b"user\0postgres\0database\0postgres\0\0";
@@ -362,7 +381,7 @@ fn mariadb_mysql() {
         ])
         .arg(format!("--ssl-cert={}", s(&pki.server.cert)))
         .arg(format!("--ssl-key={}", s(&pki.server.key)));
-    let _server = start(&mut cmd, dir, &[port]);
+    let _server = start_when(&mut cmd, dir, &[port], Some("ready for connections"));
 
     // The login (HandshakeResponse41, sequence 2 after the SSLRequest, with the SSLRequest's
     // capabilities): root, no password. The answer is an OK packet.
