@@ -169,6 +169,9 @@ pub(crate) struct InspectArgs {
     pub verify: VerifyArgs,
 
     #[command(flatten)]
+    pub proxy: ProxyArgs,
+
+    #[command(flatten)]
     pub tls: TlsArgs,
 
     #[command(flatten)]
@@ -199,6 +202,9 @@ pub(crate) struct ConnectArgs {
 
     #[command(flatten)]
     pub verify: VerifyArgs,
+
+    #[command(flatten)]
+    pub proxy: ProxyArgs,
 
     #[command(flatten)]
     pub common: CommonArgs,
@@ -366,6 +372,21 @@ pub(crate) struct CommonArgs {
     /// Give up if the connection is silent both ways for SECS.
     #[arg(short = 'i', long = "idle-timeout", value_name = "SECS", value_parser = parse_secs)]
     pub idle: Option<Duration>,
+}
+
+/// Proxies between us and the server (connect, inspect).
+#[derive(Debug, Args)]
+pub(crate) struct ProxyArgs {
+    /// Connect through the proxy at URL: http://, https://, socks4a://, socks5:// or
+    /// socks5h://, with USER:PASS@ if it wants them; repeat for a chain, first hop first.
+    /// Default: https_proxy, then all_proxy, from the environment.
+    #[arg(long, value_name = "URL")]
+    pub proxy: Vec<String>,
+
+    /// Reach these hosts directly: comma-separated names (subdomains included), addresses or
+    /// CIDR blocks, `*` for all; replaces NO_PROXY.
+    #[arg(long, value_name = "LIST")]
+    pub noproxy: Option<String>,
 }
 
 /// How the server's certificate is verified (connect, inspect).

@@ -94,7 +94,7 @@ pub(crate) fn run(s: &Inspect) -> Result<()> {
             let Some(index) = waiting.pop_front() else {
                 break;
             };
-            resolver.submit(index, &s.targets[index].addr)?;
+            resolver.submit(index, &s.proxies.first_hop(&s.targets[index].addr))?;
             resolving += 1;
         }
         // Start those resolved.
@@ -104,15 +104,10 @@ pub(crate) fn run(s: &Inspect) -> Result<()> {
             let entry = probes.vacant_entry();
             let key = entry.key();
             let started = addrs.and_then(|addrs| {
-                Probe::start(
-                    index,
-                    target,
-                    addrs,
-                    s.wait,
-                    s.starttls,
-                    poll.registry(),
-                    key,
-                )
+                let route = s
+                    .proxies
+                    .route(&target.addr, &target.name(), s.starttls, s.family)?;
+                Probe::start(index, target, addrs, s.wait, route, poll.registry(), key)
             });
             match started {
                 Ok(probe) => {

@@ -33,7 +33,9 @@ mod listener;
 mod local;
 mod names;
 mod net;
+mod preamble;
 mod probe;
+mod proxy;
 mod relay;
 mod report;
 mod session;
@@ -43,6 +45,7 @@ mod stdio;
 mod tls;
 mod tls_socket;
 mod trust;
+mod wire;
 
 // What the fuzz targets (fuzz/) and the tests call: the parsers of what users type or name,
 // and the escaping of what peers send. Everything else is private to the crate.

@@ -11,11 +11,11 @@ use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 use rustls::ServerConnection;
 
 use crate::net;
+use crate::preamble::{Preamble, Stage};
 use crate::relay::{Listening, Relay};
 use crate::report;
 use crate::session::{Options, Session};
 use crate::settings::Listen;
-use crate::starttls::Preamble;
 use crate::tls_socket::TlsSocket;
 
 pub(crate) fn run(s: &Listen) -> Result<()> {
@@ -45,8 +45,15 @@ pub(crate) fn run(s: &Listen) -> Result<()> {
             Some((Instant::now() + limit, option)),
             exec,
             starttls
-                .as_ref()
-                .map(|(proto, name)| Preamble::server(*proto, name, &format!("client {addr}"))),
+                .iter()
+                .map(|(proto, name)| {
+                    Stage::Talk(Box::new(Preamble::server(
+                        *proto,
+                        name,
+                        &format!("client {addr}"),
+                    )))
+                })
+                .collect(),
         ))
     };
     relay.listen(Listening {

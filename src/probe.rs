@@ -7,6 +7,7 @@
 //! chain is shown with the parameters of a completed handshake; the verdict is read from
 //! what the verifier recorded, right after the call that verified.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -19,8 +20,9 @@ use rustls::ClientConnection;
 use crate::describe::Params;
 use crate::error::{io_phrase, socket_class, Class};
 use crate::events::{token, Part};
+use crate::preamble::{self, Stage};
+use crate::proxy::Route;
 use crate::settings::{ClientTls, Target};
-use crate::starttls::{Preamble, Proto};
 use crate::tls_socket::{handshake_io_error, ConnError, TlsSocket};
 use crate::trust::Shown;
 
@@ -57,8 +59,10 @@ pub(crate) struct Probe {
     /// -w: connect and handshake are done by then.
     pub deadline: Instant,
     key: usize,
-    /// `--starttls`: the dialogue before the handshake, while it lasts.
-    preamble: Option<Box<Preamble>>,
+    /// The first proxy, when there is one: where the TCP connection goes.
+    proxy: Option<String>,
+    /// Proxy hops and `--starttls`: what comes before the handshake, while it lasts.
+    stages: VecDeque<Stage>,
     outcome: Outcome,
 }
 
@@ -69,26 +73,21 @@ impl Probe {
         target: &Target,
         addrs: Vec<SocketAddr>,
         wait: Duration,
-        starttls: Option<Proto>,
+        route: Route,
         registry: &Registry,
         key: usize,
     ) -> anyhow::Result<Probe> {
         let mut probe = Probe {
             index,
             label: target.addr.to_string(),
+            proxy: route.hops.first().map(|p| p.to_string()),
             addrs,
             next: 0,
             last_err: None,
             step: Step::Idle,
             deadline: Instant::now() + wait,
             key,
-            preamble: starttls.map(|p| {
-                Box::new(Preamble::client(
-                    p,
-                    &target.name(),
-                    &target.addr.to_string(),
-                ))
-            }),
+            stages: route.stages,
             outcome: Outcome::default(),
         };
         probe.connect_next(registry)?;
@@ -119,10 +118,10 @@ impl Probe {
         let Some((addr, e)) = self.last_err.take() else {
             return Err(Class::Network.err(format!("{}: no address to connect to", self.label)));
         };
-        let shown = if self.label.starts_with(&addr.ip().to_string()) {
-            self.label.clone()
-        } else {
-            format!("{} ({addr})", self.label)
+        let shown = match &self.proxy {
+            Some(proxy) => format!("proxy {proxy} ({addr})"),
+            None if self.label.starts_with(&addr.ip().to_string()) => self.label.clone(),
+            None => format!("{} ({addr})", self.label),
         };
         Err(socket_class(&e).err(format!("cannot connect to {shown}: {}", io_phrase(&e))))
     }
@@ -183,15 +182,8 @@ impl Probe {
         let Step::Handshake(conn) = &mut self.step else {
             return Ok(false);
         };
-        if let Some(preamble) = &mut self.preamble {
-            if !preamble.drive(&mut conn.sock, &mut conn.ready)? {
-                return Ok(false);
-            }
-            let leftover = std::mem::take(&mut preamble.leftover);
-            self.preamble = None;
-            if let Err(e) = conn.feed(&leftover) {
-                return Err(self.failure(e, client));
-            }
+        if !preamble::advance(&mut self.stages, &mut conn.sock, &mut conn.ready)? {
+            return Ok(false);
         }
         let Step::Handshake(conn) = &mut self.step else {
             return Ok(false);
@@ -214,7 +206,7 @@ impl Probe {
                 conn.send_close_notify();
                 let _ = conn.flush();
                 conn.shutdown_write();
-                let _ = registry.deregister(&mut conn.sock);
+                let _ = registry.deregister(&mut conn.sock.tcp);
                 return Ok(true);
             }
             if conn.tcp_eof() || conn.peer_end.is_some() {
@@ -258,12 +250,11 @@ impl Probe {
             Step::Idle => format!("timed out connecting to {} after {secs}s (-w)", self.label),
             Step::Handshake(conn) => {
                 conn.abort();
-                let _ = registry.deregister(&mut conn.sock);
-                match &self.preamble {
-                    Some(p) => format!(
-                        "{}: the {} STARTTLS dialogue was not done within {secs}s (-w)",
-                        self.label,
-                        p.proto.name()
+                let _ = registry.deregister(&mut conn.sock.tcp);
+                match preamble::current(&self.stages) {
+                    Some(what) => format!(
+                        "{}: the {what} dialogue was not done within {secs}s (-w)",
+                        self.label
                     ),
                     None => format!(
                         "{}: the TLS handshake was not done within {secs}s (-w)",

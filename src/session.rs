@@ -24,6 +24,7 @@
 //! - Our output failing, a child killed or exiting non-zero, a signal, a timer, any error:
 //!   no close_notify; the connection is reset.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -36,8 +37,8 @@ use crate::error::{io_phrase, socket_class, Class};
 use crate::events::{token, Part};
 use crate::exec::{describe_status, Child, Fed, Program};
 use crate::local::Local;
+use crate::preamble::{self, Stage};
 use crate::report;
-use crate::starttls::Preamble;
 use crate::stdio::{Broadcast, Chunk, Next, Sink};
 use crate::tls_socket::{handshake_io_error, ConnError, PeerClose, PeerEnd, TlsSocket};
 use crate::trust::Explainer;
@@ -150,8 +151,8 @@ pub(crate) enum Timer {
 
 pub(crate) struct Session {
     pub conn: TlsSocket,
-    /// `--starttls`: the plaintext dialogue before the handshake, while it lasts.
-    preamble: Option<Box<Preamble>>,
+    /// Proxy hops and `--starttls`: what comes before the handshake, while it lasts.
+    stages: VecDeque<Stage>,
     /// How messages name the peer: "example.com:443", "client 192.0.2.1:50000".
     pub label: String,
     addr: Option<SocketAddr>,
@@ -194,12 +195,12 @@ impl Session {
         addr: Option<SocketAddr>,
         handshake_deadline: Option<(Instant, &'static str)>,
         exec: bool,
-        preamble: Option<Preamble>,
+        stages: VecDeque<Stage>,
     ) -> Session {
         let now = Instant::now();
         Session {
             conn,
-            preamble: preamble.map(Box::new),
+            stages,
             label,
             addr,
             local: Local::new(exec),
@@ -226,7 +227,7 @@ impl Session {
     pub(crate) fn register(&mut self, registry: &Registry, key: usize) -> io::Result<()> {
         self.key = key;
         registry.register(
-            &mut self.conn.sock,
+            &mut self.conn.sock.tcp,
             token(key, Part::Socket),
             Interest::READABLE | Interest::WRITABLE,
         )
@@ -294,15 +295,10 @@ impl Session {
             };
         }
         let mut moved = false;
-        if let Some(preamble) = &mut self.preamble {
-            // Nothing of TLS moves until the dialogue says it may start.
-            if !preamble.drive(&mut self.conn.sock, &mut self.conn.ready)? {
+        if !self.stages.is_empty() {
+            // Nothing of TLS moves until the proxies and the dialogue say it may start.
+            if !preamble::advance(&mut self.stages, &mut self.conn.sock, &mut self.conn.ready)? {
                 return Ok(Turn::Idle);
-            }
-            let leftover = std::mem::take(&mut preamble.leftover);
-            self.preamble = None;
-            if let Err(e) = self.conn.feed(&leftover) {
-                return Err(self.fail(e, sh.opts));
             }
             moved = true;
         }
@@ -773,14 +769,15 @@ impl Session {
             }
             Timer::Linger => Ok(()),
             Timer::Unsent => Err(self.too_late()),
-            Timer::Handshake(option) => Err(Class::Timeout.err(match &self.preamble {
-                Some(p) => format!(
-                    "the {} STARTTLS dialogue with {} timed out ({option})",
-                    p.proto.name(),
-                    self.label
-                ),
-                None => format!("TLS handshake with {} timed out ({option})", self.label),
-            })),
+            Timer::Handshake(option) => {
+                Err(Class::Timeout.err(match preamble::current(&self.stages) {
+                    Some(what) => format!(
+                        "the {what} dialogue with {} timed out ({option})",
+                        self.label
+                    ),
+                    None => format!("TLS handshake with {} timed out ({option})", self.label),
+                }))
+            }
             Timer::Idle => Err(Class::Timeout.err(format!(
                 "no data from or to {} for {}s (-i)",
                 self.label,
@@ -799,7 +796,7 @@ impl Session {
     /// The connection is over: deregister, close (abortively unless it ended well), log under
     /// `-v`, and hand back its child, if any, to be reaped.
     pub(crate) fn close(mut self, registry: &Registry, ok: bool) -> Option<(String, Child)> {
-        let _ = registry.deregister(&mut self.conn.sock);
+        let _ = registry.deregister(&mut self.conn.sock.tcp);
         if !ok {
             self.conn.abort();
         }

@@ -11,7 +11,8 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, KeyLog, ServerConfig, SupportedProtocolVersion};
 
 use crate::cli::{
-    CommonArgs, ConnectArgs, InspectArgs, ListenArgs, NetArgs, TlsArgs, TlsVersion, VerifyArgs,
+    CommonArgs, ConnectArgs, InspectArgs, ListenArgs, NetArgs, ProxyArgs, TlsArgs, TlsVersion,
+    VerifyArgs,
 };
 use crate::error::Class;
 use crate::exec::Program;
@@ -20,6 +21,7 @@ use crate::fingerprint::{fingerprint_text, parse_fingerprint, sha256};
 use crate::identity;
 use crate::names;
 use crate::net::{self, Family, HostPort};
+use crate::proxy::{self, Proxies};
 use crate::report;
 use crate::session::Options;
 use crate::starttls::Proto;
@@ -81,8 +83,10 @@ impl Common {
 }
 
 pub(crate) struct Connect {
-    /// `--starttls`, and the name to give in its dialogue.
-    pub starttls: Option<(Proto, String)>,
+    pub starttls: Option<Proto>,
+    /// The server's name, as TLS and a STARTTLS dialogue give it.
+    pub name: String,
+    pub proxies: Proxies,
     pub target: HostPort,
     pub server_name: ServerName<'static>,
     pub config: Arc<ClientConfig>,
@@ -114,9 +118,12 @@ pub(crate) fn connect(args: &ConnectArgs) -> Result<Connect> {
     check_trust_flags(&args.verify)?;
     let common = Common::from_args(&args.common)?;
     let target = target(&args.target, args.port.as_deref(), &args.verify)?;
-    let client = client_tls(&args.verify, &args.common.tls, false)?;
+    let proto = protocol(&args.common.tls)?;
+    let client = client_tls(&args.verify, &args.common.tls, &proto, false)?;
     Ok(Connect {
-        starttls: args.common.tls.starttls.map(|p| (p, target.name())),
+        starttls: args.common.tls.starttls,
+        name: target.name(),
+        proxies: proxies(&args.proxy, &args.verify, &proto)?,
         explain: client.explain,
         target: target.addr,
         server_name: target.server_name,
@@ -180,8 +187,12 @@ pub(crate) struct ClientTls {
 }
 
 /// `defer`: record the verifier's verdict instead of failing the handshake (`inspect`).
-fn client_tls(verify: &VerifyArgs, args: &TlsArgs, defer: bool) -> Result<ClientTls> {
-    let proto = protocol(args)?;
+fn client_tls(
+    verify: &VerifyArgs,
+    args: &TlsArgs,
+    proto: &Protocol,
+    defer: bool,
+) -> Result<ClientTls> {
     let provider = proto.provider.clone();
     let trust = if verify.insecure {
         Trust::Insecure
@@ -205,7 +216,7 @@ fn client_tls(verify: &VerifyArgs, args: &TlsArgs, defer: bool) -> Result<Client
         verifier = verifier.deferring();
     }
     let verifier = Arc::new(verifier);
-    let config = tls::client_config(&proto, verifier.clone(), identity, !verify.no_sni)?;
+    let config = tls::client_config(proto, verifier.clone(), identity, !verify.no_sni)?;
     if verify.insecure {
         report::warn(
             "--insecure: the server's certificate is not verified; anyone on the path can read \
@@ -219,6 +230,44 @@ fn client_tls(verify: &VerifyArgs, args: &TlsArgs, defer: bool) -> Result<Client
     })
 }
 
+/// The proxies to go through, from `--proxy` or the environment, and TLS for `https://` ones.
+fn proxies(args: &ProxyArgs, verify: &VerifyArgs, proto: &Protocol) -> Result<Proxies> {
+    let env = |name: &str| std::env::var(name).ok();
+    let mut chain = args
+        .proxy
+        .iter()
+        .map(|url| proxy::parse(url).map_err(|m| Class::Usage.err(m)))
+        .collect::<Result<Vec<_>>>()?;
+    if chain.is_empty() {
+        chain.extend(proxy::from_env(env).map_err(|m| Class::Usage.err(m))?);
+    }
+    let tls = match chain.iter().any(|p| p.scheme == proxy::Scheme::Https) {
+        true => {
+            let trust = if verify.insecure {
+                Trust::Insecure
+            } else if let Some(path) = &verify.cacert {
+                Trust::Roots(trust::roots_from_file(path)?)
+            } else {
+                Trust::Roots(trust::builtin_roots())
+            };
+            let verifier = Arc::new(ServerVerifier::new(trust, proto.provider.clone())?);
+            let plain = Protocol {
+                alpn: Vec::new(),
+                ..proto.clone()
+            };
+            let config = tls::client_config(&plain, verifier.clone(), None, true)?;
+            let explain = Explainer::new(Side::Client, Vec::new(), verifier.presented());
+            Some((Arc::new(config), explain))
+        }
+        false => None,
+    };
+    Ok(Proxies {
+        chain,
+        no_proxy: proxy::no_proxy(args.noproxy.as_deref(), env),
+        tls,
+    })
+}
+
 /// `stls inspect`, resolved.
 pub(crate) struct Inspect {
     /// In input order: arguments, then `--targets`.
@@ -229,6 +278,7 @@ pub(crate) struct Inspect {
     pub parallel: usize,
     pub save_chain: Option<PathBuf>,
     pub starttls: Option<Proto>,
+    pub proxies: Proxies,
     /// Per target: connecting and the handshake.
     pub wait: Duration,
     pub family: Family,
@@ -257,9 +307,11 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<Inspect> {
             targets.len()
         )));
     }
+    let proto = protocol(&args.tls)?;
     Ok(Inspect {
         targets,
-        client: client_tls(&args.verify, &args.tls, true)?,
+        client: client_tls(&args.verify, &args.tls, &proto, true)?,
+        proxies: proxies(&args.proxy, &args.verify, &proto)?,
         json: args.json,
         expires_within: args.expires_within,
         parallel: args.parallel as usize,

@@ -21,6 +21,7 @@ use crate::report;
 use crate::trust::{ClientVerifier, ServerVerifier};
 
 /// TLS settings both sides share, resolved from the flags.
+#[derive(Clone)]
 pub(crate) struct Protocol {
     pub provider: Arc<CryptoProvider>,
     pub versions: Vec<&'static SupportedProtocolVersion>,

@@ -6,7 +6,6 @@
 //! ready for is remembered in an `events::Ready`.
 
 use std::io::{self, BufRead, Read, Write};
-use std::net::Shutdown;
 use std::time::Duration;
 
 use mio::net::TcpStream;
@@ -14,6 +13,7 @@ use mio::net::TcpStream;
 use crate::error::{io_phrase, socket_class, Class};
 use crate::events::{attempt, Ready};
 use crate::trust::Explainer;
+use crate::wire::Wire;
 
 /// How the peer ended its side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,7 +43,8 @@ pub(crate) enum PeerClose {
 }
 
 pub(crate) struct TlsSocket {
-    pub sock: TcpStream,
+    /// The byte stream: the TCP socket, through any `https://` proxies.
+    pub sock: Wire,
     pub tls: rustls::Connection,
     pub ready: Ready,
     tcp_eof: bool,
@@ -57,7 +58,7 @@ pub(crate) struct TlsSocket {
 impl TlsSocket {
     pub(crate) fn new(sock: TcpStream, tls: rustls::Connection) -> TlsSocket {
         TlsSocket {
-            sock,
+            sock: Wire::new(sock),
             tls,
             ready: Ready::default(),
             tcp_eof: false,
@@ -89,14 +90,23 @@ impl TlsSocket {
 
     /// Whether TLS records are still waiting for the socket.
     pub(crate) fn wants_write(&self) -> bool {
-        self.tls.wants_write()
+        self.tls.wants_write() || self.sock.pending()
     }
 
     /// Write queued TLS records while the socket takes them; true if anything moved.
     pub(crate) fn flush(&mut self) -> Result<bool, ConnError> {
         let mut moved = false;
-        while self.tls.wants_write() {
-            match attempt(&mut self.ready.write, || self.tls.write_tls(&mut self.sock)) {
+        loop {
+            let sock = &mut self.sock;
+            let result = if self.tls.wants_write() {
+                attempt(&mut self.ready.write, || self.tls.write_tls(sock))
+            } else if sock.pending() {
+                // A proxy's TLS session holds what the socket did not take yet.
+                attempt(&mut self.ready.write, || sock.flush_pending().map(|()| 0))
+            } else {
+                break;
+            };
+            match result {
                 None => break,
                 Some(Ok(_)) => moved = true,
                 Some(Err(e)) => return Err(ConnError::Io(e)),
@@ -119,8 +129,15 @@ impl TlsSocket {
                     }
                     if let Err(e) = self.tls.process_new_packets() {
                         // An alert may be queued: try to let the peer know why.
-                        let wrote = matches!(self.tls.write_tls(&mut self.sock), Ok(n) if n > 0);
-                        self.alerted = wrote && !self.tls.wants_write();
+                        let mut wrote = false;
+                        while self.tls.wants_write() {
+                            match self.tls.write_tls(&mut self.sock) {
+                                Ok(n) if n > 0 => wrote = true,
+                                _ => break,
+                            }
+                        }
+                        let _ = self.sock.flush_pending();
+                        self.alerted = wrote && !self.tls.wants_write() && !self.sock.pending();
                         return Err(ConnError::Tls(e));
                     }
                 }
@@ -128,18 +145,6 @@ impl TlsSocket {
             }
         }
         Ok(moved)
-    }
-
-    /// Hand TLS bytes that arrived before the handshake began (a STARTTLS dialogue read
-    /// them with its last command).
-    pub(crate) fn feed(&mut self, mut bytes: &[u8]) -> Result<(), ConnError> {
-        while !bytes.is_empty() {
-            if self.tls.read_tls(&mut bytes).map_err(ConnError::Io)? == 0 {
-                break;
-            }
-            self.tls.process_new_packets().map_err(ConnError::Tls)?;
-        }
-        Ok(())
     }
 
     /// Turn a failure into the error the user is told, where the TLS layer can say it: a TLS
@@ -208,7 +213,7 @@ impl TlsSocket {
     pub(crate) fn shutdown_write(&mut self) {
         if !self.write_shut {
             self.write_shut = true;
-            let _ = self.sock.shutdown(Shutdown::Write);
+            self.sock.shutdown_write();
         }
     }
 
@@ -236,7 +241,7 @@ impl TlsSocket {
     /// risk, and a reset could overtake the alert and hide its reason: FIN then.
     pub(crate) fn abort(&mut self) {
         if !self.alerted {
-            let _ = socket2::SockRef::from(&self.sock).set_linger(Some(Duration::ZERO));
+            let _ = socket2::SockRef::from(&self.sock.tcp).set_linger(Some(Duration::ZERO));
         }
     }
 }

@@ -4,7 +4,8 @@
 
 use anyhow::Result;
 
-use super::{quote, verb, Preamble, Progress, Proto};
+use super::Proto;
+use crate::preamble::{quote, verb, Preamble, Progress};
 
 /// LDAP: the StartTLS extended request (RFC 4511 §4.14.1), messageID 1.
 const LDAP_STARTTLS_OID: &[u8] = b"1.3.6.1.4.1.1466.20037";
@@ -22,10 +23,10 @@ pub(super) const TELNET_FOLLOWS: [u8; 6] = [IAC, 250, TELNET_START_TLS, 1, IAC, 
 pub(super) const XMPP_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 
 /// What the client sends before the server has said anything.
-pub(super) fn start(p: &mut Preamble) {
-    match p.proto {
+pub(super) fn start(p: &mut Preamble, proto: Proto) {
+    match proto {
         Proto::Xmpp | Proto::XmppServer => {
-            let ns = if p.proto == Proto::Xmpp {
+            let ns = if proto == Proto::Xmpp {
                 "jabber:client"
             } else {
                 "jabber:server"
@@ -52,9 +53,9 @@ pub(super) fn start(p: &mut Preamble) {
     }
 }
 
-pub(super) fn step(p: &mut Preamble) -> Result<Progress> {
-    match p.proto {
-        Proto::Smtp | Proto::Lmtp => smtp(p),
+pub(super) fn step(p: &mut Preamble, proto: Proto) -> Result<Progress> {
+    match proto {
+        Proto::Smtp | Proto::Lmtp => smtp(p, proto),
         Proto::Ftp => ftp(p),
         Proto::Pop3 => pop3(p),
         Proto::Imap => imap(p),
@@ -94,15 +95,11 @@ fn smtp_reply(p: &mut Preamble) -> Result<Option<(u16, String)>> {
     Ok(None)
 }
 
-fn smtp(p: &mut Preamble) -> Result<Progress> {
+fn smtp(p: &mut Preamble, proto: Proto) -> Result<Progress> {
     let Some((code, text)) = smtp_reply(p)? else {
         return Ok(Progress::More);
     };
-    let hello = if p.proto == Proto::Lmtp {
-        "LHLO"
-    } else {
-        "EHLO"
-    };
+    let hello = if proto == Proto::Lmtp { "LHLO" } else { "EHLO" };
     let lines = std::mem::take(&mut p.reply);
     match (p.step, code) {
         (0, 220) => {
@@ -388,7 +385,7 @@ pub(super) fn ber(p: &Preamble, data: &[u8]) -> Result<Option<(u8, Vec<u8>, usiz
             2 + n,
         )
     };
-    if len > super::TOTAL_MAX {
+    if len > crate::preamble::TOTAL_MAX {
         return Err(p.fail("sent an LDAP message larger than the dialogue's limit"));
     }
     Ok(data

@@ -9,7 +9,8 @@ use super::client::{
     ber, IAC, MYSQL_CLIENT_SSL, PG_SSL_REQUEST, TELNET_DO, TELNET_FOLLOWS, TELNET_START_TLS,
     TELNET_WILL, XMPP_TLS,
 };
-use super::{quote, verb, Preamble, Progress, Proto};
+use super::Proto;
+use crate::preamble::{quote, verb, Preamble, Progress};
 
 /// PostgreSQL's GSSENCRequest code: answered 'N', then the client may ask for SSL.
 const PG_GSSENC_REQUEST: u32 = 80_877_104;
@@ -18,9 +19,9 @@ const PG_GSSENC_REQUEST: u32 = 80_877_104;
 const MYSQL_CAPS: u32 = 0x0008_aa0f;
 
 /// What the server says first.
-pub(super) fn start(p: &mut Preamble) {
+pub(super) fn start(p: &mut Preamble, proto: Proto) {
     let name = p.name.clone();
-    match p.proto {
+    match proto {
         Proto::Smtp => p.send_line(&format!("220 {name} ESMTP stls")),
         Proto::Lmtp => p.send_line(&format!("220 {name} LMTP stls")),
         Proto::Pop3 => p.send_line(&format!("+OK {name} POP3 stls ready")),
@@ -36,8 +37,8 @@ pub(super) fn start(p: &mut Preamble) {
     }
 }
 
-pub(super) fn step(p: &mut Preamble) -> Result<Progress> {
-    match p.proto {
+pub(super) fn step(p: &mut Preamble, proto: Proto) -> Result<Progress> {
+    match proto {
         Proto::Smtp | Proto::Lmtp => smtp(p),
         Proto::Pop3 => pop3(p),
         Proto::Imap => imap(p),
@@ -45,7 +46,7 @@ pub(super) fn step(p: &mut Preamble) -> Result<Progress> {
         Proto::Nntp => nntp(p),
         Proto::Sieve => sieve(p),
         Proto::Irc => irc(p),
-        Proto::Xmpp | Proto::XmppServer => xmpp(p),
+        Proto::Xmpp | Proto::XmppServer => xmpp(p, proto),
         Proto::Telnet => telnet(p),
         Proto::Ldap => ldap(p),
         Proto::Postgres => postgres(p),
@@ -239,7 +240,7 @@ fn irc(p: &mut Preamble) -> Result<Progress> {
     Ok(Progress::Next)
 }
 
-fn xmpp(p: &mut Preamble) -> Result<Progress> {
+fn xmpp(p: &mut Preamble, proto: Proto) -> Result<Progress> {
     let text = String::from_utf8_lossy(&p.inbox).to_string();
     match p.step {
         0 => {
@@ -257,7 +258,7 @@ fn xmpp(p: &mut Preamble) -> Result<Progress> {
             p.log("<", &header);
             p.inbox.drain(..header.len().min(p.inbox.len()));
             let domain = attribute(&header, "to").unwrap_or_else(|| p.name.clone());
-            let ns = if p.proto == Proto::Xmpp {
+            let ns = if proto == Proto::Xmpp {
                 "jabber:client"
             } else {
                 "jabber:server"

@@ -1,0 +1,654 @@
+//! Proxies: `--proxy URL` (repeatable: a chain, first hop first) or curl's environment
+//! variables, `--noproxy`/`NO_PROXY`, and the request each hop is sent for the next one —
+//! HTTP CONNECT (also through TLS to an `https://` proxy), SOCKS4a, SOCKS5 — as a script for
+//! a [`Preamble`].
+//!
+//! The name of the next hop (and at the end, the target) travels unresolved where the scheme
+//! allows (`http`, `https`, `socks4a`, `socks5h`); `socks5://` resolves it here, as curl does.
+//! Credentials (`user:pass@`) are percent-decoded and sent as Basic or RFC 1929; no message
+//! or `-vv` line shows them.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use anyhow::{anyhow, Result};
+use base64::prelude::{Engine, BASE64_STANDARD};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
+
+use crate::names;
+use crate::net::{self, Family, HostPort};
+use crate::preamble::{quote, Preamble, Progress, Script, Stage};
+use crate::starttls::Proto;
+use crate::trust::Explainer;
+
+/// How a proxy is spoken to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    Http,
+    Https,
+    Socks4a,
+    Socks5,
+    Socks5h,
+}
+
+impl Scheme {
+    fn name(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+            Scheme::Socks4a => "socks4a",
+            Scheme::Socks5 => "socks5",
+            Scheme::Socks5h => "socks5h",
+        }
+    }
+}
+
+/// A proxy, as a URL named it.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct ProxyUrl {
+    pub scheme: Scheme,
+    pub addr: HostPort,
+    user: Option<String>,
+    pass: Option<String>,
+}
+
+/// Never shows the credentials.
+impl fmt::Display for ProxyUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}", self.scheme.name(), self.addr)
+    }
+}
+
+impl fmt::Debug for ProxyUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Parse a proxy URL: `[SCHEME://][USER[:PASS]@]HOST[:PORT][/]`. Without a scheme it is
+/// `http`, as for curl; the port defaults to 1080 (443 for `https`). The error message never
+/// repeats the credentials.
+pub(crate) fn parse(text: &str) -> Result<ProxyUrl, String> {
+    let shown = redact(text);
+    let bad = |why: &str| format!("proxy '{shown}': {why}");
+    let (scheme, rest) = match text.split_once("://") {
+        Some((s, rest)) => {
+            let scheme = match s.to_ascii_lowercase().as_str() {
+                "http" => Scheme::Http,
+                "https" => Scheme::Https,
+                "socks4a" => Scheme::Socks4a,
+                "socks5" => Scheme::Socks5,
+                "socks5h" => Scheme::Socks5h,
+                _ => {
+                    return Err(bad(
+                        "unknown scheme (use http, https, socks4a, socks5 or socks5h)",
+                    ))
+                }
+            };
+            (scheme, rest)
+        }
+        None => (Scheme::Http, text),
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains('/') || rest.contains('?') || rest.contains('#') {
+        return Err(bad("a proxy URL has no path"));
+    }
+    let (userinfo, hostport) = match rest.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, rest),
+    };
+    let (user, pass) = match userinfo {
+        Some(u) => {
+            let (user, pass) = match u.split_once(':') {
+                Some((user, pass)) => (user, Some(pass)),
+                None => (u, None),
+            };
+            let user = percent_decode(user).ok_or_else(|| bad("bad %-escape in the user"))?;
+            let pass = match pass {
+                Some(p) => {
+                    Some(percent_decode(p).ok_or_else(|| bad("bad %-escape in the password"))?)
+                }
+                None => None,
+            };
+            (Some(user), pass)
+        }
+        None => (None, None),
+    };
+    let default_port = if scheme == Scheme::Https { 443 } else { 1080 };
+    let (host, port) = split_host_port(hostport).ok_or_else(|| bad("expected HOST[:PORT]"))?;
+    let port = match port {
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| bad("the port must be 1 to 65535"))?,
+        None => default_port,
+    };
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    let host = names::host_to_ascii(host)
+        .map_err(|m| bad(&m))?
+        .into_owned();
+    Ok(ProxyUrl {
+        scheme,
+        addr: HostPort { host, port },
+        user,
+        pass,
+    })
+}
+
+/// HOST, HOST:PORT, [V6] or [V6]:PORT.
+fn split_host_port(text: &str) -> Option<(&str, Option<&str>)> {
+    if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        return match after {
+            "" => Some((host, None)),
+            _ => Some((host, Some(after.strip_prefix(':')?))),
+        };
+    }
+    match text.rsplit_once(':') {
+        Some((host, _)) if host.contains(':') => None,
+        Some((host, port)) => Some((host, Some(port))),
+        None => Some((text, None)),
+    }
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let mut out = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A URL as messages may show it: with the userinfo replaced.
+pub(crate) fn redact(text: &str) -> String {
+    match (text.find("://"), text.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &text[..s], &text[at + 1..]),
+        (None, Some(at)) => format!("***@{}", &text[at + 1..]),
+        _ => text.to_string(),
+    }
+}
+
+/// The proxies from the environment, as curl reads them for HTTPS: `https_proxy`, then
+/// `all_proxy`; each lowercase name before its uppercase one. `http_proxy` is not read: stls
+/// speaks TLS.
+pub(crate) fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Option<ProxyUrl>, String> {
+    for name in ["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"] {
+        if let Some(value) = get(name).filter(|v| !v.is_empty()) {
+            return parse(&value).map(Some).map_err(|e| format!("{name}: {e}"));
+        }
+    }
+    Ok(None)
+}
+
+/// The no-proxy list: `--noproxy`, else `no_proxy`, else `NO_PROXY`.
+pub(crate) fn no_proxy(flag: Option<&str>, get: impl Fn(&str) -> Option<String>) -> String {
+    match flag {
+        Some(list) => list.to_string(),
+        None => get("no_proxy")
+            .or_else(|| get("NO_PROXY"))
+            .unwrap_or_default(),
+    }
+}
+
+/// Whether `host` is reached without a proxy: a list entry is `*` (every host), a host name
+/// (which also covers its subdomains; a leading dot is allowed), an IP address, or a CIDR
+/// block (`10.0.0.0/8`).
+pub(crate) fn bypass(list: &str, host: &str) -> bool {
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let ip: Option<IpAddr> = host.parse().ok();
+    list.split(',').map(str::trim).any(|entry| {
+        let entry = entry
+            .trim_start_matches('.')
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        if entry == "*" {
+            return true;
+        }
+        if entry.is_empty() {
+            return false;
+        }
+        if let (Some(ip), Some((net, bits))) = (ip, entry.split_once('/')) {
+            return in_block(ip, net, bits);
+        }
+        host == entry || host.ends_with(&format!(".{entry}"))
+    })
+}
+
+fn in_block(ip: IpAddr, net: &str, bits: &str) -> bool {
+    let (Ok(net), Ok(bits)) = (net.parse::<IpAddr>(), bits.parse::<u32>()) else {
+        return false;
+    };
+    let (a, b, width) = match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a) as u128, u32::from(b) as u128, 32),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128),
+        _ => return false,
+    };
+    if bits > width {
+        return false;
+    }
+    let shift = width - bits;
+    shift >= 128 || (a >> shift) == (b >> shift)
+}
+
+/// The proxies of a run, as the flags and the environment say.
+pub(crate) struct Proxies {
+    /// First hop first; empty: connect directly.
+    pub chain: Vec<ProxyUrl>,
+    /// `--noproxy` or `NO_PROXY`.
+    pub no_proxy: String,
+    /// TLS with `https://` proxies: verified as the target is (`--cacert`, `--insecure`), but
+    /// against the proxy's own name and never with `--pin`.
+    pub tls: Option<(Arc<ClientConfig>, Explainer)>,
+}
+
+/// The way to a target.
+pub(crate) struct Route {
+    /// The proxies on the way (for `-v`).
+    pub hops: Vec<ProxyUrl>,
+    /// What comes before the TLS handshake.
+    pub stages: VecDeque<Stage>,
+}
+
+impl Proxies {
+    /// Where the TCP connection to reach `target` goes: the first proxy, or `target`.
+    pub(crate) fn first_hop(&self, target: &HostPort) -> HostPort {
+        match (self.chain.first(), bypass(&self.no_proxy, &target.host)) {
+            (Some(p), false) => p.addr.clone(),
+            _ => target.clone(),
+        }
+    }
+
+    /// The stages to reach `target` (named `name` in a STARTTLS dialogue), then `starttls`.
+    pub(crate) fn route(
+        &self,
+        target: &HostPort,
+        name: &str,
+        starttls: Option<Proto>,
+        family: Family,
+    ) -> Result<Route> {
+        let chain: Vec<ProxyUrl> = match bypass(&self.no_proxy, &target.host) {
+            true => Vec::new(),
+            false => self.chain.clone(),
+        };
+        let peer = target.to_string();
+        let mut stages = VecDeque::new();
+        for (i, proxy) in chain.iter().enumerate() {
+            let next = chain.get(i + 1).map_or(target, |p| &p.addr).clone();
+            let mut explain = None;
+            if proxy.scheme == Scheme::Https {
+                let Some((config, explainer)) = &self.tls else {
+                    return Err(anyhow!("no TLS settings for {proxy}"));
+                };
+                let name = ServerName::try_from(proxy.addr.host.clone())
+                    .map_err(|_| anyhow!("{proxy}: not a valid server name"))?;
+                let tls = ClientConnection::new(config.clone(), name)
+                    .map_err(|e| anyhow!("TLS setup for {proxy}: {e}"))?;
+                stages.push_back(Stage::Layer(Box::new(tls)));
+                explain = Some(explainer.clone());
+            }
+            let resolved = match (proxy.scheme, next.host.parse::<IpAddr>()) {
+                (Scheme::Socks5, Err(_)) => net::resolve(&next, family)?.first().copied(),
+                _ => None,
+            };
+            let hop = Hop {
+                proxy: proxy.clone(),
+                next,
+                resolved,
+                explain,
+            };
+            stages.push_back(Stage::Talk(Box::new(Preamble::proxy(hop, &peer))));
+        }
+        if let Some(proto) = starttls {
+            stages.push_back(Stage::Talk(Box::new(Preamble::client(proto, name, &peer))));
+        }
+        Ok(Route {
+            hops: chain,
+            stages,
+        })
+    }
+}
+
+/// One hop of a chain: the proxy, and where it is asked to connect.
+pub(crate) struct Hop {
+    pub proxy: ProxyUrl,
+    pub next: HostPort,
+    /// `socks5://`: the next hop's address, resolved here.
+    pub resolved: Option<SocketAddr>,
+    /// How a failure of the TLS session with an `https://` proxy is told.
+    pub explain: Option<Explainer>,
+}
+
+/// The greeting or request that opens the hop.
+pub(crate) fn start(p: &mut Preamble) {
+    let Script::Proxy(hop) = &p.script else {
+        return;
+    };
+    let (scheme, next) = (hop.proxy.scheme, hop.next.clone());
+    let creds = hop.proxy.user.clone().map(|u| (u, hop.proxy.pass.clone()));
+    match scheme {
+        Scheme::Http | Scheme::Https => {
+            let target = next.to_string();
+            let mut request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
+            let mut shown = request.clone();
+            if let Some((user, pass)) = creds {
+                let token = BASE64_STANDARD.encode(format!("{user}:{}", pass.unwrap_or_default()));
+                request += &format!("Proxy-Authorization: Basic {token}\r\n");
+                shown += "Proxy-Authorization: Basic (hidden)\r\n";
+            }
+            request += "\r\n";
+            p.send_bytes(request.as_bytes(), shown.trim_end());
+        }
+        Scheme::Socks4a => {
+            let mut req = vec![4, 1];
+            req.extend_from_slice(&next.port.to_be_bytes());
+            let user = creds.map(|(u, _)| u).unwrap_or_default();
+            match next.host.parse::<std::net::Ipv4Addr>() {
+                Ok(ip) => {
+                    req.extend_from_slice(&ip.octets());
+                    req.extend_from_slice(user.as_bytes());
+                    req.push(0);
+                }
+                Err(_) => {
+                    // 0.0.0.1: "the name follows" (SOCKS4a).
+                    req.extend_from_slice(&[0, 0, 0, 1]);
+                    req.extend_from_slice(user.as_bytes());
+                    req.push(0);
+                    req.extend_from_slice(next.host.as_bytes());
+                    req.push(0);
+                }
+            }
+            p.send_bytes(&req, &format!("SOCKS4a CONNECT {next}"));
+        }
+        Scheme::Socks5 | Scheme::Socks5h => {
+            let methods: &[u8] = if creds.is_some() { &[0, 2] } else { &[0] };
+            let mut greeting = vec![5, methods.len() as u8];
+            greeting.extend_from_slice(methods);
+            p.send_bytes(&greeting, "SOCKS5 greeting");
+        }
+    }
+}
+
+pub(crate) fn step(p: &mut Preamble) -> Result<Progress> {
+    let Script::Proxy(hop) = &p.script else {
+        return Ok(Progress::More);
+    };
+    match hop.proxy.scheme {
+        Scheme::Http | Scheme::Https => http(p),
+        Scheme::Socks4a => socks4a(p),
+        Scheme::Socks5 | Scheme::Socks5h => socks5(p),
+    }
+}
+
+fn http(p: &mut Preamble) -> Result<Progress> {
+    let Some(line) = p.line()? else {
+        return Ok(Progress::More);
+    };
+    if p.reply.is_empty() {
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
+        if !line.starts_with("HTTP/") || status.len() != 3 {
+            return Err(p.fail(format!(
+                "answered '{}', which is not an HTTP response",
+                quote(line.as_bytes())
+            )));
+        }
+        p.reply.push(line);
+        return Ok(Progress::Next);
+    }
+    if !line.is_empty() {
+        return Ok(Progress::Next); // a header
+    }
+    let status_line = p.reply[0].clone();
+    let code = status_line.split_whitespace().nth(1).unwrap_or_default();
+    if code.starts_with('2') {
+        return Ok(Progress::Go);
+    }
+    let hint = if code == "407" {
+        " (it wants credentials: give them in the URL, http://USER:PASS@HOST:PORT)"
+    } else {
+        ""
+    };
+    let next = match &p.script {
+        Script::Proxy(hop) => hop.next.to_string(),
+        _ => String::new(),
+    };
+    Err(p.fail(format!(
+        "refused to connect to {next}: '{}'{hint}",
+        quote(status_line.as_bytes())
+    )))
+}
+
+fn socks4a(p: &mut Preamble) -> Result<Progress> {
+    let Some(reply) = p.take(8) else {
+        return Ok(Progress::More);
+    };
+    match (reply[0], reply[1]) {
+        (0, 0x5a) => Ok(Progress::Go),
+        (0, code) => {
+            let why = match code {
+                0x5b => "request rejected or failed",
+                0x5c => "the proxy could not reach our identd",
+                0x5d => "identd did not confirm the user",
+                _ => "unknown reply code",
+            };
+            Err(p.fail(format!("refused: {why} (code 0x{code:02x})")))
+        }
+        _ => Err(p.fail("answered something that is not a SOCKS4 reply")),
+    }
+}
+
+fn socks5(p: &mut Preamble) -> Result<Progress> {
+    let Script::Proxy(hop) = &p.script else {
+        return Ok(Progress::More);
+    };
+    let creds = hop.proxy.user.clone().map(|u| (u, hop.proxy.pass.clone()));
+    let (scheme, next, resolved) = (hop.proxy.scheme, hop.next.clone(), hop.resolved);
+    match p.step {
+        0 => {
+            let Some(reply) = p.take(2) else {
+                return Ok(Progress::More);
+            };
+            match (reply[0], reply[1], creds) {
+                (5, 0, _) => socks5_request(p, scheme, &next, resolved),
+                (5, 2, Some((user, pass))) => {
+                    let pass = pass.unwrap_or_default();
+                    if user.len() > 255 || pass.len() > 255 {
+                        return Err(p.fail("the user name and password must be 255 bytes or less"));
+                    }
+                    let mut auth = vec![1, user.len() as u8];
+                    auth.extend_from_slice(user.as_bytes());
+                    auth.push(pass.len() as u8);
+                    auth.extend_from_slice(pass.as_bytes());
+                    p.send_bytes(&auth, "SOCKS5 username/password (hidden)");
+                    p.step = 1;
+                    Ok(Progress::Next)
+                }
+                (5, 2, None) | (5, 0xff, None) => Err(p.fail(
+                    "it requires a user name and password: give them in the URL, \
+                     socks5://USER:PASS@HOST:PORT",
+                )),
+                (5, _, _) => Err(p.fail(
+                    "refused every authentication method we offered (none, username/password)",
+                )),
+                _ => Err(p.fail("answered something that is not a SOCKS5 reply")),
+            }
+        }
+        1 => {
+            let Some(reply) = p.take(2) else {
+                return Ok(Progress::More);
+            };
+            if reply[1] != 0 {
+                return Err(p.fail("rejected the user name and password"));
+            }
+            socks5_request(p, scheme, &next, resolved)
+        }
+        _ => {
+            let head = match p.inbox.get(..5) {
+                Some(h) => [h[0], h[1], h[2], h[3], h[4]],
+                None => return Ok(Progress::More),
+            };
+            let addr_len = match head[3] {
+                1 => 4,
+                3 => 1 + head[4] as usize,
+                4 => 16,
+                _ => return Err(p.fail("answered with an unknown address type")),
+            };
+            let Some(reply) = p.take(4 + addr_len + 2) else {
+                return Ok(Progress::More);
+            };
+            if reply[0] != 5 {
+                return Err(p.fail("answered something that is not a SOCKS5 reply"));
+            }
+            let why = match reply[1] {
+                0 => return Ok(Progress::Go),
+                1 => "general failure",
+                2 => "connection not allowed by its rules",
+                3 => "network unreachable",
+                4 => "host unreachable",
+                5 => "connection refused",
+                6 => "TTL expired",
+                7 => "command not supported",
+                8 => "address type not supported",
+                _ => "unknown reply code",
+            };
+            Err(p.fail(format!(
+                "could not connect to {next}: {why} (reply {})",
+                reply[1]
+            )))
+        }
+    }
+}
+
+fn socks5_request(
+    p: &mut Preamble,
+    scheme: Scheme,
+    next: &HostPort,
+    resolved: Option<SocketAddr>,
+) -> Result<Progress> {
+    let mut req = vec![5, 1, 0];
+    let literal: Option<IpAddr> = next.host.parse().ok();
+    let ip = match scheme {
+        Scheme::Socks5 => literal.or(resolved.map(|a| a.ip())),
+        _ => literal,
+    };
+    match ip {
+        Some(IpAddr::V4(ip)) => {
+            req.push(1);
+            req.extend_from_slice(&ip.octets());
+        }
+        Some(IpAddr::V6(ip)) => {
+            req.push(4);
+            req.extend_from_slice(&ip.octets());
+        }
+        None if next.host.len() <= 255 => {
+            req.push(3);
+            req.push(next.host.len() as u8);
+            req.extend_from_slice(next.host.as_bytes());
+        }
+        None => return Err(p.fail("the host name is longer than SOCKS5 allows (255)")),
+    }
+    req.extend_from_slice(&next.port.to_be_bytes());
+    let shown = match ip {
+        Some(ip) => format!("SOCKS5 CONNECT {ip} port {}", next.port),
+        None => format!("SOCKS5 CONNECT {next}"),
+    };
+    p.send_bytes(&req, &shown);
+    p.step = 2;
+    Ok(Progress::Next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let u = parse("socks5h://al%40ice:p%3Ass@proxy.example:1081").unwrap();
+        assert_eq!(u.scheme, Scheme::Socks5h);
+        assert_eq!(u.addr.to_string(), "proxy.example:1081");
+        assert_eq!(u.user.as_deref(), Some("al@ice"));
+        assert_eq!(u.pass.as_deref(), Some("p:ss"));
+        assert_eq!(u.to_string(), "socks5h://proxy.example:1081");
+        assert_eq!(
+            parse("proxy:3128").unwrap().to_string(),
+            "http://proxy:3128"
+        );
+        assert_eq!(
+            parse("https://[::1]/").unwrap().to_string(),
+            "https://[::1]:443"
+        );
+        assert_eq!(parse("http://p").unwrap().addr.port, 1080);
+        for bad in [
+            "ftp://p:1",
+            "http://u:secret@p:0",
+            "http://p:x",
+            "http://p/path",
+            "http://",
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(!e.contains("secret"), "{e}");
+        }
+    }
+
+    #[test]
+    fn no_proxy_lists() {
+        assert!(bypass("*", "anything"));
+        assert!(bypass("example.com", "www.example.com"));
+        assert!(bypass(".example.com", "example.com"));
+        assert!(!bypass("example.com", "badexample.com"));
+        assert!(bypass("localhost, 10.0.0.0/8", "10.1.2.3"));
+        assert!(!bypass("10.0.0.0/8", "11.1.2.3"));
+        assert!(bypass("::1", "[::1]"));
+        assert!(bypass("fd00::/8", "fd12::1"));
+        assert!(!bypass("", "example.com"));
+    }
+
+    #[test]
+    fn environment_order() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let got = from_env(env(&[
+            ("HTTPS_PROXY", "http://upper:1"),
+            ("https_proxy", "http://lower:1"),
+        ]));
+        assert_eq!(got.unwrap().unwrap().to_string(), "http://lower:1");
+        let got = from_env(env(&[
+            ("http_proxy", "http://ignored:1"),
+            ("ALL_PROXY", "socks5h://all:1"),
+        ]));
+        assert_eq!(got.unwrap().unwrap().to_string(), "socks5h://all:1");
+        assert_eq!(no_proxy(Some("a"), env(&[("no_proxy", "b")])), "a");
+        assert_eq!(
+            no_proxy(None, env(&[("NO_PROXY", "c"), ("no_proxy", "b")])),
+            "b"
+        );
+    }
+}

@@ -1,0 +1,195 @@
+//! The byte stream a connection's TLS runs over: a TCP socket, seen through the TLS sessions
+//! of any `https://` proxies on the way (each inside the one before), with bytes put back
+//! for the next phase to read first (what came after a proxy's reply, or after a STARTTLS
+//! go-ahead for MySQL).
+//!
+//! Non-blocking like the socket under it: `WouldBlock` means the socket would block. A proxy
+//! session's own buffers are bounded by rustls (its send buffer limit), and what they hold
+//! is pushed down by [`Wire::flush_pending`] whenever the socket may take it.
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+
+use mio::net::TcpStream;
+use rustls::ClientConnection;
+
+pub(crate) struct Wire {
+    pub tcp: TcpStream,
+    /// TLS sessions with `https://` proxies, outermost first.
+    layers: Vec<ClientConnection>,
+    /// Bytes to be read before anything else.
+    unread: Vec<u8>,
+}
+
+impl Wire {
+    pub(crate) fn new(tcp: TcpStream) -> Wire {
+        Wire {
+            tcp,
+            layers: Vec::new(),
+            unread: Vec::new(),
+        }
+    }
+
+    /// From now on, speak through a TLS session with a proxy (inside those already here).
+    pub(crate) fn push_layer(&mut self, tls: ClientConnection) {
+        self.layers.push(tls);
+    }
+
+    /// Bytes the next reader gets first.
+    pub(crate) fn unread(&mut self, bytes: Vec<u8>) {
+        if !bytes.is_empty() {
+            let mut rest = std::mem::replace(&mut self.unread, bytes);
+            self.unread.append(&mut rest);
+        }
+    }
+
+    /// Push what the proxy sessions hold towards the socket, as far as it takes it.
+    pub(crate) fn flush_pending(&mut self) -> io::Result<()> {
+        flush_layers(&mut self.tcp, &mut self.layers)
+    }
+
+    /// Whether a proxy session holds bytes the socket has not taken.
+    pub(crate) fn pending(&self) -> bool {
+        self.layers.iter().any(|l| l.wants_write())
+    }
+
+    /// Our side is done: close_notify to each proxy, innermost first, then TCP FIN.
+    pub(crate) fn shutdown_write(&mut self) {
+        for layer in self.layers.iter_mut().rev() {
+            layer.send_close_notify();
+        }
+        let _ = self.flush_pending();
+        let _ = self.tcp.shutdown(Shutdown::Write);
+    }
+}
+
+impl Read for Wire {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.unread.is_empty() {
+            let n = buf.len().min(self.unread.len());
+            buf[..n].copy_from_slice(&self.unread[..n]);
+            self.unread.drain(..n);
+            return Ok(n);
+        }
+        read_plain(&mut self.tcp, &mut self.layers, buf)
+    }
+}
+
+impl Write for Wire {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        write_plain(&mut self.tcp, &mut self.layers, buf)
+    }
+
+    /// rustls writes its queued records as one vector: straight to the socket (one writev,
+    /// all of them, as the TCP socket itself would) when no proxy session is in between.
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self.layers.is_empty() {
+            true => self.tcp.write_vectored(bufs),
+            false => {
+                let buf = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| b);
+                self.write(buf)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_pending()
+    }
+}
+
+/// The plaintext of the last of `layers` (or the socket's bytes, when there is none).
+fn read_plain(
+    tcp: &mut TcpStream,
+    layers: &mut [ClientConnection],
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    let Some(last) = layers.len().checked_sub(1) else {
+        return tcp.read(buf);
+    };
+    loop {
+        match layers[last].reader().read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            // Data, close_notify (0), or the end without it (UnexpectedEof).
+            result => return result,
+        }
+        let (below, top) = layers.split_at_mut(last);
+        let top = &mut top[0];
+        let n = top.read_tls(&mut Below { tcp, layers: below })?;
+        let processed = top.process_new_packets().map_err(io::Error::other);
+        // Handshake messages and alerts go out at once.
+        match flush_layers(tcp, layers) {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+            _ => {}
+        }
+        processed?;
+        if n == 0 {
+            // TCP EOF reached the proxy session: its reader now says how it ended.
+            return match layers[last].reader().read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+                result => result,
+            };
+        }
+    }
+}
+
+/// Give `buf` to the last of `layers` to encrypt (or to the socket).
+fn write_plain(
+    tcp: &mut TcpStream,
+    layers: &mut [ClientConnection],
+    buf: &[u8],
+) -> io::Result<usize> {
+    let Some(top) = layers.last_mut() else {
+        return tcp.write(buf);
+    };
+    let n = top.writer().write(buf)?;
+    match flush_layers(tcp, layers) {
+        Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+        _ => {}
+    }
+    if n == 0 {
+        return Err(io::ErrorKind::WouldBlock.into());
+    }
+    Ok(n)
+}
+
+/// Push each layer's ciphertext into the one below, innermost first, down to the socket.
+fn flush_layers(tcp: &mut TcpStream, layers: &mut [ClientConnection]) -> io::Result<()> {
+    let Some((top, below)) = layers.split_last_mut() else {
+        return Ok(());
+    };
+    while top.wants_write() {
+        match top.write_tls(&mut Below { tcp, layers: below }) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    flush_layers(tcp, below)?;
+    if top.wants_write() {
+        return Err(io::ErrorKind::WouldBlock.into());
+    }
+    Ok(())
+}
+
+/// The stream under a layer: the plaintext of the layers below it, or the socket.
+struct Below<'a> {
+    tcp: &'a mut TcpStream,
+    layers: &'a mut [ClientConnection],
+}
+
+impl Read for Below<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        read_plain(self.tcp, self.layers, buf)
+    }
+}
+
+impl Write for Below<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        write_plain(self.tcp, self.layers, buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        flush_layers(self.tcp, self.layers)
+    }
+}
