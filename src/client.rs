@@ -45,7 +45,7 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
         let next = route
             .hops
             .get(i + 1)
-            .map_or(s.target.to_string(), |h| h.to_string());
+            .map_or(s.target.to_string(), |h| h.addr.to_string());
         report::verbose(format_args!("proxy {hop} is asked for {next}"));
     }
     let peer = Session::new(

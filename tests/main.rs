@@ -19,6 +19,7 @@ mod interop;
 mod listen;
 mod load;
 mod matrix;
+mod proxies;
 mod servers;
 mod starttls;
 mod stream;

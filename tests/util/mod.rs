@@ -263,6 +263,16 @@ impl Proc {
         }
     }
 
+    /// What the process wrote on stderr so far.
+    pub(crate) fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// What the process wrote on stdout so far.
+    pub(crate) fn stdout_so_far(&self) -> Vec<u8> {
+        self.received.lock().unwrap().clone()
+    }
+
     /// Wait until stdout holds `needle`.
     pub(crate) fn wait_stdout_has(&self, needle: &[u8]) -> Result<(), String> {
         let until = Instant::now() + HANG;
