@@ -536,3 +536,38 @@ fn test_a_mail_clients_starttls() {
     let got = std::fs::read(dir.path().join("mail.txt")).unwrap();
     assert_eq!(got, mail);
 }
+
+const PROXY: &str = "stls connect --proxy http://alice:s3cret@proxy.corp:3128 example.com:443";
+
+#[test]
+fn through_a_proxy() {
+    if !util::have("tinyproxy") {
+        return;
+    }
+    let pki = Pki::new();
+    let dir = site(&pki);
+    let port = free_port();
+    let conf = format!("Port {port}\nListen 127.0.0.1\nBasicAuth alice s3cret\n");
+    let conf = util::write(dir.path(), "tinyproxy.conf", conf);
+    let mut cmd = Command::new("tinyproxy");
+    cmd.args(["-d", "-c", s(&conf)]);
+    let _proxy = Proc::spawn(&mut cmd, Input::Null);
+    wait_listening(port);
+    let server = serve(
+        &pki,
+        &[],
+        Input::Bytes(b"HTTP/1.0 200 OK\r\n\r\nhello".to_vec()),
+    );
+    let script = recipe(PROXY)
+        .replace("proxy.corp:3128", &format!("127.0.0.1:{port}"))
+        .replace(
+            "example.com:443",
+            &format!("localhost:{} --cacert ca.pem", server.port),
+        )
+        + " --no-shutdown -v";
+    let done = run_sh(&script, dir.path());
+    done.expect_code(0)
+        .expect_stderr(&format!("connected to proxy http://127.0.0.1:{port}"));
+    assert_eq!(done.stdout, b"HTTP/1.0 200 OK\r\n\r\nhello");
+    assert!(!done.stderr.contains("s3cret"));
+}

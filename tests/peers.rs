@@ -36,6 +36,8 @@ const PEERS: &[(&str, &str, &str)] = &[
     ("prosody", "prosody", "STARTTLS against prosody (xmpp)"),
     ("proftpd", "proftpd-basic", "STARTTLS against proftpd (ftp)"),
     ("inspircd", "inspircd", "STARTTLS against inspircd (irc)"),
+    ("tinyproxy", "tinyproxy", "HTTP CONNECT through tinyproxy"),
+    ("microsocks", "microsocks", "SOCKS5 through microsocks"),
 ];
 
 fn installed(program: &str) -> bool {
