@@ -64,7 +64,8 @@ fn openssl_s_client_gets_through_every_protocol() {
     for (i, proto) in PROTOS.iter().enumerate() {
         let up = random_bytes(30_000, i as u64 + 7);
         let down = random_bytes(20_000, i as u64 + 70);
-        let l = listen(&pki, proto, &[], Input::Bytes(down.clone()));
+        let mut l = listen(&pki, proto, &[], Input::Held);
+        l.proc.stdin().write_all(&down).unwrap();
         let mut cmd = Command::new("openssl");
         // -nocommands: random data must not be read as s_client's commands ("Q" quits).
         cmd.args(["s_client", "-quiet", "-no_ign_eof", "-nocommands"])
@@ -73,12 +74,18 @@ fn openssl_s_client_gets_through_every_protocol() {
             .args(["-servername", "localhost", "-CAfile", s(&pki.ca.cert)])
             .args(["-verify_return_error", "-xmpphost", "localhost"]);
         let mut client = Proc::spawn(&mut cmd, Input::Held);
-        client.stdin().write_all(&up).unwrap();
-        // What the server sends arrives whole before the client ends its side.
+        // What the server sends arrives first: then the session is up, and s_client (which
+        // may drop input typed before its handshake is done) sends ours.
         if let Err(e) = client.wait_stdout(down.len()) {
             panic!("{proto}: {e}\nlistener:\n{}", l.stop().stderr);
         }
+        client.stdin().write_all(&up).unwrap();
         client.close_stdin();
+        // The listener has all of it before its own side ends.
+        if let Err(e) = l.proc.wait_stdout(up.len()) {
+            panic!("{proto}: {e}");
+        }
+        l.proc.close_stdin();
         let got = client.finish();
         assert_same(
             &got.stdout,
