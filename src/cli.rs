@@ -252,8 +252,35 @@ pub(crate) struct ListenArgs {
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
     pub handshake_timeout: Duration,
 
+    /// Terminate TLS in front of a plain TCP service: each client gets its own connection to
+    /// HOST:PORT, made once the client is admitted (implies -k).
+    #[arg(long, value_name = "HOST:PORT",
+          conflicts_with_all = ["exec", "sh_exec", "recv_only", "send_only", "crlf"])]
+    pub to: Option<String>,
+
+    /// With --to: first send the backend a PROXY protocol header (v1 text, v2 binary) naming
+    /// the client's address.
+    #[arg(long, value_name = "VERSION", requires = "to")]
+    pub proxy_protocol: Option<ProxyProtocol>,
+
+    /// With --client-ca: admit only client certificates whose subject CN is NAME (repeat for
+    /// several; any match admits).
+    #[arg(long, value_name = "NAME")]
+    pub allow_cn: Vec<String>,
+
+    /// With --client-ca: admit only client certificates with a subjectAltName NAME (DNS, IP,
+    /// URI or email value; repeatable; any match admits).
+    #[arg(long, value_name = "NAME")]
+    pub allow_san: Vec<String>,
+
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ProxyProtocol {
+    V1,
+    V2,
 }
 
 /// TLS options of every subcommand that makes TLS connections.

@@ -25,6 +25,7 @@ pub(crate) fn run(s: &Listen) -> Result<()> {
     let mut relay = Relay::new(Options {
         stall: s.keep_open.then_some(s.stall_timeout),
         exec: s.common.exec.clone().map(|p| p.with_nofile(nofile)),
+        to: s.to.clone(),
         many: s.keep_open,
         ..s.common.options(s.explain.clone())
     })?;
@@ -33,7 +34,8 @@ pub(crate) fn run(s: &Listen) -> Result<()> {
         Some(w) if w < s.handshake_timeout => (w, "-w"),
         _ => (s.handshake_timeout, "--handshake-timeout"),
     };
-    let (config, exec) = (s.config.clone(), s.common.exec.is_some());
+    // A connection of its own on our side: a child (-e/-c) or the backend (--to).
+    let (config, exec) = (s.config.clone(), s.common.exec.is_some() || s.to.is_some());
     let starttls = s.starttls.clone();
     let accept = move |sock: TcpStream, addr: SocketAddr| -> Result<Session> {
         let _ = sock.set_nodelay(true);

@@ -1,25 +1,130 @@
 //! What a connection's plaintext meets on our side: stdin/stdout, shared by every connection
-//! of the run (see `stdio`), or a child process of its own (`-e`/`-c`, see `exec`).
+//! of the run (see `stdio`), or a stream of its own — a child process (`-e`/`-c`, see
+//! `exec`) or a plain TCP connection (a tunnel: `listen --to`, `connect --from`).
 //!
 //! The session moves bytes between its TLS socket and this; here is what each kind of local
 //! end holds, and how its descriptors are registered, woken and let go.
 
-use std::net::SocketAddr;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::process::ExitStatus;
+use std::time::Duration;
 
 use anyhow::Result;
+use mio::event::Event;
+use mio::net::TcpStream;
 use mio::{Interest, Registry};
 
-use crate::events::{token, Part};
-use crate::exec::{Child, Program};
+use crate::events::{attempt, token, Part, Ready};
+use crate::exec::{Child, Fed, Program};
 
 pub(crate) enum Local {
     /// stdin/stdout: the next stdin chunk to send and how far into it.
     Stdio { next: u64, offset: usize },
-    /// A child, started once the handshake is done; `leftover` is output TLS did not take.
+    /// A stream of this connection's own: a child, or a TCP connection, started once the
+    /// handshake is done (or there from the start); `leftover` is output TLS did not take.
     Exec {
-        child: Option<Child>,
+        child: Option<End>,
         leftover: Vec<u8>,
     },
+}
+
+/// A connection's own local stream.
+pub(crate) enum End {
+    Child(Child),
+    Tcp(TcpEnd),
+}
+
+/// A plain TCP connection as a local end (tunnels).
+pub(crate) struct TcpEnd {
+    pub sock: TcpStream,
+    pub ready: Ready,
+    /// Bytes to send before the peer's (a PROXY protocol header).
+    pub first: Vec<u8>,
+    /// Our write side is shut down (the TLS peer ended its direction).
+    shut: bool,
+    /// The far end closed its side (FIN).
+    eof: bool,
+}
+
+impl TcpEnd {
+    pub(crate) fn new(sock: TcpStream, first: Vec<u8>) -> TcpEnd {
+        TcpEnd {
+            sock,
+            ready: Ready::default(),
+            first,
+            shut: false,
+            eof: false,
+        }
+    }
+}
+
+impl End {
+    /// Offer the peer's bytes to the local end.
+    pub(crate) fn feed(&mut self, data: &[u8]) -> io::Result<Fed> {
+        match self {
+            End::Child(child) => Ok(child.feed(data)),
+            End::Tcp(t) => {
+                while !t.first.is_empty() {
+                    match attempt(&mut t.ready.write, || t.sock.write(&t.first)) {
+                        None => return Ok(Fed::Took(0)),
+                        Some(Ok(n)) => {
+                            t.first.drain(..n);
+                        }
+                        Some(Err(e)) => return Err(e),
+                    }
+                }
+                match attempt(&mut t.ready.write, || t.sock.write(data)) {
+                    None => Ok(Fed::Took(0)),
+                    Some(Ok(n)) => Ok(Fed::Took(n)),
+                    // A reset: the tunnel fails, both sides are reset.
+                    Some(Err(e)) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Read what the local end has for the peer: `Some(0)` at its EOF, `None` if nothing is
+    /// ready; an error (a reset) fails the connection.
+    pub(crate) fn drain(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        match self {
+            End::Child(child) => Ok(child.drain(buf)),
+            End::Tcp(t) if t.eof => Ok(Some(0)),
+            End::Tcp(t) => match attempt(&mut t.ready.read, || t.sock.read(buf)) {
+                None => Ok(None),
+                Some(Ok(0)) => {
+                    t.eof = true;
+                    Ok(Some(0))
+                }
+                Some(Ok(n)) => Ok(Some(n)),
+                Some(Err(e)) => Err(e),
+            },
+        }
+    }
+
+    /// The peer's direction ended: EOF for the child's stdin, FIN for the TCP connection.
+    pub(crate) fn close_input(&mut self) {
+        match self {
+            End::Child(child) => child.close_stdin(),
+            End::Tcp(t) => {
+                if !t.shut && t.first.is_empty() {
+                    t.shut = true;
+                    let _ = t.sock.shutdown(Shutdown::Write);
+                }
+            }
+        }
+    }
+
+    /// How the local end finished once its output ended: a child's exit status (`None`
+    /// while it runs); a TCP connection has nothing more to say.
+    pub(crate) fn exit_status(&mut self) -> Option<Result<(), ExitStatus>> {
+        match self {
+            End::Child(child) => {
+                child.exit_status().map(|s| if s.success() { Ok(()) } else { Err(s) })
+            }
+            End::Tcp(_) => Some(Ok(())),
+        }
+    }
 }
 
 impl Local {
@@ -33,18 +138,38 @@ impl Local {
         }
     }
 
-    /// A readiness event for one of a child's pipes.
-    pub(crate) fn on_event(&mut self, part: Part) {
-        if let Local::Exec {
-            child: Some(child), ..
-        } = self
-        {
-            match part {
+    /// A readiness event for one of a child's pipes, or for the TCP connection.
+    pub(crate) fn on_event(&mut self, part: Part, event: &Event) {
+        match self {
+            Local::Exec {
+                child: Some(End::Child(child)),
+                ..
+            } => match part {
                 Part::ChildStdin => child.ready.write = true,
                 Part::ChildStdout => child.ready.read = true,
                 Part::Socket => {}
-            }
+            },
+            Local::Exec {
+                child: Some(End::Tcp(t)),
+                ..
+            } => t.ready.update(event),
+            _ => {}
         }
+    }
+
+    /// A TCP local end (`connect --from`: there from the start; `listen --to`: connected
+    /// once the client is admitted), registered as connection `key`'s.
+    pub(crate) fn attach_tcp(&mut self, mut end: TcpEnd, registry: &Registry, key: usize) -> Result<()> {
+        registry.register(
+            &mut end.sock,
+            token(key, Part::ChildStdout),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        *self = Local::Exec {
+            child: Some(End::Tcp(end)),
+            leftover: Vec::new(),
+        };
+        Ok(())
     }
 
     /// Start `program` for connection `key` (from `addr`) and register its pipes.
@@ -66,7 +191,7 @@ impl Local {
             registry.register(pipe, token(key, Part::ChildStdout), Interest::READABLE)?;
         }
         let pid = spawned.proc.id();
-        *child = Some(spawned);
+        *child = Some(End::Child(spawned));
         Ok(pid)
     }
 
@@ -74,7 +199,8 @@ impl Local {
     pub(crate) fn child_pid(&self) -> Option<u32> {
         match self {
             Local::Exec {
-                child: Some(child), ..
+                child: Some(End::Child(child)),
+                ..
             } => Some(child.proc.id()),
             _ => None,
         }
@@ -83,7 +209,8 @@ impl Local {
     /// The child has exited: reap it, keeping its status for when its output ends.
     pub(crate) fn reap_child(&mut self) {
         if let Local::Exec {
-            child: Some(child), ..
+            child: Some(End::Child(child)),
+            ..
         } = self
         {
             child.exit_status();
@@ -91,14 +218,24 @@ impl Local {
     }
 
     /// The connection is over: deregister and close the child's pipes, and hand the child
-    /// back to be reaped.
-    pub(crate) fn close(self, registry: &Registry) -> Option<Child> {
+    /// back to be reaped; a TCP local end is closed, with a reset unless the connection
+    /// ended well (`ok`).
+    pub(crate) fn close(self, registry: &Registry, ok: bool) -> Option<Child> {
         let Local::Exec {
-            child: Some(mut child),
-            ..
+            child: Some(end), ..
         } = self
         else {
             return None;
+        };
+        let mut child = match end {
+            End::Child(child) => child,
+            End::Tcp(mut t) => {
+                let _ = registry.deregister(&mut t.sock);
+                if !ok {
+                    let _ = socket2::SockRef::from(&t.sock).set_linger(Some(Duration::ZERO));
+                }
+                return None;
+            }
         };
         if let Some(pipe) = child.stdin.as_mut() {
             let _ = registry.deregister(pipe);

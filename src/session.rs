@@ -30,13 +30,14 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
+use mio::net::TcpStream;
 use mio::{Interest, Registry};
 
 use crate::describe;
 use crate::error::{io_phrase, socket_class, Class};
 use crate::events::{token, Part};
 use crate::exec::{describe_status, Child, Fed, Program};
-use crate::local::Local;
+use crate::local::{Local, TcpEnd};
 use crate::preamble::{self, Stage};
 use crate::report;
 use crate::stdio::{Broadcast, Chunk, Next, Sink};
@@ -67,10 +68,71 @@ pub(crate) struct Options {
     pub stall: Option<Duration>,
     /// `-e` / `-c`: run this for each connection instead of using stdin/stdout.
     pub exec: Option<Program>,
+    /// `listen --to`: connect each admitted client to this backend.
+    pub to: Option<Backend>,
     /// Several connections at once: prefix `-v` lines with the peer's name.
     pub many: bool,
     /// stdin is a terminal (never waited for after the peer closed).
     pub stdin_tty: bool,
+}
+
+/// A tunnel's backend (`listen --to`).
+#[derive(Clone, Debug)]
+pub(crate) struct Backend {
+    pub addr: SocketAddr,
+    /// How messages name it: HOST:PORT as given.
+    pub name: String,
+    /// `--proxy-protocol`: the version of the header that tells the backend who the client is.
+    pub proxy_protocol: Option<u8>,
+}
+
+/// A PROXY protocol header (haproxy's spec) for a TCP connection from `from` to `to`.
+pub(crate) fn proxy_header(version: u8, from: SocketAddr, to: SocketAddr) -> Vec<u8> {
+    let (from, to) = match (from, to) {
+        // Mixed families: both as IPv6.
+        (SocketAddr::V4(f), SocketAddr::V6(_)) => {
+            (SocketAddr::new(f.ip().to_ipv6_mapped().into(), f.port()), to)
+        }
+        (SocketAddr::V6(_), SocketAddr::V4(t)) => {
+            (from, SocketAddr::new(t.ip().to_ipv6_mapped().into(), t.port()))
+        }
+        _ => (from, to),
+    };
+    if version == 1 {
+        let family = if from.is_ipv4() { "TCP4" } else { "TCP6" };
+        return format!(
+            "PROXY {family} {} {} {} {}\r\n",
+            from.ip(),
+            to.ip(),
+            from.port(),
+            to.port()
+        )
+        .into_bytes();
+    }
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.push(0x21); // version 2, PROXY
+    let mut addrs = Vec::new();
+    match (from.ip(), to.ip()) {
+        (std::net::IpAddr::V4(f), std::net::IpAddr::V4(t)) => {
+            h.push(0x11); // TCP over IPv4
+            addrs.extend_from_slice(&f.octets());
+            addrs.extend_from_slice(&t.octets());
+        }
+        (f, t) => {
+            let six = |ip: std::net::IpAddr| match ip {
+                std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+                std::net::IpAddr::V6(v6) => v6,
+            };
+            h.push(0x21); // TCP over IPv6
+            addrs.extend_from_slice(&six(f).octets());
+            addrs.extend_from_slice(&six(t).octets());
+        }
+    }
+    addrs.extend_from_slice(&from.port().to_be_bytes());
+    addrs.extend_from_slice(&to.port().to_be_bytes());
+    h.extend_from_slice(&(addrs.len() as u16).to_be_bytes());
+    h.extend_from_slice(&addrs);
+    h
 }
 
 /// What a connection's turn may use besides itself.
@@ -237,7 +299,7 @@ impl Session {
     pub(crate) fn on_event(&mut self, part: Part, event: &mio::event::Event) {
         match part {
             Part::Socket => self.conn.ready.update(event),
-            _ => self.local.on_event(part),
+            _ => self.local.on_event(part, event),
         }
     }
 
@@ -380,7 +442,7 @@ impl Session {
         if let Local::Exec { child, leftover } = &mut self.local {
             // The child gets EOF and may still answer (under TLS 1.2 an answer is too late).
             if let Some(child) = child {
-                child.close_stdin();
+                child.close_input();
             }
             if !leftover.is_empty() && !half_close {
                 return Err(self.too_late());
@@ -538,17 +600,28 @@ impl Session {
                     // --send-only: what the peer sends is read and dropped.
                     None => self.conn.deliver(|data| data.len()),
                 },
-                Local::Exec { child, .. } => self.conn.deliver(|data| match child {
-                    Some(child) => match child.feed(data) {
-                        Fed::Took(n) => {
-                            stalled = n == 0;
-                            n
-                        }
-                        // The child stopped reading: what it would have got is dropped.
-                        Fed::Closed => data.len(),
-                    },
-                    None => 0,
-                }),
+                Local::Exec { child, .. } => {
+                    let mut failed = None;
+                    let n = self.conn.deliver(|data| match child {
+                        Some(child) => match child.feed(data) {
+                            Ok(Fed::Took(n)) => {
+                                stalled = n == 0;
+                                n
+                            }
+                            // The child stopped reading: what it would have got is dropped.
+                            Ok(Fed::Closed) => data.len(),
+                            Err(e) => {
+                                failed = Some(e);
+                                0
+                            }
+                        },
+                        None => 0,
+                    });
+                    if let Some(e) = failed {
+                        break Err(self.local_failed(&e));
+                    }
+                    n
+                }
             };
             if n == 0 {
                 break Ok(());
@@ -626,7 +699,11 @@ impl Session {
                         moved |= n > 0;
                         continue;
                     }
-                    match child.drain(sh.scratch) {
+                    let drained = match child.drain(sh.scratch) {
+                        Ok(drained) => drained,
+                        Err(e) => return Err(self.local_failed(&e)),
+                    };
+                    match drained {
                         None => break,
                         Some(0) => {
                             self.outbound = Outbound::Exiting;
@@ -665,6 +742,16 @@ impl Session {
         Ok(moved)
     }
 
+    /// The local stream failed (the tunnel's TCP connection was reset or refused): the TLS
+    /// side is reset too.
+    fn local_failed(&self, e: &io::Error) -> anyhow::Error {
+        socket_class(e).err(format!(
+            "{}: the local connection failed ({}); the TLS connection is reset",
+            self.label,
+            io_phrase(e)
+        ))
+    }
+
     /// The child closed its output: once it has exited, its status says whether our direction
     /// is complete.
     fn child_exited(&mut self, opts: &Options) -> Result<bool> {
@@ -677,11 +764,11 @@ impl Session {
         };
         match child.exit_status() {
             None => Ok(false),
-            Some(status) if status.success() => {
+            Some(Ok(())) => {
                 self.outbound = Outbound::Complete;
                 Ok(true)
             }
-            Some(status) => Err(anyhow!(
+            Some(Err(status)) => Err(anyhow!(
                 "{}: '{}' {}; the connection is reset, without close_notify",
                 self.label,
                 report::escape(opts.exec.as_ref().map_or("", |p| p.text.as_str())),
@@ -706,7 +793,28 @@ impl Session {
                 // --recv-only: there is nothing to send.
                 None => self.outbound = Outbound::Complete,
             },
+            Local::Exec { child: Some(_), .. } => {} // a tunnel's accepted connection
             Local::Exec { .. } => {
+                if let Some(backend) = &sh.opts.to {
+                    // The client is admitted: only now is the backend connected.
+                    let sock = TcpStream::connect(backend.addr).map_err(|e| {
+                        socket_class(&e).err(format!(
+                            "{}: cannot connect to {}: {}",
+                            self.label,
+                            backend.name,
+                            io_phrase(&e)
+                        ))
+                    })?;
+                    let local = self.conn.sock.tcp.local_addr().ok();
+                    let header = match (backend.proxy_protocol, self.addr, local) {
+                        (Some(v), Some(from), Some(to)) => proxy_header(v, from, to),
+                        _ => Vec::new(),
+                    };
+                    self.local
+                        .attach_tcp(TcpEnd::new(sock, header), sh.registry, self.key)?;
+                    report::verbose(format_args!("{prefix}connecting to {}", backend.name));
+                    return Ok(());
+                }
                 let Some(program) = &sh.opts.exec else {
                     return Ok(());
                 };
@@ -808,6 +916,6 @@ impl Session {
             self.received,
             self.sent
         ));
-        self.local.close(registry).map(|child| (label, child))
+        self.local.close(registry, ok).map(|child| (label, child))
     }
 }

@@ -11,8 +11,8 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, KeyLog, ServerConfig, SupportedProtocolVersion};
 
 use crate::cli::{
-    CommonArgs, ConnectArgs, InspectArgs, ListenArgs, NetArgs, ProxyArgs, TlsArgs, TlsVersion,
-    VerifyArgs,
+    CommonArgs, ConnectArgs, InspectArgs, ListenArgs, NetArgs, ProxyArgs, ProxyProtocol, TlsArgs,
+    TlsVersion, VerifyArgs,
 };
 use crate::error::Class;
 use crate::exec::Program;
@@ -23,7 +23,7 @@ use crate::names;
 use crate::net::{self, Family, HostPort};
 use crate::proxy::{self, Proxies};
 use crate::report;
-use crate::session::Options;
+use crate::session::{Backend, Options};
 use crate::starttls::Proto;
 use crate::tls::{self, provider, versions, KeyLogTo, Protocol};
 use crate::trust::{self, Explainer, Presented, ServerVerifier, Side, Trust};
@@ -76,6 +76,7 @@ impl Common {
             idle: self.idle,
             stall: None,
             exec: self.exec.clone(),
+            to: None,
             many: false,
             stdin_tty: std::io::stdin().is_terminal(),
         }
@@ -111,6 +112,8 @@ pub(crate) struct Listen {
     pub stall_timeout: Duration,
     /// `--starttls`, and the name our greetings give.
     pub starttls: Option<(Proto, String)>,
+    /// `--to`: the backend of a tunnel.
+    pub to: Option<Backend>,
     pub common: Common,
 }
 
@@ -410,7 +413,11 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
         ),
         fingerprint,
         ephemeral,
-        keep_open: args.keep_open,
+        keep_open: args.keep_open || args.to.is_some(),
+        to: match &args.to {
+            Some(text) => Some(backend(text, args.proxy_protocol, common.family)?),
+            None => None,
+        },
         max_conns: args.max_conns as usize,
         max_handshakes: args.max_handshakes as usize,
         handshake_timeout: args.handshake_timeout,
@@ -431,6 +438,20 @@ fn family(args: &NetArgs) -> Family {
         (_, true) => Family::V6,
         _ => Family::Any,
     }
+}
+
+/// `--to HOST:PORT`: resolved once, at start.
+fn backend(text: &str, version: Option<ProxyProtocol>, family: Family) -> Result<Backend> {
+    let hp = net::parse_target(text, None).map_err(|m| Class::Usage.err(format!("--to: {m}")))?;
+    let addr = net::resolve(&hp, family)?[0];
+    Ok(Backend {
+        addr,
+        name: hp.to_string(),
+        proxy_protocol: version.map(|v| match v {
+            ProxyProtocol::V1 => 1,
+            ProxyProtocol::V2 => 2,
+        }),
+    })
 }
 
 /// The TLS settings both sides share, from the flags.
