@@ -200,6 +200,12 @@ pub(crate) struct ConnectArgs {
     #[arg(value_name = "PORT")]
     pub port: Option<String>,
 
+    /// Accept plain TCP on [ADDR:]PORT (ADDR default 127.0.0.1) and open a TLS connection to
+    /// HOST:PORT for each: a local port for a TLS service.
+    #[arg(long, value_name = "[ADDR:]PORT",
+          conflicts_with_all = ["exec", "sh_exec", "recv_only", "send_only", "crlf"])]
+    pub from: Option<String>,
+
     #[command(flatten)]
     pub verify: VerifyArgs,
 

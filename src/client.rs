@@ -1,18 +1,24 @@
 //! `stls connect`: resolve, connect within `-w`, handshake, relay.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use anyhow::{anyhow, Result};
+use mio::net::TcpStream;
 use rustls::ClientConnection;
 
+use crate::local::TcpEnd;
 use crate::net;
-use crate::relay::Relay;
+use crate::relay::{Listening, Relay};
 use crate::report;
-use crate::session::Session;
+use crate::session::{Options, Session};
 use crate::settings::Connect;
 use crate::tls_socket::TlsSocket;
 
 pub(crate) fn run(s: &Connect) -> Result<()> {
+    if let Some((host, port)) = &s.from {
+        return tunnel(s, host, *port);
+    }
     let deadline = s.common.wait.map(|w| Instant::now() + w);
     let route = s
         .proxies
@@ -57,5 +63,58 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
         route.stages,
     );
     relay.add(peer)?;
+    relay.run()
+}
+
+/// `connect --from`: accept plain TCP connections and give each its own TLS connection to
+/// the target, through the same proxies and dialogue; many at once on the one event loop.
+fn tunnel(s: &Connect, host: &str, port: u16) -> Result<()> {
+    let sock = net::bind(Some(host), port, s.common.family)?;
+    let local = sock.local_addr()?;
+    // Resolved once: the first hop's addresses.
+    let first = s.proxies.first_hop(&s.target);
+    let addrs = net::resolve(&first, s.common.family)?;
+    let mut relay = Relay::new(Options {
+        many: true,
+        tunnel: true,
+        ..s.common.options(s.explain.clone())
+    })?;
+    let (config, server_name) = (s.config.clone(), s.server_name.clone());
+    let (target, name, starttls, family) = (
+        s.target.clone(),
+        s.name.clone(),
+        s.starttls,
+        s.common.family,
+    );
+    let proxies = s.proxies.clone();
+    let wait = s.common.wait;
+    let accept = move |plain: TcpStream, from: SocketAddr| -> Result<Session> {
+        let _ = plain.set_nodelay(true);
+        // Non-blocking: the connection is made while the loop goes on; a failure shows on
+        // its first read or write.
+        let sock = TcpStream::connect(addrs[0])
+            .map_err(|e| anyhow!("cannot connect to {first} for {from}: {e}"))?;
+        let _ = sock.set_nodelay(true);
+        let tls = ClientConnection::new(config.clone(), server_name.clone())
+            .map_err(|e| anyhow!("TLS setup: {e}"))?;
+        let route = proxies.route(&target, &name, starttls, family)?;
+        let session = Session::new(
+            TlsSocket::new(sock, tls.into()),
+            format!("{target} for {from}"),
+            Some(from),
+            wait.map(|w| (Instant::now() + w, "-w")),
+            true,
+            route.stages,
+        );
+        Ok(session.with_local(TcpEnd::new(plain, Vec::new())))
+    };
+    relay.listen(Listening {
+        sock,
+        keep_open: true,
+        max_conns: 1000,
+        max_handshakes: 256,
+        accept: Box::new(accept),
+    })?;
+    report::info(format_args!("listening on {local}"));
     relay.run()
 }

@@ -26,6 +26,7 @@ pub(crate) fn run(s: &Listen) -> Result<()> {
         stall: s.keep_open.then_some(s.stall_timeout),
         exec: s.common.exec.clone().map(|p| p.with_nofile(nofile)),
         to: s.to.clone(),
+        tunnel: s.to.is_some(),
         many: s.keep_open,
         ..s.common.options(s.explain.clone())
     })?;

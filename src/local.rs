@@ -119,9 +119,9 @@ impl End {
     /// while it runs); a TCP connection has nothing more to say.
     pub(crate) fn exit_status(&mut self) -> Option<Result<(), ExitStatus>> {
         match self {
-            End::Child(child) => {
-                child.exit_status().map(|s| if s.success() { Ok(()) } else { Err(s) })
-            }
+            End::Child(child) => child
+                .exit_status()
+                .map(|s| if s.success() { Ok(()) } else { Err(s) }),
             End::Tcp(_) => Some(Ok(())),
         }
     }
@@ -157,18 +157,39 @@ impl Local {
         }
     }
 
-    /// A TCP local end (`connect --from`: there from the start; `listen --to`: connected
-    /// once the client is admitted), registered as connection `key`'s.
-    pub(crate) fn attach_tcp(&mut self, mut end: TcpEnd, registry: &Registry, key: usize) -> Result<()> {
-        registry.register(
-            &mut end.sock,
-            token(key, Part::ChildStdout),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        *self = Local::Exec {
+    /// A TCP local end there from the start (`connect --from`).
+    pub(crate) fn tcp(end: TcpEnd) -> Local {
+        Local::Exec {
             child: Some(End::Tcp(end)),
             leftover: Vec::new(),
-        };
+        }
+    }
+
+    /// Register a TCP local end, if there is one, as connection `key`'s.
+    pub(crate) fn register(&mut self, registry: &Registry, key: usize) -> io::Result<()> {
+        if let Local::Exec {
+            child: Some(End::Tcp(t)),
+            ..
+        } = self
+        {
+            registry.register(
+                &mut t.sock,
+                token(key, Part::ChildStdout),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// A TCP local end connected once the client is admitted (`listen --to`).
+    pub(crate) fn attach_tcp(
+        &mut self,
+        end: TcpEnd,
+        registry: &Registry,
+        key: usize,
+    ) -> Result<()> {
+        *self = Local::tcp(end);
+        self.register(registry, key)?;
         Ok(())
     }
 

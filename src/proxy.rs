@@ -250,6 +250,7 @@ fn in_block(ip: IpAddr, net: &str, bits: &str) -> bool {
 }
 
 /// The proxies of a run, as the flags and the environment say.
+#[derive(Clone)]
 pub(crate) struct Proxies {
     /// First hop first; empty: connect directly.
     pub chain: Vec<ProxyUrl>,

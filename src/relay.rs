@@ -89,7 +89,7 @@ impl Relay {
         // The loop keeps the waker: were it dropped with the last thread holding it, the
         // wakeup that thread sent last would go with it.
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let stdio = opts.exec.is_none() && opts.to.is_none();
+        let stdio = opts.exec.is_none() && !opts.tunnel;
         let stdin = match stdio && !opts.recv_only {
             true => Some(Broadcast::new(Source::stdin(waker.clone(), opts.crlf))),
             false => None,

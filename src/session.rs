@@ -70,6 +70,9 @@ pub(crate) struct Options {
     pub exec: Option<Program>,
     /// `listen --to`: connect each admitted client to this backend.
     pub to: Option<Backend>,
+    /// A tunnel (`listen --to`, `connect --from`): each connection has a TCP connection of
+    /// its own on our side, and stdin/stdout are not used.
+    pub tunnel: bool,
     /// Several connections at once: prefix `-v` lines with the peer's name.
     pub many: bool,
     /// stdin is a terminal (never waited for after the peer closed).
@@ -90,12 +93,14 @@ pub(crate) struct Backend {
 pub(crate) fn proxy_header(version: u8, from: SocketAddr, to: SocketAddr) -> Vec<u8> {
     let (from, to) = match (from, to) {
         // Mixed families: both as IPv6.
-        (SocketAddr::V4(f), SocketAddr::V6(_)) => {
-            (SocketAddr::new(f.ip().to_ipv6_mapped().into(), f.port()), to)
-        }
-        (SocketAddr::V6(_), SocketAddr::V4(t)) => {
-            (from, SocketAddr::new(t.ip().to_ipv6_mapped().into(), t.port()))
-        }
+        (SocketAddr::V4(f), SocketAddr::V6(_)) => (
+            SocketAddr::new(f.ip().to_ipv6_mapped().into(), f.port()),
+            to,
+        ),
+        (SocketAddr::V6(_), SocketAddr::V4(t)) => (
+            from,
+            SocketAddr::new(t.ip().to_ipv6_mapped().into(), t.port()),
+        ),
         _ => (from, to),
     };
     if version == 1 {
@@ -292,7 +297,14 @@ impl Session {
             &mut self.conn.sock.tcp,
             token(key, Part::Socket),
             Interest::READABLE | Interest::WRITABLE,
-        )
+        )?;
+        self.local.register(registry, key)
+    }
+
+    /// `connect --from`: the accepted plain connection is the local end from the start.
+    pub(crate) fn with_local(mut self, local: TcpEnd) -> Session {
+        self.local = Local::tcp(local);
+        self
     }
 
     /// An event for one of this connection's descriptors.

@@ -77,6 +77,7 @@ impl Common {
             stall: None,
             exec: self.exec.clone(),
             to: None,
+            tunnel: false,
             many: false,
             stdin_tty: std::io::stdin().is_terminal(),
         }
@@ -84,6 +85,8 @@ impl Common {
 }
 
 pub(crate) struct Connect {
+    /// `--from`: accept plain TCP here (host, port), a TLS connection for each.
+    pub from: Option<(String, u16)>,
     pub starttls: Option<Proto>,
     /// The server's name, as TLS and a STARTTLS dialogue give it.
     pub name: String,
@@ -123,7 +126,16 @@ pub(crate) fn connect(args: &ConnectArgs) -> Result<Connect> {
     let target = target(&args.target, args.port.as_deref(), &args.verify)?;
     let proto = protocol(&args.common.tls)?;
     let client = client_tls(&args.verify, &args.common.tls, &proto, false)?;
+    let from = match &args.from {
+        Some(spec) => {
+            let (host, port) = net::parse_listen(spec).map_err(|m| Class::Usage.err(m))?;
+            // Plain text is never exposed beyond loopback unless asked.
+            Some((host.unwrap_or_else(|| "127.0.0.1".to_string()), port))
+        }
+        None => None,
+    };
     Ok(Connect {
+        from,
         starttls: args.common.tls.starttls,
         name: target.name(),
         proxies: proxies(&args.proxy, &args.verify, &proto)?,
