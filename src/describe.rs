@@ -212,6 +212,35 @@ impl Params {
     }
 }
 
+/// What `-e`/`-c` children learn of their connection, in the environment (as socat and
+/// stunnel give it), in the forms `inspect --json` uses; the peer's are absent without a
+/// peer certificate.
+pub(crate) fn child_env(conn: &rustls::Connection) -> Vec<(&'static str, String)> {
+    let p = Params::of(conn);
+    let mut env = Vec::new();
+    env.extend(p.version.map(|v| ("STLS_TLS_VERSION", v)));
+    env.extend(p.suite.map(|v| ("STLS_TLS_CIPHER", v)));
+    env.extend(p.alpn.map(|v| ("STLS_ALPN", v)));
+    if let rustls::Connection::Server(server) = conn {
+        env.extend(server.server_name().map(|n| ("STLS_SNI", escape(n))));
+    }
+    let leaf = conn.peer_certificates().and_then(|c| c.first());
+    if let Some(der) = leaf {
+        if let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.as_ref()) {
+            let cn = cert.subject().iter_common_name().next();
+            env.extend(
+                cn.and_then(|cn| cn.as_str().ok())
+                    .map(|cn| ("STLS_PEER_CN", escape(cn))),
+            );
+        }
+        if let Some(info) = CertInfo::parse(der) {
+            env.push(("STLS_PEER_SANS", info.sans.join(",")));
+            env.push(("STLS_PEER_SHA256", info.fingerprint));
+        }
+    }
+    env
+}
+
 /// After the handshake, under `-v`: protocol, suite, key exchange, ALPN and the peer's
 /// certificate (every certificate of the chain with `-vv`).
 pub(crate) fn session(conn: &rustls::CommonState, peer_label: &str, prefix: &str) {

@@ -70,7 +70,11 @@ impl Program {
 
     /// Start the program for a connection from `peer`.
     #[allow(unsafe_code)] // pre_exec is unsafe by signature
-    pub(crate) fn spawn(&self, peer: Option<SocketAddr>) -> Result<Child> {
+    pub(crate) fn spawn(
+        &self,
+        peer: Option<SocketAddr>,
+        env: &[(&'static str, String)],
+    ) -> Result<Child> {
         let mut cmd = Command::new(&self.argv[0]);
         cmd.args(&self.argv[1..])
             .stdin(Stdio::piped())
@@ -80,6 +84,19 @@ impl Program {
             cmd.env("STLS_PEER_ADDR", addr.ip().to_string())
                 .env("STLS_PEER_PORT", addr.port().to_string());
         }
+        // Never inherited from our own environment: absent means absent.
+        for name in [
+            "STLS_PEER_CN",
+            "STLS_PEER_SANS",
+            "STLS_PEER_SHA256",
+            "STLS_TLS_VERSION",
+            "STLS_TLS_CIPHER",
+            "STLS_ALPN",
+            "STLS_SNI",
+        ] {
+            cmd.env_remove(name);
+        }
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
         if let Some(limit) = self.nofile {
             use std::os::unix::process::CommandExt;
             // SAFETY: between fork and exec only setrlimit, which is async-signal-safe, on a

@@ -198,13 +198,14 @@ impl Local {
         &mut self,
         program: &Program,
         addr: Option<SocketAddr>,
+        env: &[(&'static str, String)],
         registry: &Registry,
         key: usize,
     ) -> Result<u32> {
         let Local::Exec { child, .. } = self else {
             return Ok(0);
         };
-        let mut spawned = program.spawn(addr)?;
+        let mut spawned = program.spawn(addr, env)?;
         if let Some(pipe) = spawned.stdin.as_mut() {
             registry.register(pipe, token(key, Part::ChildStdin), Interest::WRITABLE)?;
         }

@@ -830,9 +830,10 @@ impl Session {
                 let Some(program) = &sh.opts.exec else {
                     return Ok(());
                 };
+                let env = describe::child_env(&self.conn.tls);
                 let pid = self
                     .local
-                    .spawn(program, self.addr, sh.registry, self.key)?;
+                    .spawn(program, self.addr, &env, sh.registry, self.key)?;
                 report::verbose(format_args!(
                     "{prefix}started '{}' (pid {pid})",
                     report::escape(&program.text),

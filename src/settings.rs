@@ -413,7 +413,19 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
         .first()
         .map(|c| fingerprint_text(&sha256(c.as_ref())))
         .unwrap_or_default();
-    let (config, client_verifier) = tls::server_config(&proto, identity, client_auth)?;
+    if (!args.allow_cn.is_empty() || !args.allow_san.is_empty())
+        && matches!(client_auth, tls::ClientAuth::None)
+    {
+        return Err(Class::Usage.err(
+            "--allow-cn and --allow-san choose among verified client certificates: they need \
+             --client-ca (or --client-ca-optional)",
+        ));
+    }
+    let allow = trust::Allow {
+        cn: args.allow_cn.clone(),
+        san: args.allow_san.clone(),
+    };
+    let (config, client_verifier) = tls::server_config(&proto, identity, client_auth, allow)?;
     Ok(Listen {
         host,
         port,

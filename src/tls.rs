@@ -18,7 +18,7 @@ use rustls::{ClientConfig, KeyLog, RootCertStore, ServerConfig, SupportedProtoco
 
 use crate::error::{io_phrase, Class};
 use crate::report;
-use crate::trust::{ClientVerifier, ServerVerifier};
+use crate::trust::{Allow, ClientVerifier, ServerVerifier};
 
 /// TLS settings both sides share, resolved from the flags.
 #[derive(Clone)]
@@ -197,6 +197,7 @@ pub(crate) fn server_config(
     proto: &Protocol,
     identity: Arc<CertifiedKey>,
     client_auth: ClientAuth,
+    allow: Allow,
 ) -> Result<(ServerConfig, Option<Arc<ClientVerifier>>)> {
     let builder = ServerConfig::builder_with_provider(proto.provider.clone())
         .with_protocol_versions(&proto.versions)
@@ -206,7 +207,7 @@ pub(crate) fn server_config(
         ClientAuth::Required(roots) => Some(client_verifier(proto, roots, false)?),
         ClientAuth::Optional(roots) => Some(client_verifier(proto, roots, true)?),
     };
-    let verifier = verifier.map(|v| Arc::new(ClientVerifier::new(v)));
+    let verifier = verifier.map(|v| Arc::new(ClientVerifier::new(v, allow)));
     let builder = match &verifier {
         Some(v) => builder.with_client_cert_verifier(v.clone()),
         None => builder.with_no_client_auth(),

@@ -147,17 +147,92 @@ impl Presented {
     }
 }
 
-/// The listener's verifier of client certificates: webpki's, remembering what was presented.
+/// `--allow-cn` and `--allow-san`: which verified client certificates are admitted (any
+/// match admits; both empty: all).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Allow {
+    pub cn: Vec<String>,
+    pub san: Vec<String>,
+}
+
+impl Allow {
+    fn admits(&self, cert: &CertificateDer<'_>) -> Result<(), NotAllowed> {
+        if self.cn.is_empty() && self.san.is_empty() {
+            return Ok(());
+        }
+        let info = CertInfo::parse(cert).unwrap_or_default();
+        let cns = common_names(cert);
+        // SANs as `KIND:value`; the value alone is what --allow-san names.
+        let values: Vec<&str> = info
+            .sans
+            .iter()
+            .map(|s| s.split_once(':').map_or(s.as_str(), |(_, v)| v))
+            .collect();
+        let cn_ok = cns.iter().any(|cn| self.cn.iter().any(|a| a == cn));
+        let san_ok = values
+            .iter()
+            .any(|v| self.san.iter().any(|a| a.eq_ignore_ascii_case(v)));
+        if cn_ok || san_ok {
+            return Ok(());
+        }
+        Err(NotAllowed {
+            cn: cns.join(", "),
+            sans: info.sans.join(", "),
+        })
+    }
+}
+
+/// The subject's common names, escaped.
+fn common_names(cert: &CertificateDer<'_>) -> Vec<String> {
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+        return Vec::new();
+    };
+    parsed
+        .subject()
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok())
+        .map(escape)
+        .collect()
+}
+
+/// A verified client certificate that the allow lists do not admit.
+#[derive(Debug)]
+struct NotAllowed {
+    cn: String,
+    sans: String,
+}
+
+impl std::fmt::Display for NotAllowed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "is not admitted by --allow-cn/--allow-san (its CN: {}; its names: {})",
+            if self.cn.is_empty() { "none" } else { &self.cn },
+            if self.sans.is_empty() {
+                "none"
+            } else {
+                &self.sans
+            }
+        )
+    }
+}
+
+impl std::error::Error for NotAllowed {}
+
+/// The listener's verifier of client certificates: webpki's, then the allow lists,
+/// remembering what was presented.
 #[derive(Debug)]
 pub(crate) struct ClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
+    allow: Allow,
     seen: Arc<Presented>,
 }
 
 impl ClientVerifier {
-    pub(crate) fn new(inner: Arc<dyn ClientCertVerifier>) -> Self {
+    pub(crate) fn new(inner: Arc<dyn ClientCertVerifier>, allow: Allow) -> Self {
         ClientVerifier {
             inner,
+            allow,
             seen: Arc::default(),
         }
     }
@@ -188,8 +263,13 @@ impl ClientCertVerifier for ClientVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         self.seen.record(end_entity, intermediates);
-        self.inner
-            .verify_client_cert(end_entity, intermediates, now)
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        self.allow.admits(end_entity).map_err(|e| {
+            rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(e))))
+        })?;
+        Ok(verified)
     }
 
     fn verify_tls12_signature(
