@@ -23,4 +23,5 @@ mod proxies;
 mod servers;
 mod starttls;
 mod stream;
+mod tunnels;
 mod verify;

@@ -1,0 +1,384 @@
+//! Tunnels: `listen --to` (TLS in front of a plain service) and `connect --from` (a local
+//! port for a TLS service), with curl, python's http.server and openssl s_server as the
+//! parts, PROXY protocol headers, client-certificate allow lists, close propagation, and the
+//! environment of `-e` children.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::util::pki::{s, KeyType, Pki, VALID};
+use crate::util::*;
+
+/// `stls listen 127.0.0.1:0 --to BACKEND` with the fixture's certificate, plus `extra`.
+fn tunnel_to(pki: &Pki, backend: &str, extra: &[&str]) -> Listener {
+    let mut args = vec!["--to", backend, "--cert", s(&pki.server.cert)];
+    args.extend(["--key", s(&pki.server.key)]);
+    args.extend(extra);
+    Listener::start(&args, Input::Null)
+}
+
+/// `python3 -m http.server` serving `dir` on a free port.
+fn http_server(dir: &std::path::Path) -> (u16, Proc) {
+    let port = free_port();
+    let mut cmd = Command::new("python3");
+    cmd.args([
+        "-m",
+        "http.server",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+    ])
+    .current_dir(dir);
+    let proc = Proc::spawn(&mut cmd, Input::Null);
+    wait_listening(port);
+    (port, proc)
+}
+
+fn curl(args: &[&str]) -> Done {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-S"]).args(args);
+    Proc::spawn(&mut cmd, Input::Null).finish()
+}
+
+#[test]
+fn curl_through_listen_to_a_web_server() {
+    if !have("curl") {
+        return;
+    }
+    let pki = Pki::new();
+    let site = tempdir();
+    let body = random_bytes(5 << 20, 3);
+    std::fs::write(site.path().join("big.bin"), &body).unwrap();
+    let (web, _server) = http_server(site.path());
+    let l = tunnel_to(&pki, &format!("127.0.0.1:{web}"), &["-v"]);
+    let url = format!("https://localhost:{}/big.bin", l.port);
+    let got = curl(&["--cacert", s(&pki.ca.cert), &url]);
+    got.expect_code(0);
+    assert_same(&got.stdout, &body, "5 MiB through the tunnel");
+    // 20 at once.
+    let downloads: Vec<_> = (0..20)
+        .map(|_| {
+            let mut cmd = Command::new("curl");
+            cmd.args(["-s", "--cacert", s(&pki.ca.cert), &url]);
+            Proc::spawn(&mut cmd, Input::Null)
+        })
+        .collect();
+    for d in downloads {
+        let got = d.finish();
+        got.expect_code(0);
+        assert_same(&got.stdout, &body, "one of 20 concurrent downloads");
+    }
+    l.wait_line(&format!("connecting to 127.0.0.1:{web}"));
+}
+
+#[test]
+fn connect_from_gives_a_local_port_for_openssl_s_server() {
+    if !have("curl") || !have("openssl") {
+        return;
+    }
+    let pki = Pki::new();
+    let port = free_port();
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_server", "-www", "-accept", &format!("127.0.0.1:{port}")])
+        .args(["-cert", s(&pki.server.cert), "-key", s(&pki.server.key)]);
+    let _server = Proc::spawn(&mut cmd, Input::Held);
+    wait_listening(port);
+    let mut cmd = stls();
+    cmd.args(["connect", &format!("localhost:{port}"), "--from", "0"])
+        .args(["--cacert", s(&pki.ca.cert), "-v"]);
+    let from = Listener::start_cmd(&mut cmd, Input::Null);
+    // Plain text stays on loopback unless asked.
+    assert!(from.proc.stderr_text().contains("listening on 127.0.0.1:"));
+    let got = curl(&[&format!("http://127.0.0.1:{}/", from.port)]);
+    got.expect_code(0);
+    let page = String::from_utf8_lossy(&got.stdout);
+    assert!(
+        page.contains("Ciphers supported in s_server binary"),
+        "{page}"
+    );
+    from.wait_line("TLSv1.3");
+}
+
+/// A plain backend that reads a PROXY header (and then echoes), returning the header.
+fn proxy_backend(v2: bool) -> (u16, JoinHandle<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let thread = std::thread::spawn(move || {
+        let (mut sock, _) = listener.accept().unwrap();
+        let mut header = Vec::new();
+        let mut byte = [0u8; 1];
+        if v2 {
+            let mut fixed = [0u8; 16];
+            sock.read_exact(&mut fixed).unwrap();
+            let len = u16::from_be_bytes([fixed[14], fixed[15]]) as usize;
+            let mut rest = vec![0u8; len];
+            sock.read_exact(&mut rest).unwrap();
+            header.extend_from_slice(&fixed);
+            header.extend_from_slice(&rest);
+        } else {
+            while !header.ends_with(b"\r\n") {
+                sock.read_exact(&mut byte).unwrap();
+                header.push(byte[0]);
+            }
+        }
+        // Then echo until the client's end.
+        let mut buf = [0u8; 4096];
+        loop {
+            match sock.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => sock.write_all(&buf[..n]).unwrap(),
+            }
+        }
+        header
+    });
+    (port, thread)
+}
+
+#[test]
+fn the_backend_learns_the_client_address_from_a_proxy_header() {
+    let pki = Pki::new();
+    for (version, v2) in [("v1", false), ("v2", true)] {
+        let (port, backend) = proxy_backend(v2);
+        let l = tunnel_to(
+            &pki,
+            &format!("127.0.0.1:{port}"),
+            &["--proxy-protocol", version],
+        );
+        let done = connect(
+            &format!("localhost:{}", l.port),
+            &["--cacert", s(&pki.ca.cert)],
+            Input::Bytes(b"echo me\n".to_vec()),
+        );
+        done.expect_code(0);
+        assert_eq!(done.stdout, b"echo me\n");
+        let header = backend.join().unwrap();
+        if v2 {
+            assert_eq!(&header[..12], b"\r\n\r\n\0\r\nQUIT\n");
+            assert_eq!(header[12..14], [0x21, 0x11], "v2, PROXY, TCP over IPv4");
+            assert_eq!(header[16..20], [127, 0, 0, 1], "the client's address");
+            assert_eq!(header[20..24], [127, 0, 0, 1]);
+            assert_eq!(u16::from_be_bytes([header[26], header[27]]), l.port);
+        } else {
+            let text = String::from_utf8(header).unwrap();
+            assert!(
+                text.starts_with("PROXY TCP4 127.0.0.1 127.0.0.1 "),
+                "{text}"
+            );
+            assert!(text.ends_with(&format!(" {}\r\n", l.port)), "{text}");
+        }
+    }
+}
+
+#[test]
+fn close_propagates_both_ways_and_a_half_close_loses_nothing() {
+    let pki = Pki::new();
+    // The backend reads to the end, then answers with what it counted: the client's
+    // close_notify became the backend's EOF, and the answer still came back.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let backend = std::thread::spawn(move || {
+        let (mut sock, _) = listener.accept().unwrap();
+        let mut got = Vec::new();
+        sock.read_to_end(&mut got).unwrap();
+        sock.write_all(format!("{} bytes\n", got.len()).as_bytes())
+            .unwrap();
+        got
+    });
+    let l = tunnel_to(&pki, &format!("127.0.0.1:{port}"), &[]);
+    let data = random_bytes(300_000, 4);
+    let done = connect(
+        &format!("localhost:{}", l.port),
+        &["--cacert", s(&pki.ca.cert)],
+        Input::Bytes(data.clone()),
+    );
+    done.expect_code(0);
+    assert_eq!(done.stdout, b"300000 bytes\n");
+    assert_same(&backend.join().unwrap(), &data, "client → backend");
+
+    // A backend that resets mid-stream: the TLS client is reset too.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (sock, _) = listener.accept().unwrap();
+        let mut sock = sock;
+        sock.write_all(b"partial").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        socket2::SockRef::from(&sock)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    });
+    let l = tunnel_to(&pki, &format!("127.0.0.1:{port}"), &[]);
+    let mut cmd = stls();
+    cmd.args([
+        "connect",
+        &format!("localhost:{}", l.port),
+        "--cacert",
+        s(&pki.ca.cert),
+    ]);
+    let done = Proc::spawn(&mut cmd, Input::Held).finish();
+    done.expect_code(3);
+    assert_eq!(done.stdout, b"partial");
+    l.wait_line("the local connection failed (connection reset by peer)");
+
+    // A backend that is down: the client gets a close without data, the listener a line.
+    let down = format!("127.0.0.1:{}", free_port());
+    let l = tunnel_to(&pki, &down, &[]);
+    let done = connect(
+        &format!("localhost:{}", l.port),
+        &["--cacert", s(&pki.ca.cert)],
+        Input::Null,
+    );
+    assert_ne!(done.code(), 0);
+    assert!(done.stdout.is_empty());
+    l.wait_line("connection refused");
+}
+
+#[test]
+fn allow_lists_admit_only_the_named_client_certificates() {
+    let pki = Pki::new();
+    let alice = pki.ca.client("alice", "alice", KeyType::P256, VALID);
+    let mallory = pki.ca.client("mallory", "mallory", KeyType::P256, VALID);
+    let args = |extra: &[&str]| {
+        let mut a = vec!["-k", "--client-ca", s(&pki.ca.cert)];
+        a.extend(["--cert", s(&pki.server.cert), "--key", s(&pki.server.key)]);
+        a.extend(["-c", "echo admitted $STLS_PEER_CN"]);
+        a.extend_from_slice(extra);
+        a.iter().map(|x| x.to_string()).collect::<Vec<_>>()
+    };
+    for extra in [&["--allow-cn", "alice"][..], &["--allow-san", "ALICE"]] {
+        let a = args(extra);
+        let l = Listener::start(
+            &a.iter().map(String::as_str).collect::<Vec<_>>(),
+            Input::Null,
+        );
+        let client = |leaf: &crate::util::pki::Leaf| {
+            connect(
+                &format!("localhost:{}", l.port),
+                &[
+                    "--cacert",
+                    s(&pki.ca.cert),
+                    "--cert",
+                    s(&leaf.cert),
+                    "--key",
+                    s(&leaf.key),
+                ],
+                Input::Null,
+            )
+        };
+        let ok = client(&alice);
+        ok.expect_code(0);
+        assert_eq!(ok.stdout, b"admitted alice\n");
+        client(&mallory).expect_code(4);
+        l.wait_line("is not admitted by --allow-cn/--allow-san (its CN: mallory");
+    }
+    // curl with a client certificate, through a tunnel with an allow list.
+    if have("curl") {
+        let site = tempdir();
+        std::fs::write(site.path().join("hi.txt"), b"hi\n").unwrap();
+        let (web, _server) = http_server(site.path());
+        let l = tunnel_to(
+            &pki,
+            &format!("127.0.0.1:{web}"),
+            &["--client-ca", s(&pki.ca.cert), "--allow-cn", "alice"],
+        );
+        let url = format!("https://localhost:{}/hi.txt", l.port);
+        let cert = |leaf: &crate::util::pki::Leaf| {
+            curl(&[
+                "--cacert",
+                s(&pki.ca.cert),
+                "--cert",
+                s(&leaf.cert),
+                "--key",
+                s(&leaf.key),
+                &url,
+            ])
+        };
+        let ok = cert(&alice);
+        ok.expect_code(0);
+        assert_eq!(ok.stdout, b"hi\n");
+        assert_ne!(cert(&mallory).code(), 0);
+    }
+    // Without --client-ca there is nothing to choose from.
+    run(&["listen", "0", "--allow-cn", "alice"], Input::Null)
+        .expect_code(2)
+        .expect_stderr("need --client-ca");
+}
+
+#[test]
+fn exec_children_learn_the_peer_and_the_session() {
+    let pki = Pki::new();
+    let alice = pki.ca.client("alice", "alice", KeyType::P256, VALID);
+    let script = "env | grep ^STLS_ | sort";
+    let l = Listener::start(
+        &[
+            "-k",
+            "--client-ca-optional",
+            s(&pki.ca.cert),
+            "--cert",
+            s(&pki.server.cert),
+            "--key",
+            s(&pki.server.key),
+            "--alpn",
+            "demo",
+            "-c",
+            script,
+        ],
+        Input::Null,
+    );
+    let with = connect(
+        &format!("localhost:{}", l.port),
+        &[
+            "--cacert",
+            s(&pki.ca.cert),
+            "--cert",
+            s(&alice.cert),
+            "--key",
+            s(&alice.key),
+            "--alpn",
+            "demo",
+        ],
+        Input::Null,
+    );
+    with.expect_code(0);
+    let env = String::from_utf8_lossy(&with.stdout).to_string();
+    let alice_fp = Command::new("openssl")
+        .args([
+            "x509",
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+            "-in",
+            s(&alice.cert),
+        ])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .replace("sha256 Fingerprint=", "")
+        })
+        .unwrap_or_default();
+    for line in [
+        "STLS_ALPN=demo".to_string(),
+        "STLS_PEER_CN=alice".to_string(),
+        "STLS_PEER_SANS=DNS:alice".to_string(),
+        format!("STLS_PEER_SHA256={alice_fp}"),
+        "STLS_SNI=localhost".to_string(),
+        "STLS_TLS_CIPHER=TLS13_".to_string(),
+        "STLS_TLS_VERSION=TLSv1.3".to_string(),
+    ] {
+        assert!(env.contains(&line), "{line} missing from:\n{env}");
+    }
+    // Without a client certificate, the peer's variables are unset.
+    let without = connect(
+        &format!("localhost:{}", l.port),
+        &["--cacert", s(&pki.ca.cert), "--alpn", "demo"],
+        Input::Null,
+    );
+    without.expect_code(0);
+    let env = String::from_utf8_lossy(&without.stdout);
+    assert!(!env.contains("STLS_PEER_CN"), "{env}");
+    assert!(env.contains("STLS_TLS_VERSION=TLSv1.3"), "{env}");
+}
