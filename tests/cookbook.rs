@@ -571,3 +571,40 @@ fn through_a_proxy() {
     assert_eq!(done.stdout, b"HTTP/1.0 200 OK\r\n\r\nhello");
     assert!(!done.stderr.contains("s3cret"));
 }
+
+const STUNNEL_SERVER: &str =
+    "stls listen 8443 --to 127.0.0.1:8080 --cert server.pem --key server.key";
+const STUNNEL_CLIENT: &str = "stls connect db.example:5433 --from 5432 --cacert ca.pem";
+
+#[test]
+fn stls_as_stunnel_both_ways() {
+    // A plain echo-once backend, the TLS front of it, and a plain local port in front of that:
+    // plain → TLS → plain, end to end.
+    let pki = Pki::new();
+    let dir = site(&pki);
+    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend_port = backend.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (mut sock, _) = backend.accept().unwrap();
+        let mut got = Vec::new();
+        sock.read_to_end(&mut got).unwrap();
+        sock.write_all(&got).unwrap();
+    });
+    let (front, local) = (free_port(), free_port());
+    let server = recipe(STUNNEL_SERVER)
+        .replace("8443", &format!("127.0.0.1:{front}"))
+        .replace("8080", &backend_port.to_string());
+    let _server = sh(&server, dir.path(), Input::Null);
+    wait_listening(front);
+    let client = recipe(STUNNEL_CLIENT)
+        .replace("db.example:5433", &format!("localhost:{front}"))
+        .replace("5432", &local.to_string());
+    let _client = sh(&client, dir.path(), Input::Null);
+    wait_listening(local);
+    let mut plain = TcpStream::connect(("127.0.0.1", local)).unwrap();
+    plain.write_all(b"through two tunnels\n").unwrap();
+    plain.shutdown(Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    plain.read_to_end(&mut back).unwrap();
+    assert_eq!(back, b"through two tunnels\n");
+}
