@@ -114,6 +114,7 @@ fn tunnel(s: &Connect, host: &str, port: u16) -> Result<()> {
         max_conns: 1000,
         max_handshakes: 256,
         accept: Box::new(accept),
+        reload: None,
     })?;
     report::info(format_args!("listening on {local}"));
     relay.run()

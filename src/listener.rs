@@ -3,6 +3,7 @@
 //! before are logged and forgotten), or with `-k` many at once on the one event loop.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use anyhow::{anyhow, Result};
@@ -36,11 +37,17 @@ pub(crate) fn run(s: &Listen) -> Result<()> {
         _ => (s.handshake_timeout, "--handshake-timeout"),
     };
     // A connection of its own on our side: a child (-e/-c) or the backend (--to).
-    let (config, exec) = (s.config.clone(), s.common.exec.is_some() || s.to.is_some());
+    let exec = s.common.exec.is_some() || s.to.is_some();
+    // SIGHUP swaps in a new configuration for the handshakes that follow.
+    let config = Arc::new(RwLock::new(s.config.clone()));
+    let current = config.clone();
     let starttls = s.starttls.clone();
     let accept = move |sock: TcpStream, addr: SocketAddr| -> Result<Session> {
         let _ = sock.set_nodelay(true);
-        let tls = ServerConnection::new(config.clone()).map_err(|e| anyhow!("TLS setup: {e}"))?;
+        let served = current
+            .read()
+            .map_or_else(|e| e.into_inner().clone(), |c| c.clone());
+        let tls = ServerConnection::new(served).map_err(|e| anyhow!("TLS setup: {e}"))?;
         Ok(Session::new(
             TlsSocket::new(sock, tls.into()),
             format!("client {addr}"),
@@ -65,6 +72,16 @@ pub(crate) fn run(s: &Listen) -> Result<()> {
         max_conns: s.max_conns,
         max_handshakes: s.max_handshakes,
         accept: Box::new(accept),
+        reload: s.reload.clone().map(|(files, presented)| {
+            Box::new(move || {
+                let (new, fingerprint) = files.load(&presented)?;
+                let mut slot = config.write().unwrap_or_else(|e| e.into_inner());
+                *slot = Arc::new(new);
+                Ok(format!(
+                    "serving the certificate with sha256 fingerprint {fingerprint}"
+                ))
+            }) as Box<dyn Fn() -> Result<String>>
+        }),
     })?;
     if s.ephemeral {
         report::info(format_args!("sha256 fingerprint {}", s.fingerprint));

@@ -26,7 +26,7 @@ use anyhow::{anyhow, Result};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Waker};
 use rustix::process::{waitpid, Pid, WaitOptions};
-use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
@@ -54,6 +54,9 @@ pub(crate) struct Listening {
     pub max_handshakes: usize,
     /// Set up TLS for an accepted socket.
     pub accept: Box<dyn Fn(TcpStream, SocketAddr) -> Result<Session>>,
+    /// SIGHUP: read the certificate, key and CA files again for new handshakes; says what
+    /// is served now. Connections already open keep what they have.
+    pub reload: Option<Box<dyn Fn() -> Result<String>>>,
 }
 
 pub(crate) struct Relay {
@@ -130,6 +133,9 @@ impl Relay {
         self.poll
             .registry()
             .register(&mut listening.sock, LISTENER, Interest::READABLE)?;
+        if listening.reload.is_some() && !ignored(SIGHUP) {
+            self.signals.add_signal(SIGHUP)?;
+        }
         self.waiting = !listening.keep_open;
         self.listening = Some(listening);
         Ok(())
@@ -460,6 +466,7 @@ impl Relay {
         for sig in self.signals.pending() {
             match sig {
                 SIGINT | SIGTERM => stop = stop.or(Some(sig)),
+                SIGHUP => self.reload(),
                 _ => child = true,
             }
         }
@@ -467,6 +474,20 @@ impl Relay {
             self.reap_children();
         }
         stop
+    }
+
+    /// SIGHUP: new handshakes use the files as they are now; a bad file keeps the old
+    /// configuration, and says why.
+    fn reload(&mut self) {
+        let Some(reload) = self.listening.as_ref().and_then(|l| l.reload.as_ref()) else {
+            return;
+        };
+        match reload() {
+            Ok(what) => report::info(format_args!("SIGHUP: reloaded; {what}")),
+            Err(e) => report::warn(format_args!(
+                "SIGHUP: {e:#}; the certificates loaded before are kept"
+            )),
+        }
     }
 
     /// Reap every child that has exited, as soon as it has: a command that exits while its

@@ -101,6 +101,8 @@ pub(crate) struct Connect {
 pub(crate) struct Listen {
     pub host: Option<String>,
     pub port: u16,
+    /// SIGHUP: the files to read again, and where the client verifier records chains.
+    pub reload: Option<(Served, Arc<Presented>)>,
     pub config: Arc<ServerConfig>,
     pub explain: Explainer,
     /// The fingerprint to print: always for an ephemeral certificate, with -v otherwise.
@@ -395,46 +397,36 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
         None => None,
     };
     let proto = protocol(&args.common.tls)?;
-    let provider = proto.provider.clone();
-    let client_auth = match (&args.client_ca, &args.client_ca_optional) {
-        (Some(path), _) => tls::ClientAuth::Required(trust::roots_from_file(path)?),
-        (None, Some(path)) => tls::ClientAuth::Optional(trust::roots_from_file(path)?),
-        (None, None) => tls::ClientAuth::None,
-    };
-    let (identity, ephemeral) = match &args.common.tls.cert {
-        Some(cert) => (
-            identity::load_identity(cert, args.common.tls.key.as_deref(), &provider)?,
-            false,
-        ),
-        None => (identity::ephemeral(&provider)?, true),
-    };
-    let fingerprint = identity
-        .cert
-        .first()
-        .map(|c| fingerprint_text(&sha256(c.as_ref())))
-        .unwrap_or_default();
     if (!args.allow_cn.is_empty() || !args.allow_san.is_empty())
-        && matches!(client_auth, tls::ClientAuth::None)
+        && args.client_ca.is_none()
+        && args.client_ca_optional.is_none()
     {
         return Err(Class::Usage.err(
             "--allow-cn and --allow-san choose among verified client certificates: they need \
              --client-ca (or --client-ca-optional)",
         ));
     }
-    let allow = trust::Allow {
-        cn: args.allow_cn.clone(),
-        san: args.allow_san.clone(),
+    let files = Served {
+        cert: args.common.tls.cert.clone(),
+        key: args.common.tls.key.clone(),
+        client_ca: args.client_ca.clone(),
+        client_ca_optional: args.client_ca_optional.clone(),
+        allow: trust::Allow {
+            cn: args.allow_cn.clone(),
+            san: args.allow_san.clone(),
+        },
+        proto: proto.clone(),
     };
-    let (config, client_verifier) = tls::server_config(&proto, identity, client_auth, allow)?;
+    let presented = Arc::<Presented>::default();
+    let (config, fingerprint) = files.load(&presented)?;
+    let ephemeral = files.cert.is_none();
     Ok(Listen {
         host,
         port,
         config: Arc::new(config),
-        explain: Explainer::new(
-            Side::Server,
-            proto.alpn.clone(),
-            client_verifier.map(|v| v.presented()).unwrap_or_default(),
-        ),
+        explain: Explainer::new(Side::Server, proto.alpn.clone(), presented.clone()),
+        // An ephemeral certificate has no file to read again.
+        reload: (!ephemeral).then_some((files, presented)),
         fingerprint,
         ephemeral,
         keep_open: args.keep_open || args.to.is_some(),
@@ -461,6 +453,49 @@ fn family(args: &NetArgs) -> Family {
         (true, _) => Family::V4,
         (_, true) => Family::V6,
         _ => Family::Any,
+    }
+}
+
+/// The files `listen` serves from (`--cert`, `--key`, `--client-ca`), kept to be read again
+/// on SIGHUP.
+#[derive(Clone)]
+pub(crate) struct Served {
+    /// None: an ephemeral certificate.
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+    client_ca_optional: Option<PathBuf>,
+    allow: trust::Allow,
+    proto: Protocol,
+}
+
+impl Served {
+    /// The server configuration from the files as they are now, and the fingerprint of the
+    /// certificate served; client chains are recorded in `presented`.
+    pub(crate) fn load(&self, presented: &Arc<Presented>) -> Result<(ServerConfig, String)> {
+        let provider = &self.proto.provider;
+        let client_auth = match (&self.client_ca, &self.client_ca_optional) {
+            (Some(path), _) => tls::ClientAuth::Required(trust::roots_from_file(path)?),
+            (None, Some(path)) => tls::ClientAuth::Optional(trust::roots_from_file(path)?),
+            (None, None) => tls::ClientAuth::None,
+        };
+        let identity = match &self.cert {
+            Some(cert) => identity::load_identity(cert, self.key.as_deref(), provider)?,
+            None => identity::ephemeral(provider)?,
+        };
+        let fingerprint = identity
+            .cert
+            .first()
+            .map(|c| fingerprint_text(&sha256(c.as_ref())))
+            .unwrap_or_default();
+        let config = tls::server_config(
+            &self.proto,
+            identity,
+            client_auth,
+            self.allow.clone(),
+            presented.clone(),
+        )?;
+        Ok((config, fingerprint))
     }
 }
 

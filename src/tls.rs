@@ -18,7 +18,7 @@ use rustls::{ClientConfig, KeyLog, RootCertStore, ServerConfig, SupportedProtoco
 
 use crate::error::{io_phrase, Class};
 use crate::report;
-use crate::trust::{Allow, ClientVerifier, ServerVerifier};
+use crate::trust::{Allow, ClientVerifier, Presented, ServerVerifier};
 
 /// TLS settings both sides share, resolved from the flags.
 #[derive(Clone)]
@@ -198,7 +198,8 @@ pub(crate) fn server_config(
     identity: Arc<CertifiedKey>,
     client_auth: ClientAuth,
     allow: Allow,
-) -> Result<(ServerConfig, Option<Arc<ClientVerifier>>)> {
+    presented: Arc<Presented>,
+) -> Result<ServerConfig> {
     let builder = ServerConfig::builder_with_provider(proto.provider.clone())
         .with_protocol_versions(&proto.versions)
         .map_err(|e| anyhow!("TLS configuration: {e}"))?;
@@ -207,7 +208,7 @@ pub(crate) fn server_config(
         ClientAuth::Required(roots) => Some(client_verifier(proto, roots, false)?),
         ClientAuth::Optional(roots) => Some(client_verifier(proto, roots, true)?),
     };
-    let verifier = verifier.map(|v| Arc::new(ClientVerifier::new(v, allow)));
+    let verifier = verifier.map(|v| Arc::new(ClientVerifier::new(v, allow, presented)));
     let builder = match &verifier {
         Some(v) => builder.with_client_cert_verifier(v.clone()),
         None => builder.with_no_client_auth(),
@@ -221,7 +222,7 @@ pub(crate) fn server_config(
         config.session_storage = Arc::new(NoServerSessionStorage {});
         config.send_tls13_tickets = 0;
     }
-    Ok((config, verifier))
+    Ok(config)
 }
 
 fn client_verifier(

@@ -229,17 +229,12 @@ pub(crate) struct ClientVerifier {
 }
 
 impl ClientVerifier {
-    pub(crate) fn new(inner: Arc<dyn ClientCertVerifier>, allow: Allow) -> Self {
-        ClientVerifier {
-            inner,
-            allow,
-            seen: Arc::default(),
-        }
-    }
-
-    /// Where the chain each client presents is recorded.
-    pub(crate) fn presented(&self) -> Arc<Presented> {
-        self.seen.clone()
+    pub(crate) fn new(
+        inner: Arc<dyn ClientCertVerifier>,
+        allow: Allow,
+        seen: Arc<Presented>,
+    ) -> Self {
+        ClientVerifier { inner, allow, seen }
     }
 }
 

@@ -382,3 +382,53 @@ fn exec_children_learn_the_peer_and_the_session() {
     assert!(!env.contains("STLS_PEER_CN"), "{env}");
     assert!(env.contains("STLS_TLS_VERSION=TLSv1.3"), "{env}");
 }
+
+#[test]
+fn sighup_reloads_the_certificate_for_new_handshakes_only() {
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    let (cert, key) = (dir.join("live.pem"), dir.join("live.key"));
+    std::fs::copy(&pki.server.cert, &cert).unwrap();
+    std::fs::copy(&pki.server.key, &key).unwrap();
+    let mut l = Listener::start(
+        &["-k", "-v", "--cert", s(&cert), "--key", s(&key)],
+        Input::Held,
+    );
+    let addr = format!("localhost:{}", l.port);
+    // What a new handshake is served, as inspect sees it.
+    let served = || {
+        let done = run(
+            &["inspect", "--json", "--cacert", s(&pki.ca.cert), &addr],
+            Input::Null,
+        );
+        done.expect_code(0);
+        let v: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();
+        v["chain"][0]["sha256"].as_str().unwrap().to_string()
+    };
+    let before = served();
+    l.wait_line("connection from");
+    // A connection that stays open across the reload.
+    let mut cmd = stls();
+    cmd.args(["connect", &addr, "--cacert", s(&pki.ca.cert)]);
+    let mut open = Proc::spawn(&mut cmd, Input::Held);
+    l.wait_line("connection from");
+    // New certificate files, then SIGHUP.
+    let next = pki
+        .ca
+        .server("next", &["localhost"], KeyType::Rsa2048, VALID);
+    std::fs::copy(&next.cert, &cert).unwrap();
+    std::fs::copy(&next.key, &key).unwrap();
+    l.signal(libc::SIGHUP);
+    l.wait_line("SIGHUP: reloaded");
+    let after = served();
+    assert_ne!(before, after);
+    // The earlier connection still works: it gets what the listener's stdin sends.
+    l.proc.stdin().write_all(b"still here\n").unwrap();
+    open.wait_stdout(11).unwrap();
+    open.close_stdin();
+    // A bad file keeps what was loaded, and says why.
+    std::fs::write(&key, b"not a key").unwrap();
+    l.signal(libc::SIGHUP);
+    l.wait_line("the certificates loaded before are kept");
+    assert_eq!(served(), after);
+}
