@@ -69,7 +69,7 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
 /// `connect --from`: accept plain TCP connections and give each its own TLS connection to
 /// the target, through the same proxies and dialogue; many at once on the one event loop.
 fn tunnel(s: &Connect, host: &str, port: u16) -> Result<()> {
-    let sock = net::bind(Some(host), port, s.common.family)?;
+    let sock = net::bind(Some(host), port, s.common.family, false)?;
     let local = sock.local_addr()?;
     // Resolved once: the first hop's addresses.
     let first = s.proxies.first_hop(&s.target);

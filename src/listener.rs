@@ -7,9 +7,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use anyhow::{anyhow, Result};
-use mio::net::TcpStream;
+use mio::net::{TcpListener, TcpStream};
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-use rustls::ServerConnection;
+use rustls::{ServerConfig, ServerConnection};
 
 use crate::net;
 use crate::preamble::{Preamble, Stage};
@@ -20,9 +20,54 @@ use crate::settings::Listen;
 use crate::tls_socket::TlsSocket;
 
 pub(crate) fn run(s: &Listen) -> Result<()> {
-    let sock = net::bind(s.host.as_deref(), s.port, s.common.family)?;
+    // Tunnels run an event loop per thread, each with its own listening socket on the same
+    // port (SO_REUSEPORT: the kernel spreads the clients). stdin/stdout and -e children stay
+    // on one.
+    let threads = if s.to.is_some() { s.threads.max(1) } else { 1 };
+    let sock = net::bind(s.host.as_deref(), s.port, s.common.family, threads > 1)?;
     let local = sock.local_addr()?;
     let nofile = raise_fd_limit();
+    // SIGHUP swaps in a new configuration for the handshakes that follow, in every loop.
+    let config = Arc::new(RwLock::new(s.config.clone()));
+    let extra = (1..threads)
+        .map(|_| net::bind_again(local))
+        .collect::<Result<Vec<_>>>()?;
+    std::thread::scope(|scope| {
+        for sock in extra {
+            let config = config.clone();
+            scope.spawn(move || {
+                if let Err(e) = serve(s, sock, config, nofile, threads, false) {
+                    report::error(format_args!("{e:#}"));
+                }
+            });
+        }
+        announce(s, local);
+        serve(s, sock, config, nofile, threads, true)
+    })
+}
+
+/// Say where we listen (and the ephemeral certificate's fingerprint).
+fn announce(s: &Listen, local: SocketAddr) {
+    if s.ephemeral {
+        report::info(format_args!("sha256 fingerprint {}", s.fingerprint));
+    } else {
+        report::verbose(format_args!(
+            "certificate sha256 fingerprint {}",
+            s.fingerprint
+        ));
+    }
+    report::info(format_args!("listening on {local}"));
+}
+
+/// One event loop on `sock`; the first (`main`) also answers SIGHUP for all.
+fn serve(
+    s: &Listen,
+    sock: TcpListener,
+    config: Arc<RwLock<Arc<ServerConfig>>>,
+    nofile: Option<Rlimit>,
+    threads: usize,
+    main: bool,
+) -> Result<()> {
     let mut relay = Relay::new(Options {
         stall: s.keep_open.then_some(s.stall_timeout),
         exec: s.common.exec.clone().map(|p| p.with_nofile(nofile)),
@@ -38,8 +83,6 @@ pub(crate) fn run(s: &Listen) -> Result<()> {
     };
     // A connection of its own on our side: a child (-e/-c) or the backend (--to).
     let exec = s.common.exec.is_some() || s.to.is_some();
-    // SIGHUP swaps in a new configuration for the handshakes that follow.
-    let config = Arc::new(RwLock::new(s.config.clone()));
     let current = config.clone();
     let starttls = s.starttls.clone();
     let accept = move |sock: TcpStream, addr: SocketAddr| -> Result<Session> {
@@ -69,10 +112,11 @@ pub(crate) fn run(s: &Listen) -> Result<()> {
     relay.listen(Listening {
         sock,
         keep_open: s.keep_open,
-        max_conns: s.max_conns,
-        max_handshakes: s.max_handshakes,
+        // The limits are shared out among the loops.
+        max_conns: (s.max_conns / threads).max(1),
+        max_handshakes: (s.max_handshakes / threads).max(1),
         accept: Box::new(accept),
-        reload: s.reload.clone().map(|(files, presented)| {
+        reload: s.reload.clone().filter(|_| main).map(|(files, presented)| {
             Box::new(move || {
                 let (new, fingerprint) = files.load(&presented)?;
                 let mut slot = config.write().unwrap_or_else(|e| e.into_inner());
@@ -83,15 +127,6 @@ pub(crate) fn run(s: &Listen) -> Result<()> {
             }) as Box<dyn Fn() -> Result<String>>
         }),
     })?;
-    if s.ephemeral {
-        report::info(format_args!("sha256 fingerprint {}", s.fingerprint));
-    } else {
-        report::verbose(format_args!(
-            "certificate sha256 fingerprint {}",
-            s.fingerprint
-        ));
-    }
-    report::info(format_args!("listening on {local}"));
     relay.run()
 }
 

@@ -234,7 +234,12 @@ pub(crate) fn connect(
 }
 
 /// Bind a listening socket. No host: all interfaces, IPv6 and IPv4 together unless `-4`/`-6`.
-pub(crate) fn bind(host: Option<&str>, port: u16, family: Family) -> Result<TcpListener> {
+pub(crate) fn bind(
+    host: Option<&str>,
+    port: u16,
+    family: Family,
+    reuse_port: bool,
+) -> Result<TcpListener> {
     let candidates: Vec<(SocketAddr, bool)> = match host {
         None => match family {
             Family::Any => vec![
@@ -261,7 +266,7 @@ pub(crate) fn bind(host: Option<&str>, port: u16, family: Family) -> Result<TcpL
     let dual_stack = host.is_none() && family == Family::Any;
     let mut errors = Vec::new();
     for (addr, v6_only) in candidates {
-        match bind_one(addr, v6_only) {
+        match bind_one(addr, v6_only, reuse_port) {
             Ok(l) => return Ok(l),
             Err(e) => errors.push((addr, e)),
         }
@@ -289,12 +294,27 @@ fn ipv6_unavailable(err: &std::io::Error) -> bool {
     )
 }
 
-fn bind_one(addr: SocketAddr, v6_only: bool) -> std::io::Result<TcpListener> {
+/// Another listening socket on the address `bind(…, true)` returned, for another event loop
+/// (SO_REUSEPORT: the kernel spreads new connections among them).
+pub(crate) fn bind_again(addr: SocketAddr) -> Result<TcpListener> {
+    let v6_only = match addr {
+        SocketAddr::V6(a) => !a.ip().is_unspecified(),
+        SocketAddr::V4(_) => false,
+    };
+    bind_one(addr, v6_only, true).map_err(|e| {
+        Class::Network.err(format!("cannot listen on {addr} again: {}", io_phrase(&e)))
+    })
+}
+
+fn bind_one(addr: SocketAddr, v6_only: bool, reuse_port: bool) -> std::io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     if addr.is_ipv6() {
         socket.set_only_v6(v6_only)?;
     }
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
     socket.set_nonblocking(true)?;

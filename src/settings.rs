@@ -119,6 +119,8 @@ pub(crate) struct Listen {
     pub starttls: Option<(Proto, String)>,
     /// `--to`: the backend of a tunnel.
     pub to: Option<Backend>,
+    /// `--threads`: event loops for a tunnel.
+    pub threads: usize,
     pub common: Common,
 }
 
@@ -430,6 +432,10 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
         fingerprint,
         ephemeral,
         keep_open: args.keep_open || args.to.is_some(),
+        threads: args
+            .threads
+            .map(|n| n as usize)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         to: match &args.to {
             Some(text) => Some(backend(text, args.proxy_protocol, common.family)?),
             None => None,

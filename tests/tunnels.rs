@@ -53,8 +53,19 @@ fn curl_through_listen_to_a_web_server() {
     let body = random_bytes(5 << 20, 3);
     std::fs::write(site.path().join("big.bin"), &body).unwrap();
     let (web, _server) = http_server(site.path());
-    let l = tunnel_to(&pki, &format!("127.0.0.1:{web}"), &["-v"]);
+    let l = tunnel_to(&pki, &format!("127.0.0.1:{web}"), &["-v", "--threads", "3"]);
     let url = format!("https://localhost:{}/big.bin", l.port);
+    // Three event loops, each with its own listening socket on the port.
+    let needle = format!(":{:04X} ", l.port);
+    let listening = std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .filter(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            cols.len() > 3 && format!("{} ", cols[1]).ends_with(&needle) && cols[3] == "0A"
+        })
+        .count();
+    assert_eq!(listening, 3);
     let got = curl(&["--cacert", s(&pki.ca.cert), &url]);
     got.expect_code(0);
     assert_same(&got.stdout, &body, "5 MiB through the tunnel");
