@@ -38,6 +38,11 @@ const PEERS: &[(&str, &str, &str)] = &[
     ("inspircd", "inspircd", "STARTTLS against inspircd (irc)"),
     ("tinyproxy", "tinyproxy", "HTTP CONNECT through tinyproxy"),
     ("microsocks", "microsocks", "SOCKS5 through microsocks"),
+    (
+        "stunnel4",
+        "stunnel4",
+        "stunnel on the other side of a tunnel",
+    ),
 ];
 
 fn installed(program: &str) -> bool {

@@ -443,3 +443,97 @@ fn sighup_reloads_the_certificate_for_new_handshakes_only() {
     l.wait_line("the certificates loaded before are kept");
     assert_eq!(served(), after);
 }
+
+/// stunnel with `conf` (its [service] sections), in the foreground.
+fn stunnel(dir: &std::path::Path, conf: &str) -> Proc {
+    let path = write(
+        dir,
+        "stunnel.conf",
+        format!("foreground = yes\npid =\n{conf}"),
+    );
+    let mut cmd = Command::new("stunnel4");
+    cmd.arg(s(&path));
+    Proc::spawn(&mut cmd, Input::Null)
+}
+
+/// A plain backend that reads to the end and sends it back, once.
+fn echo_backend() -> (u16, JoinHandle<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let thread = std::thread::spawn(move || {
+        let (mut sock, _) = listener.accept().unwrap();
+        let mut got = Vec::new();
+        sock.read_to_end(&mut got).unwrap();
+        sock.write_all(&got).unwrap();
+        got
+    });
+    (port, thread)
+}
+
+/// Through a plain port: send `data`, end our side, read everything back.
+fn round_trip(port: u16, data: &[u8]) -> Vec<u8> {
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    sock.write_all(data).unwrap();
+    sock.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    sock.read_to_end(&mut back).unwrap();
+    back
+}
+
+#[test]
+fn stunnel_on_the_other_side_of_each_kind_of_tunnel() {
+    if !have("stunnel4") {
+        return;
+    }
+    let pki = Pki::new();
+    let dir = tempdir();
+    let data = random_bytes(200_000, 8);
+
+    // plain → stunnel (client) → TLS → stls listen --to → plain backend
+    let (backend, got) = echo_backend();
+    let l = tunnel_to(&pki, &format!("127.0.0.1:{backend}"), &[]);
+    let front = free_port();
+    let _client = stunnel(
+        dir.path(),
+        &format!(
+            "[c]\nclient = yes\naccept = 127.0.0.1:{front}\nconnect = 127.0.0.1:{}\n\
+             CAfile = {}\nverifyChain = yes\ncheckHost = localhost\nsni = localhost\n",
+            l.port,
+            s(&pki.ca.cert)
+        ),
+    );
+    wait_listening(front);
+    assert_same(
+        &round_trip(front, &data),
+        &data,
+        "stunnel → stls listen --to",
+    );
+    assert_same(&got.join().unwrap(), &data, "at the backend");
+
+    // plain → stls connect --from → TLS → stunnel (server) → plain backend
+    let (backend, got) = echo_backend();
+    let tls_port = free_port();
+    let dir2 = tempdir();
+    let _server = stunnel(
+        dir2.path(),
+        &format!(
+            "[s]\naccept = 127.0.0.1:{tls_port}\nconnect = 127.0.0.1:{backend}\ncert = {}\n\
+             key = {}\n",
+            s(&pki.server.cert),
+            s(&pki.server.key)
+        ),
+    );
+    wait_listening(tls_port);
+    let mut cmd = stls();
+    cmd.args(["connect", &format!("localhost:{tls_port}"), "--from", "0"])
+        .args(["--cacert", s(&pki.ca.cert)]);
+    let from = Listener::start_cmd(&mut cmd, Input::Null);
+    assert_same(
+        &round_trip(from.port, &data),
+        &data,
+        "stls connect --from → stunnel",
+    );
+    assert_same(&got.join().unwrap(), &data, "at the backend");
+}
