@@ -236,11 +236,11 @@ pub(crate) struct ListenArgs {
     #[arg(short = 'k', long)]
     pub keep_open: bool,
 
-    /// With -k: at most N connections at once; one more drops the oldest still in its
-    /// handshake, or is closed if every one is established (each with a line on stderr).
-    #[arg(long, value_name = "N", default_value_t = 1000, requires = "keep_open",
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_conns: u32,
+    /// With -k (or --to): at most N connections at once (default 1000); one more drops the
+    /// oldest still in its handshake, or is closed if every one is established (each with a
+    /// line on stderr).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_conns: Option<u32>,
 
     /// At most N clients in their TLS handshake at once: one more drops the oldest of them
     /// (with a line on stderr), never the newcomer.
@@ -249,10 +249,9 @@ pub(crate) struct ListenArgs {
     pub max_handshakes: u32,
 
     /// With -k: drop a client that takes no bytes for SECS while stdin has data for it, so
-    /// that one which does not read cannot hold stdin back from the others.
-    #[arg(long, value_name = "SECS", default_value = "10", requires = "keep_open",
-          value_parser = parse_secs)]
-    pub stall_timeout: Duration,
+    /// that one which does not read cannot hold stdin back from the others (default 10).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub stall_timeout: Option<Duration>,
 
     /// Drop a client that has not completed the TLS handshake within SECS.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]

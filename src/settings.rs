@@ -398,6 +398,17 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
         ),
         None => None,
     };
+    let many = args.keep_open || args.to.is_some();
+    for (given, flag) in [
+        (args.max_conns.is_some(), "--max-conns"),
+        (args.stall_timeout.is_some(), "--stall-timeout"),
+    ] {
+        if given && !many {
+            return Err(Class::Usage.err(format!(
+                "{flag} is for many clients at once: give -k (or --to) too"
+            )));
+        }
+    }
     let proto = protocol(&args.common.tls)?;
     if (!args.allow_cn.is_empty() || !args.allow_san.is_empty())
         && args.client_ca.is_none()
@@ -440,10 +451,10 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
             Some(text) => Some(backend(text, args.proxy_protocol, common.family)?),
             None => None,
         },
-        max_conns: args.max_conns as usize,
+        max_conns: args.max_conns.unwrap_or(1000) as usize,
         max_handshakes: args.max_handshakes as usize,
         handshake_timeout: args.handshake_timeout,
-        stall_timeout: args.stall_timeout,
+        stall_timeout: args.stall_timeout.unwrap_or(Duration::from_secs(10)),
         starttls: args.common.tls.starttls.map(|p| {
             (
                 p,
