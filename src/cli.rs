@@ -263,9 +263,9 @@ pub(crate) struct ListenArgs {
           conflicts_with_all = ["exec", "sh_exec", "recv_only", "send_only", "crlf"])]
     pub to: Option<String>,
 
-    /// With --to: run N event loops, each on its own thread (default: one per core).
-    #[arg(long, value_name = "N", requires = "to",
-          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    /// With --to, or -k with -e/-c: run N event loops, each on its own thread (default: one
+    /// per core with --to, one with -e/-c).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: Option<u32>,
 
     /// With --to: first send the backend a PROXY protocol header (v1 text, v2 binary) naming

@@ -3,7 +3,7 @@
 //! before are logged and forgotten), or with `-k` many at once on the one event loop.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Barrier, RwLock};
 use std::time::Instant;
 
 use anyhow::{anyhow, Result};
@@ -20,30 +20,41 @@ use crate::settings::Listen;
 use crate::tls_socket::TlsSocket;
 
 pub(crate) fn run(s: &Listen) -> Result<()> {
-    // Tunnels run an event loop per thread, each with its own listening socket on the same
-    // port (SO_REUSEPORT: the kernel spreads the clients). stdin/stdout and -e children stay
-    // on one.
-    let threads = if s.to.is_some() { s.threads.max(1) } else { 1 };
+    // Tunnels (by default one per core) and -k -e services (with --threads) run an event
+    // loop per thread, each with its own listening socket on the same port (SO_REUSEPORT:
+    // the kernel spreads the clients); stdin/stdout, shared by every client, stays on one.
+    let threads = match (s.to.is_some(), s.threads) {
+        (true, None) => cores(),
+        (_, Some(n)) => n,
+        (false, None) => 1,
+    };
     let sock = net::bind(s.host.as_deref(), s.port, s.common.family, threads > 1)?;
-    let local = sock.local_addr()?;
+    let bound = sock.local_addr()?;
     let nofile = raise_fd_limit();
     // SIGHUP swaps in a new configuration for the handshakes that follow, in every loop.
     let config = Arc::new(RwLock::new(s.config.clone()));
     let extra = (1..threads)
-        .map(|_| net::bind_again(local))
+        .map(|_| net::bind_again(bound))
         .collect::<Result<Vec<_>>>()?;
+    // Every loop catches its signals before the address is announced: a signal sent once
+    // the address is known reaches them all.
+    let ready = Barrier::new(threads);
     std::thread::scope(|scope| {
         for sock in extra {
-            let config = config.clone();
+            let (config, ready) = (config.clone(), &ready);
             scope.spawn(move || {
-                if let Err(e) = serve(s, sock, config, nofile, threads, false) {
+                if let Err(e) = serve(s, sock, config, nofile, threads, ready, false) {
                     report::error(format_args!("{e:#}"));
                 }
             });
         }
-        announce(s, local);
-        serve(s, sock, config, nofile, threads, true)
+        // This loop's outcome is the run's.
+        serve(s, sock, config, nofile, threads, &ready, true)
     })
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Say where we listen (and the ephemeral certificate's fingerprint).
@@ -66,8 +77,10 @@ fn serve(
     config: Arc<RwLock<Arc<ServerConfig>>>,
     nofile: Option<Rlimit>,
     threads: usize,
+    ready: &Barrier,
     main: bool,
 ) -> Result<()> {
+    let local = sock.local_addr()?;
     let mut relay = Relay::new(Options {
         stall: s.keep_open.then_some(s.stall_timeout),
         exec: s.common.exec.clone().map(|p| p.with_nofile(nofile)),
@@ -127,6 +140,10 @@ fn serve(
             }) as Box<dyn Fn() -> Result<String>>
         }),
     })?;
+    ready.wait();
+    if main {
+        announce(s, local);
+    }
     relay.run()
 }
 

@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Result};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Waker};
-use rustix::process::{waitpid, Pid, WaitOptions};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
@@ -495,32 +494,28 @@ impl Relay {
     /// a zombie. Each is reaped through its own `Child`, which keeps the status for the
     /// connection to judge when the command's output ends.
     fn reap_children(&mut self) {
-        let mut last = None;
-        while let Some(pid) = exited_child() {
-            if last == Some(pid) {
-                // Its `Child` could not wait for it: reap it here rather than loop.
-                reap(pid);
-                continue;
-            }
-            last = Some(pid);
-            if let Some(i) = self.children.iter().position(|(_, c)| c.proc.id() == pid) {
-                let (label, mut child) = self.children.swap_remove(i);
-                if !child.reaped(&label) {
-                    self.children.push((label, child));
-                }
-            } else if let Some(key) = self
-                .peers
-                .iter()
-                .find(|(_, p)| p.child_pid() == Some(pid))
-                .map(|(k, _)| k)
-            {
-                if let Some(peer) = self.peers.get_mut(key) {
-                    peer.reap_child();
-                }
-                self.enqueue(key);
+        // Only this loop's own children, each by its pid: other loops (listen --threads)
+        // reap theirs, and must find them unreaped.
+        let mut i = 0;
+        while i < self.children.len() {
+            let (label, child) = &mut self.children[i];
+            if child.reaped(label) {
+                self.children.swap_remove(i);
             } else {
-                reap(pid);
+                i += 1;
             }
+        }
+        let with_children: Vec<usize> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.child_pid().is_some())
+            .map(|(k, _)| k)
+            .collect();
+        for key in with_children {
+            if let Some(peer) = self.peers.get_mut(key) {
+                peer.reap_child();
+            }
+            self.enqueue(key);
         }
     }
 
@@ -627,38 +622,6 @@ fn catch_signals() -> Result<Signals> {
         watched.push(sig);
     }
     Ok(Signals::new(watched)?)
-}
-
-/// A child that has exited and is not reaped yet, left unreaped (WNOWAIT).
-#[allow(unsafe_code)] // waitid: rustix reports no pid for WNOWAIT
-fn exited_child() -> Option<u32> {
-    loop {
-        // SAFETY: waitid fills the siginfo_t we own; all-zero bytes are a valid value for
-        // it, and si_pid reads the field waitid set (0 when no child has exited).
-        let (rc, pid) = unsafe {
-            let mut info: libc::siginfo_t = std::mem::zeroed();
-            let rc = libc::waitid(
-                libc::P_ALL,
-                0,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            );
-            (rc, info.si_pid())
-        };
-        if rc == 0 {
-            return u32::try_from(pid).ok().filter(|&p| p > 0);
-        }
-        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-            return None; // ECHILD: no children at all
-        }
-    }
-}
-
-/// Reap a child that exited.
-fn reap(pid: u32) {
-    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
-        let _ = waitpid(Some(pid), WaitOptions::NOHANG);
-    }
 }
 
 /// Whether `sig` is ignored (inherited SIG_IGN).

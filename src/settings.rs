@@ -119,8 +119,8 @@ pub(crate) struct Listen {
     pub starttls: Option<(Proto, String)>,
     /// `--to`: the backend of a tunnel.
     pub to: Option<Backend>,
-    /// `--threads`: event loops for a tunnel.
-    pub threads: usize,
+    /// `--threads`: event loops (default: one per core for a tunnel, else one).
+    pub threads: Option<usize>,
     pub common: Common,
 }
 
@@ -409,6 +409,14 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
             )));
         }
     }
+    let per_connection = args.to.is_some()
+        || (args.keep_open && (args.common.exec.is_some() || args.common.sh_exec.is_some()));
+    if args.threads.is_some() && !per_connection {
+        return Err(Class::Usage.err(
+            "--threads is for --to, or -k with -e/-c: stdin and stdout are one stream for \
+             every client",
+        ));
+    }
     let proto = protocol(&args.common.tls)?;
     if (!args.allow_cn.is_empty() || !args.allow_san.is_empty())
         && args.client_ca.is_none()
@@ -443,10 +451,7 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
         fingerprint,
         ephemeral,
         keep_open: args.keep_open || args.to.is_some(),
-        threads: args
-            .threads
-            .map(|n| n as usize)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        threads: args.threads.map(|n| n as usize),
         to: match &args.to {
             Some(text) => Some(backend(text, args.proxy_protocol, common.family)?),
             None => None,

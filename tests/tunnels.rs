@@ -537,3 +537,43 @@ fn stunnel_on_the_other_side_of_each_kind_of_tunnel() {
     );
     assert_same(&got.join().unwrap(), &data, "at the backend");
 }
+
+#[test]
+fn exec_services_on_several_loops_reap_only_their_own_children() {
+    let pki = Pki::new();
+    let l = Listener::start(
+        &[
+            "-k",
+            "--threads",
+            "2",
+            "--cert",
+            s(&pki.server.cert),
+            "--key",
+            s(&pki.server.key),
+            "-c",
+            "echo served by $$; exit 0",
+        ],
+        Input::Null,
+    );
+    // Twenty clients at once: every child's exit status (0) reaches its own connection,
+    // whichever loop started it, so every client ends cleanly.
+    let clients: Vec<Proc> = (0..20)
+        .map(|_| {
+            let mut cmd = stls();
+            cmd.args([
+                "connect",
+                &format!("localhost:{}", l.port),
+                "--cacert",
+                s(&pki.ca.cert),
+            ]);
+            Proc::spawn(&mut cmd, Input::Null)
+        })
+        .collect();
+    for c in clients {
+        let done = c.finish();
+        done.expect_code(0);
+        assert!(String::from_utf8_lossy(&done.stdout).starts_with("served by "));
+    }
+    // Both loops stop on one SIGTERM.
+    l.stop().expect_code(143);
+}
