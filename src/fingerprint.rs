@@ -21,6 +21,62 @@ pub fn fingerprint_text(digest: &[u8; 32]) -> String {
 /// separated by colons, in any case. A pasted line is accepted too: what `stls listen` prints
 /// (`stls: sha256 fingerprint AB:CD:…`), what openssl prints (`sha256 Fingerprint=AB:CD:…`),
 /// or the value with a `sha256:` prefix. Nothing else: no other separators, signs or spaces.
+/// What `--pin` accepts the server by: its certificate's SHA-256 fingerprint, or the
+/// SHA-256 of its public key (curl's `sha256//BASE64`, which survives a renewal with the
+/// same key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pin {
+    Cert([u8; 32]),
+    Spki([u8; 32]),
+}
+
+impl Pin {
+    /// Whether the certificate `der` matches.
+    pub(crate) fn matches(&self, der: &[u8]) -> bool {
+        match self {
+            Pin::Cert(fp) => &sha256(der) == fp,
+            Pin::Spki(want) => spki_sha256(der).as_ref() == Some(want),
+        }
+    }
+}
+
+/// The SHA-256 of a certificate's SubjectPublicKeyInfo.
+pub(crate) fn spki_sha256(der: &[u8]) -> Option<[u8; 32]> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(sha256(cert.public_key().raw))
+}
+
+/// `--pin`: one or more pins separated by `;` (any one matches), each a certificate
+/// fingerprint (see [`parse_fingerprint`]) or `sha256//BASE64`.
+pub(crate) fn parse_pins(text: &str) -> Result<Vec<Pin>, String> {
+    let pins = text
+        .split(';')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.strip_prefix("sha256//") {
+            Some(b64) => {
+                use base64::prelude::{Engine, BASE64_STANDARD};
+                let bytes = BASE64_STANDARD.decode(b64.trim()).map_err(|_| ())?;
+                bytes.try_into().map(Pin::Spki).map_err(|_| ())
+            }
+            None => parse_fingerprint(p).map(Pin::Cert).map_err(|_| ()),
+        })
+        .collect::<Result<Vec<_>, ()>>()
+        .map_err(|()| {
+            format!(
+                "--pin '{}' is not a SHA-256 fingerprint (64 hex digits, or 32 hex pairs \
+                 separated by colons, as `stls listen` and `openssl x509 -noout -fingerprint \
+                 -sha256` print) nor a public-key pin (sha256//BASE64, as curl takes it); \
+                 several are separated by ';'",
+                escape(text)
+            )
+        })?;
+    if pins.is_empty() {
+        return Err(format!("--pin '{}': no pin given", escape(text)));
+    }
+    Ok(pins)
+}
+
 pub fn parse_fingerprint(text: &str) -> Result<[u8; 32], String> {
     let bad = || {
         format!(
@@ -85,6 +141,18 @@ fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pin_lists() {
+        let fp = "AB".repeat(32);
+        let spki = format!("sha256//{}", "A".repeat(43) + "=");
+        let pins = parse_pins(&format!("{spki}; {fp}")).unwrap();
+        assert_eq!(pins.len(), 2);
+        assert!(matches!(pins[0], Pin::Spki(_)));
+        assert_eq!(pins[1], Pin::Cert([0xab; 32]));
+        assert!(parse_pins("sha256//tooshort").is_err());
+        assert!(parse_pins(";").is_err());
+    }
 
     #[test]
     fn fingerprints_round_trip() {

@@ -17,7 +17,7 @@ use crate::cli::{
 use crate::error::Class;
 use crate::exec::Program;
 use crate::files;
-use crate::fingerprint::{fingerprint_text, parse_fingerprint, sha256};
+use crate::fingerprint::{fingerprint_text, parse_pins, sha256};
 use crate::identity;
 use crate::names;
 use crate::net::{self, Family, HostPort};
@@ -216,7 +216,7 @@ fn client_tls(
     let trust = if verify.insecure {
         Trust::Insecure
     } else if let Some(pin) = &verify.pin {
-        Trust::Pin(parse_fingerprint(pin).map_err(|m| Class::Usage.err(m))?)
+        Trust::Pin(parse_pins(pin).map_err(|m| Class::Usage.err(m))?)
     } else if let Some(path) = &verify.cacert {
         Trust::Roots(trust::roots_from_file(path)?)
     } else {

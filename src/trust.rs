@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, Result};
+use base64::prelude::{Engine, BASE64_STANDARD};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
@@ -16,7 +17,7 @@ use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore,
 
 use crate::describe::{date, CertInfo};
 use crate::error::Class;
-use crate::fingerprint::{fingerprint_text, sha256};
+use crate::fingerprint::{fingerprint_text, sha256, spki_sha256, Pin};
 use crate::identity::load_certs;
 use crate::report::escape;
 
@@ -24,8 +25,8 @@ use crate::report::escape;
 pub(crate) enum Trust {
     /// Chain to one of these roots, and match the name.
     Roots(RootCertStore),
-    /// The leaf's SHA-256 fingerprint must be this.
-    Pin([u8; 32]),
+    /// The leaf must match one of these pins.
+    Pin(Vec<Pin>),
     /// Anything goes (the handshake signature is still checked).
     Insecure,
 }
@@ -62,7 +63,7 @@ pub(crate) struct ServerVerifier {
 #[derive(Debug)]
 enum Mode {
     WebPki(Arc<WebPkiServerVerifier>),
-    Pin([u8; 32]),
+    Pin(Vec<Pin>),
     Insecure,
 }
 
@@ -294,14 +295,16 @@ impl ClientCertVerifier for ClientVerifier {
 #[derive(Debug)]
 struct PinMismatch {
     seen: String,
+    spki: String,
 }
 
 impl std::fmt::Display for PinMismatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "does not match --pin: its sha256 fingerprint is {}",
-            self.seen
+            "does not match --pin: its sha256 fingerprint is {}, its public-key pin \
+             sha256//{}",
+            self.seen, self.spki
         )
     }
 }
@@ -323,14 +326,17 @@ impl ServerCertVerifier for ServerVerifier {
             Mode::WebPki(inner) => {
                 inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
             }
-            Mode::Pin(want) => {
-                let got = sha256(end_entity.as_ref());
-                if &got == want {
+            Mode::Pin(pins) => {
+                if pins.iter().any(|p| p.matches(end_entity.as_ref())) {
                     Ok(ServerCertVerified::assertion())
                 } else {
+                    let spki = spki_sha256(end_entity.as_ref())
+                        .map(|d| BASE64_STANDARD.encode(d))
+                        .unwrap_or_default();
                     Err(rustls::Error::InvalidCertificate(CertificateError::Other(
                         OtherError(Arc::new(PinMismatch {
-                            seen: fingerprint_text(&got),
+                            seen: fingerprint_text(&sha256(end_entity.as_ref())),
+                            spki,
                         })),
                     )))
                 }

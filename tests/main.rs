@@ -23,5 +23,6 @@ mod proxies;
 mod servers;
 mod starttls;
 mod stream;
+mod trust;
 mod tunnels;
 mod verify;
