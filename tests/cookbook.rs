@@ -432,7 +432,10 @@ fn nightly_certificate_check() {
     let with_ca = |r: &str| {
         format!(
             "PATH=.:$PATH; {}",
+            // The fixture's "good" certificate is valid for 30 days from now: the check
+            // here is 20 days, the README's 30.
             r.replace("stls inspect", "stls inspect --cacert ca.pem")
+                .replace("--expires-within 30", "--expires-within 20")
         )
     };
     let hosts = |addrs: &[String]| {
