@@ -288,6 +288,12 @@ pub(crate) struct ListenArgs {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum TrustStore {
+    System,
+    Builtin,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum ProxyProtocol {
     V1,
     V2,
@@ -429,6 +435,12 @@ pub(crate) struct ProxyArgs {
 /// How the server's certificate is verified (connect, inspect).
 #[derive(Debug, Args)]
 pub(crate) struct VerifyArgs {
+    /// Which CA certificates to trust: the system's (SSL_CERT_FILE, SSL_CERT_DIR, else the
+    /// platform's store; the built-in roots when it is empty), or only the built-in Mozilla
+    /// roots. Default: system.
+    #[arg(long, value_name = "STORE")]
+    pub trust: Option<TrustStore>,
+
     /// Trust only the CA certificates in this PEM file instead of the built-in Mozilla roots.
     #[arg(long, value_name = "FILE")]
     pub cacert: Option<PathBuf>,

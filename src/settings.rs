@@ -12,7 +12,7 @@ use rustls::{ClientConfig, KeyLog, ServerConfig, SupportedProtocolVersion};
 
 use crate::cli::{
     CommonArgs, ConnectArgs, InspectArgs, ListenArgs, NetArgs, ProxyArgs, ProxyProtocol, TlsArgs,
-    TlsVersion, VerifyArgs,
+    TlsVersion, TrustStore, VerifyArgs,
 };
 use crate::error::Class;
 use crate::exec::Program;
@@ -220,7 +220,7 @@ fn client_tls(
     } else if let Some(path) = &verify.cacert {
         Trust::Roots(trust::roots_from_file(path)?)
     } else {
-        Trust::Roots(trust::builtin_roots())
+        store(verify.trust)
     };
     let identity = match &args.cert {
         Some(cert) => Some(identity::load_identity(
@@ -267,7 +267,7 @@ fn proxies(args: &ProxyArgs, verify: &VerifyArgs, proto: &Protocol) -> Result<Pr
             } else if let Some(path) = &verify.cacert {
                 Trust::Roots(trust::roots_from_file(path)?)
             } else {
-                Trust::Roots(trust::builtin_roots())
+                store(verify.trust)
             };
             let verifier = Arc::new(ServerVerifier::new(trust, proto.provider.clone())?);
             let plain = Protocol {
@@ -364,9 +364,39 @@ fn targets_file(path: &Path, verify: &VerifyArgs) -> Result<Vec<Target>> {
     Ok(targets)
 }
 
-/// `--insecure`, `--pin` and `--cacert` each say how to check the server; two of them
-/// together would silently drop one, so they are refused with the reason.
+/// `--trust`: the system's store (the default) or only the built-in roots.
+fn store(choice: Option<TrustStore>) -> Trust {
+    match choice {
+        Some(TrustStore::Builtin) => {
+            report::verbose("trusting the built-in Mozilla roots (--trust builtin)");
+            Trust::Roots(trust::builtin_roots())
+        }
+        Some(TrustStore::System) | None => Trust::System,
+    }
+}
+
+/// `--insecure`, `--pin`, `--cacert` and `--trust` each say how to check the server; two of
+/// them together would silently drop one, so they are refused with the reason.
 fn check_trust_flags(args: &VerifyArgs) -> Result<()> {
+    if let Some(store) = args.trust {
+        let other = [
+            (args.insecure, "--insecure"),
+            (args.pin.is_some(), "--pin"),
+            (args.cacert.is_some(), "--cacert"),
+        ]
+        .into_iter()
+        .find(|(given, _)| *given);
+        if let Some((_, flag)) = other {
+            let name = match store {
+                TrustStore::System => "system",
+                TrustStore::Builtin => "builtin",
+            };
+            return Err(Class::Usage.err(format!(
+                "--trust {name} chooses the CA certificates to trust, which {flag} replaces: \
+                 give one of them"
+            )));
+        }
+    }
     let why = match (args.insecure, &args.pin, &args.cacert) {
         (true, Some(_), _) => "--insecure and --pin contradict each other: --pin accepts only \
                                the certificate with that fingerprint, --insecure accepts any; \

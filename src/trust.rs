@@ -19,16 +19,88 @@ use crate::describe::{date, CertInfo};
 use crate::error::Class;
 use crate::fingerprint::{fingerprint_text, sha256, spki_sha256, Pin};
 use crate::identity::load_certs;
-use crate::report::escape;
+use crate::report::{self, escape};
 
 /// How the server's certificate is checked.
 pub(crate) enum Trust {
     /// Chain to one of these roots, and match the name.
     Roots(RootCertStore),
+    /// The system's store (`SSL_CERT_FILE`, `SSL_CERT_DIR`, else the platform's), or the
+    /// built-in roots when it holds nothing; loaded while the connection is being made.
+    System,
     /// The leaf must match one of these pins.
     Pin(Vec<Pin>),
     /// Anything goes (the handshake signature is still checked).
     Insecure,
+}
+
+/// The system store, being loaded on a thread of its own (reading a few hundred files can
+/// take longer than connecting to a nearby server), and its verifier once needed.
+#[derive(Debug)]
+pub(crate) struct Loading {
+    thread: Mutex<Option<std::thread::JoinHandle<Loaded>>>,
+    done: std::sync::OnceLock<Loaded>,
+}
+
+/// The system store's verifier, or why there is none.
+type Loaded = Result<Arc<WebPkiServerVerifier>, String>;
+
+impl Loading {
+    fn start(provider: Arc<CryptoProvider>) -> Loading {
+        let thread = std::thread::spawn(move || {
+            let (store, which) = system_roots();
+            report::verbose(format_args!("trusting {which}"));
+            WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider)
+                .build()
+                .map_err(|e| format!("cannot use the trust anchors: {e}"))
+        });
+        Loading {
+            thread: Mutex::new(Some(thread)),
+            done: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn verifier(&self) -> Result<Arc<WebPkiServerVerifier>, rustls::Error> {
+        let done = self.done.get_or_init(|| {
+            let handle = self.thread.lock().ok().and_then(|mut t| t.take());
+            match handle.map(|h| h.join()) {
+                Some(Ok(result)) => result,
+                _ => Err("loading the system's certificates failed".to_string()),
+            }
+        });
+        done.clone().map_err(rustls::Error::General)
+    }
+}
+
+/// The system's certificates, as `SSL_CERT_FILE`/`SSL_CERT_DIR` or the platform name them;
+/// the built-in roots when there are none. Also says which it is, for `-v`.
+pub(crate) fn system_roots() -> (RootCertStore, String) {
+    let loaded = rustls_native_certs::load_native_certs();
+    let mut store = RootCertStore::empty();
+    let (added, _) = store.add_parsable_certificates(loaded.certs);
+    if added > 0 {
+        let from = match (
+            std::env::var_os("SSL_CERT_FILE"),
+            std::env::var_os("SSL_CERT_DIR"),
+        ) {
+            (None, None) => String::new(),
+            (file, dir) => {
+                let named: Vec<String> = [("SSL_CERT_FILE", file), ("SSL_CERT_DIR", dir)]
+                    .into_iter()
+                    .filter_map(|(n, v)| v.map(|v| format!("{n}={}", v.to_string_lossy())))
+                    .collect();
+                format!(", from {}", named.join(" and "))
+            }
+        };
+        (store, format!("the system's {added} certificates{from}"))
+    } else {
+        let store = builtin_roots();
+        let n = store.len();
+        (
+            store,
+            format!("the built-in Mozilla roots ({n}): the system store is empty"),
+        )
+    }
 }
 
 /// The Mozilla roots compiled in.
@@ -63,6 +135,8 @@ pub(crate) struct ServerVerifier {
 #[derive(Debug)]
 enum Mode {
     WebPki(Arc<WebPkiServerVerifier>),
+    /// The system store, loading on a thread of its own until first needed.
+    System(Loading),
     Pin(Vec<Pin>),
     Insecure,
 }
@@ -75,6 +149,7 @@ impl ServerVerifier {
                     .build()
                     .map_err(|e| anyhow!("cannot use the trust anchors: {e}"))?,
             ),
+            Trust::System => Mode::System(Loading::start(provider.clone())),
             Trust::Pin(fp) => Mode::Pin(fp),
             Trust::Insecure => Mode::Insecure,
         };
@@ -326,6 +401,9 @@ impl ServerCertVerifier for ServerVerifier {
             Mode::WebPki(inner) => {
                 inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
             }
+            Mode::System(loading) => loading.verifier().and_then(|inner| {
+                inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            }),
             Mode::Pin(pins) => {
                 if pins.iter().any(|p| p.matches(end_entity.as_ref())) {
                     Ok(ServerCertVerified::assertion())
