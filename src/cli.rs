@@ -273,6 +273,11 @@ pub(crate) struct ListenArgs {
     #[arg(long, value_name = "VERSION", requires = "to")]
     pub proxy_protocol: Option<ProxyProtocol>,
 
+    /// With --client-ca: refuse client certificates that a certificate revocation list in
+    /// FILE revokes (PEM or DER; repeatable).
+    #[arg(long = "crl", value_name = "FILE")]
+    pub client_crl: Vec<PathBuf>,
+
     /// With --client-ca: admit only client certificates whose subject CN is NAME (repeat for
     /// several; any match admits).
     #[arg(long, value_name = "NAME")]
@@ -440,6 +445,11 @@ pub(crate) struct VerifyArgs {
     /// roots. Default: system.
     #[arg(long, value_name = "STORE")]
     pub trust: Option<TrustStore>,
+
+    /// Refuse a server certificate that a certificate revocation list in FILE revokes (PEM or
+    /// DER; repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub crl: Vec<PathBuf>,
 
     /// Trust only the CA certificates in this PEM file instead of the built-in Mozilla roots.
     #[arg(long, value_name = "FILE")]

@@ -189,7 +189,12 @@ fn finish(s: &Inspect, index: usize, outcome: Outcome, out: &mut Output) -> Resu
 fn judge(s: &Inspect, target: &Target, outcome: &Outcome) -> Verdict {
     let certs: Vec<Option<CertInfo>> = outcome.shown.chain.iter().map(CertInfo::parse).collect();
     let rejected = match &outcome.shown.verdict {
-        Some(Err(e)) => Some(s.client.explain.error(e, &target.addr.to_string(), false)),
+        Some(Err(e)) => Some(s.client.explain.error_for(
+            e,
+            &target.addr.to_string(),
+            false,
+            &outcome.shown.chain,
+        )),
         _ => None,
     };
     let verified = matches!(outcome.shown.verdict, Some(Ok(())));

@@ -141,7 +141,7 @@ pub(crate) fn parse(text: &str) -> Result<ProxyUrl, String> {
     })
 }
 
-/// HOST, HOST:PORT, [V6] or [V6]:PORT.
+/// HOST, HOST:PORT, `[V6]` or `[V6]:PORT`.
 fn split_host_port(text: &str) -> Option<(&str, Option<&str>)> {
     if let Some(rest) = text.strip_prefix('[') {
         let (host, after) = rest.split_once(']')?;

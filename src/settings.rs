@@ -26,7 +26,7 @@ use crate::report;
 use crate::session::{Backend, Options};
 use crate::starttls::Proto;
 use crate::tls::{self, provider, versions, KeyLogTo, Protocol};
-use crate::trust::{self, Explainer, Presented, ServerVerifier, Side, Trust};
+use crate::trust::{self, Crls, Explainer, Presented, ServerVerifier, Side, Trust};
 
 /// What both subcommands share.
 pub(crate) struct Common {
@@ -230,7 +230,8 @@ fn client_tls(
         )?),
         None => None,
     };
-    let mut verifier = ServerVerifier::new(trust, provider.clone())?;
+    let crls = Crls::load(&verify.crl)?;
+    let mut verifier = ServerVerifier::new(trust, provider.clone(), &crls)?;
     if defer {
         verifier = verifier.deferring();
     }
@@ -245,7 +246,8 @@ fn client_tls(
     Ok(ClientTls {
         config: Arc::new(config),
         presented: verifier.presented(),
-        explain: Explainer::new(Side::Client, proto.alpn.clone(), verifier.presented()),
+        explain: Explainer::new(Side::Client, proto.alpn.clone(), verifier.presented())
+            .with_crls(&crls),
     })
 }
 
@@ -269,7 +271,11 @@ fn proxies(args: &ProxyArgs, verify: &VerifyArgs, proto: &Protocol) -> Result<Pr
             } else {
                 store(verify.trust)
             };
-            let verifier = Arc::new(ServerVerifier::new(trust, proto.provider.clone())?);
+            let verifier = Arc::new(ServerVerifier::new(
+                trust,
+                proto.provider.clone(),
+                &Crls::default(),
+            )?);
             let plain = Protocol {
                 alpn: Vec::new(),
                 ..proto.clone()
@@ -447,6 +453,13 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
              every client",
         ));
     }
+    if !args.client_crl.is_empty() && args.client_ca.is_none() && args.client_ca_optional.is_none()
+    {
+        return Err(Class::Usage.err(
+            "--crl on listen is for client certificates: it needs --client-ca (or \
+             --client-ca-optional)",
+        ));
+    }
     let proto = protocol(&args.common.tls)?;
     if (!args.allow_cn.is_empty() || !args.allow_san.is_empty())
         && args.client_ca.is_none()
@@ -462,6 +475,7 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
         key: args.common.tls.key.clone(),
         client_ca: args.client_ca.clone(),
         client_ca_optional: args.client_ca_optional.clone(),
+        crl: args.client_crl.clone(),
         allow: trust::Allow {
             cn: args.allow_cn.clone(),
             san: args.allow_san.clone(),
@@ -475,7 +489,8 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
         host,
         port,
         config: Arc::new(config),
-        explain: Explainer::new(Side::Server, proto.alpn.clone(), presented.clone()),
+        explain: Explainer::new(Side::Server, proto.alpn.clone(), presented.clone())
+            .with_crls(&Crls::load(&args.client_crl)?),
         // An ephemeral certificate has no file to read again.
         reload: (!ephemeral).then_some((files, presented)),
         fingerprint,
@@ -517,6 +532,7 @@ pub(crate) struct Served {
     key: Option<PathBuf>,
     client_ca: Option<PathBuf>,
     client_ca_optional: Option<PathBuf>,
+    crl: Vec<PathBuf>,
     allow: trust::Allow,
     proto: Protocol,
 }
@@ -540,10 +556,12 @@ impl Served {
             .first()
             .map(|c| fingerprint_text(&sha256(c.as_ref())))
             .unwrap_or_default();
+        let crls = Crls::load(&self.crl)?;
         let config = tls::server_config(
             &self.proto,
             identity,
             client_auth,
+            &crls,
             self.allow.clone(),
             presented.clone(),
         )?;

@@ -18,7 +18,7 @@ use rustls::{ClientConfig, KeyLog, RootCertStore, ServerConfig, SupportedProtoco
 
 use crate::error::{io_phrase, Class};
 use crate::report;
-use crate::trust::{Allow, ClientVerifier, Presented, ServerVerifier};
+use crate::trust::{Allow, ClientVerifier, Crls, Presented, ServerVerifier};
 
 /// TLS settings both sides share, resolved from the flags.
 #[derive(Clone)]
@@ -197,6 +197,7 @@ pub(crate) fn server_config(
     proto: &Protocol,
     identity: Arc<CertifiedKey>,
     client_auth: ClientAuth,
+    crls: &Crls,
     allow: Allow,
     presented: Arc<Presented>,
 ) -> Result<ServerConfig> {
@@ -205,8 +206,8 @@ pub(crate) fn server_config(
         .map_err(|e| anyhow!("TLS configuration: {e}"))?;
     let verifier = match client_auth {
         ClientAuth::None => None,
-        ClientAuth::Required(roots) => Some(client_verifier(proto, roots, false)?),
-        ClientAuth::Optional(roots) => Some(client_verifier(proto, roots, true)?),
+        ClientAuth::Required(roots) => Some(client_verifier(proto, roots, false, crls)?),
+        ClientAuth::Optional(roots) => Some(client_verifier(proto, roots, true, crls)?),
     };
     let verifier = verifier.map(|v| Arc::new(ClientVerifier::new(v, allow, presented)));
     let builder = match &verifier {
@@ -229,9 +230,15 @@ fn client_verifier(
     proto: &Protocol,
     roots: RootCertStore,
     optional: bool,
+    crls: &Crls,
 ) -> Result<Arc<dyn ClientCertVerifier>> {
-    let builder =
+    let mut builder =
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots), proto.provider.clone());
+    if !crls.ders.is_empty() {
+        builder = builder
+            .with_crls(crls.ders.clone())
+            .allow_unknown_revocation_status();
+    }
     let builder = if optional {
         builder.allow_unauthenticated()
     } else {

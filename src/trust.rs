@@ -10,7 +10,8 @@ use base64::prelude::{Engine, BASE64_STANDARD};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::DistinguishedName;
 use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
@@ -46,12 +47,11 @@ pub(crate) struct Loading {
 type Loaded = Result<Arc<WebPkiServerVerifier>, String>;
 
 impl Loading {
-    fn start(provider: Arc<CryptoProvider>) -> Loading {
+    fn start(provider: Arc<CryptoProvider>, crls: Crls) -> Loading {
         let thread = std::thread::spawn(move || {
             let (store, which) = system_roots();
             report::verbose(format_args!("trusting {which}"));
-            WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider)
-                .build()
+            webpki_server(Arc::new(store), provider, &crls)
                 .map_err(|e| format!("cannot use the trust anchors: {e}"))
         });
         Loading {
@@ -70,6 +70,23 @@ impl Loading {
         });
         done.clone().map_err(rustls::Error::General)
     }
+}
+
+/// webpki's verifier over `roots`, checking revocation against `crls` where a list was
+/// given (a certificate whose issuer has no list is not held to one).
+fn webpki_server(
+    roots: Arc<RootCertStore>,
+    provider: Arc<CryptoProvider>,
+    crls: &Crls,
+) -> Result<Arc<WebPkiServerVerifier>, rustls::client::VerifierBuilderError> {
+    let builder = WebPkiServerVerifier::builder_with_provider(roots, provider);
+    if crls.ders.is_empty() {
+        return builder.build();
+    }
+    builder
+        .with_crls(crls.ders.clone())
+        .allow_unknown_revocation_status()
+        .build()
 }
 
 /// The system's certificates, as `SSL_CERT_FILE`/`SSL_CERT_DIR` or the platform name them;
@@ -100,6 +117,77 @@ pub(crate) fn system_roots() -> (RootCertStore, String) {
             store,
             format!("the built-in Mozilla roots ({n}): the system store is empty"),
         )
+    }
+}
+
+/// `--crl` files: the lists for webpki, and what each says, for messages.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Crls {
+    pub ders: Vec<CertificateRevocationListDer<'static>>,
+    entries: Vec<CrlEntries>,
+}
+
+/// What one list says: its file, its issuer, and the revoked serials with their dates.
+#[derive(Clone, Debug)]
+struct CrlEntries {
+    file: String,
+    issuer: String,
+    revoked: Vec<(Vec<u8>, i64)>,
+}
+
+impl Crls {
+    /// Read CRL files, PEM or DER; a file with no usable list is an error naming it.
+    pub(crate) fn load(paths: &[std::path::PathBuf]) -> Result<Crls> {
+        let mut crls = Crls::default();
+        for path in paths {
+            let data = crate::files::read_file(path)?;
+            let ders: Vec<CertificateRevocationListDer<'static>> =
+                if data.starts_with(b"-----") || data.windows(5).any(|w| w == b"-----") {
+                    CertificateRevocationListDer::pem_slice_iter(&data)
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| anyhow!("{}: {e}", path.display()))?
+                } else {
+                    vec![CertificateRevocationListDer::from(data)]
+                };
+            if ders.is_empty() {
+                return Err(anyhow!(
+                    "{}: no certificate revocation list in it",
+                    path.display()
+                ));
+            }
+            for der in ders {
+                let (_, crl) = x509_parser::parse_x509_crl(der.as_ref()).map_err(|e| {
+                    anyhow!("{}: not a certificate revocation list: {e}", path.display())
+                })?;
+                let revoked = crl
+                    .iter_revoked_certificates()
+                    .map(|r| (r.raw_serial().to_vec(), r.revocation_date.timestamp()))
+                    .collect();
+                crls.entries.push(CrlEntries {
+                    file: path.display().to_string(),
+                    issuer: escape(&crl.issuer().to_string()),
+                    revoked,
+                });
+                crls.ders.push(der);
+            }
+        }
+        Ok(crls)
+    }
+
+    /// Why `cert` is revoked, as a list says it: by whom, since when, which file.
+    fn why(&self, cert: &CertificateDer<'_>) -> Option<String> {
+        let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+        let serial = parsed.raw_serial();
+        self.entries.iter().find_map(|e| {
+            e.revoked.iter().find(|(s, _)| s == serial).map(|(_, when)| {
+                format!(
+                    "was revoked by {} on {} (the list in {})",
+                    e.issuer,
+                    date(*when),
+                    e.file
+                )
+            })
+        })
     }
 }
 
@@ -142,14 +230,13 @@ enum Mode {
 }
 
 impl ServerVerifier {
-    pub(crate) fn new(trust: Trust, provider: Arc<CryptoProvider>) -> Result<Self> {
+    pub(crate) fn new(trust: Trust, provider: Arc<CryptoProvider>, crls: &Crls) -> Result<Self> {
         let mode = match trust {
             Trust::Roots(store) => Mode::WebPki(
-                WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider.clone())
-                    .build()
+                webpki_server(Arc::new(store), provider.clone(), crls)
                     .map_err(|e| anyhow!("cannot use the trust anchors: {e}"))?,
             ),
-            Trust::System => Mode::System(Loading::start(provider.clone())),
+            Trust::System => Mode::System(Loading::start(provider.clone(), crls.clone())),
             Trust::Pin(fp) => Mode::Pin(fp),
             Trust::Insecure => Mode::Insecure,
         };
@@ -491,6 +578,8 @@ pub(crate) struct Explainer {
     /// The ALPN protocols we offer or accept.
     alpn: Vec<Vec<u8>>,
     presented: Arc<Presented>,
+    /// `--crl`: what the lists say, for a revoked certificate.
+    crls: Arc<Crls>,
 }
 
 impl Explainer {
@@ -499,7 +588,14 @@ impl Explainer {
             side,
             alpn,
             presented,
+            crls: Arc::default(),
         }
+    }
+
+    /// Name the revoking list when a certificate is revoked.
+    pub(crate) fn with_crls(mut self, crls: &Crls) -> Self {
+        self.crls = Arc::new(crls.clone());
+        self
     }
 
     /// Which end we are.
@@ -515,10 +611,31 @@ impl Explainer {
         peer: &str,
         established: bool,
     ) -> anyhow::Error {
-        let chain = self.presented.chain();
+        self.error_for(err, peer, established, &self.presented.chain())
+    }
+
+    /// The same, for a chain recorded elsewhere (`inspect` takes what the verifier saw).
+    pub(crate) fn error_for(
+        &self,
+        err: &rustls::Error,
+        peer: &str,
+        established: bool,
+        chain: &[CertificateDer<'static>],
+    ) -> anyhow::Error {
+        if let rustls::Error::InvalidCertificate(CertificateError::Revoked) = err {
+            let why = chain.iter().enumerate().find_map(|(i, c)| {
+                self.crls.why(c).map(|w| match i {
+                    0 => format!("the certificate of {peer} {w}"),
+                    _ => format!("certificate {i} of the chain {peer} sent {w}"),
+                })
+            });
+            if let Some(why) = why {
+                return Class::CertRejected.err(why);
+            }
+        }
         let seen = Seen {
             peer,
-            chain: &chain,
+            chain,
             our_alpn: &self.alpn,
             side: self.side,
             established,

@@ -364,7 +364,7 @@ fn readable_summary_shows_the_chain_even_when_rejected() {
     done.expect_code(5);
     let out = String::from_utf8_lossy(&done.stdout);
     assert!(out.contains("FAILED (exit 5)"), "{out}");
-    assert!(out.contains("unknown CA"), "{out}");
+    assert!(out.contains("which is not trusted"), "{out}");
     assert!(out.contains("CN=localhost"), "{out}");
     assert!(out.contains("DNS:localhost, IP:127.0.0.1, IP:::1"), "{out}");
     assert!(out.contains("key:       EC P-256"), "{out}");

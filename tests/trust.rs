@@ -112,3 +112,112 @@ fn the_system_store_from_ssl_cert_file_and_ssl_cert_dir() {
         .expect_code(2)
         .expect_stderr("give one of them");
 }
+
+/// An openssl CA in `dir` that issued a server certificate for localhost (srv) and a client
+/// certificate (carol), both revoked in crl.pem / crl.der (made with `openssl ca -gencrl`).
+fn revoking_ca(dir: &std::path::Path) {
+    let d = s(dir);
+    let script = format!(
+        "cd '{d}' && mkdir newcerts && touch index.txt && echo 01 > serial && echo 01 > crlnumber && \
+         printf '[ca]\\ndefault_ca = c\\n[c]\\ndir = {d}\\ndatabase = {d}/index.txt\\n\
+new_certs_dir = {d}/newcerts\\ncertificate = {d}/ca.pem\\nprivate_key = {d}/ca.key\\n\
+serial = {d}/serial\\ncrlnumber = {d}/crlnumber\\ndefault_md = sha256\\ndefault_days = 30\\n\
+default_crl_days = 30\\npolicy = p\\ncopy_extensions = copy\\n[p]\\ncommonName = supplied\\n' > ca.cnf && \
+         openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+           -subj '/CN=CRL test CA' -addext basicConstraints=critical,CA:TRUE \
+           -addext keyUsage=critical,keyCertSign,cRLSign -keyout ca.key -out ca.pem 2>/dev/null && \
+         openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+           -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -addext extendedKeyUsage=serverAuth \
+           -keyout srv.key -out srv.csr 2>/dev/null && \
+         openssl ca -batch -config ca.cnf -in srv.csr -out srv.pem 2>/dev/null && \
+         openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=carol \
+           -addext subjectAltName=DNS:carol -addext extendedKeyUsage=clientAuth \
+           -keyout carol.key -out carol.csr 2>/dev/null && \
+         openssl ca -batch -config ca.cnf -in carol.csr -out carol.pem 2>/dev/null && \
+         cp srv.pem srv-good.pem && \
+         openssl ca -config ca.cnf -revoke srv.pem 2>/dev/null && \
+         openssl ca -config ca.cnf -revoke carol.pem 2>/dev/null && \
+         openssl ca -config ca.cnf -gencrl -out crl.pem 2>/dev/null && \
+         openssl crl -in crl.pem -outform DER -out crl.der"
+    );
+    let status = Command::new("sh").arg("-c").arg(&script).status().unwrap();
+    assert!(status.success(), "making the CA failed");
+}
+
+#[test]
+fn revoked_certificates_are_refused_with_who_and_when() {
+    if !have("openssl") {
+        return;
+    }
+    let dir = tempdir();
+    revoking_ca(dir.path());
+    let p = |name: &str| dir.path().join(name);
+    let l = Listener::start(
+        &["-k", "--cert", s(&p("srv.pem")), "--key", s(&p("srv.key"))],
+        Input::Null,
+    );
+    let addr = format!("localhost:{}", l.port);
+    let ca = p("ca.pem");
+    connect(&addr, &["--cacert", s(&ca)], Input::Null).expect_code(0);
+    for crl in ["crl.pem", "crl.der"] {
+        connect(
+            &addr,
+            &["--cacert", s(&ca), "--crl", s(&p(crl))],
+            Input::Null,
+        )
+        .expect_code(5)
+        .expect_stderr(&format!(
+            "the certificate of {addr} was revoked by CN=CRL test CA on "
+        ))
+        .expect_stderr(crl);
+    }
+    let done = run(
+        &[
+            "inspect",
+            "--json",
+            "--cacert",
+            s(&ca),
+            "--crl",
+            s(&p("crl.pem")),
+            &addr,
+        ],
+        Input::Null,
+    );
+    done.expect_code(5);
+    assert!(String::from_utf8_lossy(&done.stdout).contains("was revoked by"));
+    // A client certificate, revoked, refused by listen --client-ca --crl (DER here).
+    let l = Listener::start(
+        &[
+            "-k",
+            "--cert",
+            s(&p("srv.pem")),
+            "--key",
+            s(&p("srv.key")),
+            "--client-ca",
+            s(&ca),
+            "--crl",
+            s(&p("crl.der")),
+            "-c",
+            "echo in",
+        ],
+        Input::Null,
+    );
+    let client = connect(
+        &format!("localhost:{}", l.port),
+        &[
+            "--cacert",
+            s(&ca),
+            "--cert",
+            s(&p("carol.pem")),
+            "--key",
+            s(&p("carol.key")),
+        ],
+        Input::Null,
+    );
+    assert_ne!(client.code(), 0);
+    l.wait_line("was revoked by CN=CRL test CA");
+    // A file that is not a CRL: named.
+    connect(&addr, &["--cacert", s(&ca), "--crl", s(&ca)], Input::Null)
+        .expect_code(1)
+        .expect_stderr("ca.pem");
+}
