@@ -446,6 +446,17 @@ pub(crate) struct VerifyArgs {
     #[arg(long, value_name = "STORE")]
     pub trust: Option<TrustStore>,
 
+    /// Trust on first use, as ssh: the first connection to HOST:PORT records its key in the
+    /// known-hosts file (with a warning); later ones must present the same key (exit 5 if
+    /// not). Replaces CA verification.
+    #[arg(long)]
+    pub tofu: bool,
+
+    /// The --tofu file (default: $XDG_CONFIG_HOME/stls/known_hosts, or
+    /// ~/.config/stls/known_hosts).
+    #[arg(long, value_name = "FILE", requires = "tofu")]
+    pub known_hosts: Option<PathBuf>,
+
     /// Refuse a server certificate that a certificate revocation list in FILE revokes (PEM or
     /// DER; repeatable).
     #[arg(long, value_name = "FILE")]

@@ -44,6 +44,7 @@ mod starttls;
 mod stdio;
 mod tls;
 mod tls_socket;
+mod tofu;
 mod trust;
 mod wire;
 

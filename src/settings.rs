@@ -129,7 +129,13 @@ pub(crate) fn connect(args: &ConnectArgs) -> Result<Connect> {
     let common = Common::from_args(&args.common)?;
     let target = target(&args.target, args.port.as_deref(), &args.verify)?;
     let proto = protocol(&args.common.tls)?;
-    let client = client_tls(&args.verify, &args.common.tls, &proto, false)?;
+    let client = client_tls(
+        &args.verify,
+        &args.common.tls,
+        &proto,
+        false,
+        Some(&target.addr),
+    )?;
     let from = match &args.from {
         Some(spec) => {
             let (host, port) = net::parse_listen(spec).map_err(|m| Class::Usage.err(m))?;
@@ -211,9 +217,24 @@ fn client_tls(
     args: &TlsArgs,
     proto: &Protocol,
     defer: bool,
+    target: Option<&HostPort>,
 ) -> Result<ClientTls> {
     let provider = proto.provider.clone();
-    let trust = if verify.insecure {
+    let trust = if verify.tofu {
+        let Some(target) = target else {
+            return Err(Class::Usage
+                .err("--tofu records one key per HOST:PORT: it is for connect, with one target"));
+        };
+        let file = match &verify.known_hosts {
+            Some(f) => f.clone(),
+            None => crate::tofu::default_file().ok_or_else(|| {
+                Class::Usage.err("--tofu: no HOME or XDG_CONFIG_HOME: give --known-hosts FILE")
+            })?,
+        };
+        let host = target.to_string();
+        crate::tofu::precheck(&file, &host)?;
+        Trust::Tofu { file, host }
+    } else if verify.insecure {
         Trust::Insecure
     } else if let Some(pin) = &verify.pin {
         Trust::Pin(parse_pins(pin).map_err(|m| Class::Usage.err(m))?)
@@ -335,7 +356,7 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<Inspect> {
     let proto = protocol(&args.tls)?;
     Ok(Inspect {
         targets,
-        client: client_tls(&args.verify, &args.tls, &proto, true)?,
+        client: client_tls(&args.verify, &args.tls, &proto, true, None)?,
         proxies: proxies(&args.proxy, &args.verify, &proto)?,
         json: args.json,
         expires_within: args.expires_within,
@@ -384,6 +405,22 @@ fn store(choice: Option<TrustStore>) -> Trust {
 /// `--insecure`, `--pin`, `--cacert` and `--trust` each say how to check the server; two of
 /// them together would silently drop one, so they are refused with the reason.
 fn check_trust_flags(args: &VerifyArgs) -> Result<()> {
+    if args.tofu {
+        let other = [
+            (args.insecure, "--insecure"),
+            (args.pin.is_some(), "--pin"),
+            (args.cacert.is_some(), "--cacert"),
+            (args.trust.is_some(), "--trust"),
+        ]
+        .into_iter()
+        .find(|(given, _)| *given);
+        if let Some((_, flag)) = other {
+            return Err(Class::Usage.err(format!(
+                "--tofu trusts the key seen first instead of a CA, which {flag} is about: give \
+                 one of them"
+            )));
+        }
+    }
     if let Some(store) = args.trust {
         let other = [
             (args.insecure, "--insecure"),

@@ -33,6 +33,11 @@ pub(crate) enum Trust {
     Pin(Vec<Pin>),
     /// Anything goes (the handshake signature is still checked).
     Insecure,
+    /// `--tofu`: the key recorded for HOST:PORT in this file, recorded now if there is none.
+    Tofu {
+        file: std::path::PathBuf,
+        host: String,
+    },
 }
 
 /// The system store, being loaded on a thread of its own (reading a few hundred files can
@@ -179,14 +184,17 @@ impl Crls {
         let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
         let serial = parsed.raw_serial();
         self.entries.iter().find_map(|e| {
-            e.revoked.iter().find(|(s, _)| s == serial).map(|(_, when)| {
-                format!(
-                    "was revoked by {} on {} (the list in {})",
-                    e.issuer,
-                    date(*when),
-                    e.file
-                )
-            })
+            e.revoked
+                .iter()
+                .find(|(s, _)| s == serial)
+                .map(|(_, when)| {
+                    format!(
+                        "was revoked by {} on {} (the list in {})",
+                        e.issuer,
+                        date(*when),
+                        e.file
+                    )
+                })
         })
     }
 }
@@ -227,6 +235,10 @@ enum Mode {
     System(Loading),
     Pin(Vec<Pin>),
     Insecure,
+    Tofu {
+        file: std::path::PathBuf,
+        host: String,
+    },
 }
 
 impl ServerVerifier {
@@ -239,6 +251,7 @@ impl ServerVerifier {
             Trust::System => Mode::System(Loading::start(provider.clone(), crls.clone())),
             Trust::Pin(fp) => Mode::Pin(fp),
             Trust::Insecure => Mode::Insecure,
+            Trust::Tofu { file, host } => Mode::Tofu { file, host },
         };
         Ok(ServerVerifier {
             mode,
@@ -473,6 +486,18 @@ impl std::fmt::Display for PinMismatch {
 
 impl std::error::Error for PinMismatch {}
 
+/// A `--tofu` refusal: the key changed, or the file could not be read or written.
+#[derive(Debug)]
+struct Tofu(String);
+
+impl std::fmt::Display for Tofu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Tofu {}
+
 impl ServerCertVerifier for ServerVerifier {
     fn verify_server_cert(
         &self,
@@ -507,6 +532,17 @@ impl ServerCertVerifier for ServerVerifier {
                 }
             }
             Mode::Insecure => Ok(ServerCertVerified::assertion()),
+            Mode::Tofu { file, host } => match spki_sha256(end_entity.as_ref()) {
+                None => Err(rustls::Error::InvalidCertificate(
+                    CertificateError::BadEncoding,
+                )),
+                Some(spki) => match crate::tofu::check(file, host, &spki) {
+                    Ok(_) => Ok(ServerCertVerified::assertion()),
+                    Err(e) => Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                        OtherError(Arc::new(Tofu(format!("{e:#}")))),
+                    ))),
+                },
+            },
         };
         if !self.defer {
             return verdict;

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::util::pki::{s, Pki};
+use crate::util::pki::{s, KeyType, Pki, VALID};
 use crate::util::*;
 
 /// The SPKI pin of a certificate, as curl wants it, computed by openssl.
@@ -220,4 +220,139 @@ fn revoked_certificates_are_refused_with_who_and_when() {
     connect(&addr, &["--cacert", s(&ca), "--crl", s(&ca)], Input::Null)
         .expect_code(1)
         .expect_stderr("ca.pem");
+}
+
+#[test]
+fn trust_on_first_use() {
+    let pki = Pki::new();
+    let dir = tempdir();
+    let known = dir.path().join("sub").join("known_hosts");
+    let l = Listener::start(
+        &[
+            "-k",
+            "--cert",
+            s(&pki.server.cert),
+            "--key",
+            s(&pki.server.key),
+        ],
+        Input::Null,
+    );
+    let addr = format!("localhost:{}", l.port);
+    let tofu = |extra: &[&str]| {
+        let mut args = vec!["--tofu", "--known-hosts", s(&known)];
+        args.extend_from_slice(extra);
+        connect(&addr, &args, Input::Null)
+    };
+    // First use: recorded, with a warning naming the host, the pin and the file.
+    let pin = spki_pin(&pki.server.cert);
+    tofu(&[])
+        .expect_code(0)
+        .expect_stderr(&format!("stls: warning: {addr} is new: its key {pin}"))
+        .expect_stderr(s(&known));
+    let text = std::fs::read_to_string(&known).unwrap();
+    assert_eq!(text, format!("{addr} {pin}\n"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&known).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // Same key: silent.
+    let again = tofu(&[]);
+    again.expect_code(0);
+    assert_eq!(again.stderr, "");
+    // Another key on the same host:port: exit 5, both pins and the line to edit.
+    let port = l.port;
+    drop(l);
+    let other = pki.ca.server("other", &["localhost"], KeyType::P256, VALID);
+    let mut cmd = stls();
+    cmd.args(["listen", &format!("127.0.0.1:{port}"), "-k"])
+        .args(["--cert", s(&other.cert), "--key", s(&other.key)]);
+    let _l2 = Listener::start_cmd(&mut cmd, Input::Null);
+    let other_pin = spki_pin(&other.cert);
+    tofu(&[])
+        .expect_code(5)
+        .expect_stderr(&format!("it presents {other_pin}"))
+        .expect_stderr(&format!("{}, line 1 records {pin}", s(&known)));
+    assert_eq!(
+        std::fs::read_to_string(&known).unwrap(),
+        text,
+        "the file is untouched"
+    );
+    // Known hosts of other servers stay as they are; concurrent first uses all land.
+    let servers: Vec<Listener> = (0..4)
+        .map(|_| {
+            Listener::start(
+                &[
+                    "-k",
+                    "--cert",
+                    s(&pki.server.cert),
+                    "--key",
+                    s(&pki.server.key),
+                ],
+                Input::Null,
+            )
+        })
+        .collect();
+    let runs: Vec<Proc> = servers
+        .iter()
+        .map(|l| {
+            let mut cmd = stls();
+            cmd.args(["connect", &format!("localhost:{}", l.port), "--tofu"])
+                .args(["--known-hosts", s(&known)]);
+            Proc::spawn(&mut cmd, Input::Null)
+        })
+        .collect();
+    for r in runs {
+        r.finish().expect_code(0);
+    }
+    let text = std::fs::read_to_string(&known).unwrap();
+    assert_eq!(text.lines().count(), 5, "{text}");
+    for l in &servers {
+        assert!(
+            text.contains(&format!("localhost:{} {pin}", l.port)),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn a_read_only_or_corrupt_known_hosts_file_is_a_clear_error() {
+    let pki = Pki::new();
+    let dir = tempdir();
+    let l = Listener::start(
+        &[
+            "-k",
+            "--cert",
+            s(&pki.server.cert),
+            "--key",
+            s(&pki.server.key),
+        ],
+        Input::Null,
+    );
+    let addr = format!("localhost:{}", l.port);
+    let corrupt = write(
+        dir.path(),
+        "corrupt",
+        "# mine\nexample.com:443 sha256//nonsense\n",
+    );
+    connect(
+        &addr,
+        &["--tofu", "--known-hosts", s(&corrupt)],
+        Input::Null,
+    )
+    .expect_code(1)
+    .expect_stderr(&format!("{}, line 2: not a known host", s(&corrupt)));
+    assert_eq!(
+        std::fs::read_to_string(&corrupt).unwrap(),
+        "# mine\nexample.com:443 sha256//nonsense\n"
+    );
+    // Read-only (as root, permissions do not stop writes: a directory that is not one does).
+    let blocked = dir.path().join("not-a-dir");
+    std::fs::write(&blocked, "").unwrap();
+    let inside = blocked.join("known_hosts");
+    let done = connect(&addr, &["--tofu", "--known-hosts", s(&inside)], Input::Null);
+    assert_ne!(done.code(), 0);
+    assert!(done.stderr.contains(s(&inside)), "{}", done.stderr);
+    // --tofu with a CA option: one of them.
+    connect(&addr, &["--tofu", "--cacert", s(&pki.ca.cert)], Input::Null)
+        .expect_code(2)
+        .expect_stderr("give one of them");
 }

@@ -1,0 +1,173 @@
+//! `--tofu`: trust on first use, as ssh does. The first connection to HOST:PORT records the
+//! public key's pin (`sha256//BASE64`) in the known-hosts file and says so; later ones must
+//! present the same key.
+//!
+//! The file is one `HOST:PORT sha256//BASE64` line per host (`#` comments allowed), mode
+//! 0600. A new line is added under an exclusive lock (on `FILE.lock`), by writing the whole
+//! file beside it and renaming it into place, so concurrent runs neither lose nor corrupt
+//! lines.
+//! A line that cannot be read is an error naming the file and line, and the file is left as
+//! it is.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Result};
+use base64::prelude::{Engine, BASE64_STANDARD};
+use rustix::fs::{flock, FlockOperation};
+
+use crate::error::{io_phrase, Class};
+use crate::report;
+
+/// What the known-hosts file says about a host's key.
+pub(crate) enum Known {
+    /// The same key as recorded.
+    Same,
+    /// Not recorded before: now it is.
+    New,
+}
+
+/// The default file: `$XDG_CONFIG_HOME/stls/known_hosts`, else `~/.config/stls/known_hosts`.
+pub(crate) fn default_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("stls").join("known_hosts"))
+}
+
+/// Check `host`'s key pin (`spki`, raw SHA-256) against `file`, recording it if the host is
+/// new. A different key is exit 5 with both pins and the line to edit.
+pub(crate) fn check(file: &Path, host: &str, spki: &[u8; 32]) -> Result<Known> {
+    let pin = format!("sha256//{}", BASE64_STANDARD.encode(spki));
+    if let Some((line, known)) = lookup(file, host)? {
+        if known == pin {
+            return Ok(Known::Same);
+        }
+        return Err(Class::CertRejected.err(format!(
+            "does not have the key recorded for it: it presents {pin}, but {}, line {line} \
+             records {known} (--tofu); if the change is expected, delete that line and connect \
+             again",
+            file.display()
+        )));
+    }
+    record(file, host, &pin)?;
+    report::warn(format_args!(
+        "{host} is new: its key {pin} is now recorded in {} (--tofu); later connections must \
+         present the same key",
+        file.display()
+    ));
+    Ok(Known::New)
+}
+
+/// Before connecting: the file can be read, and written if `host` is not in it yet; an
+/// error names the file (and the line), and nothing is changed.
+pub(crate) fn precheck(file: &Path, host: &str) -> Result<()> {
+    if lookup(file, host)?.is_some() || !file.exists() {
+        return Ok(());
+    }
+    OpenOptions::new()
+        .append(true)
+        .open(file)
+        .map(drop)
+        .map_err(|e| {
+            anyhow!(
+                "{}: {}: the key of {host} could not be recorded there (--tofu)",
+                file.display(),
+                io_phrase(&e)
+            )
+        })
+}
+
+/// The line number and pin recorded for `host`, if any.
+fn lookup(file: &Path, host: &str) -> Result<Option<(usize, String)>> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(anyhow!("{}: {}", file.display(), io_phrase(&e))),
+    };
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let (Some(name), Some(pin), None) = (words.next(), words.next(), words.next()) else {
+            return Err(corrupt(file, n + 1));
+        };
+        let valid = pin
+            .strip_prefix("sha256//")
+            .and_then(|b| BASE64_STANDARD.decode(b).ok())
+            .is_some_and(|d| d.len() == 32);
+        if !valid || !name.contains(':') {
+            return Err(corrupt(file, n + 1));
+        }
+        if name.eq_ignore_ascii_case(host) {
+            return Ok(Some((n + 1, pin.to_string())));
+        }
+    }
+    Ok(None)
+}
+
+fn corrupt(file: &Path, line: usize) -> anyhow::Error {
+    anyhow!(
+        "{}, line {line}: not a known host (expected HOST:PORT sha256//BASE64); the file is \
+         left as it is: correct or delete that line",
+        file.display()
+    )
+}
+
+/// Add `host pin` to the file, atomically, under a lock.
+fn record(file: &Path, host: &str, pin: &str) -> Result<()> {
+    let fail = |e: std::io::Error| {
+        anyhow!(
+            "cannot record the key of {host} in {}: {}",
+            file.display(),
+            io_phrase(&e)
+        )
+    };
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    // The lock: a file beside it that is never replaced (the known-hosts file is, by the
+    // rename, so a lock on it would not hold for runs that opened the new one).
+    let mut lock_name = file.as_os_str().to_owned();
+    lock_name.push(".lock");
+    let lock = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(PathBuf::from(lock_name))
+        .map_err(fail)?;
+    flock(&lock, FlockOperation::LockExclusive).map_err(|e| fail(e.into()))?;
+    // Another run may have added the host meanwhile.
+    if lookup(file, host)?.is_some() {
+        return Ok(());
+    }
+    let mut text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(fail(e)),
+    };
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text += &format!("{host} {pin}\n");
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(fail)?;
+    tmp.write_all(text.as_bytes()).map_err(fail)?;
+    tmp.as_file().sync_all().map_err(fail)?;
+    tmp.persist(file).map_err(|e| fail(e.error))?;
+    drop::<File>(lock);
+    Ok(())
+}
