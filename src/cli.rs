@@ -273,6 +273,11 @@ pub(crate) struct ListenArgs {
     #[arg(long, value_name = "VERSION", requires = "to")]
     pub proxy_protocol: Option<ProxyProtocol>,
 
+    /// Staple this OCSP response (DER, as `openssl ocsp -respout` writes it) to the handshake
+    /// for clients that ask for one.
+    #[arg(long, value_name = "FILE")]
+    pub ocsp: Option<PathBuf>,
+
     /// With --client-ca: refuse client certificates that a certificate revocation list in
     /// FILE revokes (PEM or DER; repeatable).
     #[arg(long = "crl", value_name = "FILE")]

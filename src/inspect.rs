@@ -364,6 +364,7 @@ fn json_line(target: &Target, outcome: &Outcome, verdict: &Verdict) -> Value {
         },
         "verified": verdict.verified,
         "ocsp_stapled": !outcome.shown.ocsp.is_empty(),
+        "ocsp_status": crate::ocsp::status(&outcome.shown.ocsp).map(|o| o.status),
         "chain": chain,
     })
 }
@@ -393,9 +394,17 @@ fn summary(target: &Target, outcome: &Outcome, verdict: &Verdict) -> String {
         );
     }
     if !verdict.certs.is_empty() {
-        let stapled = match outcome.shown.ocsp.is_empty() {
-            true => "none",
-            false => "stapled",
+        let stapled = match crate::ocsp::status(&outcome.shown.ocsp) {
+            _ if outcome.shown.ocsp.is_empty() => "none".to_string(),
+            None => "stapled (unreadable)".to_string(),
+            Some(o) => {
+                let span = match (&o.this_update, &o.next_update) {
+                    (Some(a), Some(b)) => format!(", {a} to {b}"),
+                    (Some(a), None) => format!(", from {a}"),
+                    _ => String::new(),
+                };
+                format!("stapled: {}{span}", o.status)
+            }
         };
         s += &format!("  ocsp:      {stapled}\n");
     }

@@ -33,6 +33,7 @@ mod listener;
 mod local;
 mod names;
 mod net;
+mod ocsp;
 mod preamble;
 mod probe;
 mod proxy;

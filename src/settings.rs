@@ -513,6 +513,7 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
         client_ca: args.client_ca.clone(),
         client_ca_optional: args.client_ca_optional.clone(),
         crl: args.client_crl.clone(),
+        ocsp: args.ocsp.clone(),
         allow: trust::Allow {
             cn: args.allow_cn.clone(),
             san: args.allow_san.clone(),
@@ -570,6 +571,7 @@ pub(crate) struct Served {
     client_ca: Option<PathBuf>,
     client_ca_optional: Option<PathBuf>,
     crl: Vec<PathBuf>,
+    ocsp: Option<PathBuf>,
     allow: trust::Allow,
     proto: Protocol,
 }
@@ -584,10 +586,22 @@ impl Served {
             (None, Some(path)) => tls::ClientAuth::Optional(trust::roots_from_file(path)?),
             (None, None) => tls::ClientAuth::None,
         };
-        let identity = match &self.cert {
+        let mut identity = match &self.cert {
             Some(cert) => identity::load_identity(cert, self.key.as_deref(), provider)?,
             None => identity::ephemeral(provider)?,
         };
+        if let Some(path) = &self.ocsp {
+            let response = files::read_file(path)?;
+            if crate::ocsp::status(&response).is_none() {
+                return Err(anyhow::anyhow!(
+                    "{}: not an OCSP response (DER, as openssl ocsp -respout writes it)",
+                    path.display()
+                ));
+            }
+            let mut stapled = (*identity).clone();
+            stapled.ocsp = Some(response);
+            identity = Arc::new(stapled);
+        }
         let fingerprint = identity
             .cert
             .first()

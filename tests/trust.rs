@@ -122,7 +122,7 @@ fn revoking_ca(dir: &std::path::Path) {
          printf '[ca]\\ndefault_ca = c\\n[c]\\ndir = {d}\\ndatabase = {d}/index.txt\\n\
 new_certs_dir = {d}/newcerts\\ncertificate = {d}/ca.pem\\nprivate_key = {d}/ca.key\\n\
 serial = {d}/serial\\ncrlnumber = {d}/crlnumber\\ndefault_md = sha256\\ndefault_days = 30\\n\
-default_crl_days = 30\\npolicy = p\\ncopy_extensions = copy\\n[p]\\ncommonName = supplied\\n' > ca.cnf && \
+default_crl_days = 30\\nunique_subject = no\\npolicy = p\\ncopy_extensions = copy\\n[p]\\ncommonName = supplied\\n' > ca.cnf && \
          openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
            -subj '/CN=CRL test CA' -addext basicConstraints=critical,CA:TRUE \
            -addext keyUsage=critical,keyCertSign,cRLSign -keyout ca.key -out ca.pem 2>/dev/null && \
@@ -134,7 +134,10 @@ default_crl_days = 30\\npolicy = p\\ncopy_extensions = copy\\n[p]\\ncommonName =
            -addext subjectAltName=DNS:carol -addext extendedKeyUsage=clientAuth \
            -keyout carol.key -out carol.csr 2>/dev/null && \
          openssl ca -batch -config ca.cnf -in carol.csr -out carol.pem 2>/dev/null && \
-         cp srv.pem srv-good.pem && \
+         openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+           -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -addext extendedKeyUsage=serverAuth \
+           -keyout good.key -out good.csr 2>/dev/null && \
+         openssl ca -batch -config ca.cnf -in good.csr -out good.pem 2>/dev/null && \
          openssl ca -config ca.cnf -revoke srv.pem 2>/dev/null && \
          openssl ca -config ca.cnf -revoke carol.pem 2>/dev/null && \
          openssl ca -config ca.cnf -gencrl -out crl.pem 2>/dev/null && \
@@ -355,4 +358,103 @@ fn a_read_only_or_corrupt_known_hosts_file_is_a_clear_error() {
     connect(&addr, &["--tofu", "--cacert", s(&pki.ca.cert)], Input::Null)
         .expect_code(2)
         .expect_stderr("give one of them");
+}
+
+#[test]
+fn an_ocsp_staple_is_served_and_read() {
+    if !have("openssl") {
+        return;
+    }
+    let dir = tempdir();
+    revoking_ca(dir.path());
+    let p = |name: &str| dir.path().join(name);
+    // OCSP responses from the CA itself, for the good certificate and the revoked one.
+    let d = s(dir.path());
+    let script = format!(
+        "cd '{d}' && for c in good srv; do \
+           openssl ocsp -issuer ca.pem -cert $c.pem -no_nonce -reqout $c.req 2>/dev/null && \
+           openssl ocsp -index index.txt -rsigner ca.pem -rkey ca.key -CA ca.pem \
+             -reqin $c.req -respout $c.ocsp -ndays 7 2>/dev/null || exit 1; done"
+    );
+    assert!(Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .status()
+        .unwrap()
+        .success());
+    let l = Listener::start(
+        &[
+            "-k",
+            "--cert",
+            s(&p("good.pem")),
+            "--key",
+            s(&p("good.key")),
+            "--ocsp",
+            s(&p("good.ocsp")),
+        ],
+        Input::Null,
+    );
+    // openssl s_client -status sees it.
+    let out = Command::new("openssl")
+        .args([
+            "s_client",
+            "-status",
+            "-connect",
+            &format!("127.0.0.1:{}", l.port),
+        ])
+        .args(["-servername", "localhost"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("OCSP Response Status: successful"), "{text}");
+    assert!(text.contains("Cert Status: good"), "{text}");
+    // And inspect, in JSON and in words.
+    let target = format!("localhost:{}", l.port);
+    let done = run(
+        &["inspect", "--json", "--cacert", s(&p("ca.pem")), &target],
+        Input::Null,
+    );
+    done.expect_code(0);
+    let v: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();
+    assert_eq!(v["ocsp_stapled"], true);
+    assert_eq!(v["ocsp_status"], "good");
+    let done = run(
+        &["inspect", "--cacert", s(&p("ca.pem")), &target],
+        Input::Null,
+    );
+    assert!(String::from_utf8_lossy(&done.stdout).contains("ocsp:      stapled: good, "));
+    // A revoked status is reported as such.
+    let l = Listener::start(
+        &[
+            "-k",
+            "--cert",
+            s(&p("srv.pem")),
+            "--key",
+            s(&p("srv.key")),
+            "--ocsp",
+            s(&p("srv.ocsp")),
+        ],
+        Input::Null,
+    );
+    let target = format!("localhost:{}", l.port);
+    let done = run(&["inspect", "--json", "--insecure", &target], Input::Null);
+    let v: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();
+    assert_eq!(v["ocsp_status"], "revoked");
+    // A file that is not an OCSP response is refused at start.
+    run(
+        &[
+            "listen",
+            "0",
+            "--cert",
+            s(&p("good.pem")),
+            "--key",
+            s(&p("good.key")),
+            "--ocsp",
+            s(&p("ca.pem")),
+        ],
+        Input::Null,
+    )
+    .expect_code(1)
+    .expect_stderr("not an OCSP response");
 }
