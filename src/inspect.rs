@@ -197,7 +197,23 @@ fn judge(s: &Inspect, target: &Target, outcome: &Outcome) -> Verdict {
         )),
         _ => None,
     };
-    let verified = matches!(outcome.shown.verdict, Some(Ok(())));
+    // --tofu: the key is what the known-hosts file says (or is recorded now).
+    let tofu = match (&s.tofu, outcome.shown.chain.first()) {
+        (Some(file), Some(leaf)) if outcome.error.is_none() => {
+            let spki = crate::fingerprint::spki_sha256(leaf.as_ref()).unwrap_or_default();
+            Some(
+                crate::tofu::check(file, &target.addr.to_string(), &spki).map_err(|e| {
+                    Class::CertRejected.err(format!("the certificate of {} {e:#}", target.addr))
+                }),
+            )
+        }
+        _ => None,
+    };
+    let (verified, rejected) = match tofu {
+        Some(Ok(_)) => (true, None),
+        Some(Err(e)) => (false, Some(e)),
+        None => (matches!(outcome.shown.verdict, Some(Ok(()))), rejected),
+    };
     // A connection error comes first; then the verifier's verdict; then the expiry check.
     let expiring = || {
         let days = s.expires_within?;

@@ -221,19 +221,16 @@ fn client_tls(
 ) -> Result<ClientTls> {
     let provider = proto.provider.clone();
     let trust = if verify.tofu {
-        let Some(target) = target else {
-            return Err(Class::Usage
-                .err("--tofu records one key per HOST:PORT: it is for connect, with one target"));
-        };
-        let file = match &verify.known_hosts {
-            Some(f) => f.clone(),
-            None => crate::tofu::default_file().ok_or_else(|| {
-                Class::Usage.err("--tofu: no HOME or XDG_CONFIG_HOME: give --known-hosts FILE")
-            })?,
-        };
-        let host = target.to_string();
-        crate::tofu::precheck(&file, &host)?;
-        Trust::Tofu { file, host }
+        let file = known_hosts(verify)?;
+        match target {
+            Some(target) => {
+                let host = target.to_string();
+                crate::tofu::precheck(&file, &host)?;
+                Trust::Tofu { file, host }
+            }
+            // inspect: each target's key is checked once its handshake is done.
+            None => Trust::Insecure,
+        }
     } else if verify.insecure {
         Trust::Insecure
     } else if let Some(pin) = &verify.pin {
@@ -325,6 +322,8 @@ pub(crate) struct Inspect {
     pub save_chain: Option<PathBuf>,
     pub starttls: Option<Proto>,
     pub proxies: Proxies,
+    /// `--tofu`: the known-hosts file each target's key is checked against.
+    pub tofu: Option<PathBuf>,
     /// Per target: connecting and the handshake.
     pub wait: Duration,
     pub family: Family,
@@ -358,6 +357,10 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<Inspect> {
         targets,
         client: client_tls(&args.verify, &args.tls, &proto, true, None)?,
         proxies: proxies(&args.proxy, &args.verify, &proto)?,
+        tofu: match args.verify.tofu {
+            true => Some(known_hosts(&args.verify)?),
+            false => None,
+        },
         json: args.json,
         expires_within: args.expires_within,
         parallel: args.parallel as usize,
@@ -389,6 +392,16 @@ fn targets_file(path: &Path, verify: &VerifyArgs) -> Result<Vec<Target>> {
         targets.push(t);
     }
     Ok(targets)
+}
+
+/// `--known-hosts`, or the default file.
+fn known_hosts(verify: &VerifyArgs) -> Result<PathBuf> {
+    match &verify.known_hosts {
+        Some(f) => Ok(f.clone()),
+        None => crate::tofu::default_file().ok_or_else(|| {
+            Class::Usage.err("--tofu: no HOME or XDG_CONFIG_HOME: give --known-hosts FILE")
+        }),
+    }
 }
 
 /// `--trust`: the system's store (the default) or only the built-in roots.

@@ -611,3 +611,26 @@ fn stls_as_stunnel_both_ways() {
     plain.read_to_end(&mut back).unwrap();
     assert_eq!(back, b"through two tunnels\n");
 }
+
+const TOFU: &str = "stls connect --tofu nas.home:8443";
+
+#[test]
+fn trust_a_self_signed_service_on_first_use() {
+    let pki = Pki::new();
+    let dir = site(&pki);
+    let server = serve(&pki, &["-k"], Input::Null);
+    let script = format!(
+        "HOME=. {}",
+        recipe(TOFU).replace("nas.home:8443", &format!("localhost:{}", server.port))
+    );
+    run_sh(&script, dir.path())
+        .expect_code(0)
+        .expect_stderr("is new: its key sha256//");
+    let known = dir.path().join(".config/stls/known_hosts");
+    assert!(std::fs::read_to_string(known)
+        .unwrap()
+        .starts_with("localhost:"));
+    let again = run_sh(&script, dir.path());
+    again.expect_code(0);
+    assert_eq!(again.stderr, "");
+}

@@ -458,3 +458,37 @@ fn an_ocsp_staple_is_served_and_read() {
     .expect_code(1)
     .expect_stderr("not an OCSP response");
 }
+
+#[test]
+fn inspect_with_tofu_checks_each_target_on_its_own() {
+    let pki = Pki::new();
+    let dir = tempdir();
+    let known = dir.path().join("known_hosts");
+    let servers: Vec<Listener> = (0..2)
+        .map(|_| {
+            Listener::start(
+                &[
+                    "-k",
+                    "--cert",
+                    s(&pki.server.cert),
+                    "--key",
+                    s(&pki.server.key),
+                ],
+                Input::Null,
+            )
+        })
+        .collect();
+    let targets: Vec<String> = servers
+        .iter()
+        .map(|l| format!("localhost:{}", l.port))
+        .collect();
+    let mut args = vec!["inspect", "--json", "--tofu", "--known-hosts", s(&known)];
+    args.extend(targets.iter().map(String::as_str));
+    let first = run(&args, Input::Null);
+    first.expect_code(0).expect_stderr("is new: its key");
+    assert!(String::from_utf8_lossy(&first.stdout).contains("\"verified\":true"));
+    let again = run(&args, Input::Null);
+    again.expect_code(0);
+    assert_eq!(again.stderr, "");
+    assert_eq!(std::fs::read_to_string(&known).unwrap().lines().count(), 2);
+}
