@@ -24,37 +24,10 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CERTS = os.path.join(ROOT, "certs")
+from common import CERTS, ROOT, build, free_port, wait_port
 
 
-def build():
-    subprocess.run(["cargo", "build", "--release", "--locked", "-q"], cwd=ROOT, check=True)
-    return os.path.join(ROOT, "target", "release", "stls")
 
-
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_port(port):
-    """Wait until something listens on the port (read from /proc: a test connection would be
-    taken by a one-shot server)."""
-    needle = f":{port:04X} "
-    for _ in range(1000):
-        for table in ["/proc/net/tcp", "/proc/net/tcp6"]:
-            with open(table) as f:
-                for line in f.readlines()[1:]:
-                    cols = line.split()
-                    if (cols[1] + " ").endswith(needle) and cols[3] == "0A":
-                        return
-        time.sleep(0.01)
-    raise SystemExit(f"nothing listens on {port}")
 
 
 def main():

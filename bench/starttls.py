@@ -18,37 +18,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CERTS = os.path.join(ROOT, "certs")
+from common import CERTS, ROOT, build, start_listener, timed
 
 
-def build():
-    subprocess.run(["cargo", "build", "--release", "--locked", "-q"], cwd=ROOT, check=True)
-    return os.path.join(ROOT, "target", "release", "stls")
 
-
-def start_listener(binary, proto):
-    proc = subprocess.Popen(
-        [binary, "listen", "-k", "127.0.0.1:0", "--starttls", proto,
-         "--cert", os.path.join(CERTS, "server.pem"), "--key", os.path.join(CERTS, "server.key")],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:
-        if "listening on" in line:
-            return proc, int(line.rsplit(":", 1)[1])
-    raise SystemExit("stls listen did not start")
-
-
-def timed(cmd):
-    start = time.monotonic()
-    done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True)
-    wall = time.monotonic() - start
-    if done.returncode != 0:
-        raise SystemExit(f"{cmd[0]} exited {done.returncode}: {done.stderr.decode()[-500:]}")
-    return wall
 
 
 def main():
@@ -59,7 +34,7 @@ def main():
     binary = args.binary or build()
     results = {"runs": args.runs, "cores": os.cpu_count(), "protocols": {}}
     for proto in ["smtp", "imap", "postgres"]:
-        server, port = start_listener(binary, proto)
+        server, port = start_listener(binary, "--starttls", proto)
         try:
             stls_cmd = [binary, "connect", f"localhost:{port}", "--starttls", proto,
                         "--cacert", os.path.join(CERTS, "ca.pem")]
@@ -68,8 +43,8 @@ def main():
                            "-CAfile", os.path.join(CERTS, "ca.pem"), "-verify_return_error"]
             times = {"stls": [], "openssl": []}
             for _ in range(args.runs):
-                times["stls"].append(timed(stls_cmd))
-                times["openssl"].append(timed(openssl_cmd))
+                times["stls"].append(timed(stls_cmd)[0])
+                times["openssl"].append(timed(openssl_cmd)[0])
         finally:
             server.terminate()
             server.wait()

@@ -16,28 +16,13 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CERTS = os.path.join(ROOT, "certs")
+from common import CERTS, ROOT, build, start_listener, timed
 SYSTEM = "/etc/ssl/certs/ca-certificates.crt"
 
 
-def build():
-    subprocess.run(["cargo", "build", "--release", "--locked", "-q"], cwd=ROOT, check=True)
-    return os.path.join(ROOT, "target", "release", "stls")
-
-
-def timed(cmd, env):
-    start = time.monotonic()
-    done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, env=env)
-    wall = time.monotonic() - start
-    if done.returncode != 0:
-        raise SystemExit(f"{cmd[0]} exited {done.returncode}: {done.stderr.decode()[-400:]}")
-    return wall
 
 
 def main():
@@ -53,23 +38,15 @@ def main():
             f.write(open(os.path.join(CERTS, "ca.pem")).read())
         env = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_DIR",)}
         env["SSL_CERT_FILE"] = bundle
-        server = subprocess.Popen(
-            [binary, "listen", "-k", "127.0.0.1:0", "--cert", os.path.join(CERTS, "server.pem"),
-             "--key", os.path.join(CERTS, "server.key")],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            text=True)
-        for line in server.stderr:
-            if "listening on" in line:
-                port = int(line.rsplit(":", 1)[1])
-                break
+        server, port = start_listener(binary)
         try:
             stls = [binary, "connect", f"localhost:{port}"]
             openssl = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername",
                        "localhost", "-verify_return_error", "-verify_hostname", "localhost"]
             times = {"stls": [], "openssl": []}
             for _ in range(args.runs):
-                times["stls"].append(timed(stls, env))
-                times["openssl"].append(timed(openssl, env))
+                times["stls"].append(timed(stls, env=env)[0])
+                times["openssl"].append(timed(openssl, env=env)[0])
         finally:
             server.terminate()
             server.wait()
