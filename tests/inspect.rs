@@ -51,10 +51,7 @@ fn s_server_chain(cert: &Path, key: &Path, chain: &[&str]) -> (String, Proc) {
 
 /// `stls listen -k` serving `leaf`.
 fn stls_server(leaf: &Leaf) -> Listener {
-    Listener::start(
-        &["-k", "--cert", s(&leaf.cert), "--key", s(&leaf.key)],
-        Input::Held,
-    )
+    serve_k(leaf, &[], Input::Held)
 }
 
 /// Each output line parsed, by target.

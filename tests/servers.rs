@@ -77,27 +77,6 @@ fn exchange(pki: &Pki, proto: &str, port: u16, request: &[u8], expect: &[u8]) ->
     client.finish()
 }
 
-/// `stls inspect --json --starttls PROTO`: the server's certificate verifies.
-fn inspected(pki: &Pki, proto: &str, port: u16) {
-    let target = format!("localhost:{port}");
-    let done = run(
-        &[
-            "inspect",
-            "--json",
-            "--starttls",
-            proto,
-            "--cacert",
-            s(&pki.ca.cert),
-            &target,
-        ],
-        Input::Null,
-    );
-    done.expect_code(0);
-    let v: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();
-    assert_eq!(v["verified"], true, "{proto}: {v}");
-    assert_eq!(v["chain"][0]["subject"], "CN=localhost", "{proto}: {v}");
-}
-
 #[test]
 fn postfix_smtp() {
     let Some(postfix) = program("postfix") else {
@@ -177,7 +156,7 @@ fn postfix_smtp() {
     // Under TLS the EHLO reply no longer offers STARTTLS.
     assert!(reply.starts_with("250-mx.stls.test\r\n"), "{reply}");
     assert!(!reply.contains("STARTTLS"), "{reply}");
-    inspected(&pki, "smtp", port);
+    inspect_starttls_verifies(&pki, "smtp", port);
     // Without --starttls, the greeting is not TLS.
     connect(
         &format!("localhost:{port}"),
@@ -264,7 +243,7 @@ fn dovecot_imap_pop3_lmtp_sieve() {
     sieve.expect_code(0);
     assert!(String::from_utf8_lossy(&sieve.stdout).contains("\"IMPLEMENTATION\" \"Dovecot"));
     for (proto, port) in ["imap", "pop3", "lmtp", "sieve"].iter().zip(&ports) {
-        inspected(&pki, proto, *port);
+        inspect_starttls_verifies(&pki, proto, *port);
     }
 }
 
@@ -342,7 +321,7 @@ fn postgresql() {
         "{:?}",
         done.stdout
     );
-    inspected(&pki, "postgres", port);
+    inspect_starttls_verifies(&pki, "postgres", port);
 }
 
 #[test]
@@ -402,7 +381,7 @@ fn mariadb_mysql() {
         "OK packet: {:?}",
         done.stdout
     );
-    inspected(&pki, "mysql", port);
+    inspect_starttls_verifies(&pki, "mysql", port);
 }
 
 #[test]
@@ -438,7 +417,7 @@ fn slapd_ldap() {
     let done = exchange(&pki, "ldap", port, &bind, &success);
     done.expect_code(0);
     assert_eq!(done.stdout[..5], [0x30, 0x0c, 0x02, 0x01, 0x02]);
-    inspected(&pki, "ldap", port);
+    inspect_starttls_verifies(&pki, "ldap", port);
 }
 
 #[test]
@@ -483,8 +462,8 @@ fn prosody_xmpp_both_kinds() {
     assert!(!reply.contains("xmpp-tls"), "{reply}");
     // Our close_notify ends the stream; prosody closes the XML stream and TLS in order.
     done.expect_code(0);
-    inspected(&pki, "xmpp", c2s);
-    inspected(&pki, "xmpp-server", s2s);
+    inspect_starttls_verifies(&pki, "xmpp", c2s);
+    inspect_starttls_verifies(&pki, "xmpp-server", s2s);
 }
 
 #[test]
@@ -518,7 +497,7 @@ fn proftpd_ftp() {
     let done = exchange(&pki, "ftp", port, b"FEAT\r\nQUIT\r\n", b"221 Goodbye.");
     done.expect_code(0);
     assert!(String::from_utf8_lossy(&done.stdout).starts_with("211-Features:"));
-    inspected(&pki, "ftp", port);
+    inspect_starttls_verifies(&pki, "ftp", port);
 }
 
 #[test]
@@ -566,5 +545,5 @@ fn inspircd_irc() {
         b" 001 tester :Welcome",
     );
     done.expect_code(0);
-    inspected(&pki, "irc", port);
+    inspect_starttls_verifies(&pki, "irc", port);
 }

@@ -110,23 +110,7 @@ fn inspect_speaks_the_dialogue_before_looking() {
         .map(|p| (p.to_string(), listen(&pki, p, &["-k"], Input::Held)))
         .collect();
     for (proto, l) in &servers {
-        let target = format!("localhost:{}", l.port);
-        let done = run(
-            &[
-                "inspect",
-                "--json",
-                "--starttls",
-                proto,
-                "--cacert",
-                s(&pki.ca.cert),
-                &target,
-            ],
-            Input::Null,
-        );
-        done.expect_code(0);
-        let v: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();
-        assert_eq!(v["verified"], true, "{proto}: {v}");
-        assert_eq!(v["chain"][0]["subject"], "CN=localhost", "{proto}");
+        inspect_starttls_verifies(&pki, proto, l.port);
     }
     // Without --starttls the SMTP server's greeting is not TLS: a handshake failure.
     let target = format!("localhost:{}", servers[0].1.port);

@@ -26,16 +26,7 @@ fn public_key_pins_right_wrong_and_lists() {
         return;
     }
     let pki = Pki::new();
-    let l = Listener::start(
-        &[
-            "-k",
-            "--cert",
-            s(&pki.server.cert),
-            "--key",
-            s(&pki.server.key),
-        ],
-        Input::Null,
-    );
+    let l = serve_k(&pki.server, &[], Input::Null);
     let addr = format!("localhost:{}", l.port);
     let right = spki_pin(&pki.server.cert);
     let wrong = format!("sha256//{}", "A".repeat(43) + "=");
@@ -71,16 +62,7 @@ fn the_system_store_from_ssl_cert_file_and_ssl_cert_dir() {
         return;
     }
     let pki = Pki::new();
-    let l = Listener::start(
-        &[
-            "-k",
-            "--cert",
-            s(&pki.server.cert),
-            "--key",
-            s(&pki.server.key),
-        ],
-        Input::Null,
-    );
+    let l = serve_k(&pki.server, &[], Input::Null);
     let addr = format!("localhost:{}", l.port);
     let ca = s(&pki.ca.cert);
     // SSL_CERT_FILE names the test CA: trusted, and -v says where trust came from.
@@ -230,16 +212,7 @@ fn trust_on_first_use() {
     let pki = Pki::new();
     let dir = tempdir();
     let known = dir.path().join("sub").join("known_hosts");
-    let l = Listener::start(
-        &[
-            "-k",
-            "--cert",
-            s(&pki.server.cert),
-            "--key",
-            s(&pki.server.key),
-        ],
-        Input::Null,
-    );
+    let l = serve_k(&pki.server, &[], Input::Null);
     let addr = format!("localhost:{}", l.port);
     let tofu = |extra: &[&str]| {
         let mut args = vec!["--tofu", "--known-hosts", s(&known)];
@@ -281,18 +254,7 @@ fn trust_on_first_use() {
     );
     // Known hosts of other servers stay as they are; concurrent first uses all land.
     let servers: Vec<Listener> = (0..4)
-        .map(|_| {
-            Listener::start(
-                &[
-                    "-k",
-                    "--cert",
-                    s(&pki.server.cert),
-                    "--key",
-                    s(&pki.server.key),
-                ],
-                Input::Null,
-            )
-        })
+        .map(|_| serve_k(&pki.server, &[], Input::Null))
         .collect();
     let runs: Vec<Proc> = servers
         .iter()
@@ -320,16 +282,7 @@ fn trust_on_first_use() {
 fn a_read_only_or_corrupt_known_hosts_file_is_a_clear_error() {
     let pki = Pki::new();
     let dir = tempdir();
-    let l = Listener::start(
-        &[
-            "-k",
-            "--cert",
-            s(&pki.server.cert),
-            "--key",
-            s(&pki.server.key),
-        ],
-        Input::Null,
-    );
+    let l = serve_k(&pki.server, &[], Input::Null);
     let addr = format!("localhost:{}", l.port);
     let corrupt = write(
         dir.path(),
@@ -465,18 +418,7 @@ fn inspect_with_tofu_checks_each_target_on_its_own() {
     let dir = tempdir();
     let known = dir.path().join("known_hosts");
     let servers: Vec<Listener> = (0..2)
-        .map(|_| {
-            Listener::start(
-                &[
-                    "-k",
-                    "--cert",
-                    s(&pki.server.cert),
-                    "--key",
-                    s(&pki.server.key),
-                ],
-                Input::Null,
-            )
-        })
+        .map(|_| serve_k(&pki.server, &[], Input::Null))
         .collect();
     let targets: Vec<String> = servers
         .iter()

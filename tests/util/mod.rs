@@ -451,6 +451,38 @@ impl Listener {
     }
 }
 
+/// `stls listen -k 127.0.0.1:0` serving `leaf`, plus `extra`.
+pub(crate) fn serve_k(leaf: &pki::Leaf, extra: &[&str], input: Input) -> Listener {
+    let mut args = vec![
+        "-k",
+        "--cert",
+        pki::s(&leaf.cert),
+        "--key",
+        pki::s(&leaf.key),
+    ];
+    args.extend_from_slice(extra);
+    Listener::start(&args, input)
+}
+
+/// `stls inspect --json --starttls PROTO --cacert CA` of `port` on localhost: the fixture's
+/// server certificate is seen, and verifies.
+pub(crate) fn inspect_starttls_verifies(pki: &pki::Pki, proto: &str, port: u16) {
+    let target = format!("localhost:{port}");
+    let args = [
+        "inspect",
+        "--json",
+        "--starttls",
+        proto,
+        "--cacert",
+        pki::s(&pki.ca.cert),
+    ];
+    let done = run(&[&args[..], &[target.as_str()]].concat(), Input::Null);
+    done.expect_code(0);
+    let v: serde_json::Value = serde_json::from_slice(&done.stdout).expect("one JSON object");
+    assert_eq!(v["verified"], true, "{proto}: {v}");
+    assert_eq!(v["chain"][0]["subject"], "CN=localhost", "{proto}: {v}");
+}
+
 /// Run `stls ARGS…` to completion.
 pub(crate) fn run(args: &[&str], input: Input) -> Done {
     let mut cmd = stls();
