@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::util::pki::{s, KeyType, Pki, VALID};
+use crate::util::pki::{s, KeyType, Leaf, Pki, VALID};
 use crate::util::*;
 
 /// The SPKI pin of a certificate, as curl wants it, computed by openssl.
@@ -137,10 +137,11 @@ fn revoked_certificates_are_refused_with_who_and_when() {
     let dir = tempdir();
     revoking_ca(dir.path());
     let p = |name: &str| dir.path().join(name);
-    let l = Listener::start(
-        &["-k", "--cert", s(&p("srv.pem")), "--key", s(&p("srv.key"))],
-        Input::Null,
-    );
+    let leaf = |name: &str| Leaf {
+        cert: p(&format!("{name}.pem")),
+        key: p(&format!("{name}.key")),
+    };
+    let l = serve_k(&leaf("srv"), &[], Input::Null);
     let addr = format!("localhost:{}", l.port);
     let ca = p("ca.pem");
     connect(&addr, &["--cacert", s(&ca)], Input::Null).expect_code(0);
@@ -171,13 +172,9 @@ fn revoked_certificates_are_refused_with_who_and_when() {
     done.expect_code(5);
     assert!(String::from_utf8_lossy(&done.stdout).contains("was revoked by"));
     // A client certificate, revoked, refused by listen --client-ca --crl (DER here).
-    let l = Listener::start(
+    let l = serve_k(
+        &leaf("srv"),
         &[
-            "-k",
-            "--cert",
-            s(&p("srv.pem")),
-            "--key",
-            s(&p("srv.key")),
             "--client-ca",
             s(&ca),
             "--crl",
@@ -321,6 +318,10 @@ fn an_ocsp_staple_is_served_and_read() {
     let dir = tempdir();
     revoking_ca(dir.path());
     let p = |name: &str| dir.path().join(name);
+    let leaf = |name: &str| Leaf {
+        cert: p(&format!("{name}.pem")),
+        key: p(&format!("{name}.key")),
+    };
     // OCSP responses from the CA itself, for the good certificate and the revoked one.
     let d = s(dir.path());
     let script = format!(
@@ -335,18 +336,7 @@ fn an_ocsp_staple_is_served_and_read() {
         .status()
         .unwrap()
         .success());
-    let l = Listener::start(
-        &[
-            "-k",
-            "--cert",
-            s(&p("good.pem")),
-            "--key",
-            s(&p("good.key")),
-            "--ocsp",
-            s(&p("good.ocsp")),
-        ],
-        Input::Null,
-    );
+    let l = serve_k(&leaf("good"), &["--ocsp", s(&p("good.ocsp"))], Input::Null);
     // openssl s_client -status sees it.
     let out = Command::new("openssl")
         .args([
@@ -378,18 +368,7 @@ fn an_ocsp_staple_is_served_and_read() {
     );
     assert!(String::from_utf8_lossy(&done.stdout).contains("ocsp:      stapled: good, "));
     // A revoked status is reported as such.
-    let l = Listener::start(
-        &[
-            "-k",
-            "--cert",
-            s(&p("srv.pem")),
-            "--key",
-            s(&p("srv.key")),
-            "--ocsp",
-            s(&p("srv.ocsp")),
-        ],
-        Input::Null,
-    );
+    let l = serve_k(&leaf("srv"), &["--ocsp", s(&p("srv.ocsp"))], Input::Null);
     let target = format!("localhost:{}", l.port);
     let done = run(&["inspect", "--json", "--insecure", &target], Input::Null);
     let v: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();

@@ -541,18 +541,9 @@ fn stunnel_on_the_other_side_of_each_kind_of_tunnel() {
 #[test]
 fn exec_services_on_several_loops_reap_only_their_own_children() {
     let pki = Pki::new();
-    let l = Listener::start(
-        &[
-            "-k",
-            "--threads",
-            "2",
-            "--cert",
-            s(&pki.server.cert),
-            "--key",
-            s(&pki.server.key),
-            "-c",
-            "echo served by $$; exit 0",
-        ],
+    let l = serve_k(
+        &pki.server,
+        &["--threads", "2", "-c", "echo served by $$; exit 0"],
         Input::Null,
     );
     // Twenty clients at once: every child's exit status (0) reaches its own connection,
