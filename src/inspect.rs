@@ -214,6 +214,15 @@ fn judge(s: &Inspect, target: &Target, outcome: &Outcome) -> Verdict {
         Some(Err(e)) => (false, Some(e)),
         None => (matches!(outcome.shown.verdict, Some(Ok(()))), rejected),
     };
+    // A handshake that completed without the verifier being asked (a resumed session) has
+    // no verdict: not verified.
+    let rejected = match (&rejected, &outcome.shown.verdict, &outcome.error, &s.tofu) {
+        (None, None, None, None) => Some(Class::CertRejected.err(format!(
+            "{}: no certificate was verified in this handshake",
+            target.addr
+        ))),
+        _ => rejected,
+    };
     // A connection error comes first; then the verifier's verdict; then the expiry check.
     let expiring = || {
         let days = s.expires_within?;

@@ -3,6 +3,7 @@
 //! before are logged and forgotten), or with `-k` many at once on the one event loop.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, RwLock};
 use std::time::Instant;
 
@@ -11,6 +12,7 @@ use mio::net::{TcpListener, TcpStream};
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 use rustls::{ServerConfig, ServerConnection};
 
+use crate::error::{classify, Class};
 use crate::net;
 use crate::preamble::{Preamble, Stage};
 use crate::relay::{Listening, Relay};
@@ -34,17 +36,24 @@ pub(crate) fn run(s: &Listen) -> Result<()> {
     // SIGHUP swaps in a new configuration for the handshakes that follow, in every loop.
     let config = Arc::new(RwLock::new(s.config.clone()));
     let extra = (1..threads)
-        .map(|_| net::bind_again(bound))
+        .map(|_| net::bind_again(&sock))
         .collect::<Result<Vec<_>>>()?;
+    let _ = bound;
     // Every loop catches its signals before the address is announced: a signal sent once
     // the address is known reaches them all.
-    let ready = Barrier::new(threads);
+    let ready = Start {
+        barrier: Barrier::new(threads),
+        failed: AtomicBool::new(false),
+    };
     std::thread::scope(|scope| {
         for sock in extra {
             let (config, ready) = (config.clone(), &ready);
             scope.spawn(move || {
+                // The run's status is the first loop's: a signal is said once, there.
                 if let Err(e) = serve(s, sock, config, nofile, threads, ready, false) {
-                    report::error(format_args!("{e:#}"));
+                    if !matches!(classify(&e), Class::Interrupted | Class::Terminated) {
+                        report::error(format_args!("{e:#}"));
+                    }
                 }
             });
         }
@@ -55,6 +64,13 @@ pub(crate) fn run(s: &Listen) -> Result<()> {
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// How the loops start together: each waits for the others to catch their signals; if one
+/// could not start, none serves.
+struct Start {
+    barrier: Barrier,
+    failed: AtomicBool,
 }
 
 /// Say where we listen (and the ephemeral certificate's fingerprint).
@@ -77,9 +93,33 @@ fn serve(
     config: Arc<RwLock<Arc<ServerConfig>>>,
     nofile: Option<Rlimit>,
     threads: usize,
-    ready: &Barrier,
+    ready: &Start,
     main: bool,
 ) -> Result<()> {
+    let relay = setup(s, sock, config, nofile, threads, main);
+    if relay.is_err() {
+        ready.failed.store(true, Ordering::SeqCst);
+    }
+    ready.barrier.wait();
+    let (relay, local) = relay?;
+    if ready.failed.load(Ordering::SeqCst) {
+        return Err(anyhow!("another event loop could not start"));
+    }
+    if main {
+        announce(s, local);
+    }
+    relay.run()
+}
+
+/// One loop's relay, listening on `sock`.
+fn setup(
+    s: &Listen,
+    sock: TcpListener,
+    config: Arc<RwLock<Arc<ServerConfig>>>,
+    nofile: Option<Rlimit>,
+    threads: usize,
+    main: bool,
+) -> Result<(Relay, SocketAddr)> {
     let local = sock.local_addr()?;
     let mut relay = Relay::new(Options {
         stall: s.keep_open.then_some(s.stall_timeout),
@@ -140,11 +180,7 @@ fn serve(
             }) as Box<dyn Fn() -> Result<String>>
         }),
     })?;
-    ready.wait();
-    if main {
-        announce(s, local);
-    }
-    relay.run()
+    Ok((relay, local))
 }
 
 /// Many connections need many descriptors: raise the soft limit to the hard one (running out

@@ -43,6 +43,8 @@ pub(crate) struct TcpEnd {
     pub first: Vec<u8>,
     /// Our write side is shut down (the TLS peer ended its direction).
     shut: bool,
+    /// The TLS peer ended its direction: shut ours down once `first` is written.
+    shut_wanted: bool,
     /// The far end closed its side (FIN).
     eof: bool,
 }
@@ -54,26 +56,44 @@ impl TcpEnd {
             ready: Ready::default(),
             first,
             shut: false,
+            shut_wanted: false,
             eof: false,
         }
     }
 }
 
 impl End {
+    /// Write what goes first (a PROXY header) as far as the socket takes it, whether or not
+    /// the peer has sent anything (a backend that speaks first waits for it); then the FIN
+    /// that waited for it. True once nothing is pending.
+    pub(crate) fn flush_first(&mut self) -> io::Result<bool> {
+        let End::Tcp(t) = self else {
+            return Ok(true);
+        };
+        while !t.first.is_empty() {
+            match attempt(&mut t.ready.write, || t.sock.write(&t.first)) {
+                None => return Ok(false),
+                Some(Ok(n)) => {
+                    t.first.drain(..n);
+                }
+                Some(Err(e)) => return Err(e),
+            }
+        }
+        if t.shut_wanted && !t.shut {
+            t.shut = true;
+            let _ = t.sock.shutdown(Shutdown::Write);
+        }
+        Ok(true)
+    }
+
     /// Offer the peer's bytes to the local end.
     pub(crate) fn feed(&mut self, data: &[u8]) -> io::Result<Fed> {
+        if !self.flush_first()? {
+            return Ok(Fed::Took(0));
+        }
         match self {
             End::Child(child) => Ok(child.feed(data)),
             End::Tcp(t) => {
-                while !t.first.is_empty() {
-                    match attempt(&mut t.ready.write, || t.sock.write(&t.first)) {
-                        None => return Ok(Fed::Took(0)),
-                        Some(Ok(n)) => {
-                            t.first.drain(..n);
-                        }
-                        Some(Err(e)) => return Err(e),
-                    }
-                }
                 match attempt(&mut t.ready.write, || t.sock.write(data)) {
                     None => Ok(Fed::Took(0)),
                     Some(Ok(n)) => Ok(Fed::Took(n)),
@@ -107,10 +127,8 @@ impl End {
         match self {
             End::Child(child) => child.close_stdin(),
             End::Tcp(t) => {
-                if !t.shut && t.first.is_empty() {
-                    t.shut = true;
-                    let _ = t.sock.shutdown(Shutdown::Write);
-                }
+                t.shut_wanted = true;
+                let _ = self.flush_first();
             }
         }
     }

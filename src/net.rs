@@ -296,11 +296,10 @@ fn ipv6_unavailable(err: &std::io::Error) -> bool {
 
 /// Another listening socket on the address `bind(…, true)` returned, for another event loop
 /// (SO_REUSEPORT: the kernel spreads new connections among them).
-pub(crate) fn bind_again(addr: SocketAddr) -> Result<TcpListener> {
-    let v6_only = match addr {
-        SocketAddr::V6(a) => !a.ip().is_unspecified(),
-        SocketAddr::V4(_) => false,
-    };
+pub(crate) fn bind_again(first: &TcpListener) -> Result<TcpListener> {
+    let addr = first.local_addr()?;
+    // As the first one: -6 made it IPv6 only.
+    let v6_only = addr.is_ipv6() && socket2::SockRef::from(first).only_v6().unwrap_or(true);
     bind_one(addr, v6_only, true).map_err(|e| {
         Class::Network.err(format!("cannot listen on {addr} again: {}", io_phrase(&e)))
     })

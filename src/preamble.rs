@@ -73,7 +73,14 @@ pub(crate) fn advance(
             None => return Ok(true),
             Some(Stage::Layer(_)) => {
                 if let Some(Stage::Layer(tls)) = stages.pop_front() {
-                    wire.push_layer(*tls);
+                    // An https:// proxy has said nothing before its TLS handshake: bytes that
+                    // came with the previous hop's reply are not its.
+                    if !wire.push_layer(*tls) {
+                        return Err(Class::Network.err(
+                            "a proxy sent bytes after its reply, before the next proxy's TLS \
+                             handshake (an injection attempt?)",
+                        ));
+                    }
                 }
             }
             Some(Stage::Talk(p)) => {
@@ -179,6 +186,13 @@ impl Preamble {
     pub(crate) fn drive(&mut self, sock: &mut Wire, ready: &mut Ready) -> Result<bool> {
         loop {
             let mut moved = false;
+            // What a proxy's TLS session holds goes out before anything else.
+            if sock.pending() {
+                match attempt(&mut ready.write, || sock.flush_pending()) {
+                    None | Some(Ok(())) => {}
+                    Some(Err(e)) => return Err(self.io_error(&e)),
+                }
+            }
             while self.written < self.outbox.len() {
                 match attempt(&mut ready.write, || {
                     sock.write(&self.outbox[self.written..])
@@ -191,7 +205,7 @@ impl Preamble {
                     Some(Err(e)) => return Err(self.io_error(&e)),
                 }
             }
-            let flushed = self.written == self.outbox.len();
+            let flushed = self.written == self.outbox.len() && !sock.pending();
             if flushed {
                 self.outbox.clear();
                 self.written = 0;
@@ -492,6 +506,35 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn odd_xmpp_headers_are_refused_not_panicked_on() {
+        for header in [
+            &b"<stream:stream to=\xc3\xa9>"[..],
+            b"<stream:stream to=\xff>",
+        ] {
+            let role = Role::Server;
+            let mut s = Preamble::new(
+                Script::StartTls {
+                    proto: Proto::Xmpp,
+                    role,
+                },
+                "n",
+                "c",
+            );
+            s.inbox.extend_from_slice(header);
+            let _ = s.advance();
+        }
+        // Whitespace between elements, and <proceed></proceed>, are XMPP too.
+        let (c, s) = converse(Proto::Xmpp);
+        assert!(c.go && s.go);
+        let mut c = Preamble::client(Proto::Xmpp, "n", "s");
+        c.inbox = b"<stream:stream><stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>".to_vec();
+        c.advance().unwrap();
+        c.inbox = b" \n<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'></proceed>".to_vec();
+        c.advance().unwrap();
+        assert!(c.go);
     }
 
     #[test]

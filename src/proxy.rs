@@ -74,7 +74,7 @@ impl fmt::Debug for ProxyUrl {
 pub(crate) fn parse(text: &str) -> Result<ProxyUrl, String> {
     let shown = redact(text);
     let bad = |why: &str| format!("proxy '{shown}': {why}");
-    let (scheme, rest) = match text.split_once("://") {
+    let (scheme, rest) = match scheme_end(text).map(|s| (&text[..s], &text[s + 3..])) {
         Some((s, rest)) => {
             let scheme = match s.to_ascii_lowercase().as_str() {
                 "http" => Scheme::Http,
@@ -174,12 +174,25 @@ fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Where a URL's scheme ends: at the first "://", if what is before it is a word.
+fn scheme_end(text: &str) -> Option<usize> {
+    text.find("://").filter(|&s| {
+        s > 0
+            && text[..s]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    })
+}
+
 /// A URL as messages may show it: with the userinfo replaced.
 pub(crate) fn redact(text: &str) -> String {
-    match (text.find("://"), text.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &text[..s], &text[at + 1..]),
-        (None, Some(at)) => format!("***@{}", &text[at + 1..]),
-        _ => text.to_string(),
+    let Some(at) = text.rfind('@') else {
+        return text.to_string();
+    };
+    // A scheme is a plain word before "://" (a password may hold "://").
+    match scheme_end(text) {
+        Some(s) => format!("{}://***@{}", &text[..s], &text[at + 1..]),
+        None => format!("***@{}", &text[at + 1..]),
     }
 }
 
@@ -510,11 +523,13 @@ fn socks5(p: &mut Preamble) -> Result<Progress> {
                 Some(h) => [h[0], h[1], h[2], h[3], h[4]],
                 None => return Ok(Progress::More),
             };
-            let addr_len = match head[3] {
-                1 => 4,
-                3 => 1 + head[4] as usize,
-                4 => 16,
-                _ => return Err(p.fail("answered with an unknown address type")),
+            let addr_len = match (head[1], head[3]) {
+                (_, 1) => 4,
+                (_, 3) => 1 + head[4] as usize,
+                (_, 4) => 16,
+                // A failure may come without a usable address: its code says enough.
+                (0, _) => return Err(p.fail("answered with an unknown address type")),
+                (_, _) => 0,
             };
             let Some(reply) = p.take(4 + addr_len + 2) else {
                 return Ok(Progress::More);
@@ -610,6 +625,20 @@ mod tests {
         ] {
             let e = parse(bad).unwrap_err();
             assert!(!e.contains("secret"), "{e}");
+        }
+    }
+
+    #[test]
+    fn credentials_never_show() {
+        for url in [
+            "alice:s3cr://et@proxy:3128",
+            "http://alice:s3cr://et@p:1",
+            "u:p@h",
+        ] {
+            let shown = redact(url);
+            assert!(!shown.contains("s3cr") && !shown.contains("u:p"), "{shown}");
+            let e = parse(&format!("ftp{url}")).err().unwrap_or_default();
+            assert!(!e.contains("s3cr"), "{e}");
         }
     }
 

@@ -702,6 +702,10 @@ impl Session {
                 let Some(child) = child else {
                     return Ok(false);
                 };
+                // A PROXY header goes to the backend at once: it may speak first.
+                if let Err(e) = child.flush_first() {
+                    return Err(self.local_failed(&e));
+                }
                 // Read the child only when the socket has taken everything: that is the
                 // backpressure, and it means rustls takes a whole read.
                 while !self.conn.wants_write() {

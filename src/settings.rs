@@ -238,7 +238,7 @@ fn client_tls(
     } else if let Some(path) = &verify.cacert {
         Trust::Roots(trust::roots_from_file(path)?)
     } else {
-        store(verify.trust)
+        store(verify.trust)?
     };
     let identity = match &args.cert {
         Some(cert) => Some(identity::load_identity(
@@ -254,7 +254,12 @@ fn client_tls(
         verifier = verifier.deferring();
     }
     let verifier = Arc::new(verifier);
-    let config = tls::client_config(proto, verifier.clone(), identity, !verify.no_sni)?;
+    // inspect verifies every handshake: a resumed session would skip the verifier.
+    let proto = Protocol {
+        resume: proto.resume && !defer,
+        ..proto.clone()
+    };
+    let config = tls::client_config(&proto, verifier.clone(), identity, !verify.no_sni)?;
     if verify.insecure {
         report::warn(
             "--insecure: the server's certificate is not verified; anyone on the path can read \
@@ -287,15 +292,18 @@ fn proxies(args: &ProxyArgs, verify: &VerifyArgs, proto: &Protocol) -> Result<Pr
             } else if let Some(path) = &verify.cacert {
                 Trust::Roots(trust::roots_from_file(path)?)
             } else {
-                store(verify.trust)
+                store(verify.trust)?
             };
             let verifier = Arc::new(ServerVerifier::new(
                 trust,
                 proto.provider.clone(),
                 &Crls::default(),
             )?);
+            // No ALPN of the target's, and no key log: a capture would show the proxy's
+            // credentials.
             let plain = Protocol {
                 alpn: Vec::new(),
+                key_log: None,
                 ..proto.clone()
             };
             let config = tls::client_config(&plain, verifier.clone(), None, true)?;
@@ -405,19 +413,56 @@ fn known_hosts(verify: &VerifyArgs) -> Result<PathBuf> {
 }
 
 /// `--trust`: the system's store (the default) or only the built-in roots.
-fn store(choice: Option<TrustStore>) -> Trust {
+fn store(choice: Option<TrustStore>) -> Result<Trust> {
     match choice {
         Some(TrustStore::Builtin) => {
             report::verbose("trusting the built-in Mozilla roots (--trust builtin)");
-            Trust::Roots(trust::builtin_roots())
+            Ok(Trust::Roots(trust::builtin_roots()))
         }
-        Some(TrustStore::System) | None => Trust::System,
+        Some(TrustStore::System) | None => {
+            // A store named by the environment must be there: falling back to the built-in
+            // roots would trust more than was asked for.
+            for (name, kind) in [("SSL_CERT_FILE", false), ("SSL_CERT_DIR", true)] {
+                let Some(value) = std::env::var_os(name).filter(|v| !v.is_empty()) else {
+                    continue;
+                };
+                let paths: Vec<PathBuf> = match kind {
+                    true => std::env::split_paths(&value).collect(),
+                    false => vec![PathBuf::from(&value)],
+                };
+                for path in paths {
+                    if let Err(e) = std::fs::metadata(&path) {
+                        return Err(anyhow::anyhow!(
+                            "{name}={}: {}: the trusted certificates it names cannot be read",
+                            path.display(),
+                            crate::error::io_phrase(&e)
+                        ));
+                    }
+                }
+            }
+            Ok(Trust::System)
+        }
     }
 }
 
 /// `--insecure`, `--pin`, `--cacert` and `--trust` each say how to check the server; two of
 /// them together would silently drop one, so they are refused with the reason.
 fn check_trust_flags(args: &VerifyArgs) -> Result<()> {
+    if !args.crl.is_empty() {
+        let other = [
+            (args.insecure, "--insecure"),
+            (args.pin.is_some(), "--pin"),
+            (args.tofu, "--tofu"),
+        ]
+        .into_iter()
+        .find(|(given, _)| *given);
+        if let Some((_, flag)) = other {
+            return Err(Class::Usage.err(format!(
+                "--crl is checked along a chain to a trusted CA, which {flag} does without: \
+                 give one of them"
+            )));
+        }
+    }
     if args.tofu {
         let other = [
             (args.insecure, "--insecure"),

@@ -212,8 +212,7 @@ impl TlsSocket {
     /// Send TCP FIN once: everything we will ever send is on the wire.
     pub(crate) fn shutdown_write(&mut self) {
         if !self.write_shut {
-            self.write_shut = true;
-            self.sock.shutdown_write();
+            self.write_shut = self.sock.shutdown_write();
         }
     }
 

@@ -42,18 +42,13 @@ pub(crate) fn default_file() -> Option<PathBuf> {
 /// new. A different key is exit 5 with both pins and the line to edit.
 pub(crate) fn check(file: &Path, host: &str, spki: &[u8; 32]) -> Result<Known> {
     let pin = format!("sha256//{}", BASE64_STANDARD.encode(spki));
-    if let Some((line, known)) = lookup(file, host)? {
-        if known == pin {
-            return Ok(Known::Same);
-        }
-        return Err(Class::CertRejected.err(format!(
-            "does not have the key recorded for it: it presents {pin}, but {}, line {line} \
-             records {known} (--tofu); if the change is expected, delete that line and connect \
-             again",
-            file.display()
-        )));
+    if let Some(known) = compare(file, host, &pin)? {
+        return Ok(known);
     }
-    record(file, host, &pin)?;
+    // Not there yet: record it, unless another run did meanwhile (then compare with that).
+    if let Some(known) = record(file, host, &pin)? {
+        return Ok(known);
+    }
     report::warn(format_args!(
         "{host} is new: its key {pin} is now recorded in {} (--tofu); later connections must \
          present the same key",
@@ -62,10 +57,42 @@ pub(crate) fn check(file: &Path, host: &str, spki: &[u8; 32]) -> Result<Known> {
     Ok(Known::New)
 }
 
+/// `Some(Same)` if `host` is recorded with `pin`, an error if with another pin, `None` if it
+/// is not recorded.
+fn compare(file: &Path, host: &str, pin: &str) -> Result<Option<Known>> {
+    match lookup(file, host)? {
+        None => Ok(None),
+        Some((_, known)) if known == pin => Ok(Some(Known::Same)),
+        Some((line, known)) => Err(Class::CertRejected.err(format!(
+            "does not have the key recorded for it: it presents {pin}, but {}, line {line} \
+             records {known} (--tofu); if the change is expected, delete that line and connect \
+             again",
+            file.display()
+        ))),
+    }
+}
+
 /// Before connecting: the file can be read, and written if `host` is not in it yet; an
 /// error names the file (and the line), and nothing is changed.
 pub(crate) fn precheck(file: &Path, host: &str) -> Result<()> {
-    if lookup(file, host)?.is_some() || !file.exists() {
+    if lookup(file, host)?.is_some() {
+        return Ok(());
+    }
+    // The new file is written beside the old one and renamed: the directory must take it.
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let writable =
+        std::fs::create_dir_all(dir).and_then(|()| tempfile::NamedTempFile::new_in(dir).map(drop));
+    if let Err(e) = writable {
+        return Err(anyhow!(
+            "{}: {}: the key of {host} could not be recorded there (--tofu)",
+            dir.display(),
+            io_phrase(&e)
+        ));
+    }
+    if !file.exists() {
         return Ok(());
     }
     OpenOptions::new()
@@ -119,8 +146,9 @@ fn corrupt(file: &Path, line: usize) -> anyhow::Error {
     )
 }
 
-/// Add `host pin` to the file, atomically, under a lock.
-fn record(file: &Path, host: &str, pin: &str) -> Result<()> {
+/// Add `host pin` to the file, atomically, under a lock; if another run recorded the host
+/// first, what its pin says instead.
+fn record(file: &Path, host: &str, pin: &str) -> Result<Option<Known>> {
     let fail = |e: std::io::Error| {
         anyhow!(
             "cannot record the key of {host} in {}: {}",
@@ -144,9 +172,9 @@ fn record(file: &Path, host: &str, pin: &str) -> Result<()> {
         .open(PathBuf::from(lock_name))
         .map_err(fail)?;
     flock(&lock, FlockOperation::LockExclusive).map_err(|e| fail(e.into()))?;
-    // Another run may have added the host meanwhile.
-    if lookup(file, host)?.is_some() {
-        return Ok(());
+    // Another run may have added the host meanwhile: its key is the one to match.
+    if let Some(known) = compare(file, host, pin)? {
+        return Ok(Some(known));
     }
     let mut text = match std::fs::read_to_string(file) {
         Ok(t) => t,
@@ -169,5 +197,5 @@ fn record(file: &Path, host: &str, pin: &str) -> Result<()> {
     tmp.as_file().sync_all().map_err(fail)?;
     tmp.persist(file).map_err(|e| fail(e.error))?;
     drop::<File>(lock);
-    Ok(())
+    Ok(None)
 }

@@ -160,6 +160,20 @@ impl Crls {
                     path.display()
                 ));
             }
+            // What webpki would refuse at the handshake is refused now, naming the file.
+            let check = WebPkiServerVerifier::builder_with_provider(
+                Arc::new(builtin_roots()),
+                Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+            )
+            .with_crls(ders.clone())
+            .build();
+            if let Err(e) = check {
+                return Err(anyhow!(
+                    "{}: this revocation list cannot be used ({e}); it must be a version 2 \
+                     list (openssl ca -gencrl makes one when a crlnumber file is configured)",
+                    path.display()
+                ));
+            }
             for der in ders {
                 let (_, crl) = x509_parser::parse_x509_crl(der.as_ref()).map_err(|e| {
                     anyhow!("{}: not a certificate revocation list: {e}", path.display())
@@ -277,8 +291,11 @@ impl ServerVerifier {
 /// What a peer presented, as its verifier recorded it for messages and for `inspect` (empty
 /// before the handshake got that far). The loop is one thread and what is here is read right
 /// after the call that verified, so it is that connection's.
+///
+/// Loops on several threads (`listen --threads`) share one verifier, so each thread has its
+/// own record.
 #[derive(Debug, Default)]
-pub(crate) struct Presented(Mutex<Shown>);
+pub(crate) struct Presented(Mutex<std::collections::HashMap<std::thread::ThreadId, Shown>>);
 
 /// One peer's certificates, as presented.
 #[derive(Clone, Debug, Default)]
@@ -293,32 +310,37 @@ pub(crate) struct Shown {
 
 impl Presented {
     fn record(&self, end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>]) {
-        if let Ok(mut seen) = self.0.lock() {
+        self.update(|seen| {
             *seen = Shown {
                 chain: std::iter::once(end_entity)
                     .chain(intermediates)
                     .map(|c| c.clone().into_owned())
                     .collect(),
                 ..Shown::default()
-            };
-        }
+            }
+        });
     }
 
     fn chain(&self) -> Vec<CertificateDer<'static>> {
-        self.0.lock().map(|c| c.chain.clone()).unwrap_or_default()
+        let me = std::thread::current().id();
+        self.0
+            .lock()
+            .map(|m| m.get(&me).map(|s| s.chain.clone()).unwrap_or_default())
+            .unwrap_or_default()
     }
 
     /// What was recorded, leaving nothing behind for the next connection.
     pub(crate) fn take(&self) -> Shown {
+        let me = std::thread::current().id();
         self.0
             .lock()
-            .map(|mut c| std::mem::take(&mut *c))
+            .map(|mut m| m.remove(&me).unwrap_or_default())
             .unwrap_or_default()
     }
 
     fn update(&self, f: impl FnOnce(&mut Shown)) {
         if let Ok(mut seen) = self.0.lock() {
-            f(&mut seen);
+            f(seen.entry(std::thread::current().id()).or_default());
         }
     }
 }
@@ -486,13 +508,17 @@ impl std::fmt::Display for PinMismatch {
 
 impl std::error::Error for PinMismatch {}
 
-/// A `--tofu` refusal: the key changed, or the file could not be read or written.
+/// A `--tofu` refusal: the key changed (rejected, exit 5), or the file could not be read or
+/// written (exit 1).
 #[derive(Debug)]
-struct Tofu(String);
+struct Tofu {
+    class: Class,
+    msg: String,
+}
 
 impl std::fmt::Display for Tofu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.msg)
     }
 }
 
@@ -539,7 +565,10 @@ impl ServerCertVerifier for ServerVerifier {
                 Some(spki) => match crate::tofu::check(file, host, &spki) {
                     Ok(_) => Ok(ServerCertVerified::assertion()),
                     Err(e) => Err(rustls::Error::InvalidCertificate(CertificateError::Other(
-                        OtherError(Arc::new(Tofu(format!("{e:#}")))),
+                        OtherError(Arc::new(Tofu {
+                            class: crate::error::classify(&e),
+                            msg: format!("{e:#}"),
+                        })),
                     ))),
                 },
             },
@@ -658,6 +687,14 @@ impl Explainer {
         established: bool,
         chain: &[CertificateDer<'static>],
     ) -> anyhow::Error {
+        // A --tofu file problem is not the server's fault.
+        if let rustls::Error::InvalidCertificate(CertificateError::Other(other)) = err {
+            if let Some(tofu) = other.0.downcast_ref::<Tofu>() {
+                if tofu.class != Class::CertRejected {
+                    return tofu.class.err(tofu.msg.clone());
+                }
+            }
+        }
         if let rustls::Error::InvalidCertificate(CertificateError::Revoked) = err {
             let why = chain.iter().enumerate().find_map(|(i, c)| {
                 self.crls.why(c).map(|w| match i {

@@ -19,6 +19,8 @@ pub(crate) struct Wire {
     layers: Vec<ClientConnection>,
     /// Bytes to be read before anything else.
     unread: Vec<u8>,
+    /// close_notify has been queued on the proxy layers.
+    closing: bool,
 }
 
 impl Wire {
@@ -27,12 +29,18 @@ impl Wire {
             tcp,
             layers: Vec::new(),
             unread: Vec::new(),
+            closing: false,
         }
     }
 
     /// From now on, speak through a TLS session with a proxy (inside those already here).
-    pub(crate) fn push_layer(&mut self, tls: ClientConnection) {
+    /// Nothing may be waiting to be read: it would be taken for the new session's.
+    pub(crate) fn push_layer(&mut self, tls: ClientConnection) -> bool {
+        if !self.unread.is_empty() {
+            return false;
+        }
         self.layers.push(tls);
+        true
     }
 
     /// Bytes the next reader gets first.
@@ -53,13 +61,21 @@ impl Wire {
         self.layers.iter().any(|l| l.wants_write())
     }
 
-    /// Our side is done: close_notify to each proxy, innermost first, then TCP FIN.
-    pub(crate) fn shutdown_write(&mut self) {
-        for layer in self.layers.iter_mut().rev() {
-            layer.send_close_notify();
+    /// Our side is done: close_notify to each proxy, innermost first, then TCP FIN once they
+    /// are on their way. False while a proxy's close_notify waits for the socket: call again.
+    pub(crate) fn shutdown_write(&mut self) -> bool {
+        if !self.closing {
+            self.closing = true;
+            for layer in self.layers.iter_mut().rev() {
+                layer.send_close_notify();
+            }
         }
         let _ = self.flush_pending();
+        if self.pending() {
+            return false;
+        }
         let _ = self.tcp.shutdown(Shutdown::Write);
+        true
     }
 }
 

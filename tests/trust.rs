@@ -413,3 +413,44 @@ fn inspect_with_tofu_checks_each_target_on_its_own() {
     assert_eq!(again.stderr, "");
     assert_eq!(std::fs::read_to_string(&known).unwrap().lines().count(), 2);
 }
+
+#[test]
+fn inspect_verifies_every_handshake_and_bad_trust_settings_are_refused() {
+    // A rejected server stays rejected on a second look: no resumed session skips the
+    // verifier (TLS 1.2 resumption would).
+    let pki = Pki::new();
+    let l = serve_k(&pki.server, &[], Input::Null);
+    let target = format!("127.0.0.1:{}", l.port);
+    let done = run(
+        &[
+            "inspect",
+            "--json",
+            "--tls-max",
+            "1.2",
+            "--parallel",
+            "1",
+            &target,
+            &target,
+        ],
+        Input::Null,
+    );
+    done.expect_code(5);
+    let text = String::from_utf8_lossy(&done.stdout);
+    assert_eq!(text.matches("\"status\":5").count(), 2, "{text}");
+    // --crl needs a CA chain to check along.
+    connect(
+        &target,
+        &["--pin", &"AB".repeat(32), "--crl", s(&pki.ca.cert)],
+        Input::Null,
+    )
+    .expect_code(2)
+    .expect_stderr("--crl is checked along a chain");
+    // A store the environment names must be there.
+    connect_env(
+        &target,
+        &[],
+        &[("SSL_CERT_FILE", "/nonexistent/bundle.pem")],
+    )
+    .expect_code(1)
+    .expect_stderr("SSL_CERT_FILE=/nonexistent/bundle.pem");
+}

@@ -568,3 +568,37 @@ fn exec_services_on_several_loops_reap_only_their_own_children() {
     // Both loops stop on one SIGTERM.
     l.stop().expect_code(143);
 }
+
+#[test]
+fn a_proxy_header_reaches_a_backend_that_speaks_first() {
+    // An SMTP-like backend: it reads the PROXY header, then greets; the client says nothing
+    // until greeted.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (mut sock, _) = listener.accept().unwrap();
+        let mut header = Vec::new();
+        let mut byte = [0u8; 1];
+        while !header.ends_with(b"\r\n") {
+            sock.read_exact(&mut byte).unwrap();
+            header.push(byte[0]);
+        }
+        assert!(header.starts_with(b"PROXY TCP4 "));
+        sock.write_all(b"220 hello\r\n").unwrap();
+    });
+    let pki = Pki::new();
+    let l = tunnel_to(
+        &pki,
+        &format!("127.0.0.1:{port}"),
+        &["--proxy-protocol", "v1"],
+    );
+    let mut cmd = stls();
+    cmd.args([
+        "connect",
+        &format!("localhost:{}", l.port),
+        "--cacert",
+        s(&pki.ca.cert),
+    ]);
+    let client = Proc::spawn(&mut cmd, Input::Held);
+    client.wait_stdout_has(b"220 hello").unwrap();
+}

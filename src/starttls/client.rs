@@ -294,7 +294,18 @@ fn irc(p: &mut Preamble) -> Result<Progress> {
 }
 
 fn xmpp(p: &mut Preamble) -> Result<Progress> {
-    let text = String::from_utf8_lossy(&p.inbox).to_string();
+    if p.step > 0 {
+        // Whitespace between elements is allowed (RFC 6120 §11.7).
+        let blank = p
+            .inbox
+            .iter()
+            .take_while(|b| b.is_ascii_whitespace())
+            .count();
+        p.inbox.drain(..blank);
+    }
+    let Ok(text) = std::str::from_utf8(&p.inbox).map(str::to_string) else {
+        return Err(p.fail("the server sent XML that is not UTF-8"));
+    };
     if let Some(at) = text.find("<stream:error") {
         return Err(p.refused(&text[at..], "the stream header", "stream features"));
     }
@@ -326,7 +337,14 @@ fn xmpp(p: &mut Preamble) -> Result<Progress> {
             let Some(gt) = text.find('>') else {
                 return Ok(Progress::More);
             };
-            let element = text[..=gt].to_string();
+            let mut element = text[..=gt].to_string();
+            if element.starts_with("<proceed") && !element.ends_with("/>") {
+                // <proceed xmlns='…'></proceed>
+                let Some(close) = text.find("</proceed>") else {
+                    return Ok(Progress::More);
+                };
+                element = text[..close + "</proceed>".len()].to_string();
+            }
             p.log("<", &element);
             p.inbox.drain(..element.len().min(p.inbox.len()));
             if element.starts_with("<proceed") {

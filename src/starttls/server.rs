@@ -241,7 +241,16 @@ fn irc(p: &mut Preamble) -> Result<Progress> {
 }
 
 fn xmpp(p: &mut Preamble, proto: Proto) -> Result<Progress> {
-    let text = String::from_utf8_lossy(&p.inbox).to_string();
+    // Whitespace between elements is allowed (RFC 6120 §11.7).
+    let blank = p
+        .inbox
+        .iter()
+        .take_while(|b| b.is_ascii_whitespace())
+        .count();
+    p.inbox.drain(..blank);
+    let Ok(text) = std::str::from_utf8(&p.inbox).map(str::to_string) else {
+        return Err(p.fail("the client sent XML that is not UTF-8"));
+    };
     match p.step {
         0 => {
             // The client's stream header, possibly after an XML declaration.
@@ -305,8 +314,9 @@ fn xmpp(p: &mut Preamble, proto: Proto) -> Result<Progress> {
 /// The value of `name='…'` or `name="…"` in an XML start tag.
 fn attribute(tag: &str, name: &str) -> Option<String> {
     let at = tag.find(&format!(" {name}="))? + name.len() + 2;
-    let quote = tag[at..].chars().next()?;
-    let rest = &tag[at + 1..];
+    let rest = tag.get(at..)?;
+    let quote = rest.chars().next().filter(|q| *q == '\'' || *q == '"')?;
+    let rest = &rest[quote.len_utf8()..];
     Some(rest[..rest.find(quote)?].to_string())
 }
 
@@ -448,7 +458,8 @@ fn mysql(p: &mut Preamble) -> Result<Progress> {
         .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .unwrap_or_default();
     p.log("<", &format!("SSLRequest? capabilities 0x{caps:08x}"));
-    if len < 32 || caps & MYSQL_CLIENT_SSL == 0 {
+    // The SSLRequest is exactly 32 bytes; a longer packet is a whole login in plain text.
+    if len != 32 || caps & MYSQL_CLIENT_SSL == 0 {
         return Err(p.fail("the client did not ask for SSL: it would have logged in in plain text"));
     }
     // What follows is the ClientHello: the Preamble hands it to TLS.
