@@ -519,7 +519,7 @@ fn test_a_mail_clients_starttls() {
     let mut cmd = Command::new("openssl");
     cmd.args([
         "s_client",
-        "-quiet",
+        "-brief",
         "-no_ign_eof",
         "-nocommands",
         "-starttls",
@@ -533,7 +533,11 @@ fn test_a_mail_clients_starttls() {
     ])
     .current_dir(dir.path());
     let mail = b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n";
-    let client = Proc::spawn(&mut cmd, Input::Bytes(mail.to_vec()));
+    // Typed once the session is up: s_client may drop input that comes before.
+    let mut client = Proc::spawn(&mut cmd, Input::Held);
+    client.wait_line("CONNECTION ESTABLISHED");
+    client.stdin().write_all(mail).unwrap();
+    client.close_stdin();
     client.finish();
     listener.finish().expect_code(0);
     let got = std::fs::read(dir.path().join("mail.txt")).unwrap();
