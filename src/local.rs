@@ -79,7 +79,9 @@ impl End {
                 Some(Err(e)) => return Err(e),
             }
         }
-        if t.shut_wanted && !t.shut {
+        // Not while the connection is still being made: on Linux that aborts it. The next
+        // turn after it is made tries again.
+        if t.shut_wanted && !t.shut && t.sock.peer_addr().is_ok() {
             t.shut = true;
             let _ = t.sock.shutdown(Shutdown::Write);
         }
@@ -173,6 +175,17 @@ impl Local {
             } => t.ready.update(event),
             _ => {}
         }
+    }
+
+    /// Whether the local end is a TCP connection (a tunnel).
+    pub(crate) fn is_tcp(&self) -> bool {
+        matches!(
+            self,
+            Local::Exec {
+                child: Some(End::Tcp(_)),
+                ..
+            }
+        )
     }
 
     /// A TCP local end there from the start (`connect --from`).

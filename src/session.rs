@@ -377,6 +377,13 @@ impl Session {
             moved = true;
         }
         moved |= self.receive(sh)?;
+        if self.phase == Phase::Open && self.inbound == Inbound::Ended {
+            // The peer's stream is over, but a reset after it still means our bytes were
+            // not all taken: notice it now, not at our next write.
+            if let PeerClose::Reset(e) = self.conn.watch_close(sh.scratch) {
+                return Err(self.not_delivered(&e));
+            }
+        }
         if self.phase == Phase::Handshake {
             if !self.conn.handshaking() {
                 self.phase = Phase::Open;
@@ -459,6 +466,12 @@ impl Session {
             if !leftover.is_empty() && !half_close {
                 return Err(self.too_late());
             }
+            // Under TLS 1.2 the peer's close_notify ends the whole connection: a tunnel's plain
+            // side got its FIN, and nothing it says after can be delivered, so our side is
+            // complete now (its answer, if any, meets a closed connection).
+            if !half_close && self.local.is_tcp() && self.outbound == Outbound::Sending {
+                self.outbound = Outbound::Complete;
+            }
             return Ok(());
         }
         if self.outbound != Outbound::Sending || (half_close && !sh.opts.stdin_tty) {
@@ -513,6 +526,9 @@ impl Session {
         }
         // Under TLS 1.2 close_notify would end the peer's direction too: only when we take
         // nothing more from it, or when a person at a terminal ended the input (Ctrl-D).
+        // A child's end of output comes with its exit. A tunnel's plain side ends its
+        // direction with a FIN, which TLS 1.2 can only carry as the end of the whole
+        // connection: holding it would leave both ends waiting (see TUNNELS).
         self.half_close()
             || opts.send_only
             || matches!(self.local, Local::Exec { .. })

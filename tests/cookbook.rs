@@ -513,7 +513,9 @@ fn test_a_mail_clients_starttls() {
     let dir = site(&pki);
     let port = free_port();
     let script = recipe(MAIL_CLIENT).replace("2525", &format!("127.0.0.1:{port}"));
-    let listener = sh(&script, dir.path(), Input::Null);
+    // The listener's stdin stays open until the client is done: with nothing to send, it
+    // would close its side at once, and s_client ends at the server's close_notify.
+    let mut listener = sh(&script, dir.path(), Input::Held);
     wait_listening(port);
     // The mail client: openssl s_client speaking SMTP.
     let mut cmd = Command::new("openssl");
@@ -539,6 +541,7 @@ fn test_a_mail_clients_starttls() {
     client.stdin().write_all(mail).unwrap();
     client.close_stdin();
     client.finish();
+    listener.close_stdin();
     listener.finish().expect_code(0);
     let got = std::fs::read(dir.path().join("mail.txt")).unwrap();
     assert_eq!(got, mail);

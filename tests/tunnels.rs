@@ -602,3 +602,35 @@ fn a_proxy_header_reaches_a_backend_that_speaks_first() {
     let client = Proc::spawn(&mut cmd, Input::Held);
     client.wait_stdout_has(b"220 hello").unwrap();
 }
+
+#[test]
+fn under_tls12_the_peers_close_notify_ends_the_tunnel_even_if_the_backend_stays_open() {
+    // The backend reads to the end and then says nothing and stays open: TLS 1.2 has no
+    // half-close, so the client's close_notify ends the connection, and the client learns
+    // its bytes were all taken.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let backend = std::thread::spawn(move || {
+        let (mut sock, _) = listener.accept().unwrap();
+        let mut got = Vec::new();
+        sock.read_to_end(&mut got).unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+        got
+    });
+    let pki = Pki::new();
+    let l = tunnel_to(&pki, &format!("127.0.0.1:{port}"), &[]);
+    let data = random_bytes(100_000, 12);
+    connect(
+        &format!("localhost:{}", l.port),
+        &[
+            "--cacert",
+            s(&pki.ca.cert),
+            "--tls-max",
+            "1.2",
+            "--send-only",
+        ],
+        Input::Bytes(data.clone()),
+    )
+    .expect_code(0);
+    assert_same(&backend.join().unwrap(), &data, "through a TLS 1.2 tunnel");
+}
