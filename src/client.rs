@@ -102,7 +102,15 @@ fn tunnel(s: &Connect, host: &str, port: u16) -> Result<()> {
             TlsSocket::new(sock, tls.into()),
             format!("{target} for {from}"),
             Some(from),
-            wait.map(|w| (Instant::now() + w, "-w")),
+            // Connecting, any dialogue and the handshake: -w, else as long as connect gives
+            // one address.
+            Some(match wait {
+                Some(w) => (Instant::now() + w, "-w"),
+                None => (
+                    Instant::now() + net::CONNECT_TIMEOUT,
+                    "10 s without -w, for --from",
+                ),
+            }),
             true,
             route.stages,
         );
