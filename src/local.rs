@@ -47,6 +47,12 @@ pub(crate) struct TcpEnd {
     shut_wanted: bool,
     /// The far end closed its side (FIN).
     eof: bool,
+    /// Addresses still to try if this connection is refused before it is made, and what to
+    /// send first again on the next.
+    others: Vec<SocketAddr>,
+    header: Vec<u8>,
+    /// The connection was made (a byte moved, or the socket has a peer): no more retries.
+    connected: bool,
 }
 
 impl TcpEnd {
@@ -54,11 +60,20 @@ impl TcpEnd {
         TcpEnd {
             sock,
             ready: Ready::default(),
+            header: first.clone(),
+            others: Vec::new(),
+            connected: false,
             first,
             shut: false,
             shut_wanted: false,
             eof: false,
         }
+    }
+
+    /// Addresses to try, in turn, if this one refuses.
+    pub(crate) fn or_else(mut self, others: &[SocketAddr]) -> TcpEnd {
+        self.others = others.to_vec();
+        self
     }
 }
 
@@ -70,10 +85,14 @@ impl End {
         let End::Tcp(t) = self else {
             return Ok(true);
         };
+        if !t.connected && t.sock.peer_addr().is_ok() {
+            t.connected = true;
+        }
         while !t.first.is_empty() {
             match attempt(&mut t.ready.write, || t.sock.write(&t.first)) {
                 None => return Ok(false),
                 Some(Ok(n)) => {
+                    t.connected = true;
                     t.first.drain(..n);
                 }
                 Some(Err(e)) => return Err(e),
@@ -88,6 +107,30 @@ impl End {
         Ok(true)
     }
 
+    /// The connection failed before it was made: connect to the next address, if there is
+    /// one (true), registered as connection `key`'s.
+    pub(crate) fn retry(&mut self, registry: &Registry, key: usize) -> io::Result<bool> {
+        let End::Tcp(t) = self else {
+            return Ok(false);
+        };
+        if t.connected || t.others.is_empty() || t.sock.peer_addr().is_ok() {
+            return Ok(false);
+        }
+        let addr = t.others.remove(0);
+        let _ = registry.deregister(&mut t.sock);
+        t.sock = TcpStream::connect(addr)?;
+        registry.register(
+            &mut t.sock,
+            token(key, Part::ChildStdout),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        t.ready = Ready::default();
+        t.first = t.header.clone();
+        t.eof = false;
+        t.shut = false;
+        Ok(true)
+    }
+
     /// Offer the peer's bytes to the local end.
     pub(crate) fn feed(&mut self, data: &[u8]) -> io::Result<Fed> {
         if !self.flush_first()? {
@@ -98,7 +141,10 @@ impl End {
             End::Tcp(t) => {
                 match attempt(&mut t.ready.write, || t.sock.write(data)) {
                     None => Ok(Fed::Took(0)),
-                    Some(Ok(n)) => Ok(Fed::Took(n)),
+                    Some(Ok(n)) => {
+                        t.connected = true;
+                        Ok(Fed::Took(n))
+                    }
                     // A reset: the tunnel fails, both sides are reset.
                     Some(Err(e)) => Err(e),
                 }
@@ -118,7 +164,10 @@ impl End {
                     t.eof = true;
                     Ok(Some(0))
                 }
-                Some(Ok(n)) => Ok(Some(n)),
+                Some(Ok(n)) => {
+                    t.connected = true;
+                    Ok(Some(n))
+                }
                 Some(Err(e)) => Err(e),
             },
         }

@@ -82,7 +82,8 @@ pub(crate) struct Options {
 /// A tunnel's backend (`listen --to`).
 #[derive(Clone, Debug)]
 pub(crate) struct Backend {
-    pub addr: SocketAddr,
+    /// Its addresses, tried in turn.
+    pub addrs: Vec<SocketAddr>,
     /// How messages name it: HOST:PORT as given.
     pub name: String,
     /// `--proxy-protocol`: the version of the header that tells the backend who the client is.
@@ -646,7 +647,11 @@ impl Session {
                         None => 0,
                     });
                     if let Some(e) = failed {
-                        break Err(self.local_failed(&e));
+                        // A backend address that refused: the next one, if any.
+                        match child.as_mut().map(|c| c.retry(sh.registry, self.key)) {
+                            Some(Ok(true)) => continue,
+                            _ => break Err(self.local_failed(&e)),
+                        }
                     }
                     n
                 }
@@ -733,6 +738,10 @@ impl Session {
                     }
                     let drained = match child.drain(sh.scratch) {
                         Ok(drained) => drained,
+                        // A backend address that refused: the next one, if any.
+                        Err(_) if matches!(child.retry(sh.registry, self.key), Ok(true)) => {
+                            break;
+                        }
                         Err(e) => return Err(self.local_failed(&e)),
                     };
                     match drained {
@@ -829,7 +838,7 @@ impl Session {
             Local::Exec { .. } => {
                 if let Some(backend) = &sh.opts.to {
                     // The client is admitted: only now is the backend connected.
-                    let sock = TcpStream::connect(backend.addr).map_err(|e| {
+                    let sock = TcpStream::connect(backend.addrs[0]).map_err(|e| {
                         socket_class(&e).err(format!(
                             "{}: cannot connect to {}: {}",
                             self.label,
@@ -842,8 +851,8 @@ impl Session {
                         (Some(v), Some(from), Some(to)) => proxy_header(v, from, to),
                         _ => Vec::new(),
                     };
-                    self.local
-                        .attach_tcp(TcpEnd::new(sock, header), sh.registry, self.key)?;
+                    let end = TcpEnd::new(sock, header).or_else(&backend.addrs[1..]);
+                    self.local.attach_tcp(end, sh.registry, self.key)?;
                     report::verbose(format_args!("{prefix}connecting to {}", backend.name));
                     return Ok(());
                 }

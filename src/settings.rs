@@ -681,9 +681,9 @@ impl Served {
 /// `--to HOST:PORT`: resolved once, at start.
 fn backend(text: &str, version: Option<ProxyProtocol>, family: Family) -> Result<Backend> {
     let hp = net::parse_target(text, None).map_err(|m| Class::Usage.err(format!("--to: {m}")))?;
-    let addr = net::resolve(&hp, family)?[0];
+    let addrs = net::resolve(&hp, family)?;
     Ok(Backend {
-        addr,
+        addrs,
         name: hp.to_string(),
         proxy_protocol: version.map(|v| match v {
             ProxyProtocol::V1 => 1,
