@@ -467,7 +467,7 @@ pub(crate) struct VerifyArgs {
     #[arg(long, value_name = "FILE")]
     pub crl: Vec<PathBuf>,
 
-    /// Trust only the CA certificates in this PEM file instead of the built-in Mozilla roots.
+    /// Trust only the CA certificates in this PEM file instead of the system's store.
     #[arg(long, value_name = "FILE")]
     pub cacert: Option<PathBuf>,
 

@@ -198,17 +198,25 @@ fn judge(s: &Inspect, target: &Target, outcome: &Outcome) -> Verdict {
         _ => None,
     };
     // --tofu: the key is what the known-hosts file says (or is recorded now).
-    let tofu = match (&s.tofu, outcome.shown.chain.first()) {
-        (Some(file), Some(leaf)) if outcome.error.is_none() => {
-            let spki = crate::fingerprint::spki_sha256(leaf.as_ref()).unwrap_or_default();
-            Some(
-                crate::tofu::check(file, &target.addr.to_string(), &spki).map_err(|e| {
-                    Class::CertRejected.err(format!("the certificate of {} {e:#}", target.addr))
-                }),
-            )
-        }
-        _ => None,
-    };
+    let tofu =
+        match (&s.tofu, outcome.shown.chain.first()) {
+            (Some(file), Some(leaf)) if outcome.error.is_none() => {
+                Some(match crate::fingerprint::spki_sha256(leaf.as_ref()) {
+                    None => Err(Class::CertRejected.err(format!(
+                    "the certificate of {} cannot be read, so its key cannot be pinned (--tofu)",
+                    target.addr
+                ))),
+                    // A changed key is the server's doing (5); a file problem is not (1).
+                    Some(spki) => crate::tofu::check(file, &target.addr.to_string(), &spki)
+                        .map_err(|e| match classify(&e) {
+                            Class::CertRejected => Class::CertRejected
+                                .err(format!("the certificate of {} {e:#}", target.addr)),
+                            _ => e,
+                        }),
+                })
+            }
+            _ => None,
+        };
     let (verified, rejected) = match tofu {
         Some(Ok(_)) => (true, None),
         Some(Err(e)) => (false, Some(e)),
@@ -223,9 +231,12 @@ fn judge(s: &Inspect, target: &Target, outcome: &Outcome) -> Verdict {
         ))),
         _ => rejected,
     };
-    // A connection error comes first; then the verifier's verdict; then the expiry check.
+    // --insecure: nothing was checked, so nothing is called verified.
+    let verified = verified && !s.insecure;
+    // A connection error comes first; then the verifier's verdict; then the expiry check,
+    // for a verified certificate.
     let expiring = || {
-        let days = s.expires_within?;
+        let days = s.expires_within.filter(|_| verified)?;
         let leaf = certs.first()?.as_ref()?;
         let left = days_left(leaf.not_after);
         (leaf.not_after - now() < i64::from(days) * 86_400).then(|| {
@@ -400,7 +411,8 @@ fn summary(target: &Target, outcome: &Outcome, verdict: &Verdict) -> String {
     let addr = outcome.addr.map(|a| format!(" ({a})")).unwrap_or_default();
     s += &format!("{}{addr}\n", report::escape(&target.given));
     let judged = match (&verdict.error, verdict.verified) {
-        (None, _) => "verified".to_string(),
+        (None, false) => "not verified (--insecure)".to_string(),
+        (None, true) => "verified".to_string(),
         (Some(e), _) => format!("FAILED (exit {}): {e}", verdict.status),
     };
     s += &format!("  verdict:   {judged}\n");

@@ -332,6 +332,8 @@ pub(crate) struct Inspect {
     pub proxies: Proxies,
     /// `--tofu`: the known-hosts file each target's key is checked against.
     pub tofu: Option<PathBuf>,
+    /// `--insecure`: nothing is verified, nor called so.
+    pub insecure: bool,
     /// Per target: connecting and the handshake.
     pub wait: Duration,
     pub family: Family,
@@ -365,6 +367,7 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<Inspect> {
         targets,
         client: client_tls(&args.verify, &args.tls, &proto, true, None)?,
         proxies: proxies(&args.proxy, &args.verify, &proto)?,
+        insecure: args.verify.insecure,
         tofu: match args.verify.tofu {
             true => Some(known_hosts(&args.verify)?),
             false => None,
