@@ -539,3 +539,27 @@ fn ipv6_targets_and_the_negotiated_alpn() {
     assert_eq!(v[&target]["tls"]["alpn"], "h2");
     assert_eq!(v[&target]["verified"], true);
 }
+
+#[test]
+fn insecure_shows_everything_but_calls_nothing_verified() {
+    let pki = Pki::new();
+    let l = stls_server(&pki.server);
+    let done = run(
+        &[
+            "inspect",
+            "--json",
+            "--insecure",
+            "--expires-within",
+            "36500",
+            &l.addr(),
+        ],
+        Input::Null,
+    );
+    // Nothing was checked: not verified, and so not "expiring soon" either.
+    done.expect_code(0).expect_stderr("--insecure");
+    let v = parse(&done.stdout);
+    let v = &v[&l.addr()];
+    assert_eq!(v["verified"], false);
+    assert_eq!(v["status"], 0);
+    assert_eq!(v["chain"][0]["subject"], "CN=localhost");
+}
