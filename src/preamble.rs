@@ -331,6 +331,40 @@ impl Preamble {
         Ok(Some(text))
     }
 
+    /// The inbox as text, after the whitespace XML allows between elements (RFC 6120
+    /// §11.7); an error if it is not UTF-8.
+    pub(crate) fn xml_text(&mut self) -> Result<String> {
+        let blank = self
+            .inbox
+            .iter()
+            .take_while(|b| b.is_ascii_whitespace())
+            .count();
+        self.inbox.drain(..blank);
+        std::str::from_utf8(&self.inbox)
+            .map(str::to_string)
+            .map_err(|_| self.fail("sent XML that is not UTF-8"))
+    }
+
+    /// The next XML element, taken from the inbox: up to the first `>`, or, for a `<name …>`
+    /// that does not close itself, up to its `</name>`. `None` until it has arrived whole.
+    pub(crate) fn xml_element(&mut self, name: &str) -> Result<Option<String>> {
+        let text = self.xml_text()?;
+        let Some(gt) = text.find('>') else {
+            return Ok(None);
+        };
+        let mut element = text[..=gt].to_string();
+        if element.starts_with(&format!("<{name}")) && !element.ends_with("/>") {
+            let close = format!("</{name}>");
+            let Some(at) = text.find(&close) else {
+                return Ok(None);
+            };
+            element = text[..at + close.len()].to_string();
+        }
+        self.log("<", &element);
+        self.inbox.drain(..element.len());
+        Ok(Some(element))
+    }
+
     /// Take `n` bytes of the inbox, when that many have arrived.
     pub(crate) fn take(&mut self, n: usize) -> Option<Vec<u8>> {
         (self.inbox.len() >= n).then(|| {

@@ -294,18 +294,7 @@ fn irc(p: &mut Preamble) -> Result<Progress> {
 }
 
 fn xmpp(p: &mut Preamble) -> Result<Progress> {
-    if p.step > 0 {
-        // Whitespace between elements is allowed (RFC 6120 §11.7).
-        let blank = p
-            .inbox
-            .iter()
-            .take_while(|b| b.is_ascii_whitespace())
-            .count();
-        p.inbox.drain(..blank);
-    }
-    let Ok(text) = std::str::from_utf8(&p.inbox).map(str::to_string) else {
-        return Err(p.fail("the server sent XML that is not UTF-8"));
-    };
+    let text = p.xml_text()?;
     if let Some(at) = text.find("<stream:error") {
         return Err(p.refused(&text[at..], "the stream header", "stream features"));
     }
@@ -334,19 +323,9 @@ fn xmpp(p: &mut Preamble) -> Result<Progress> {
             Ok(Progress::Next)
         }
         _ => {
-            let Some(gt) = text.find('>') else {
+            let Some(element) = p.xml_element("proceed")? else {
                 return Ok(Progress::More);
             };
-            let mut element = text[..=gt].to_string();
-            if element.starts_with("<proceed") && !element.ends_with("/>") {
-                // <proceed xmlns='…'></proceed>
-                let Some(close) = text.find("</proceed>") else {
-                    return Ok(Progress::More);
-                };
-                element = text[..close + "</proceed>".len()].to_string();
-            }
-            p.log("<", &element);
-            p.inbox.drain(..element.len().min(p.inbox.len()));
             if element.starts_with("<proceed") {
                 Ok(Progress::Go)
             } else {

@@ -241,16 +241,7 @@ fn irc(p: &mut Preamble) -> Result<Progress> {
 }
 
 fn xmpp(p: &mut Preamble, proto: Proto) -> Result<Progress> {
-    // Whitespace between elements is allowed (RFC 6120 §11.7).
-    let blank = p
-        .inbox
-        .iter()
-        .take_while(|b| b.is_ascii_whitespace())
-        .count();
-    p.inbox.drain(..blank);
-    let Ok(text) = std::str::from_utf8(&p.inbox).map(str::to_string) else {
-        return Err(p.fail("the client sent XML that is not UTF-8"));
-    };
+    let text = p.xml_text()?;
     match p.step {
         0 => {
             // The client's stream header, possibly after an XML declaration.
@@ -283,19 +274,9 @@ fn xmpp(p: &mut Preamble, proto: Proto) -> Result<Progress> {
             Ok(Progress::Next)
         }
         _ => {
-            let Some(gt) = text.find('>') else {
+            let Some(element) = p.xml_element("starttls")? else {
                 return Ok(Progress::More);
             };
-            let mut element = text[..=gt].to_string();
-            if element.starts_with("<starttls") && !element.ends_with("/>") {
-                // <starttls xmlns='…'></starttls>
-                let Some(close) = text.find("</starttls>") else {
-                    return Ok(Progress::More);
-                };
-                element = text[..close + "</starttls>".len()].to_string();
-            }
-            p.log("<", &element);
-            p.inbox.drain(..element.len().min(p.inbox.len()));
             if element.starts_with("<starttls") {
                 p.send_text(&format!("<proceed xmlns='{XMPP_TLS}'/>"));
                 return Ok(Progress::Go);
