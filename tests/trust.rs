@@ -95,10 +95,11 @@ fn the_system_store_from_ssl_cert_file_and_ssl_cert_dir() {
         .expect_stderr("give one of them");
 }
 
-/// An openssl CA in `dir` that issued a server certificate for localhost (srv) and a client
+/// An openssl CA in a directory of its own that issued a server certificate for localhost (srv) and a client
 /// certificate (carol), both revoked in crl.pem / crl.der (made with `openssl ca -gencrl`).
-fn revoking_ca(dir: &std::path::Path) {
-    let d = s(dir);
+fn revoking_ca() -> OpensslCa {
+    let ca = OpensslCa { dir: tempdir() };
+    let d = s(ca.dir.path());
     let script = format!(
         "cd '{d}' && mkdir newcerts && touch index.txt && echo 01 > serial && echo 01 > crlnumber && \
          printf '[ca]\\ndefault_ca = c\\n[c]\\ndir = {d}\\ndatabase = {d}/index.txt\\n\
@@ -127,6 +128,26 @@ default_crl_days = 30\\nunique_subject = no\\npolicy = p\\ncopy_extensions = cop
     );
     let status = Command::new("sh").arg("-c").arg(&script).status().unwrap();
     assert!(status.success(), "making the CA failed");
+    ca
+}
+
+/// The files `revoking_ca` made, in its directory.
+struct OpensslCa {
+    dir: tempfile::TempDir,
+}
+
+impl OpensslCa {
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// NAME.pem and NAME.key.
+    fn leaf(&self, name: &str) -> Leaf {
+        Leaf {
+            cert: self.path(&format!("{name}.pem")),
+            key: self.path(&format!("{name}.key")),
+        }
+    }
 }
 
 #[test]
@@ -134,13 +155,9 @@ fn revoked_certificates_are_refused_with_who_and_when() {
     if !have("openssl") {
         return;
     }
-    let dir = tempdir();
-    revoking_ca(dir.path());
-    let p = |name: &str| dir.path().join(name);
-    let leaf = |name: &str| Leaf {
-        cert: p(&format!("{name}.pem")),
-        key: p(&format!("{name}.key")),
-    };
+    let ca = revoking_ca();
+    let p = |name: &str| ca.path(name);
+    let leaf = |name: &str| ca.leaf(name);
     let l = serve_k(&leaf("srv"), &[], Input::Null);
     let addr = format!("localhost:{}", l.port);
     let ca = p("ca.pem");
@@ -315,15 +332,11 @@ fn an_ocsp_staple_is_served_and_read() {
     if !have("openssl") {
         return;
     }
-    let dir = tempdir();
-    revoking_ca(dir.path());
-    let p = |name: &str| dir.path().join(name);
-    let leaf = |name: &str| Leaf {
-        cert: p(&format!("{name}.pem")),
-        key: p(&format!("{name}.key")),
-    };
+    let ca = revoking_ca();
+    let p = |name: &str| ca.path(name);
+    let leaf = |name: &str| ca.leaf(name);
     // OCSP responses from the CA itself, for the good certificate and the revoked one.
-    let d = s(dir.path());
+    let d = s(ca.dir.path());
     let script = format!(
         "cd '{d}' && for c in good srv; do \
            openssl ocsp -issuer ca.pem -cert $c.pem -no_nonce -reqout $c.req 2>/dev/null && \
