@@ -389,12 +389,22 @@ pub(crate) struct CommonArgs {
     pub net: NetArgs,
 
     /// At stdin EOF send nothing and keep the connection open until the peer closes it
-    /// (default: send close_notify and shut down the write side).
+    /// (default: close once the peer is done, see --linger).
     #[arg(long)]
     pub no_shutdown: bool,
 
+    /// After stdin's EOF, keep reading until the peer closes or has been silent for SECS,
+    /// then send close_notify (0: at once). Default 2.
+    #[arg(
+        long,
+        value_name = "SECS",
+        value_parser = parse_linger,
+        conflicts_with_all = ["no_shutdown", "recv_only", "send_only", "exec", "sh_exec"]
+    )]
+    pub linger: Option<Duration>,
+
     /// Only receive: never read stdin nor send data (our side is complete from the start);
-    /// finish when the peer closes.
+    /// never close first: finish when the peer closes.
     #[arg(long, conflicts_with_all = ["send_only", "exec", "sh_exec"])]
     pub recv_only: bool,
 
@@ -403,8 +413,8 @@ pub(crate) struct CommonArgs {
     #[arg(short = 'C', long, conflicts_with_all = ["recv_only", "exec", "sh_exec"])]
     pub crlf: bool,
 
-    /// Only send: never write stdout (what the peer sends is discarded); close at stdin EOF,
-    /// under TLS 1.2 too, and finish when the input is delivered.
+    /// Only send: never write stdout (what the peer sends is discarded); close at stdin EOF
+    /// (--linger 0), and finish when the peer confirms it stored the input.
     #[arg(long, conflicts_with_all = ["exec", "sh_exec", "no_shutdown"])]
     pub send_only: bool,
 
@@ -510,6 +520,14 @@ fn parse_secs(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// `--linger`: like [`parse_secs`], and 0 is allowed.
+fn parse_linger(text: &str) -> Result<Duration, String> {
+    match text.parse::<f64>() {
+        Ok(0.0) => Ok(Duration::ZERO),
+        _ => parse_secs(text),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -526,6 +544,9 @@ mod tests {
         assert!(parse_secs("0").is_err());
         assert!(parse_secs("-1").is_err());
         assert!(parse_secs("NaN").is_err());
+        assert_eq!(parse_linger("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_linger("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_linger("-1").is_err());
         assert!(parse_secs("inf").is_err());
     }
 }

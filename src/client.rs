@@ -61,7 +61,8 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
         deadline.map(|at| (at, "-w")),
         s.common.exec.is_some(),
         route.stages,
-    );
+    )
+    .via_proxy(route.hops.first().map(|hop| hop.to_string()));
     relay.add(peer)?;
     relay.run()
 }
@@ -113,7 +114,8 @@ fn tunnel(s: &Connect, host: &str, port: u16) -> Result<()> {
             }),
             true,
             route.stages,
-        );
+        )
+        .via_proxy(route.hops.first().map(|hop| hop.to_string()));
         Ok(session.with_local(TcpEnd::new(plain, Vec::new())))
     };
     relay.listen(Listening {

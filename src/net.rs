@@ -395,3 +395,58 @@ mod tests {
         assert_eq!(hp("a.b", 1).to_string(), "a.b:1");
     }
 }
+
+/// How far the peer's TCP has acknowledged what we wrote on a socket, from the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Acks {
+    /// Bytes of our stream the peer has acknowledged, since the connection began.
+    pub acked: u64,
+    /// Bytes written and not acknowledged yet (a FIN sent counts as one).
+    pub unacked: u64,
+}
+
+impl Acks {
+    /// Everything written so far: where our stream ends now.
+    pub(crate) fn end(self) -> u64 {
+        self.acked + self.unacked
+    }
+}
+
+/// The kernel's count of what the peer acknowledged on `sock`; None where it cannot say.
+///
+/// The unacknowledged count is read before the acknowledged one, so that an ACK arriving in
+/// between can only make [`Acks::end`] larger: a later comparison against it errs towards
+/// "not acknowledged", never the other way.
+#[allow(unsafe_code)] // SIOCOUTQ and TCP_INFO: no safe wrapper in the tree reads them
+pub(crate) fn acks(sock: &impl std::os::fd::AsRawFd) -> Option<Acks> {
+    let fd = sock.as_raw_fd();
+    let mut unacked: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ on Linux) writes one int through the pointer, which points
+    // to a live c_int; the descriptor is borrowed from a live socket.
+    if unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut unacked) } != 0 {
+        return None;
+    }
+    // SAFETY: tcp_info is a plain C struct for which all-zero bytes are a valid value;
+    // getsockopt writes at most `len` bytes into it and updates `len`.
+    let info = unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let got = libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        );
+        // Kernels older than 4.1 fill less of it and have no byte count.
+        let needed = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_acked) + 8;
+        if got != 0 || (len as usize) < needed {
+            return None;
+        }
+        info
+    };
+    Some(Acks {
+        acked: info.tcpi_bytes_acked,
+        unacked: u64::try_from(unacked).ok()?,
+    })
+}

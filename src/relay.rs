@@ -336,14 +336,25 @@ impl Relay {
     fn timers(&mut self) -> Option<Duration> {
         let now = Instant::now();
         let opts = &self.opts;
+        let mut turns = Vec::new();
         let expired: Vec<(usize, Timer, Result<()>)> = self
             .peers
             .iter_mut()
             .filter_map(|(k, p)| match p.deadline(opts) {
-                Some((at, timer)) if now >= at => p.expire(timer, opts).map(|r| (k, timer, r)),
+                Some((at, timer)) if now >= at => match p.expire(timer, opts) {
+                    Some(r) => Some((k, timer, r)),
+                    // The connection goes on, with something to do now.
+                    None => {
+                        turns.push(k);
+                        None
+                    }
+                },
                 _ => None,
             })
             .collect();
+        for key in turns {
+            self.enqueue(key);
+        }
         for (key, timer, outcome) in expired {
             if self.waiting && timer == Timer::Handshake("-w") {
                 // Without -k, -w is the user's own limit: a client still in its handshake

@@ -8,18 +8,28 @@
 //!
 //! The rules (the man page's HOW A CONNECTION ENDS says them for users):
 //! - close_notify promises that our direction is complete: it is sent only once our input
-//!   ended cleanly (stdin EOF; a child's EOF *and* exit status 0) and all of it went to TLS.
-//!   TCP FIN follows it on the wire; we go on reading.
-//! - TLS 1.3 closes each direction on its own (RFC 8446 §6.1): close_notify goes at once, and
-//!   the peer's close_notify only ends its direction, so our input is still sent until it ends
-//!   (a terminal is never waited for).
-//! - TLS 1.2 has no half-close (RFC 5246 §7.2.1): close_notify ends the whole connection, so
-//!   ours waits until the peer's stream has ended — unless we will take nothing more from it
-//!   (`--send-only`, or a child that has exited). A peer close_notify that arrives while input
-//!   of ours is still unsent means that input was not delivered: exit 6, never 0.
+//!   ended cleanly (stdin EOF; a child's EOF *and* exit status 0) and all of it is on the
+//!   socket.
+//! - stdin's EOF does not end the conversation while the peer is still answering: our
+//!   close_notify goes once the peer has closed, or has been silent for `--linger` (counted
+//!   from the later of our EOF and its last byte). `--send-only` lingers 0; `--no-shutdown`
+//!   and `--recv-only` never close first. A child's EOF (exit 0) and a tunnel's FIN close at
+//!   once: the local program is the author. Under TLS 1.3 (RFC 8446 §6.1) our close_notify
+//!   ends only our direction; under TLS 1.2 (RFC 5246 §7.2.1) it ends the connection, and the
+//!   peer's answer is waited for, bounded.
+//! - When the peer's close_notify comes first and we have nothing left to send, ours waits
+//!   (briefly) for the peer's FIN: a server that closes its socket right after its
+//!   close_notify turns our close_notify into a reset without FIN if ours arrives first. A
+//!   reset is no failure once the peer ended in order (close_notify, then FIN after all our
+//!   application bytes were acknowledged) and ours was queued.
+//! - We acknowledge only what we stored: our TCP FIN (and our close_notify once the peer's
+//!   came) goes only when everything the peer sent is written to our output.
 //! - Exit 0 needs evidence: our close_notify sent, the peer's received, everything written to
-//!   our output; then we wait, bounded, for the peer's TCP FIN. A reset then, or a
+//!   our output, and the peer's FIN after it stored what we sent; that FIN is waited for,
+//!   bounded (longer while the peer's TCP is still taking our bytes). A reset instead, or a
 //!   write failure after the peer's close_notify, means the peer stopped reading early.
+//! - A TLS 1.2 peer close_notify that arrives while input of ours is still unsent means that
+//!   input was not delivered: exit 6, never 0.
 //! - The peer's TCP EOF without close_notify: what arrived is delivered, then exit 6.
 //! - Our output failing, a child killed or exiting non-zero, a signal, a timer, any error:
 //!   no close_notify; the connection is reset.
@@ -44,8 +54,19 @@ use crate::stdio::{Broadcast, Chunk, Next, Sink};
 use crate::tls_socket::{handshake_io_error, ConnError, PeerClose, PeerEnd, TlsSocket};
 use crate::trust::Explainer;
 
-/// How long to wait for the peer's TCP close once both close_notifies have crossed.
-const LINGER: Duration = Duration::from_secs(2);
+/// The longest wait for the peer's FIN after its close_notify, before ours goes (never
+/// longer than `--linger`): a server that closes after close_notify does so at once.
+const FIN_WAIT: Duration = Duration::from_millis(500);
+/// How long the peer may take to confirm the end (its FIN; under TLS 1.2 its close_notify)
+/// once nothing of ours is left unacknowledged by its TCP: it may still be writing what it
+/// received. While its TCP still takes our bytes, the wait goes on.
+const CONFIRM: Duration = Duration::from_secs(5);
+/// The wait for a peer's FIN when we sent it nothing: there is nothing to confirm.
+const NOTHING_SENT: Duration = Duration::from_secs(2);
+/// How long a TLS 1.2 peer's close_notify waits for stdin to say whether it had more.
+const UNSENT: Duration = Duration::from_secs(2);
+/// How often acknowledgements are looked at while the peer's FIN is in and ours are not.
+const ACK_TICK: Duration = Duration::from_millis(50);
 
 /// What the connections of one run share.
 pub(crate) struct Options {
@@ -54,6 +75,9 @@ pub(crate) struct Options {
     pub explain: Explainer,
     /// `--no-shutdown`: hold close_notify until the peer has closed.
     pub no_shutdown: bool,
+    /// `--linger`: after stdin's EOF, how long the peer may be silent before our
+    /// close_notify ends the conversation (0 with `--send-only`).
+    pub linger: Duration,
     /// `--send-only`: nothing goes to stdout, and close_notify goes at stdin EOF whatever the
     /// TLS version.
     pub send_only: bool,
@@ -173,7 +197,7 @@ enum Phase {
     Open,
     /// Both directions ended cleanly and our FIN is sent: waiting, until then, for the peer's
     /// TCP close, which a peer that did not read everything would turn into a reset.
-    Closing { until: Instant },
+    Closing,
 }
 
 /// Our direction: our input (stdin, or the child's stdout) → the peer.
@@ -206,15 +230,15 @@ pub(crate) enum Timer {
     Idle,
     /// `--stall-timeout`: the peer took none of the stdin waiting for it.
     Stalled,
-    /// The peer did not close its TCP side after the close_notify exchange: nothing says a
-    /// byte was lost, so the connection ends well.
-    Linger,
+    /// Our close_notify may go now (the peer was silent for `--linger`, or its FIN did not
+    /// follow its close_notify): the connection gets a turn.
+    Close,
+    /// The peer has not confirmed the end (its FIN; under TLS 1.2 its answering
+    /// close_notify) in time, or its TCP has not acknowledged our bytes after its FIN.
+    Confirm,
     /// A TLS 1.2 peer closed the connection and stdin (a pipe or file) neither ended nor gave
     /// more: whatever it still holds cannot be delivered.
     Unsent,
-    /// Our input ended under TLS 1.2 and close_notify waits for the peer's: after a while,
-    /// say why we wait. The connection goes on.
-    Held,
 }
 
 pub(crate) struct Session {
@@ -242,10 +266,22 @@ pub(crate) struct Session {
     output_stalled: bool,
     /// When a TLS 1.2 peer's close_notify found stdin neither ended nor sent (see
     /// [`Timer::Unsent`]).
-    peer_ended_at: Option<Instant>,
-    /// When our input ended with close_notify held for the peer's (TLS 1.2), until
-    /// [`Timer::Held`] has said so.
-    held_at: Option<Instant>,
+    unsent_since: Option<Instant>,
+    /// When our input ended (stdin's EOF), for `--linger`.
+    input_ended_at: Option<Instant>,
+    /// When the peer last sent us data, for `--linger`.
+    last_heard: Instant,
+    /// When the peer's close_notify arrived.
+    peer_closed_at: Option<Instant>,
+    /// Whether our close_notify waits for the peer's FIN (see [`Session::close_at`]).
+    fin_wait: bool,
+    /// Until when the peer may take to confirm the end ([`Timer::Confirm`]), and how many
+    /// of our bytes its TCP had not acknowledged when that was set.
+    confirm: Option<(Instant, u64)>,
+    /// Everything received is written to our output (as of the last turn).
+    stored: bool,
+    /// The proxy the connection goes through, for messages.
+    via: Option<String>,
     /// The stdout chunk number by which everything received is written.
     output_upto: u64,
     received: u64,
@@ -281,8 +317,14 @@ impl Session {
             last_activity: now,
             stalled_since: None,
             output_stalled: false,
-            peer_ended_at: None,
-            held_at: None,
+            unsent_since: None,
+            input_ended_at: None,
+            last_heard: now,
+            peer_closed_at: None,
+            fin_wait: false,
+            confirm: None,
+            stored: true,
+            via: None,
             output_upto: 0,
             received: 0,
             sent: 0,
@@ -300,6 +342,12 @@ impl Session {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         self.local.register(registry, key)
+    }
+
+    /// The connection goes through proxy `name` (the first hop), for messages.
+    pub(crate) fn via_proxy(mut self, name: Option<String>) -> Session {
+        self.via = name;
+        self
     }
 
     /// `connect --from`: the accepted plain connection is the local end from the start.
@@ -335,7 +383,7 @@ impl Session {
 
     /// Whether the connection ended well and only waits for the peer's TCP close.
     pub(crate) fn closing(&self) -> bool {
-        matches!(self.phase, Phase::Closing { .. })
+        self.phase == Phase::Closing
     }
 
     /// The pid of this connection's child, while it has one.
@@ -362,12 +410,8 @@ impl Session {
 
     /// One turn: receive, settle each direction by the rules, send, flush.
     fn step(&mut self, sh: &mut Shared<'_>) -> Result<Turn> {
-        if let Phase::Closing { .. } = self.phase {
-            return match self.conn.watch_close(sh.scratch) {
-                PeerClose::Pending => Ok(Turn::Idle),
-                PeerClose::Closed => Ok(Turn::Done(Ok(()))),
-                PeerClose::Reset(e) => Err(self.not_delivered(&e)),
-            };
+        if self.phase == Phase::Closing {
+            return self.confirmed(sh);
         }
         let mut moved = false;
         if !self.stages.is_empty() {
@@ -382,7 +426,9 @@ impl Session {
             // The peer's stream is over, but a reset after it still means our bytes were
             // not all taken: notice it now, not at our next write.
             if let PeerClose::Reset(e) = self.conn.watch_close(sh.scratch) {
-                return Err(self.not_delivered(&e));
+                if !self.conn.ended_in_order() {
+                    return Err(self.not_delivered(&e));
+                }
             }
         }
         if self.phase == Phase::Handshake {
@@ -397,46 +443,105 @@ impl Session {
                 )));
             }
         }
+        self.stored = self.output_written(sh);
         if self.phase == Phase::Open {
             moved |= self.settle(sh)?;
         }
         match self.conn.flush() {
             Ok(m) => moved |= m,
+            // Our close_notify met the socket of a peer that had ended in order.
+            Err(_) if self.conn.ended_in_order() => return Ok(Turn::Done(Ok(()))),
             Err(e) => return Err(self.fail(e, sh.opts)),
         }
-        if self.outbound == Outbound::Closed && !self.conn.wants_write() {
-            // Our close_notify is on the wire: TCP EOF after it, as many peers (ncat) wait
-            // for that rather than for close_notify. We still read.
-            self.conn.shutdown_write();
-        }
-        if self.phase == Phase::Open
-            && self.outbound == Outbound::Closed
-            && self.inbound == Inbound::Ended
+        if self.outbound == Outbound::Closed
+            && ((self.inbound == Inbound::Ended && self.stored) || sh.opts.send_only)
             && !self.conn.wants_write()
-            && self.output_written(sh)
         {
-            // Both directions are complete and our output has everything: wait for the
-            // peer's FIN.
-            self.phase = Phase::Closing {
-                until: Instant::now() + LINGER,
-            };
-            moved = true;
+            // Everything the peer sent is written to our output (with --send-only nothing
+            // is kept): our FIN says so (and peers such as ncat wait for it).
+            self.conn.shutdown_write();
+            if self.phase == Phase::Open
+                && self.inbound == Inbound::Ended
+                && self.stored
+                && self.conn.write_shut()
+            {
+                // Now the peer's FIN, after it stored what we sent, completes the end.
+                self.phase = Phase::Closing;
+                self.await_confirmation(if self.sent == 0 {
+                    NOTHING_SENT
+                } else {
+                    CONFIRM
+                });
+                moved = true;
+            }
         }
         Ok(if moved { Turn::Moved } else { Turn::Idle })
+    }
+
+    /// The end is up to the peer now: wait, until `within` from now (or longer while its TCP
+    /// goes on taking our bytes), for it to confirm.
+    fn await_confirmation(&mut self, within: Duration) {
+        let unacked = self.conn.acks().map_or(0, |a| a.unacked);
+        self.confirm = Some((Instant::now() + within, unacked));
+    }
+
+    /// Closing: the peer's FIN, once every application byte we sent is acknowledged,
+    /// completes the connection; a reset means the peer did not read them all (unless it had
+    /// ended in order and only our close_notify met its closed socket).
+    fn confirmed(&mut self, sh: &mut Shared<'_>) -> Result<Turn> {
+        match self.conn.watch_close(sh.scratch) {
+            PeerClose::Pending => Ok(Turn::Idle),
+            PeerClose::Reset(_) if self.conn.ended_in_order() => Ok(Turn::Done(Ok(()))),
+            PeerClose::Reset(e) => Err(self.not_delivered(&e)),
+            PeerClose::Closed => {
+                if self.conn.ended_in_order() {
+                    return Ok(Turn::Done(Ok(())));
+                }
+                // Its FIN came before its TCP had taken all our bytes: it must still take
+                // them ([`Timer::Confirm`] looks again), and not reset them.
+                if let Ok(Some(e)) = self.conn.sock.tcp.take_error() {
+                    return Err(self.not_delivered(&e));
+                }
+                match self.conn.acked_at_eof() == Some(false) && self.conn.app_acked() != Some(true)
+                {
+                    true => Ok(Turn::Idle),
+                    false => Ok(Turn::Done(Ok(()))),
+                }
+            }
+        }
     }
 
     /// The rules, in the order data meets them: the peer's direction, then ours.
     fn settle(&mut self, sh: &mut Shared<'_>) -> Result<bool> {
         let mut moved = false;
         match self.conn.peer_end {
+            Some(PeerEnd::Truncated) if self.sending_stdin(sh) => {
+                // The peer went away while a pipe or file still gave us input for it: it
+                // stopped reading, as with a reset.
+                return Err(Class::Network.err(format!(
+                    "{} closed the connection (without close_notify) while our input was still \
+                     being sent: not all of it was delivered ({} bytes were sent){}",
+                    self.label,
+                    self.sent,
+                    self.proxy_hint()
+                )));
+            }
             Some(PeerEnd::Truncated) => {
                 return Err(Class::Incomplete.err(format!(
-                    "{} closed the connection without close_notify: the data may be truncated",
-                    self.label
+                    "{} closed the connection without close_notify: the data may be \
+                     truncated{}",
+                    self.label,
+                    self.proxy_hint()
                 )))
             }
             Some(PeerEnd::CloseNotify) if self.inbound == Inbound::Receiving => {
                 self.inbound = Inbound::Ended;
+                self.peer_closed_at = Some(Instant::now());
+                // A peer that closes while we still send must go on reading (or our bytes
+                // meet a reset anyway): only one that closes after we were done (or a person
+                // at a terminal who will type no more) may be closing its socket already.
+                self.fin_wait = self.outbound == Outbound::Complete
+                    || (sh.opts.stdin_tty && matches!(self.local, Local::Stdio { .. }));
                 moved = true;
                 self.peer_finished(sh)?;
             }
@@ -448,9 +553,17 @@ impl Session {
         if self.outbound == Outbound::Exiting {
             moved |= self.child_exited(sh.opts)?;
         }
-        if self.outbound == Outbound::Complete && self.may_close(sh.opts) {
+        let now = Instant::now();
+        if self.outbound == Outbound::Complete
+            && !self.conn.wants_write()
+            && self.close_at(sh.opts).is_some_and(|at| at <= now)
+        {
             self.conn.send_close_notify();
             self.outbound = Outbound::Closed;
+            if self.inbound == Inbound::Receiving && !self.half_close() {
+                // TLS 1.2: the peer must answer with its own, after storing what we sent.
+                self.await_confirmation(CONFIRM);
+            }
             moved = true;
         }
         Ok(moved)
@@ -484,7 +597,7 @@ impl Session {
             // Under TLS 1.2 nothing more can be sent: if stdin ends now with nothing unsent,
             // our direction was complete; if it has more, that was not delivered. send() says
             // which, and the Unsent timer bounds the wait for a pipe that says neither.
-            self.peer_ended_at = Some(Instant::now());
+            self.unsent_since = Some(Instant::now());
             self.send(sh)?;
             return Ok(());
         }
@@ -496,6 +609,19 @@ impl Session {
             self.outbound = Outbound::Complete;
         }
         Ok(())
+    }
+
+    /// Whether a pipe or file on stdin is still being sent on this connection (it has not
+    /// reached its end).
+    fn sending_stdin(&self, sh: &Shared<'_>) -> bool {
+        match (&self.local, sh.stdin.as_deref()) {
+            (Local::Stdio { next, offset }, Some(stdin))
+                if self.outbound == Outbound::Sending && !sh.opts.stdin_tty =>
+            {
+                !matches!(stdin.at(*next, *offset), Next::End)
+            }
+            _ => false,
+        }
     }
 
     /// Whether stdin holds bytes this connection has not sent.
@@ -517,23 +643,37 @@ impl Session {
         ))
     }
 
-    /// Whether our close_notify may go now that our direction is complete.
-    fn may_close(&self, opts: &Options) -> bool {
+    /// When our close_notify may go, our direction being complete: `Some(at)` (`at` may have
+    /// passed), or None while only an event can allow it.
+    fn close_at(&self, opts: &Options) -> Option<Instant> {
         if self.inbound == Inbound::Ended {
-            return true; // nothing can be cut short any more
+            // Nothing can be cut short any more, but our close_notify acknowledges what
+            // the peer sent: only once it is stored. And a peer that closes its socket right
+            // after its close_notify would turn ours into a reset without FIN: its FIN first.
+            if !self.stored {
+                return None;
+            }
+            if self.conn.tcp_eof() || !self.fin_wait {
+                return Some(self.started);
+            }
+            return self.peer_closed_at.map(|at| at + opts.linger.min(FIN_WAIT));
         }
-        if opts.no_shutdown {
-            return false;
+        if opts.no_shutdown || opts.recv_only {
+            return None; // the peer ends it
         }
-        // Under TLS 1.2 close_notify would end the peer's direction too: only when we take
-        // nothing more from it, or when a person at a terminal ended the input (Ctrl-D).
-        // A child's end of output comes with its exit. A tunnel's plain side ends its
-        // direction with a FIN, which TLS 1.2 can only carry as the end of the whole
-        // connection: holding it would leave both ends waiting (see TUNNELS).
-        self.half_close()
-            || opts.send_only
-            || matches!(self.local, Local::Exec { .. })
-            || (opts.stdin_tty && !opts.recv_only)
+        match self.local {
+            // The conversation is over when the peer has had its say: silent for --linger
+            // since our EOF or its last byte, whichever came later. While our output holds
+            // its bytes up, it is not silent.
+            Local::Stdio { .. } if self.output_stalled => None,
+            Local::Stdio { .. } => self
+                .input_ended_at
+                .map(|ended| ended.max(self.last_heard) + opts.linger),
+            // A child's end of output (with exit 0) or a tunnel's FIN: the local program is
+            // the author and says it is done. (Under TLS 1.2 this ends the whole connection:
+            // holding it would leave both ends waiting, see TUNNELS.)
+            Local::Exec { .. } => Some(self.started),
+        }
     }
 
     /// Whether the protocol lets each direction close on its own (TLS 1.3).
@@ -574,14 +714,29 @@ impl Session {
             io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
         ) {
             return class.err(format!(
-                "{} reset the connection before the end ({}; {} bytes received, {} bytes sent)",
+                "{} reset the connection before the end ({}; {} bytes received, {} bytes \
+                 sent){}",
                 self.label,
                 io_phrase(&e),
                 self.received,
-                self.sent
+                self.sent,
+                self.proxy_hint()
             ));
         }
         class.err(format!("{}: {}", self.label, io_phrase(&e)))
+    }
+
+    /// Nothing came back and the connection ended right after our close_notify: through a
+    /// proxy, that is most likely the proxy ending both directions at our end of input.
+    fn proxy_hint(&self) -> String {
+        match &self.via {
+            Some(proxy) if self.outbound == Outbound::Closed && self.received == 0 => format!(
+                "; it goes through proxy {proxy}, which may end both directions when ours \
+                 ends: wait longer for the reply with --linger SECS, or let the server end it \
+                 with --no-shutdown"
+            ),
+            _ => String::new(),
+        }
     }
 
     /// The peer reset the connection after its close_notify: it stopped reading early.
@@ -660,6 +815,7 @@ impl Session {
                 break Ok(());
             }
             self.received += n as u64;
+            self.last_heard = Instant::now();
             moved = true;
         };
         if let (Some(chunk), Some(sink)) = (out, sh.stdout.as_deref_mut()) {
@@ -775,10 +931,8 @@ impl Session {
         }
         if ended {
             self.outbound = Outbound::Complete;
+            self.input_ended_at = Some(Instant::now());
             moved = true;
-            if !self.may_close(sh.opts) && !sh.opts.no_shutdown {
-                self.held_at = Some(Instant::now());
-            }
         }
         Ok(moved)
     }
@@ -874,12 +1028,16 @@ impl Session {
 
     /// The connection's next deadline and what it means; the one place timers are decided.
     pub(crate) fn deadline(&self, opts: &Options) -> Option<(Instant, Timer)> {
-        match self.phase {
-            Phase::Closing { until } => return Some((until, Timer::Linger)),
-            Phase::Handshake | Phase::Open => {}
+        if self.phase == Phase::Closing {
+            let (until, _) = self.confirm?;
+            if self.conn.tcp_eof() {
+                // Its FIN is in, our bytes not all acknowledged: look again shortly.
+                return Some(((Instant::now() + ACK_TICK).min(until), Timer::Confirm));
+            }
+            return Some((until, Timer::Confirm));
         }
-        if let (Some(at), Outbound::Sending) = (self.peer_ended_at, self.outbound) {
-            return Some((at + LINGER, Timer::Unsent));
+        if let (Some(at), Outbound::Sending) = (self.unsent_since, self.outbound) {
+            return Some((at + UNSENT, Timer::Unsent));
         }
         let handshake = match (self.phase, self.handshake_deadline) {
             (Phase::Handshake, Some((at, option))) => Some((at, Timer::Handshake(option))),
@@ -894,11 +1052,21 @@ impl Session {
             (Some(d), Some(at), Outbound::Sending) => Some((at + d, Timer::Stalled)),
             _ => None,
         };
-        let held = match (self.held_at, self.outbound) {
-            (Some(at), Outbound::Complete) => Some((at + LINGER, Timer::Held)),
+        // Our close_notify waits for a time (--linger, the peer's FIN); not while records
+        // wait for the socket (its readiness gives the turn then).
+        let close = match (self.phase, self.outbound) {
+            (Phase::Open, Outbound::Complete) if !self.conn.wants_write() => {
+                self.close_at(opts).map(|at| (at, Timer::Close))
+            }
             _ => None,
         };
-        [handshake, idle, held, stalled]
+        let confirm = match (self.phase, self.outbound, self.confirm) {
+            (Phase::Open, Outbound::Closed, Some((until, _))) if !self.half_close() => {
+                Some((until, Timer::Confirm))
+            }
+            _ => None,
+        };
+        [handshake, idle, stalled, close, confirm]
             .into_iter()
             .flatten()
             .min_by_key(|(at, _)| *at)
@@ -907,17 +1075,8 @@ impl Session {
     /// A timer fired: the outcome it gives the connection, or None if it goes on.
     pub(crate) fn expire(&mut self, timer: Timer, opts: &Options) -> Option<Result<()>> {
         Some(match timer {
-            Timer::Held => {
-                self.held_at = None;
-                report::info(format_args!(
-                    "stdin has ended; waiting for {} to close, since under TLS 1.2 our \
-                     close_notify would cut short what it sends (if it sends nothing, use \
-                     --send-only on this side or --recv-only on the other)",
-                    self.label
-                ));
-                return None;
-            }
-            Timer::Linger => Ok(()),
+            Timer::Close => return None,
+            Timer::Confirm => return self.unconfirmed(),
             Timer::Unsent => Err(self.too_late()),
             Timer::Handshake(option) => {
                 Err(Class::Timeout.err(match preamble::current(&self.stages) {
@@ -941,6 +1100,46 @@ impl Session {
                 self.sent
             ))),
         })
+    }
+
+    /// The time the peer had to confirm the end is up: more time if its TCP is still taking
+    /// our bytes, else the end is not confirmed. None while the connection goes on.
+    fn unconfirmed(&mut self) -> Option<Result<()>> {
+        let (until, unacked) = self.confirm?;
+        let now = Instant::now();
+        if now < until {
+            return None; // a look at the acknowledgements: the turn does it
+        }
+        let left = self.conn.acks().map_or(0, |a| a.unacked);
+        if left < unacked {
+            self.confirm = Some((now + CONFIRM, left));
+            return None;
+        }
+        Some(Err(if self.phase != Phase::Closing {
+            // TLS 1.2: our close_notify was not answered.
+            Class::Incomplete.err(format!(
+                "{} did not answer our close_notify (TLS 1.2) within {}s: what it sent may be \
+                 incomplete",
+                self.label,
+                CONFIRM.as_secs()
+            ))
+        } else if self.conn.tcp_eof() {
+            Class::Network.err(format!(
+                "{} closed the connection before its TCP acknowledged all of the {} bytes \
+                 sent: they were not all delivered",
+                self.label, self.sent
+            ))
+        } else if self.sent == 0 {
+            return Some(Ok(())); // nothing of ours to confirm
+        } else {
+            Class::Incomplete.err(format!(
+                "{} did not close the connection within {}s of the close_notify exchange: \
+                 whether it stored all of the {} bytes sent is not known",
+                self.label,
+                CONFIRM.as_secs(),
+                self.sent
+            ))
+        }))
     }
 
     /// The connection is over: deregister, close (abortively unless it ended well), log under

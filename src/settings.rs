@@ -28,9 +28,15 @@ use crate::starttls::Proto;
 use crate::tls::{self, provider, versions, KeyLogTo, Protocol};
 use crate::trust::{self, Crls, Explainer, Presented, ServerVerifier, Side, Trust};
 
+/// `--linger`'s default: the slowest reply among the real servers tested (inspircd's welcome,
+/// about 1 s after USER) with room to spare.
+const DEFAULT_LINGER: Duration = Duration::from_secs(2);
+
 /// What both subcommands share.
 pub(crate) struct Common {
     pub no_shutdown: bool,
+    /// `--linger` (0 with `--send-only`).
+    pub linger: Duration,
     pub send_only: bool,
     pub recv_only: bool,
     /// `-C`: stdin's LF goes out as CR LF.
@@ -52,6 +58,10 @@ impl Common {
         };
         Ok(Common {
             no_shutdown: args.no_shutdown,
+            linger: match args.send_only {
+                true => Duration::ZERO,
+                false => args.linger.unwrap_or(DEFAULT_LINGER),
+            },
             send_only: args.send_only,
             recv_only: args.recv_only,
             crlf: args.crlf,
@@ -70,6 +80,7 @@ impl Common {
         Options {
             explain,
             no_shutdown: self.no_shutdown,
+            linger: self.linger,
             send_only: self.send_only,
             recv_only: self.recv_only,
             crlf: self.crlf,

@@ -12,6 +12,7 @@ use mio::net::TcpStream;
 
 use crate::error::{io_phrase, socket_class, Class};
 use crate::events::{attempt, Ready};
+use crate::net::{self, Acks};
 use crate::trust::Explainer;
 use crate::wire::Wire;
 
@@ -53,6 +54,16 @@ pub(crate) struct TlsSocket {
     /// A fatal alert went out whole: the peer knows the connection failed.
     alerted: bool,
     pub peer_end: Option<PeerEnd>,
+    /// Where our application data ended in the TCP stream (the kernel's count), once our
+    /// close_notify is queued behind it.
+    app_end: Option<u64>,
+    /// Application data has been given to TLS (the handshake's own records, such as session
+    /// tickets, are not ours to have delivered).
+    app_sent: bool,
+    /// When the peer's TCP EOF was seen: whether its TCP had acknowledged every application
+    /// byte we sent. A peer that closes with our bytes unread sends a reset, not a FIN, so
+    /// a FIN after all of them were acknowledged means they were read.
+    eof_acked: Option<bool>,
 }
 
 impl TlsSocket {
@@ -65,6 +76,9 @@ impl TlsSocket {
             write_shut: false,
             alerted: false,
             peer_end: None,
+            app_end: None,
+            app_sent: false,
+            eof_acked: None,
         }
     }
 
@@ -80,12 +94,66 @@ impl TlsSocket {
     /// Encrypt as much of `data` as rustls's send buffer takes; returns how much.
     pub(crate) fn send(&mut self, data: &[u8]) -> usize {
         // rustls's writer only fails after the connection is closed; treat that as full.
-        self.tls.writer().write(data).unwrap_or(0)
+        let n = self.tls.writer().write(data).unwrap_or(0);
+        self.app_sent |= n > 0;
+        n
     }
 
-    /// Queue close_notify: our direction is complete.
+    /// Queue close_notify: our direction is complete. Called once everything before it is
+    /// on the socket, so where our application data ends is known.
     pub(crate) fn send_close_notify(&mut self) {
+        self.app_end = self.acks().map(Acks::end);
         self.tls.send_close_notify();
+    }
+
+    /// What the peer's TCP has acknowledged of our stream.
+    pub(crate) fn acks(&self) -> Option<Acks> {
+        net::acks(&self.sock.tcp)
+    }
+
+    /// Whether the peer's TCP has acknowledged every application byte we sent (None: the
+    /// kernel cannot say).
+    pub(crate) fn app_acked(&self) -> Option<bool> {
+        if !self.app_sent {
+            return Some(true);
+        }
+        let acks = self.acks()?;
+        Some(match self.app_end {
+            Some(end) => acks.acked >= end,
+            // Nothing but application data was written so far: all of it.
+            None => acks.unacked == 0,
+        })
+    }
+
+    /// The peer's TCP stream ended (FIN): note whether everything we sent was acknowledged
+    /// by then.
+    fn saw_eof(&mut self) {
+        if !self.tcp_eof {
+            self.tcp_eof = true;
+            self.eof_acked = self.app_acked();
+        }
+    }
+
+    /// Whether the peer ended in order: its close_notify, then its FIN after every
+    /// application byte we sent was acknowledged, and our close_notify is queued. A reset
+    /// after that was provoked only by our close_notify reaching a socket the peer had
+    /// already closed: nothing of ours was lost.
+    pub(crate) fn ended_in_order(&self) -> bool {
+        self.peer_end == Some(PeerEnd::CloseNotify)
+            && self.tcp_eof
+            && self.eof_acked == Some(true)
+            && self.app_end.is_some()
+    }
+
+    /// After the peer's FIN: whether every application byte we sent was acknowledged
+    /// before it (`Some(false)`: some were not, `None`: the kernel cannot say).
+    pub(crate) fn acked_at_eof(&self) -> Option<bool> {
+        self.eof_acked
+    }
+
+    /// Whether our TCP FIN is sent.
+    pub(crate) fn write_shut(&self) -> bool {
+        self.write_shut
     }
 
     /// Whether TLS records are still waiting for the socket.
@@ -125,7 +193,7 @@ impl TlsSocket {
                 Some(Ok(n)) => {
                     moved = true;
                     if n == 0 {
-                        self.tcp_eof = true;
+                        self.saw_eof();
                     }
                     if let Err(e) = self.tls.process_new_packets() {
                         // An alert may be queued: try to let the peer know why.
@@ -226,7 +294,7 @@ impl TlsSocket {
             match attempt(&mut self.ready.read, || self.sock.read(scratch)) {
                 None => return PeerClose::Pending,
                 Some(Ok(0)) => {
-                    self.tcp_eof = true;
+                    self.saw_eof();
                     return PeerClose::Closed;
                 }
                 Some(Ok(_)) => {}

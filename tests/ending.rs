@@ -122,21 +122,97 @@ fn under_tls12_a_pipe_eof_waits_for_the_peer_instead_of_cutting_it_short() {
 }
 
 #[test]
-fn under_tls12_two_sides_waiting_for_each_other_say_why_and_what_to_do() {
-    // Both inputs end and neither side may close first without cutting the other short:
-    // rather than a silent hang, each says what it waits for and which option ends it.
-    let data = random_bytes(1 << 20, 12);
-    let l = Listener::start(&["--tls-max", "1.2"], Input::Null);
-    let c = client(&l, &[], Input::Bytes(data.clone()));
-    let hint = "under TLS 1.2 our close_notify would cut short what it sends";
-    assert!(c.wait_line(hint).contains("--send-only on this side"));
-    l.wait_line(hint);
-    l.proc.wait_stdout(data.len()).unwrap();
-    c.signal(libc::SIGTERM);
-    c.finish().expect_code(143);
-    let server = l.proc.finish();
-    server.expect_code(3);
-    assert_same(&server.stdout, &data, "server received");
+fn under_tls12_two_sides_whose_input_ended_both_finish() {
+    // Both inputs end and neither side says which way the data goes: once the peer has been
+    // silent for --linger, close_notify ends the conversation; nobody waits forever.
+    for (server_args, client_args) in [(vec![], vec![]), (vec!["--linger", "0.5"], vec![])] {
+        let data = random_bytes(1 << 20, 12);
+        let mut args = vec!["--tls-max", "1.2"];
+        args.extend(server_args);
+        let l = Listener::start(&args, Input::Null);
+        let c = client(&l, &client_args, Input::Bytes(data.clone())).finish();
+        let server = l.finish();
+        c.expect_code(0);
+        server.expect_code(0);
+        assert_same(&server.stdout, &data, "server received");
+    }
+}
+
+#[test]
+fn send_a_file_without_saying_which_way_under_tls12_and_tls13() {
+    // Neither --send-only nor --recv-only: the receiver's input (none) has ended, the sender's
+    // ends after the file; --linger ends the conversation, and nothing is lost or hangs.
+    for version in ["1.2", "1.3"] {
+        let data = random_bytes(3 << 20, 15);
+        let l = Listener::start(&["--tls-max", version], Input::Null);
+        let sender = client(&l, &[], Input::Bytes(data.clone())).finish();
+        let receiver = l.finish();
+        sender.expect_code(0);
+        receiver.expect_code(0);
+        assert_same(
+            &receiver.stdout,
+            &data,
+            &format!("received under TLS {version}"),
+        );
+    }
+}
+
+#[test]
+fn a_small_file_to_a_receiver_that_cannot_store_it_is_never_a_success() {
+    // The receiver acknowledges only what it stored: its FIN (and, under TLS 1.2, its
+    // close_notify) goes after stdout took everything. Small files too, whose bytes all fit
+    // in the socket buffers long before the receiver writes them.
+    for version in ["1.2", "1.3"] {
+        for size in [100, 64 << 10, 1 << 20] {
+            let mut cmd = stls_with_stdout("/dev/full");
+            cmd.args(["listen", "127.0.0.1:0", "--recv-only", "--tls-max", version]);
+            let l = Listener::start_cmd(&mut cmd, Input::Null);
+            let sender = client(&l, &["--send-only"], Input::Bytes(random_bytes(size, 16)));
+            let sender = sender.finish();
+            let receiver = l.finish();
+            receiver
+                .expect_code(1)
+                .expect_stderr("writing to stdout: no space left on device");
+            assert_ne!(
+                sender.code(),
+                0,
+                "TLS {version}, {size} bytes: the sender says delivered:\n{}",
+                sender.stderr
+            );
+        }
+    }
+}
+
+#[test]
+fn a_frozen_receiver_killed_later_is_never_a_success() {
+    // The receiver's kernel takes every byte while the process is stopped: only the
+    // receiver's own FIN, after it stored them, may make the sender's exit 0.
+    for version in ["1.2", "1.3"] {
+        let l = Listener::start(&["--recv-only", "--tls-max", version, "-v"], Input::Null);
+        let mut sender = client(&l, &["--send-only", "-v"], Input::Held);
+        l.wait_line("TLSv1.");
+        sender.wait_line("TLSv1.");
+        // Whatever the receiver does on its own once connected, it has done by now.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        l.signal(libc::SIGSTOP);
+        sender
+            .stdin()
+            .write_all(&random_bytes(64 << 10, 17))
+            .unwrap();
+        sender.close_stdin();
+        // The sender cannot know yet: it waits for the receiver's confirmation. Then the
+        // receiver dies without storing anything.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        l.signal(libc::SIGKILL);
+        let sender = sender.finish();
+        assert_ne!(
+            sender.code(),
+            0,
+            "TLS {version}: the sender says delivered:\n{}",
+            sender.stderr
+        );
+        drop(l);
+    }
 }
 
 #[test]
@@ -262,8 +338,9 @@ fn a_signal_is_answered_while_stdouts_reader_is_stalled() {
 #[test]
 fn idle_timeout_does_not_fire_on_our_own_backpressure() {
     // The peer keeps sending; it is our stdout that is slow. -i is about the peer's silence.
+    // (It only sends, so it closes at its EOF rather than waiting --linger for our say.)
     let data = random_bytes(8 << 20, 13);
-    let l = Listener::start(&[], Input::Bytes(data.clone()));
+    let l = Listener::start(&["--send-only"], Input::Bytes(data.clone()));
     let mut cmd = stls();
     cmd.args(["connect", &l.addr(), "--pin", &l.pin(), "-i", "0.5"]);
     let mut c = Proc::spawn_raw(&mut cmd, Input::Null);
