@@ -150,7 +150,8 @@ pub(crate) struct InspectArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Fail a target (exit 8) whose verified certificate expires within DAYS days.
+    /// Fail a target (exit 8) whose verified certificate expires within DAYS days (not applied
+    /// with --insecure, which verifies nothing; a warning says so).
     #[arg(long, value_name = "DAYS",
           value_parser = clap::value_parser!(u32).range(0..=36500))]
     pub expires_within: Option<u32>,
