@@ -404,6 +404,31 @@ fn dual_stack_by_default_and_restricted_by_4() {
     l.stop().expect_code(143);
 }
 
+/// A word such as `Tls12NotOfferedOrEnabled`: an identifier, not English.
+fn camel_case_word(text: &str) -> Option<&str> {
+    text.split(|c: char| !c.is_alphanumeric()).find(|w| {
+        w.chars().skip(1).any(|c| c.is_ascii_uppercase())
+            && w.chars().any(|c| c.is_ascii_lowercase())
+    })
+}
+
+#[test]
+fn a_client_with_no_version_in_common_is_logged_in_words() {
+    if !util::have("openssl") {
+        return;
+    }
+    let l = Listener::start(&["--tls-min", "1.3"], Input::Null);
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_client", "-tls1_2", "-connect", &l.addr()]);
+    let peer = Proc::spawn(&mut cmd, Input::Null).finish_or_kill(Duration::from_secs(30));
+    assert!(!peer.status.success(), "openssl -tls1_2 got through");
+    // The listener logs the failed client and waits on.
+    let line = l.wait_line("failed");
+    assert!(line.contains("TLS 1.2"), "{line}");
+    assert!(line.contains("--tls-min"), "{line}");
+    assert_eq!(camel_case_word(&line), None, "{line}");
+}
+
 #[test]
 fn verbose_logs_each_connection_with_identity_and_byte_counts() {
     let pki = Pki::new();
