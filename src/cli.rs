@@ -62,9 +62,11 @@ pub(crate) enum Shell {
 
 const COMPLETIONS_EXAMPLES: &str = "\
 Examples:
-  stls completions bash > ~/.local/share/bash-completion/completions/stls
-  stls completions zsh > \"${fpath[1]}/_stls\"
-  stls completions fish > ~/.config/fish/completions/stls.fish";
+  mkdir -p ~/.local/share/bash-completion/completions &&
+    stls completions bash > ~/.local/share/bash-completion/completions/stls
+  mkdir -p \"${fpath[1]}\" && stls completions zsh > \"${fpath[1]}/_stls\"
+  mkdir -p ~/.config/fish/completions &&
+    stls completions fish > ~/.config/fish/completions/stls.fish";
 
 const CERT_EXAMPLES: &str = "\
 Examples:
