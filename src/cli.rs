@@ -62,9 +62,11 @@ pub(crate) enum Shell {
 
 const COMPLETIONS_EXAMPLES: &str = "\
 Examples:
-  stls completions bash > ~/.local/share/bash-completion/completions/stls
-  stls completions zsh > \"${fpath[1]}/_stls\"
-  stls completions fish > ~/.config/fish/completions/stls.fish";
+  mkdir -p ~/.local/share/bash-completion/completions &&
+    stls completions bash > ~/.local/share/bash-completion/completions/stls
+  mkdir -p \"${fpath[1]}\" && stls completions zsh > \"${fpath[1]}/_stls\"
+  mkdir -p ~/.config/fish/completions &&
+    stls completions fish > ~/.config/fish/completions/stls.fish";
 
 const CERT_EXAMPLES: &str = "\
 Examples:
@@ -128,7 +130,8 @@ pub(crate) enum KeyType {
 const INSPECT_EXAMPLES: &str = "\
 Examples:
   stls inspect example.com:443
-  stls inspect --json mail.example:465 db.example:5432 | jq .
+  stls inspect --json mail.example:465 www.example:443 | jq .
+  stls inspect --starttls postgres db.example:5432   # plain-text ports need --starttls
   stls inspect --expires-within 30 --targets hosts.txt || echo 'renew soon'
   stls inspect --insecure --save-chain chain.pem 10.0.0.7:8443
 
@@ -150,7 +153,8 @@ pub(crate) struct InspectArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Fail a target (exit 8) whose verified certificate expires within DAYS days.
+    /// Fail a target (exit 8) whose verified certificate expires within DAYS days (not applied
+    /// with --insecure, which verifies nothing; a warning says so).
     #[arg(long, value_name = "DAYS",
           value_parser = clap::value_parser!(u32).range(0..=36500))]
     pub expires_within: Option<u32>,
@@ -312,7 +316,9 @@ pub(crate) enum ProxyProtocol {
 /// TLS options of every subcommand that makes TLS connections.
 #[derive(Debug, Args)]
 pub(crate) struct TlsArgs {
-    /// PEM certificate chain to present, leaf first (listen: replaces the ephemeral certificate).
+    /// PEM certificate chain to present, leaf first: connect and inspect, a client
+    /// certificate for servers that ask for one (mutual TLS); listen, the server's, replacing
+    /// the ephemeral certificate.
     #[arg(long, value_name = "FILE")]
     pub cert: Option<PathBuf>,
 
@@ -483,7 +489,9 @@ pub(crate) struct VerifyArgs {
 
     /// Accept the server only if its certificate's SHA-256 fingerprint is FP: 64 hex digits,
     /// or 32 pairs separated by colons, any case (a pasted `stls: sha256 fingerprint …` or
-    /// openssl line is accepted); replaces CA verification.
+    /// openssl line is accepted); or if its public key's pin is FP written sha256//BASE64,
+    /// as curl takes it and inspect prints it (it survives a renewal with the same key).
+    /// Several separated by `;`: any one matches. Replaces CA verification.
     #[arg(long, value_name = "FP")]
     pub pin: Option<String>,
 

@@ -1,11 +1,17 @@
 //! `stls connect`: resolve, connect within `-w`, handshake, relay.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
 use rustls::ClientConnection;
+
+use crate::error::{classify, Class};
+use crate::net::HostPort;
+use crate::preamble;
+use crate::starttls::{self, Proto};
 
 use crate::local::TcpEnd;
 use crate::net;
@@ -35,6 +41,10 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
                 .map_err(|e| e.context(format!("proxy {proxy}")))?
         }
     };
+    let mut sock = sock;
+    if let (Some(proto), true) = (s.starttls, route.hops.is_empty()) {
+        await_greeting(&mut sock, proto, &s.target, s.common.wait, deadline)?;
+    }
     let addr = sock.peer_addr().ok();
     let tls = ClientConnection::new(s.config.clone(), s.server_name.clone())
         .map_err(|e| anyhow!("TLS setup: {e}"))?;
@@ -54,8 +64,11 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
             .map_or(s.target.to_string(), |h| h.addr.to_string());
         report::verbose(format_args!("proxy {hop} is asked for {next}"));
     }
+    let mut conn = TlsSocket::new(sock, tls.into());
+    // Straight to TLS: a plain-text answer to the ClientHello is kept, to be named.
+    let first = route.stages.is_empty().then(|| conn.sock.keep_first());
     let peer = Session::new(
-        TlsSocket::new(sock, tls.into()),
+        conn,
         s.target.to_string(),
         addr,
         deadline.map(|at| (at, "-w")),
@@ -64,7 +77,67 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
     )
     .via_proxy(route.hops.first().map(|hop| hop.to_string()));
     relay.add(peer)?;
-    relay.run()
+    relay.run().map_err(|e| {
+        let plain = first
+            .filter(|_| classify(&e) == Class::Handshake)
+            .and_then(|f| starttls::plain_text_answer(&s.target.to_string(), &f.get()));
+        plain.unwrap_or(e)
+    })
+}
+
+/// How long `connect --starttls` waits for a server's greeting without `-w`.
+const GREETING_WAIT: Duration = Duration::from_secs(10);
+
+/// For a protocol whose server speaks first: wait for it to (until `deadline`, or
+/// [`GREETING_WAIT`]). A server that stays silent is most likely waiting for a ClientHello:
+/// an implicit-TLS port, which is said rather than waited on for ever. What it sends stays
+/// in the socket for the dialogue.
+fn await_greeting(
+    sock: &mut TcpStream,
+    proto: Proto,
+    target: &HostPort,
+    wait: Option<Duration>,
+    deadline: Option<Instant>,
+) -> Result<()> {
+    if !proto.server_speaks_first() {
+        return Ok(());
+    }
+    let until = deadline.unwrap_or_else(|| Instant::now() + GREETING_WAIT);
+    let mut poll = Poll::new()?;
+    poll.registry()
+        .register(sock, Token(0), Interest::READABLE)?;
+    let mut events = Events::with_capacity(4);
+    let spoke = loop {
+        let left = until.saturating_duration_since(Instant::now());
+        match poll.poll(&mut events, Some(left)) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+            Ok(()) => {}
+        }
+        // Readable: a greeting, or an end, which the dialogue reports.
+        if !events.is_empty() {
+            break true;
+        }
+        if Instant::now() >= until {
+            break false;
+        }
+    };
+    poll.registry().deregister(sock)?;
+    if spoke {
+        return Ok(());
+    }
+    let (secs, option) = match wait {
+        Some(w) => (w.as_secs_f64(), "-w"),
+        None => (
+            GREETING_WAIT.as_secs_f64(),
+            "the wait for a greeting without -w",
+        ),
+    };
+    Err(Class::Timeout.err(format!(
+        "{target}: the {} STARTTLS dialogue was not done within {secs}s ({option}); {}",
+        proto.name(),
+        preamble::IMPLICIT_SILENT
+    )))
 }
 
 /// `connect --from`: accept plain TCP connections and give each its own TLS connection to

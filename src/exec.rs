@@ -127,7 +127,9 @@ impl Program {
         match pipes {
             Ok((stdin, stdout)) => Ok(Child {
                 proc,
+                text: self.text.clone(),
                 status: None,
+                told: false,
                 stdin: Some(stdin),
                 stdout: Some(stdout),
                 ready: Ready::default(),
@@ -163,8 +165,12 @@ fn on_path(name: &str) -> bool {
 /// A running child and our ends of its pipes; a pipe is `None` once closed.
 pub(crate) struct Child {
     pub proc: std::process::Child,
+    /// The command as the user typed it, for messages.
+    text: String,
     /// How it exited, once it has (it is reaped from the event loop, on SIGCHLD).
     status: Option<ExitStatus>,
+    /// Its exit status has been shown (`-v`).
+    told: bool,
     pub stdin: Option<pipe::Sender>,
     pub stdout: Option<pipe::Receiver>,
     /// Our ends of its pipes: `write` for its stdin, `read` for its stdout.
@@ -224,23 +230,25 @@ impl Child {
         self.status
     }
 
-    /// Reap the child if it has exited; true once it has (or cannot be waited for). A
-    /// failure is reported under `-v`.
+    /// Reap the child if it has exited; true once it has (or cannot be waited for). Its exit
+    /// status, 0 included, is shown once under `-v`, whoever reaped it.
     pub(crate) fn reaped(&mut self, label: &str) -> bool {
-        if self.status.is_some() {
-            return true;
-        }
-        match self.proc.try_wait() {
-            Ok(Some(status)) => {
-                self.status = Some(status);
-                if !status.success() {
-                    report::verbose(format_args!("{label}: command {}", describe_status(status)));
-                }
-                true
+        if self.status.is_none() {
+            match self.proc.try_wait() {
+                Ok(Some(status)) => self.status = Some(status),
+                Ok(None) => return false,
+                Err(_) => return true,
             }
-            Ok(None) => false,
-            Err(_) => true,
         }
+        if let (Some(status), false) = (self.status, self.told) {
+            self.told = true;
+            report::verbose(format_args!(
+                "{label}: '{}' {}",
+                report::escape(&self.text),
+                describe_status(status)
+            ));
+        }
+        true
     }
 }
 

@@ -140,6 +140,9 @@ fn setup(
     let starttls = s.starttls.clone();
     let accept = move |sock: TcpStream, addr: SocketAddr| -> Result<Session> {
         let _ = sock.set_nodelay(true);
+        // An IPv4 client of a dual-stack ([::]) socket arrives as ::ffff:a.b.c.d: it is named,
+        // and its command told (STLS_PEER_ADDR), by its IPv4 address.
+        let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
         let served = current
             .read()
             .map_or_else(|e| e.into_inner().clone(), |c| c.clone());

@@ -160,6 +160,10 @@ pub fn parse_listen(spec: &str) -> Result<(Option<String>, u16), String> {
     match split_host_port(spec)? {
         (host, Some(port)) if !host.is_empty() => Ok((Some(host), port)),
         (_, Some(port)) => Ok((None, port)),
+        // `80x`: a port with a typo, not a host without one.
+        (_, None) if spec.starts_with(|c: char| c.is_ascii_digit()) && !spec.contains('.') => Err(
+            format!("'{spec}' is not a port number (0-65535; use [ADDR:]PORT)"),
+        ),
         (_, None) => Err(format!("'{spec}': no port given (use [ADDR:]PORT)")),
     }
 }
@@ -283,6 +287,13 @@ pub(crate) fn bind(
     } else {
         ""
     };
+    if e.kind() == std::io::ErrorKind::PermissionDenied && port < 1024 {
+        return Err(Class::Network.err(format!(
+            "cannot listen on {addr}{what}: permission denied: a port below 1024 needs root or \
+             the CAP_NET_BIND_SERVICE capability; use a port of 1024 or above, such as {}",
+            8000 + port
+        )));
+    }
     Err(Class::Network.err(format!("cannot listen on {addr}{what}: {}", io_phrase(e))))
 }
 
@@ -385,6 +396,13 @@ mod tests {
         assert_eq!(parse_listen("[::1]:5"), Ok((Some("::1".into()), 5)));
         assert_eq!(parse_listen(":5"), Ok((None, 5)));
         assert!(parse_listen("localhost").is_err());
+        for typo in ["80x", "8o80", "443-"] {
+            let e = parse_listen(typo).unwrap_err();
+            assert!(e.contains("is not a port number"), "{e}");
+        }
+        assert!(parse_listen("10.0.0.1")
+            .unwrap_err()
+            .contains("no port given"));
         assert!(parse_listen("70000").is_err());
         assert!(parse_listen("").is_err());
     }

@@ -107,6 +107,26 @@ pub(crate) fn current(stages: &std::collections::VecDeque<Stage>) -> Option<Stri
     })
 }
 
+/// When the first unfinished stage is a STARTTLS client still waiting for a greeting that a
+/// server of its protocol sends at once: what that silence suggests, for a timeout's message.
+pub(crate) fn silence(stages: &std::collections::VecDeque<Stage>) -> Option<&'static str> {
+    let p = stages.iter().find_map(|s| match s {
+        Stage::Talk(p) => Some(p),
+        Stage::Layer(_) => None,
+    })?;
+    match p.script {
+        Script::StartTls {
+            proto,
+            role: Role::Client,
+        } if proto.server_speaks_first() && p.received == 0 => Some(IMPLICIT_SILENT),
+        _ => None,
+    }
+}
+
+/// Why a server that says nothing to a STARTTLS client is most likely an implicit-TLS one.
+pub(crate) const IMPLICIT_SILENT: &str = "no greeting came: the port looks like implicit TLS \
+     (a TLS server waits for the client to speak first): drop --starttls";
+
 /// One connection's dialogue.
 pub(crate) struct Preamble {
     pub(crate) script: Script,
@@ -222,6 +242,9 @@ impl Preamble {
                     None => {}
                     Some(Ok(0)) => return Err(self.closed()),
                     Some(Ok(n)) => {
+                        if let Some(e) = self.tls_instead(&buf[..n]) {
+                            return Err(e);
+                        }
                         self.received += n;
                         if self.received > TOTAL_MAX {
                             return Err(self.fail(format!(
@@ -240,6 +263,27 @@ impl Preamble {
                 return Ok(false);
             }
         }
+    }
+
+    /// A STARTTLS client whose server's first bytes are a TLS record (an alert, most likely,
+    /// for the plain text it got): the port speaks TLS from the start. No STARTTLS protocol
+    /// begins with a record's type and version.
+    fn tls_instead(&self, first: &[u8]) -> Option<anyhow::Error> {
+        let Script::StartTls {
+            proto,
+            role: Role::Client,
+        } = self.script
+        else {
+            return None;
+        };
+        let record = self.received == 0 && matches!(first, [0x15 | 0x16, 0x03, ..]);
+        record.then(|| {
+            self.fail(format!(
+                "it answered with a TLS record, not {}: the port looks like implicit TLS; \
+                 drop --starttls",
+                proto.name()
+            ))
+        })
     }
 
     /// Take the steps the inbox allows; true if any was taken.

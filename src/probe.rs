@@ -23,8 +23,10 @@ use crate::events::{token, Part};
 use crate::preamble::{self, Stage};
 use crate::proxy::Route;
 use crate::settings::{ClientTls, Target};
+use crate::starttls;
 use crate::tls_socket::{handshake_io_error, ConnError, TlsSocket};
 use crate::trust::Shown;
+use crate::wire::FirstBytes;
 
 /// What became of a target.
 #[derive(Default)]
@@ -63,6 +65,8 @@ pub(crate) struct Probe {
     proxy: Option<String>,
     /// Proxy hops and `--starttls`: what comes before the handshake, while it lasts.
     stages: VecDeque<Stage>,
+    /// The server's first bytes, when TLS is the first thing spoken.
+    first: Option<FirstBytes>,
     outcome: Outcome,
 }
 
@@ -88,6 +92,7 @@ impl Probe {
             deadline: Instant::now() + wait,
             key,
             stages: route.stages,
+            first: None,
             outcome: Outcome::default(),
         };
         probe.connect_next(registry)?;
@@ -168,7 +173,12 @@ impl Probe {
                     else {
                         return Ok(false);
                     };
-                    self.step = Step::Handshake(Box::new(TlsSocket::new(sock, tls.into())));
+                    let mut conn = TlsSocket::new(sock, tls.into());
+                    // Straight to TLS: a plain-text answer is kept, to be named.
+                    if self.stages.is_empty() {
+                        self.first = Some(conn.sock.keep_first());
+                    }
+                    self.step = Step::Handshake(Box::new(conn));
                 }
                 Err(e) => {
                     if let Some(addr) = self.outcome.addr {
@@ -225,9 +235,15 @@ impl Probe {
         let Step::Handshake(conn) = &mut self.step else {
             return anyhow!("{}: not connected", self.label);
         };
+        let plain = self
+            .first
+            .as_ref()
+            .and_then(|f| starttls::plain_text_answer(&self.label, &f.get()));
         match conn.explain(e, &self.label, false, &client.explain) {
-            Ok(explained) => explained,
-            Err((e, closed)) => handshake_io_error(&self.label, &e, closed),
+            Ok(explained) => plain.unwrap_or(explained),
+            Err((e, closed)) => {
+                plain.unwrap_or_else(|| handshake_io_error(&self.label, &e, closed))
+            }
         }
     }
 
@@ -253,8 +269,11 @@ impl Probe {
                 let _ = registry.deregister(&mut conn.sock.tcp);
                 match preamble::current(&self.stages) {
                     Some(what) => format!(
-                        "{}: the {what} dialogue was not done within {secs}s (-w)",
-                        self.label
+                        "{}: the {what} dialogue was not done within {secs}s (-w){}",
+                        self.label,
+                        preamble::silence(&self.stages)
+                            .map(|hint| format!("; {hint}"))
+                            .unwrap_or_default()
                     ),
                     None => format!(
                         "{}: the TLS handshake was not done within {secs}s (-w)",

@@ -374,9 +374,16 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<Inspect> {
         )));
     }
     let proto = protocol(&args.tls)?;
+    let client = client_tls(&args.verify, &args.tls, &proto, true, None)?;
+    if let (Some(days), true) = (args.expires_within, args.verify.insecure) {
+        report::warn(format!(
+            "--expires-within {days} is not applied: with --insecure the chain is not \
+             verified, so no expiry is checked; drop --insecure to check it"
+        ));
+    }
     Ok(Inspect {
         targets,
-        client: client_tls(&args.verify, &args.tls, &proto, true, None)?,
+        client,
         proxies: proxies(&args.proxy, &args.verify, &proto)?,
         insecure: args.verify.insecure,
         tofu: match args.verify.tofu {

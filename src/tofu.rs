@@ -3,7 +3,7 @@
 //! present the same key.
 //!
 //! The file is one `HOST:PORT sha256//BASE64` line per host (`#` comments allowed), mode
-//! 0600. A new line is added under an exclusive lock (on `FILE.lock`), by writing the whole
+//! 0600. A new line is added under an exclusive lock (on the file's directory), by writing the whole
 //! file beside it and renaming it into place, so concurrent runs neither lose nor corrupt
 //! lines.
 //! A line that cannot be read is an error naming the file and line, and the file is left as
@@ -11,7 +11,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Result};
@@ -156,21 +156,15 @@ fn record(file: &Path, host: &str, pin: &str) -> Result<Option<Known>> {
             io_phrase(&e)
         )
     };
-    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(fail)?;
-    }
-    // The lock: a file beside it that is never replaced (the known-hosts file is, by the
-    // rename, so a lock on it would not hold for runs that opened the new one).
-    let mut lock_name = file.as_os_str().to_owned();
-    lock_name.push(".lock");
-    let lock = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(PathBuf::from(lock_name))
-        .map_err(fail)?;
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    // The lock is on the directory, which the rename never replaces (the known-hosts file
+    // is replaced, so a lock on it would not hold for runs that opened the new one), and
+    // which leaves no lock file behind.
+    let lock = File::open(dir).map_err(fail)?;
     flock(&lock, FlockOperation::LockExclusive).map_err(|e| fail(e.into()))?;
     // Another run may have added the host meanwhile: its key is the one to match.
     if let Some(known) = compare(file, host, pin)? {
@@ -185,10 +179,6 @@ fn record(file: &Path, host: &str, pin: &str) -> Result<Option<Known>> {
         text.push('\n');
     }
     text += &format!("{host} {pin}\n");
-    let dir = file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
     tmp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(0o600))

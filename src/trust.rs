@@ -834,13 +834,110 @@ fn describe_tls_error(err: &rustls::Error, seen: &Seen<'_>) -> (Class, String) {
         }
         rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => (
             Class::Handshake,
-            format!("TLS handshake with {peer} failed: {err} (is it speaking TLS on that port?)"),
+            format!(
+                "TLS handshake with {peer} failed: {} (is it speaking TLS on that port?)",
+                in_words(err)
+            ),
         ),
         _ => (
             Class::Handshake,
-            format!("TLS handshake with {peer} failed: {err}"),
+            format!("TLS handshake with {peer} failed: {}", in_words(err)),
         ),
     }
+}
+
+/// A rustls error as a sentence: rustls's own text names enum variants
+/// (`peer is incompatible: Tls12NotOfferedOrEnabled`), which say little to a user.
+fn in_words(err: &rustls::Error) -> String {
+    use rustls::PeerIncompatible as P;
+    match err {
+        rustls::Error::PeerIncompatible(why) => match why {
+            P::SupportedVersionsExtensionRequired => {
+                "it offers TLS 1.2 at most, and only TLS 1.3 is allowed here (--tls-min 1.3)"
+                    .to_string()
+            }
+            P::Tls12NotOffered | P::ServerDoesNotSupportTls12Or13 => {
+                "it speaks only TLS versions older than 1.2, which are not supported".to_string()
+            }
+            P::Tls12NotOfferedOrEnabled | P::ServerTlsVersionIsDisabledByOurConfig => {
+                "no TLS version in common: it offers none of those allowed here (--tls-min, \
+                 --tls-max)"
+                    .to_string()
+            }
+            P::NoCipherSuitesInCommon => {
+                "no cipher suite in common (only TLS 1.2/1.3 AEAD suites are offered here; see \
+                 --ciphers)"
+                    .to_string()
+            }
+            P::NoKxGroupsInCommon => "no key exchange group in common".to_string(),
+            P::NoSignatureSchemesInCommon | P::NoCertificateRequestSignatureSchemesInCommon => {
+                "no signature algorithm in common for the certificate's key".to_string()
+            }
+            P::ExtendedMasterSecretExtensionRequired => {
+                "its TLS 1.2 lacks the extended master secret extension (RFC 7627), which is \
+                 required here"
+                    .to_string()
+            }
+            P::NullCompressionRequired => {
+                "it offers only TLS compression, which is insecure and refused".to_string()
+            }
+            other => format!("its TLS is incompatible ({})", words(&format!("{other:?}"))),
+        },
+        rustls::Error::PeerMisbehaved(why) => {
+            format!("it broke the TLS protocol ({})", words(&format!("{why:?}")))
+        }
+        rustls::Error::InvalidMessage(what) => {
+            format!(
+                "it sent a malformed TLS message ({})",
+                words(&format!("{what:?}"))
+            )
+        }
+        rustls::Error::InappropriateMessage { got_type, .. } => format!(
+            "it sent an unexpected TLS message ({})",
+            words(&format!("{got_type:?}"))
+        ),
+        rustls::Error::InappropriateHandshakeMessage { got_type, .. } => format!(
+            "it sent an unexpected TLS handshake message ({})",
+            words(&format!("{got_type:?}"))
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// A Rust identifier as lower-case words, with TLS's abbreviations spelt as people write
+/// them: `AttemptedDowngradeToTls12WhenTls13IsSupported` → "attempted downgrade to TLS 1.2
+/// when TLS 1.3 is supported". Anything after the name (`(…)`) is dropped.
+fn words(name: &str) -> String {
+    let name = name.split(['(', ' ', '{']).next().unwrap_or_default();
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for c in name.chars() {
+        if c.is_ascii_uppercase() && !current.is_empty() {
+            parts.push(std::mem::take(&mut current));
+        }
+        current.push(c);
+    }
+    if !current.is_empty() {
+        parts.push(current);
+    }
+    parts
+        .iter()
+        .map(|p| match p.as_str() {
+            "Tls12" => "TLS 1.2".to_string(),
+            "Tls13" => "TLS 1.3".to_string(),
+            "Tls" => "TLS".to_string(),
+            "Ech" => "ECH".to_string(),
+            "Psk" => "PSK".to_string(),
+            "Kx" => "key exchange".to_string(),
+            "Ems" => "extended master secret".to_string(),
+            "Sct" => "SCT".to_string(),
+            "Quic" => "QUIC".to_string(),
+            "Sig" => "signature".to_string(),
+            "Cert" => "certificate".to_string(),
+            other => other.to_ascii_lowercase(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A TLS error once data flows: a bad record, an alert. Still a TLS failure (exit 4), but
@@ -854,7 +951,10 @@ fn describe_late_error(err: &rustls::Error, peer: &str) -> (Class, String) {
         rustls::Error::DecryptError => {
             format!("TLS error from {peer}: a record failed to decrypt (corrupted or forged data)")
         }
-        _ => format!("TLS error from {peer} after the handshake: {err}"),
+        _ => format!(
+            "TLS error from {peer} after the handshake: {}",
+            in_words(err)
+        ),
     };
     (Class::Handshake, msg)
 }
@@ -963,5 +1063,39 @@ fn describe_cert_error(err: &CertificateError, seen: &Seen<'_>) -> String {
             "{whose} was rejected: {}",
             rustls::Error::InvalidCertificate(err.clone())
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rustls_errors_are_said_in_words() {
+        use rustls::{PeerIncompatible as P, PeerMisbehaved as M};
+        for err in [
+            rustls::Error::PeerIncompatible(P::SupportedVersionsExtensionRequired),
+            rustls::Error::PeerIncompatible(P::Tls12NotOfferedOrEnabled),
+            rustls::Error::PeerIncompatible(P::UncompressedEcPointsRequired),
+            rustls::Error::PeerMisbehaved(M::AttemptedDowngradeToTls12WhenTls13IsSupported),
+            rustls::Error::PeerMisbehaved(M::SelectedUnofferedKxGroup),
+            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+        ] {
+            let said = in_words(&err);
+            // No identifier of rustls's: no word with a capital after its first letter.
+            let camel = said.split(|c: char| !c.is_alphanumeric()).find(|w| {
+                w.chars().skip(1).any(|c| c.is_ascii_uppercase())
+                    && w.chars().any(|c| c.is_ascii_lowercase())
+            });
+            assert_eq!(camel, None, "{said}");
+        }
+        assert_eq!(
+            words("AttemptedDowngradeToTls12WhenTls13IsSupported"),
+            "attempted downgrade to TLS 1.2 when TLS 1.3 is supported"
+        );
+        assert_eq!(
+            words("SelectedUnofferedKxGroup"),
+            "selected unoffered key exchange group"
+        );
     }
 }

@@ -9,6 +9,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
+use std::sync::{Arc, Mutex};
 
 use mio::net::TcpStream;
 use rustls::ClientConnection;
@@ -21,6 +22,32 @@ pub(crate) struct Wire {
     unread: Vec<u8>,
     /// close_notify has been queued on the proxy layers.
     closing: bool,
+    /// Where the peer's first bytes are kept, until there are enough of them.
+    first: Option<FirstBytes>,
+}
+
+/// How many of the peer's first bytes [`Wire::keep_first`] keeps.
+const FIRST_KEPT: usize = 256;
+
+/// The peer's first bytes, kept for a message: a server that answers a ClientHello in plain
+/// text (`220 mail.example ESMTP`) is named for what it is.
+#[derive(Clone, Default)]
+pub(crate) struct FirstBytes(Arc<Mutex<Vec<u8>>>);
+
+impl FirstBytes {
+    pub(crate) fn get(&self) -> Vec<u8> {
+        self.0.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+
+    /// Keep what fits; false once full.
+    fn keep(&self, bytes: &[u8]) -> bool {
+        let Ok(mut kept) = self.0.lock() else {
+            return false;
+        };
+        let room = FIRST_KEPT.saturating_sub(kept.len());
+        kept.extend_from_slice(&bytes[..room.min(bytes.len())]);
+        kept.len() < FIRST_KEPT
+    }
 }
 
 impl Wire {
@@ -30,7 +57,16 @@ impl Wire {
             layers: Vec::new(),
             unread: Vec::new(),
             closing: false,
+            first: None,
         }
+    }
+
+    /// From now on, keep the first bytes read (up to a few hundred) where the result can
+    /// see them.
+    pub(crate) fn keep_first(&mut self) -> FirstBytes {
+        let first = FirstBytes::default();
+        self.first = Some(first.clone());
+        first
     }
 
     /// From now on, speak through a TLS session with a proxy (inside those already here).
@@ -81,13 +117,20 @@ impl Wire {
 
 impl Read for Wire {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if !self.unread.is_empty() {
+        let n = if !self.unread.is_empty() {
             let n = buf.len().min(self.unread.len());
             buf[..n].copy_from_slice(&self.unread[..n]);
             self.unread.drain(..n);
-            return Ok(n);
+            n
+        } else {
+            read_plain(&mut self.tcp, &mut self.layers, buf)?
+        };
+        if let Some(first) = &self.first {
+            if !first.keep(&buf[..n]) {
+                self.first = None;
+            }
         }
-        read_plain(&mut self.tcp, &mut self.layers, buf)
+        Ok(n)
     }
 }
 

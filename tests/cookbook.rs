@@ -284,6 +284,11 @@ fn pinning_an_ephemeral_listener() {
 
 const KEYLOG: &str = r"printf 'GET / HTTP/1.0\r\nHost: example.com\r\n\r\n' | stls connect example.com:443 --keylog keys.log";
 
+/// The capture around it. tcpdump is not run here; but it needs a moment after the connection
+/// before it is stopped, and SIGINT to write out what it holds, or the file has no packet.
+const KEYLOG_CAPTURE: &str = "tcpdump -i any -U -w tls.pcap port 443 & sleep 2
+sleep 1; kill -INT $! && wait";
+
 /// A TCP relay to `port` that records what the client sends: a capture, in effect.
 fn recording_relay(port: u16) -> (u16, Arc<Mutex<Vec<u8>>>) {
     let relay = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -326,6 +331,7 @@ fn key_log_matches_the_captured_connection() {
         "example.com:443",
         &format!("localhost:{relay} --cacert {}", s(&pki.ca.cert)),
     );
+    recipe(KEYLOG_CAPTURE);
     let done = run_sh(&script, dir.path());
     done.expect_code(0).expect_stderr("keylog");
     server.finish().expect_code(0);
@@ -640,4 +646,35 @@ fn trust_a_self_signed_service_on_first_use() {
     let again = run_sh(&script, dir.path());
     again.expect_code(0);
     assert_eq!(again.stderr, "");
+}
+
+const COMPLETIONS: &str = "mkdir -p ~/.local/share/bash-completion/completions && stls completions bash > ~/.local/share/bash-completion/completions/stls
+mkdir -p ~/.config/fish/completions && stls completions fish > ~/.config/fish/completions/stls.fish";
+
+#[test]
+fn install_completions_where_the_directories_are_missing() {
+    // A fresh home: neither directory exists yet. (The zsh line needs zsh's $fpath.)
+    let home = util::tempdir();
+    let bin = Path::new(env!("CARGO_BIN_EXE_stls")).parent().unwrap();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(recipe(COMPLETIONS))
+        .current_dir(home.path())
+        .env("HOME", home.path())
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        );
+    Proc::spawn(&mut cmd, Input::Null).finish().expect_code(0);
+    for (file, word) in [
+        (".local/share/bash-completion/completions/stls", "complete"),
+        (".config/fish/completions/stls.fish", "complete -c stls"),
+    ] {
+        let script = std::fs::read_to_string(home.path().join(file)).expect(file);
+        assert!(script.contains(word), "{file}");
+    }
 }

@@ -156,3 +156,29 @@ fn completions_for_each_shell() {
     }
     run(&["completions", "tcsh"], Input::Null).expect_code(2);
 }
+
+#[test]
+fn help_says_what_each_subcommands_options_are_for() {
+    for sub in ["connect", "inspect"] {
+        let help = run(&[sub, "--help"], Input::Null);
+        help.expect_code(0);
+        // Collapse the wrapping, which depends on the terminal width.
+        let help = String::from_utf8_lossy(&help.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(help.contains("a client certificate"), "{sub}: --cert");
+        assert!(help.contains("sha256//BASE64"), "{sub}: --pin");
+    }
+    let help = run(&["inspect", "--help"], Input::Null);
+    let help = String::from_utf8_lossy(&help.stdout);
+    // A port that starts in plain text is no use to inspect without its dialogue.
+    let postgres: Vec<&str> = help.lines().filter(|l| l.contains(":5432")).collect();
+    assert!(
+        !postgres.is_empty(),
+        "the postgres example is gone:\n{help}"
+    );
+    for line in postgres {
+        assert!(line.contains("--starttls postgres"), "{line}");
+    }
+}

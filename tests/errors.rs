@@ -25,6 +25,9 @@ fn usage_errors_exit_2() {
         .expect_code(2)
         .expect_stderr("[ADDRESS]:PORT");
     run(&["listen", "nope"], Input::Null).expect_code(2);
+    run(&["listen", "80x"], Input::Null)
+        .expect_code(2)
+        .expect_stderr("stls: '80x' is not a port number");
     run(&["connect", "a:1", "--pin", "x", "--insecure"], Input::Null).expect_code(2);
     run(&["connect", "a:1", "-w", "0"], Input::Null).expect_code(2);
     run(&["connect", "a:1", "--tls-min", "1.1"], Input::Null).expect_code(2);
@@ -370,4 +373,40 @@ fn a_server_that_never_answers_is_a_timeout_even_without_w() {
     )
     .expect_code(7)
     .expect_stderr(&format!("timed out connecting to {addr}"));
+}
+
+#[test]
+fn a_low_port_without_the_right_says_what_it_needs() {
+    // We run as root, who may bind any port: the test runs stls as nobody.
+    if !util::have("runuser") {
+        return;
+    }
+    let probe = std::process::Command::new("runuser")
+        .args(["-u", "nobody", "--", "true"])
+        .output();
+    if !probe.map(|o| o.status.success()).unwrap_or(false) {
+        eprintln!("SKIP: cannot run a command as nobody (not root?); this check did not run");
+        return;
+    }
+    // A copy nobody can execute: the build directory may not be readable by it.
+    let dir = tempdir();
+    let copy = dir.path().join("stls");
+    std::fs::copy(env!("CARGO_BIN_EXE_stls"), &copy).expect("copy stls");
+    use std::os::unix::fs::PermissionsExt;
+    for path in [dir.path(), copy.as_path()] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let mut cmd = std::process::Command::new("runuser");
+    cmd.args(["-u", "nobody", "--"])
+        .arg(&copy)
+        .args(["listen", "127.0.0.1:1"]);
+    let done = util::Proc::spawn(&mut cmd, Input::Null).finish();
+    if done.stderr.contains("listening on") {
+        eprintln!("SKIP: nobody may bind port 1 here (ip_unprivileged_port_start); did not run");
+        return;
+    }
+    done.expect_code(3)
+        .expect_stderr("cannot listen on 127.0.0.1:1: permission denied")
+        .expect_stderr("CAP_NET_BIND_SERVICE")
+        .expect_stderr("1024");
 }

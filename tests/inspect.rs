@@ -557,6 +557,13 @@ fn insecure_shows_everything_but_calls_nothing_verified() {
     );
     // Nothing was checked: not verified, and so not "expiring soon" either.
     done.expect_code(0).expect_stderr("--insecure");
+    // …and says so, once, rather than pass silently.
+    let warning: Vec<&str> = done
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("stls: warning: --expires-within 36500 is not applied"))
+        .collect();
+    assert_eq!(warning.len(), 1, "{}", done.stderr);
     let v = parse(&done.stdout);
     let v = &v[&l.addr()];
     assert_eq!(v["verified"], false);

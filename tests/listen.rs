@@ -145,6 +145,21 @@ fn exec_on_connect_serves_the_listener() {
 }
 
 #[test]
+fn verbose_shows_every_childs_exit_status_zero_included() {
+    let l = Listener::start(&["-k", "-v", "-e", "cat"], Input::Null);
+    client(&l, &[], Input::Bytes(b"ok\n".to_vec()))
+        .finish()
+        .expect_code(0);
+    let status = l.wait_line("exited with status");
+    assert!(
+        status.starts_with("stls: client 127.0.0.1:")
+            && status.ends_with(": 'cat' exited with status 0"),
+        "{status}"
+    );
+    l.stop().expect_code(143);
+}
+
+#[test]
 fn a_child_that_exits_early_ends_the_connection_cleanly() {
     let l = Listener::start(&["-k", "-c", "head -c 10"], Input::Null);
     let data = random_bytes(2_000_000, 9);
@@ -378,7 +393,7 @@ fn dual_stack_by_default_and_restricted_by_4() {
         return;
     }
     let mut cmd = stls();
-    cmd.args(["listen", "0", "-k"]);
+    cmd.args(["listen", "0", "-k", "-v"]);
     let l = Listener::start_cmd(&mut cmd, Input::Null);
     for host in ["127.0.0.1", "[::1]"] {
         let addr = format!("{host}:{}", l.port);
@@ -391,6 +406,10 @@ fn dual_stack_by_default_and_restricted_by_4() {
     }
     let done = l.stop();
     assert_eq!(lines(&done.stdout), ["via 127.0.0.1", "via [::1]"]);
+    // The IPv4 client is named by its IPv4 address, not as ::ffff:127.0.0.1.
+    done.expect_stderr("client 127.0.0.1:")
+        .expect_stderr("client [::1]:");
+    assert!(!done.stderr.contains("client [::ffff:"), "{}", done.stderr);
 
     let mut cmd = stls();
     cmd.args(["listen", "0", "-k", "-4"]);
@@ -402,6 +421,31 @@ fn dual_stack_by_default_and_restricted_by_4() {
     );
     done.expect_code(3).expect_stderr("refused");
     l.stop().expect_code(143);
+}
+
+/// A word such as `Tls12NotOfferedOrEnabled`: an identifier, not English.
+fn camel_case_word(text: &str) -> Option<&str> {
+    text.split(|c: char| !c.is_alphanumeric()).find(|w| {
+        w.chars().skip(1).any(|c| c.is_ascii_uppercase())
+            && w.chars().any(|c| c.is_ascii_lowercase())
+    })
+}
+
+#[test]
+fn a_client_with_no_version_in_common_is_logged_in_words() {
+    if !util::have("openssl") {
+        return;
+    }
+    let l = Listener::start(&["--tls-min", "1.3"], Input::Null);
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_client", "-tls1_2", "-connect", &l.addr()]);
+    let peer = Proc::spawn(&mut cmd, Input::Null).finish_or_kill(Duration::from_secs(30));
+    assert!(!peer.status.success(), "openssl -tls1_2 got through");
+    // The listener logs the failed client and waits on.
+    let line = l.wait_line("failed");
+    assert!(line.contains("TLS 1.2"), "{line}");
+    assert!(line.contains("--tls-min"), "{line}");
+    assert_eq!(camel_case_word(&line), None, "{line}");
 }
 
 #[test]

@@ -336,3 +336,86 @@ fn vv_shows_the_dialogue_marked_as_such() {
         .expect_stderr("> STARTTLS");
     assert!(c.stdout.is_empty());
 }
+
+#[test]
+fn tls_to_a_plain_text_port_suggests_starttls() {
+    let pki = Pki::new();
+    for (proto, greeting) in [("smtp", "220 "), ("imap", "* OK"), ("pop3", "+OK")] {
+        // stls listen --starttls greets in plain text, as the protocol's server does.
+        let l = listen(&pki, proto, &[], Input::Null);
+        let hint = format!("use --starttls {proto}");
+        let done = connect(
+            &format!("localhost:{}", l.port),
+            &["--cacert", s(&pki.ca.cert)],
+            Input::Null,
+        );
+        done.expect_code(4)
+            .expect_stderr("answered in plain text, not TLS")
+            .expect_stderr(&format!("('{greeting}"))
+            .expect_stderr(&hint);
+        let done = run(
+            &["inspect", "--cacert", s(&pki.ca.cert), &l.addr()],
+            Input::Null,
+        );
+        assert_eq!(done.code(), 4, "{}", done.stderr);
+        let report = format!("{}{}", String::from_utf8_lossy(&done.stdout), done.stderr);
+        assert!(report.contains(&hint), "inspect: {report}");
+    }
+}
+
+#[test]
+fn starttls_to_an_implicit_tls_port_says_so() {
+    let pki = Pki::new();
+    let hint = "looks like implicit TLS";
+    // SMTP waits for the server's greeting, which a TLS server never sends: -w ends the wait
+    // (without it, a default one does).
+    let l = Listener::start(
+        &[
+            "-k",
+            "--cert",
+            s(&pki.server.cert),
+            "--key",
+            s(&pki.server.key),
+        ],
+        Input::Null,
+    );
+    let addr = format!("localhost:{}", l.port);
+    let ca = s(&pki.ca.cert);
+    connect(
+        &addr,
+        &["--starttls", "smtp", "--cacert", ca, "-w", "1"],
+        Input::Null,
+    )
+    .expect_code(7)
+    .expect_stderr(hint)
+    .expect_stderr("drop --starttls");
+    let done = run(
+        &[
+            "inspect",
+            "--starttls",
+            "imap",
+            "--cacert",
+            ca,
+            "-w",
+            "1",
+            &addr,
+        ],
+        Input::Null,
+    );
+    assert_eq!(done.code(), 7, "{}", done.stderr);
+    let report = format!("{}{}", String::from_utf8_lossy(&done.stdout), done.stderr);
+    assert!(
+        report.contains(hint) && report.contains("drop --starttls"),
+        "{report}"
+    );
+    // PostgreSQL's client speaks first: the TLS server answers its request with an alert.
+    connect(
+        &addr,
+        &["--starttls", "postgres", "--cacert", ca],
+        Input::Null,
+    )
+    .expect_code(4)
+    .expect_stderr("answered with a TLS record")
+    .expect_stderr(hint);
+    l.stop().expect_code(143);
+}

@@ -290,6 +290,12 @@ fn trust_on_first_use() {
             "{text}"
         );
     }
+    // Nothing is left beside it: no lock file, no temporary file.
+    let left: Vec<_> = std::fs::read_dir(known.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["known_hosts"]);
 }
 
 #[test]

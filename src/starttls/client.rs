@@ -311,9 +311,14 @@ fn xmpp(p: &mut Preamble) -> Result<Progress> {
             let features = &text[..end];
             p.log("<", features);
             if !(features.contains("<starttls") && features.contains(XMPP_TLS)) {
+                // The features element, not the stream header before it: the header alone
+                // would fill the quote.
+                let element = features
+                    .find("<stream:features")
+                    .map_or(features, |at| &features[at..]);
                 return Err(p.fail(format!(
                     "the server does not offer STARTTLS (its features: '{}')",
-                    quote(features.as_bytes())
+                    quote(element.as_bytes())
                 )));
             }
             let taken = features.len();
@@ -342,7 +347,9 @@ fn telnet(p: &mut Preamble) -> Result<Progress> {
                 return Ok(Progress::More);
             };
             if got != [IAC, TELNET_DO, TELNET_START_TLS] {
-                return Err(p.refused(&quote(&got), "the connection", "IAC DO START_TLS"));
+                let mut all = got;
+                all.append(&mut p.inbox);
+                return Err(p.refused(&telnet_answer(&all), "the connection", "IAC DO START_TLS"));
             }
             p.send_bytes(&[IAC, TELNET_WILL, TELNET_START_TLS], "IAC WILL START_TLS");
             p.send_bytes(&TELNET_FOLLOWS, "IAC SB START_TLS FOLLOWS IAC SE");
@@ -354,10 +361,74 @@ fn telnet(p: &mut Preamble) -> Result<Progress> {
                 return Ok(Progress::More);
             };
             if got != TELNET_FOLLOWS {
-                return Err(p.refused(&quote(&got), "START_TLS", "IAC SB START_TLS FOLLOWS"));
+                let mut all = got;
+                all.append(&mut p.inbox);
+                return Err(p.refused(
+                    &telnet_answer(&all),
+                    "START_TLS",
+                    "IAC SB START_TLS FOLLOWS",
+                ));
             }
             Ok(Progress::Go)
         }
+    }
+}
+
+/// What a telnet server said, for a refusal: the text after its option negotiation (a
+/// banner, a login prompt), or, when only negotiation came, the negotiation in words.
+fn telnet_answer(bytes: &[u8]) -> String {
+    const SE: u8 = 240;
+    const SB: u8 = 250;
+    let verb = |b: u8| match b {
+        251 => "WILL".to_string(),
+        252 => "WONT".to_string(),
+        253 => "DO".to_string(),
+        254 => "DONT".to_string(),
+        SB => "SB".to_string(),
+        other => other.to_string(),
+    };
+    let mut text = Vec::new();
+    let mut said = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], bytes.get(i + 1).copied()) {
+            (IAC, Some(IAC)) => {
+                text.push(IAC);
+                i += 2;
+            }
+            (IAC, Some(SB)) => {
+                let option = bytes.get(i + 2).map_or(String::new(), |o| format!(" {o}"));
+                said.push(format!("IAC SB{option} … IAC SE"));
+                // To the IAC SE that ends the subnegotiation, or to the end of what came.
+                let end = bytes[i..]
+                    .windows(2)
+                    .position(|w| w == [IAC, SE])
+                    .map_or(bytes.len(), |at| i + at + 2);
+                i = end;
+            }
+            (IAC, Some(cmd @ 251..=254)) => {
+                let option = bytes.get(i + 2).map_or(String::new(), |o| format!(" {o}"));
+                said.push(format!("IAC {}{option}", verb(cmd)));
+                i += 3;
+            }
+            (IAC, Some(cmd)) => {
+                said.push(format!("IAC {}", verb(cmd)));
+                i += 2;
+            }
+            (IAC, None) => {
+                said.push("IAC".to_string());
+                i += 1;
+            }
+            (b, _) => {
+                text.push(b);
+                i += 1;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    match text.is_empty() {
+        false => text,
+        true => said.join(" "),
     }
 }
 
@@ -491,4 +562,60 @@ fn mysql(p: &mut Preamble) -> Result<Progress> {
     req.extend_from_slice(&[0; 23]);
     p.send_bytes(&req, "SSLRequest");
     Ok(Progress::Go)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The refusal a client dialogue of `proto` ends with, given what the server sends.
+    fn refusal(proto: Proto, from_server: &[u8]) -> String {
+        let mut p = Preamble::client(proto, "client.example", "server");
+        p.inbox.extend_from_slice(from_server);
+        loop {
+            match step(&mut p, proto) {
+                Ok(Progress::More) => panic!("{proto:?}: no refusal"),
+                Ok(_) => {}
+                Err(e) => return format!("{e:#}"),
+            }
+        }
+    }
+
+    #[test]
+    fn xmpp_refusal_quotes_the_features_not_the_stream_header() {
+        let header = format!(
+            "<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams' \
+             xmlns='jabber:client' from='chat.example' id='{}' version='1.0' xml:lang='en'>",
+            "0123456789abcdef".repeat(8)
+        );
+        let features = "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+                        <mechanism>PLAIN</mechanism></mechanisms></stream:features>";
+        let e = refusal(Proto::Xmpp, format!("{header}{features}").as_bytes());
+        assert!(e.contains("does not offer STARTTLS"), "{e}");
+        assert!(e.contains("'<stream:features><mechanisms"), "{e}");
+        assert!(e.contains("<mechanism>PLAIN</mechanism>"), "{e}");
+        assert!(!e.contains("<stream:stream"), "{e}");
+    }
+
+    #[test]
+    fn telnet_refusal_quotes_the_text_after_the_negotiation() {
+        // IAC DO TERMINAL-TYPE, IAC WILL ECHO, a subnegotiation, then the banner.
+        let mut sent = vec![IAC, TELNET_DO, 24, IAC, TELNET_WILL, 1];
+        sent.extend_from_slice(&[IAC, 250, 24, 1, IAC, 240]);
+        sent.extend_from_slice(b"\r\nDebian GNU/Linux 12\r\nhost login: ");
+        let e = refusal(Proto::Telnet, &sent);
+        assert!(
+            e.contains("answered 'Debian GNU/Linux 12\\r\\nhost login:' to the connection"),
+            "{e}"
+        );
+        assert!(!e.contains('\u{fffd}'), "{e}");
+        // Only negotiation: named in words.
+        let e = refusal(Proto::Telnet, &[IAC, TELNET_DO, 24, IAC, TELNET_WILL, 1]);
+        assert!(e.contains("answered 'IAC DO 24 IAC WILL 1'"), "{e}");
+        // A refusal of START_TLS after our WILL.
+        let mut sent = vec![IAC, TELNET_DO, TELNET_START_TLS];
+        sent.extend_from_slice(&[IAC, 252, TELNET_START_TLS, b'n', b'o', b'p', b'e', b'!']);
+        let e = refusal(Proto::Telnet, &sent);
+        assert!(e.contains("answered 'nope!' to START_TLS"), "{e}");
+    }
 }
