@@ -140,9 +140,8 @@ fn setup(
     let starttls = s.starttls.clone();
     let accept = move |sock: TcpStream, addr: SocketAddr| -> Result<Session> {
         let _ = sock.set_nodelay(true);
-        // An IPv4 client of a dual-stack ([::]) socket arrives as ::ffff:a.b.c.d: it is named,
-        // and its command told (STLS_PEER_ADDR), by its IPv4 address.
-        let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
+        // `addr` is canonical (the relay names an IPv4 client of a [::] socket by its IPv4
+        // address), and so is what its command is told (STLS_PEER_ADDR).
         let served = current
             .read()
             .map_or_else(|e| e.into_inner().clone(), |c| c.clone());

@@ -419,6 +419,9 @@ impl Relay {
                 }
             };
             self.accept_failing = false;
+            // An IPv4 client of a dual-stack ([::]) socket arrives as ::ffff:a.b.c.d: it is
+            // named, here and by the accept closure, by its IPv4 address.
+            let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
             if self.handshaking.len() >= max_handshakes {
                 let why = format!(
                     "the oldest of {} unfinished (--max-handshakes)",
