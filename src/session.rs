@@ -275,6 +275,8 @@ pub(crate) struct Session {
     peer_closed_at: Option<Instant>,
     /// Whether our close_notify waits for the peer's FIN (see [`Session::close_at`]).
     fin_wait: bool,
+    /// Our close_notify was already queued when the peer's arrived.
+    crossed: bool,
     /// Until when the peer may take to confirm the end ([`Timer::Confirm`]), and how many
     /// of our bytes its TCP had not acknowledged when that was set.
     confirm: Option<(Instant, u64)>,
@@ -322,6 +324,7 @@ impl Session {
             last_heard: now,
             peer_closed_at: None,
             fin_wait: false,
+            crossed: false,
             confirm: None,
             stored: true,
             via: None,
@@ -426,7 +429,7 @@ impl Session {
             // The peer's stream is over, but a reset after it still means our bytes were
             // not all taken: notice it now, not at our next write.
             if let PeerClose::Reset(e) = self.conn.watch_close(sh.scratch) {
-                if !self.conn.ended_in_order() {
+                if !self.benign_reset() {
                     return Err(self.not_delivered(&e));
                 }
             }
@@ -450,7 +453,7 @@ impl Session {
         match self.conn.flush() {
             Ok(m) => moved |= m,
             // Our close_notify met the socket of a peer that had ended in order.
-            Err(_) if self.conn.ended_in_order() => return Ok(Turn::Done(Ok(()))),
+            Err(_) if self.benign_reset() => return Ok(Turn::Done(Ok(()))),
             Err(e) => return Err(self.fail(e, sh.opts)),
         }
         if self.outbound == Outbound::Closed
@@ -478,6 +481,18 @@ impl Session {
         Ok(if moved { Turn::Moved } else { Turn::Idle })
     }
 
+    /// Whether a reset now was provoked only by our close_notify, the peer having ended in
+    /// order: its close_notify, then its FIN after every application byte of ours was
+    /// acknowledged. Or, when the two close_notifies crossed (ours was on its way when the
+    /// peer's came, so the peer may have closed its socket before ours arrived, and no FIN
+    /// can come first), its close_notify and every application byte of ours acknowledged.
+    fn benign_reset(&self) -> bool {
+        self.conn.ended_in_order()
+            || (self.crossed
+                && self.conn.peer_end == Some(PeerEnd::CloseNotify)
+                && self.conn.app_acked() == Some(true))
+    }
+
     /// The end is up to the peer now: wait, until `within` from now (or longer while its TCP
     /// goes on taking our bytes), for it to confirm.
     fn await_confirmation(&mut self, within: Duration) {
@@ -491,7 +506,7 @@ impl Session {
     fn confirmed(&mut self, sh: &mut Shared<'_>) -> Result<Turn> {
         match self.conn.watch_close(sh.scratch) {
             PeerClose::Pending => Ok(Turn::Idle),
-            PeerClose::Reset(_) if self.conn.ended_in_order() => Ok(Turn::Done(Ok(()))),
+            PeerClose::Reset(_) if self.benign_reset() => Ok(Turn::Done(Ok(()))),
             PeerClose::Reset(e) => Err(self.not_delivered(&e)),
             PeerClose::Closed => {
                 if self.conn.ended_in_order() {
@@ -515,7 +530,7 @@ impl Session {
     fn settle(&mut self, sh: &mut Shared<'_>) -> Result<bool> {
         let mut moved = false;
         match self.conn.peer_end {
-            Some(PeerEnd::Truncated) if self.sending_stdin(sh) => {
+            Some(PeerEnd::Truncated) if self.sent > 0 && self.sending_stdin(sh) => {
                 // The peer went away while a pipe or file still gave us input for it: it
                 // stopped reading, as with a reset.
                 return Err(Class::Network.err(format!(
@@ -537,6 +552,7 @@ impl Session {
             Some(PeerEnd::CloseNotify) if self.inbound == Inbound::Receiving => {
                 self.inbound = Inbound::Ended;
                 self.peer_closed_at = Some(Instant::now());
+                self.crossed = self.outbound == Outbound::Closed;
                 // A peer that closes while we still send must go on reading (or our bytes
                 // meet a reset anyway): only one that closes after we were done (or a person
                 // at a terminal who will type no more) may be closing its socket already.
