@@ -457,11 +457,11 @@ impl Session {
             Err(e) => return Err(self.fail(e, sh.opts)),
         }
         if self.outbound == Outbound::Closed
-            && ((self.inbound == Inbound::Ended && self.stored) || sh.opts.send_only)
+            && ((self.inbound == Inbound::Ended && self.stored) || self.keeps_no_more(sh.opts))
             && !self.conn.wants_write()
         {
-            // Everything the peer sent is written to our output (with --send-only nothing
-            // is kept): our FIN says so (and peers such as ncat wait for it).
+            // Everything the peer sent is written to our output (or we keep nothing more):
+            // our FIN says so (and peers such as ncat wait for it).
             self.conn.shutdown_write();
             if self.phase == Phase::Open
                 && self.inbound == Inbound::Ended
@@ -481,13 +481,27 @@ impl Session {
         Ok(if moved { Turn::Moved } else { Turn::Idle })
     }
 
+    /// Whether nothing the peer may still send would be kept: with `--send-only` (it is
+    /// discarded), or once an `-e` command has exited (its input is closed). Our FIN can
+    /// then go with our close_notify: it cannot promise too much.
+    fn keeps_no_more(&self, opts: &Options) -> bool {
+        opts.send_only
+            || (matches!(self.local, Local::Exec { .. })
+                && !self.local.is_tcp()
+                && self.outbound == Outbound::Closed)
+    }
+
     /// Whether a reset now was provoked only by our close_notify, the peer having ended in
     /// order: its close_notify, then its FIN after every application byte of ours was
     /// acknowledged. Or, when the two close_notifies crossed (ours was on its way when the
     /// peer's came, so the peer may have closed its socket before ours arrived, and no FIN
     /// can come first), its close_notify and every application byte of ours acknowledged.
     fn benign_reset(&self) -> bool {
-        self.conn.ended_in_order()
+        // Without application data of ours, nothing can have been lost.
+        (self.sent == 0
+            && self.outbound == Outbound::Closed
+            && self.conn.peer_end == Some(PeerEnd::CloseNotify))
+            || self.conn.ended_in_order()
             || (self.crossed
                 && self.conn.peer_end == Some(PeerEnd::CloseNotify)
                 && self.conn.app_acked() == Some(true))
@@ -556,8 +570,10 @@ impl Session {
                 // A peer that closes while we still send must go on reading (or our bytes
                 // meet a reset anyway): only one that closes after we were done (or a person
                 // at a terminal who will type no more) may be closing its socket already.
-                self.fin_wait = self.outbound == Outbound::Complete
-                    || (sh.opts.stdin_tty && matches!(self.local, Local::Stdio { .. }));
+                // (And without data of ours, a reset loses nothing: no wait.)
+                self.fin_wait = self.sent > 0
+                    && (self.outbound == Outbound::Complete
+                        || (sh.opts.stdin_tty && matches!(self.local, Local::Stdio { .. })));
                 moved = true;
                 self.peer_finished(sh)?;
             }
