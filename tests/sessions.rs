@@ -2,7 +2,8 @@
 //! (`printf … | stls connect`), default options. stls must keep reading after stdin's end, so
 //! every reply arrives; it closes once the server has (after the protocol's own logout), or
 //! after the server has been silent a while (without one). Against the real servers of
-//! `servers.rs`; the exit status is 0, or 6 where that server closes without close_notify.
+//! `servers.rs` (exit 0, or 6 where that server closes without close_notify), an HTTPS server
+//! behind real proxies, and `openssl s_server`; and one IMAP session typed on a terminal.
 
 use crate::servers;
 use crate::util::pki::{s, Pki};
@@ -367,4 +368,29 @@ fn inspircd_irc() {
             without_logout: 0,
         }],
     );
+}
+
+#[test]
+fn dovecot_imap_typed_on_a_terminal() {
+    // A person at a terminal: each command typed once the previous reply is read; the
+    // server's answer to LOGOUT ends the session, with no Ctrl-D.
+    let pki = Pki::new();
+    let Some(server) = servers::dovecot(&pki) else {
+        return;
+    };
+    let mut cmd = stls();
+    cmd.args(["connect", "-C", "--starttls", "imap"])
+        .arg(format!("localhost:{}", server.ports[0]))
+        .args(["--cacert", s(&pki.ca.cert)]);
+    let mut client = Proc::spawn(&mut cmd, Input::Terminal);
+    client.type_text(b"a LOGIN bob x\n");
+    client.wait_stdout_has(b"a OK").unwrap();
+    client.type_text(b"b LOGOUT\n");
+    // finish() keeps the terminal open until stls has exited (closing it would be a hangup),
+    // and calls a hang a failure.
+    let done = client.finish();
+    let out = String::from_utf8_lossy(&done.stdout);
+    assert!(out.contains("* BYE"), "{out}");
+    assert!(out.contains("b OK Logout completed"), "{out}");
+    done.expect_code(0);
 }
