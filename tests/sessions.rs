@@ -394,3 +394,44 @@ fn dovecot_imap_typed_on_a_terminal() {
     assert!(out.contains("b OK Logout completed"), "{out}");
     done.expect_code(0);
 }
+
+/// An HTTPS server (`stls listen -k -c`): for each client, read the request up to its empty
+/// line, then send `response` and finish.
+fn https_server(pki: &Pki, response: &[u8]) -> Listener {
+    let file = write(pki.dir.path(), "response", response);
+    let sh = format!("sed '/^\\r*$/q' >/dev/null; cat {}", s(&file));
+    serve_k(&pki.server, &["-c", &sh], Input::Null)
+}
+
+#[test]
+fn an_https_request_through_tinyproxy_and_microsocks() {
+    // These proxies drop both directions at the first EOF: the request's end must not reach
+    // them before the response has come back.
+    let pki = Pki::new();
+    let mut response =
+        b"HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n"
+            .to_vec();
+    response.extend_from_slice(&random_bytes(100_000, 21));
+    let server = https_server(&pki, &response);
+    let Some((http, _dir)) = crate::proxies::tinyproxy(None) else {
+        return;
+    };
+    let Some(socks) = crate::proxies::microsocks(None) else {
+        return;
+    };
+    for proxy in [
+        format!("http://127.0.0.1:{}", http.port),
+        format!("socks5h://127.0.0.1:{}", socks.port),
+    ] {
+        let mut cmd = stls();
+        cmd.args(["connect", &format!("localhost:{}", server.port)])
+            .args(["--proxy", &proxy, "--cacert", s(&pki.ca.cert)])
+            .env_remove("https_proxy")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("all_proxy")
+            .env_remove("ALL_PROXY");
+        let done = Proc::spawn(&mut cmd, Input::Bytes(b"GET / HTTP/1.0\r\n\r\n".to_vec())).finish();
+        assert_same(&done.stdout, &response, &proxy);
+        assert_eq!(done.code(), 0, "through {proxy}; stderr:\n{}", done.stderr);
+    }
+}
