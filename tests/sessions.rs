@@ -435,3 +435,62 @@ fn an_https_request_through_tinyproxy_and_microsocks() {
         assert_eq!(done.code(), 0, "through {proxy}; stderr:\n{}", done.stderr);
     }
 }
+
+#[test]
+fn openssl_s_server_answers_a_piped_request() {
+    if !have("openssl") {
+        return;
+    }
+    let pki = Pki::new();
+    for version in ["-tls1_2", "-tls1_3"] {
+        // s_server sends its stdin: the answer, given once the request has arrived. Then
+        // stls, its input ended and the server silent, sends close_notify; s_server answers
+        // with its own.
+        let port = free_port();
+        let mut server = crate::interop::s_server(&pki.server, version, port, Input::Held);
+        let mut cmd = stls();
+        cmd.args(["connect", &format!("localhost:{port}")])
+            .args(["--cacert", s(&pki.ca.cert)]);
+        let client = Proc::spawn(&mut cmd, Input::Bytes(b"hello\n".to_vec()));
+        server.wait_stdout_has(b"hello\n").unwrap();
+        std::io::Write::write_all(server.stdin(), b"answer\n").unwrap();
+        let done = client.finish();
+        assert_eq!(
+            done.stdout, b"answer\n",
+            "s_server {version}: {}",
+            done.stderr
+        );
+        assert_eq!(
+            done.code(),
+            0,
+            "s_server {version}; stderr:\n{}",
+            done.stderr
+        );
+        drop(server);
+
+        // s_server -rev answers each line reversed.
+        let port = free_port();
+        let mut cmd = std::process::Command::new("openssl");
+        cmd.args(["s_server", "-rev", "-nbio", "-naccept", "1", version])
+            .args(["-accept", &format!("127.0.0.1:{port}")])
+            .args(["-cert", s(&pki.server.cert), "-key", s(&pki.server.key)]);
+        let _rev = Proc::spawn(&mut cmd, Input::Null);
+        wait_listening(port);
+        let done = connect(
+            &format!("localhost:{port}"),
+            &["--cacert", s(&pki.ca.cert)],
+            Input::Bytes(b"hello\n".to_vec()),
+        );
+        assert_eq!(
+            done.stdout, b"olleh\n",
+            "s_server -rev {version}: {}",
+            done.stderr
+        );
+        assert_eq!(
+            done.code(),
+            0,
+            "s_server -rev {version}; stderr:\n{}",
+            done.stderr
+        );
+    }
+}
