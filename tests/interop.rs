@@ -14,7 +14,9 @@ use util::{
 const VERSIONS: [(&str, &str); 2] = [("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")];
 const KEYS: [KeyType; 2] = [KeyType::P256, KeyType::Rsa2048];
 
-fn s_server(leaf: &Leaf, version: &str, port: u16, input: Input) -> Proc {
+/// `openssl s_server VERSION` for one connection on 127.0.0.1:`port`, serving `leaf`; what it
+/// receives goes to its stdout, and it sends its stdin (`input`).
+pub(crate) fn s_server(leaf: &Leaf, version: &str, port: u16, input: Input) -> Proc {
     let mut cmd = Command::new("openssl");
     // -nbio: in its default blocking mode s_server can block in a read after sending one
     // chunk of its stdin, when the handshake and its stdin became ready at the same moment.

@@ -21,6 +21,7 @@ mod load;
 mod matrix;
 mod proxies;
 mod servers;
+mod sessions;
 mod starttls;
 mod stream;
 mod trust;

@@ -40,9 +40,9 @@ fn via(pki: &Pki, port: u16, proxy: &[&str], extra: &[&str]) -> Done {
     Proc::spawn(&mut cmd, Input::Null).finish()
 }
 
-struct Proxy {
+pub(crate) struct Proxy {
     proc: Proc,
-    port: u16,
+    pub port: u16,
 }
 
 impl Proxy {
@@ -51,7 +51,7 @@ impl Proxy {
     }
 }
 
-fn tinyproxy(auth: Option<(&str, &str)>) -> Option<(Proxy, tempfile::TempDir)> {
+pub(crate) fn tinyproxy(auth: Option<(&str, &str)>) -> Option<(Proxy, tempfile::TempDir)> {
     if !have("tinyproxy") {
         return None;
     }
@@ -69,7 +69,7 @@ fn tinyproxy(auth: Option<(&str, &str)>) -> Option<(Proxy, tempfile::TempDir)> {
     Some((Proxy { proc, port }, dir))
 }
 
-fn microsocks(auth: Option<(&str, &str)>) -> Option<Proxy> {
+pub(crate) fn microsocks(auth: Option<(&str, &str)>) -> Option<Proxy> {
     if !have("microsocks") {
         return None;
     }

@@ -3,7 +3,8 @@
 //! (smtp), dovecot (imap, pop3, lmtp, sieve), postgresql, mariadb (mysql), slapd (ldap),
 //! prosody (xmpp, xmpp-server), proftpd (ftp) and inspircd (irc). After the handshake each
 //! test does one real exchange; `stls inspect --starttls` verifies the same server. A server
-//! that is not installed makes its test print SKIP.
+//! that is not installed makes its test print SKIP. The starters are shared with
+//! `sessions.rs`, which runs whole sessions against the same servers.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,11 +13,19 @@ use std::process::Command;
 use crate::util::pki::{s, Pki};
 use crate::util::*;
 
-/// A running server: its process (killed with its process group when dropped) and its
-/// directory.
-struct Server {
-    _proc: Proc,
+/// A running server and its directory; `ports` in the order its starter documents. Dropping
+/// it stops every process the server started, including those that left its process group
+/// (postfix's master makes itself a session leader).
+pub(crate) struct Server {
+    proc: Proc,
+    pub ports: Vec<u16>,
     _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        stop_tree(self.proc.pid());
+    }
 }
 
 fn program(name: &str) -> Option<PathBuf> {
@@ -50,16 +59,18 @@ fn start_when(
     ready: Option<&str>,
 ) -> Server {
     let proc = Proc::spawn(cmd, Input::Null);
+    let server = Server {
+        proc,
+        ports: ports.to_vec(),
+        _dir: dir,
+    };
     for &port in ports {
         wait_listening(port);
     }
     if let Some(line) = ready {
-        proc.wait_line(line);
+        server.proc.wait_line(line);
     }
-    Server {
-        _proc: proc,
-        _dir: dir,
-    }
+    server
 }
 
 /// `stls connect --starttls PROTO localhost:PORT`: write `request`, wait until the reply
@@ -77,15 +88,12 @@ fn exchange(pki: &Pki, proto: &str, port: u16, request: &[u8], expect: &[u8]) ->
     client.finish()
 }
 
-#[test]
-fn postfix_smtp() {
-    let Some(postfix) = program("postfix") else {
-        return;
-    };
-    let pki = Pki::new();
+/// postfix: ports [smtp with STARTTLS, smtps (implicit TLS, `smtpd_tls_wrappermode`)].
+pub(crate) fn postfix(pki: &Pki) -> Option<Server> {
+    let postfix = program("postfix")?;
     let dir = tempdir();
     let d = dir.path();
-    let port = free_port();
+    let (port, smtps) = (free_port(), free_port());
     for sub in ["conf", "q", "data"] {
         std::fs::create_dir(d.join(sub)).unwrap();
     }
@@ -127,7 +135,10 @@ fn postfix_smtp() {
         ("scache", "unix - - n - 1", "scache"),
         ("postlog", "unix-dgram n - n - 1", "postlogd"),
     ];
-    let mut master = format!("127.0.0.1:{port} inet n - n - - smtpd\n");
+    let mut master = format!(
+        "127.0.0.1:{port} inet n - n - - smtpd\n\
+         127.0.0.1:{smtps} inet n - n - - smtpd -o smtpd_tls_wrappermode=yes\n"
+    );
     for (name, kind, daemon) in services {
         master += &format!("{name} {kind} {daemon}\n");
     }
@@ -142,8 +153,16 @@ fn postfix_smtp() {
         .output();
     let mut cmd = Command::new(&postfix);
     cmd.args(["-c", s(&conf), "start-fg"]);
-    let _server = start(&mut cmd, dir, &[port]);
+    Some(start(&mut cmd, dir, &[port, smtps]))
+}
 
+#[test]
+fn postfix_smtp() {
+    let pki = Pki::new();
+    let Some(server) = postfix(&pki) else {
+        return;
+    };
+    let port = server.ports[0];
     let done = exchange(
         &pki,
         "smtp",
@@ -166,31 +185,31 @@ fn postfix_smtp() {
     .expect_code(4);
 }
 
-#[test]
-fn dovecot_imap_pop3_lmtp_sieve() {
-    let Some(dovecot) = program("dovecot") else {
-        return;
-    };
-    let pki = Pki::new();
+/// dovecot: ports [imap, pop3, lmtp, sieve (all with STARTTLS), imaps, pop3s]. Any user logs
+/// in with any password.
+pub(crate) fn dovecot(pki: &Pki) -> Option<Server> {
+    let dovecot = program("dovecot")?;
     let dir = tempdir();
     let d = dir.path();
-    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
     let conf = format!(
         "protocols = imap pop3 lmtp sieve\nbase_dir = {d}/run\nstate_dir = {d}/state\n\
          log_path = /dev/stderr\nssl = yes\nssl_cert = <{cert}\nssl_key = <{key}\n\
          mail_location = maildir:{d}/mail/%u\n\
          passdb {{\n driver = static\n args = nopassword=y\n}}\n\
-         userdb {{\n driver = static\n args = uid=root gid=root home={d}/home/%u\n}}\n\
+         userdb {{\n driver = static\n args = uid=nobody gid=nogroup home={d}/home/%u\n}}\n\
          service imap-login {{\n inet_listener imap {{\n  address = 127.0.0.1\n  port = {}\n }}\n \
-         inet_listener imaps {{\n  port = 0\n }}\n}}\n\
+         inet_listener imaps {{\n  address = 127.0.0.1\n  port = {}\n }}\n}}\n\
          service pop3-login {{\n inet_listener pop3 {{\n  address = 127.0.0.1\n  port = {}\n }}\n \
-         inet_listener pop3s {{\n  port = 0\n }}\n}}\n\
+         inet_listener pop3s {{\n  address = 127.0.0.1\n  port = {}\n }}\n}}\n\
          service lmtp {{\n inet_listener lmtp {{\n  address = 127.0.0.1\n  port = {}\n }}\n}}\n\
          service managesieve-login {{\n inet_listener sieve {{\n  address = 127.0.0.1\n  \
          port = {}\n }}\n}}\n\
          protocol lmtp {{\n ssl = yes\n}}\n",
         ports[0],
+        ports[4],
         ports[1],
+        ports[5],
         ports[2],
         ports[3],
         d = s(d),
@@ -198,12 +217,28 @@ fn dovecot_imap_pop3_lmtp_sieve() {
         key = s(&pki.server.key),
     );
     write(d, "dovecot.conf", conf);
-    for sub in ["run", "state"] {
+    for sub in ["run", "state", "mail", "home"] {
         std::fs::create_dir(d.join(sub)).unwrap();
     }
+    // Dovecot refuses mail access as root: the users' mail and homes belong to nobody.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Command::new("chown")
+        .args(["nobody:nogroup", s(&d.join("mail")), s(&d.join("home"))])
+        .status()
+        .unwrap();
     let mut cmd = Command::new(&dovecot);
     cmd.args(["-F", "-c", s(&d.join("dovecot.conf"))]);
-    let _server = start(&mut cmd, dir, &ports);
+    Some(start(&mut cmd, dir, &ports))
+}
+
+#[test]
+fn dovecot_imap_pop3_lmtp_sieve() {
+    let pki = Pki::new();
+    let Some(server) = dovecot(&pki) else {
+        return;
+    };
+    let ports = &server.ports[..4];
 
     // One real exchange each: (protocol, request, the reply's end, something the reply says).
     // ManageSieve repeats its capabilities once TLS is up (RFC 5804 §2.2).
@@ -233,23 +268,20 @@ fn dovecot_imap_pop3_lmtp_sieve() {
             "\"IMPLEMENTATION\" \"Dovecot",
         ),
     ];
-    for ((proto, request, end, says), port) in exchanges.iter().zip(&ports) {
+    for ((proto, request, end, says), port) in exchanges.iter().zip(ports) {
         let done = exchange(&pki, proto, *port, request, end);
         done.expect_code(0);
         let reply = String::from_utf8_lossy(&done.stdout);
         assert!(reply.contains(says), "{proto}: {reply}");
     }
-    for (proto, port) in ["imap", "pop3", "lmtp", "sieve"].iter().zip(&ports) {
+    for (proto, port) in ["imap", "pop3", "lmtp", "sieve"].iter().zip(ports) {
         inspect_starttls_verifies(&pki, proto, *port);
     }
 }
 
-#[test]
-fn postgresql() {
-    let (Some(initdb), Some(postgres)) = (program("initdb"), program("postgres")) else {
-        return;
-    };
-    let pki = Pki::new();
+/// postgresql: ports [the one], user and database `postgres`, trusted.
+pub(crate) fn postgres(pki: &Pki) -> Option<Server> {
+    let (initdb, postgres) = (program("initdb")?, program("postgres")?);
     let dir = tempdir();
     let d = dir.path();
     let port = free_port();
@@ -298,20 +330,32 @@ fn postgresql() {
             &format!("ssl_cert_file={}", s(&pki.server.cert)),
         ])
         .args(["-c", &format!("ssl_key_file={}", s(&key))]);
-    let _server = start_when(
+    Some(start_when(
         &mut cmd,
         dir,
         &[port],
         Some("database system is ready to accept connections"),
-    );
+    ))
+}
 
-    // The startup message (protocol 3.0, user and database postgres), then Terminate.
+/// PostgreSQL's StartupMessage: protocol 3.0, user and database postgres.
+pub(crate) fn postgres_startup() -> Vec<u8> {
     let params = b"user\0postgres\0database\0postgres\0\0";
     let mut startup = ((params.len() + 8) as u32).to_be_bytes().to_vec();
     startup.extend_from_slice(&196_608u32.to_be_bytes());
     startup.extend_from_slice(params);
+    startup
+}
+
+#[test]
+fn postgresql() {
+    let pki = Pki::new();
+    let Some(server) = postgres(&pki) else {
+        return;
+    };
+    let port = server.ports[0];
     // AuthenticationOk, and ReadyForQuery ('Z', length 5, idle).
-    let done = exchange(&pki, "postgres", port, &startup, b"Z\0\0\0\x05I");
+    let done = exchange(&pki, "postgres", port, &postgres_startup(), b"Z\0\0\0\x05I");
     done.expect_code(0);
     assert!(
         done.stdout.starts_with(b"R\0\0\0\x08\0\0\0\0"),
@@ -321,13 +365,9 @@ fn postgresql() {
     inspect_starttls_verifies(&pki, "postgres", port);
 }
 
-#[test]
-fn mariadb_mysql() {
-    let (Some(install), Some(mariadbd)) = (program("mariadb-install-db"), program("mariadbd"))
-    else {
-        return;
-    };
-    let pki = Pki::new();
+/// mariadb: ports [the one]; root logs in without a password.
+pub(crate) fn mariadb(pki: &Pki) -> Option<Server> {
+    let (install, mariadbd) = (program("mariadb-install-db")?, program("mariadbd")?);
     let dir = tempdir();
     let d = dir.path();
     let port = free_port();
@@ -357,17 +397,34 @@ fn mariadb_mysql() {
         ])
         .arg(format!("--ssl-cert={}", s(&pki.server.cert)))
         .arg(format!("--ssl-key={}", s(&pki.server.key)));
-    let _server = start_when(&mut cmd, dir, &[port], Some("ready for connections"));
+    Some(start_when(
+        &mut cmd,
+        dir,
+        &[port],
+        Some("ready for connections"),
+    ))
+}
 
-    // The login (HandshakeResponse41, sequence 2 after the SSLRequest, with the SSLRequest's
-    // capabilities): root, no password. The answer is an OK packet.
+/// The MySQL login packet (HandshakeResponse41, sequence 2 after the SSLRequest, with the
+/// SSLRequest's capabilities): root, no password. The answer is an OK packet.
+pub(crate) fn mysql_login() -> Vec<u8> {
     let mut login = vec![0x85, 0xae, 0x7f, 0x00, 0, 0, 0, 1, 0x21];
     login.extend_from_slice(&[0; 23]);
     login.extend_from_slice(b"root\0\0mysql_native_password\0\0");
     let mut packet = (login.len() as u32).to_le_bytes()[..3].to_vec();
     packet.push(2);
     packet.extend_from_slice(&login);
-    let done = exchange(&pki, "mysql", port, &packet, &[0, 0, 3, 0]);
+    packet
+}
+
+#[test]
+fn mariadb_mysql() {
+    let pki = Pki::new();
+    let Some(server) = mariadb(&pki) else {
+        return;
+    };
+    let port = server.ports[0];
+    let done = exchange(&pki, "mysql", port, &mysql_login(), &[0, 0, 3, 0]);
     // MariaDB closes without close_notify (it never sends one): stls says the stream may be
     // truncated, as it must for a peer that does not say it has finished.
     done.expect_code(6)
@@ -381,12 +438,9 @@ fn mariadb_mysql() {
     inspect_starttls_verifies(&pki, "mysql", port);
 }
 
-#[test]
-fn slapd_ldap() {
-    let Some(slapd) = program("slapd") else {
-        return;
-    };
-    let pki = Pki::new();
+/// slapd: ports [the one]; anonymous binds, the root DSE readable.
+pub(crate) fn slapd(pki: &Pki) -> Option<Server> {
+    let slapd = program("slapd")?;
     let dir = tempdir();
     let d = dir.path();
     let port = free_port();
@@ -404,25 +458,33 @@ fn slapd_ldap() {
     let mut cmd = Command::new(slapd);
     cmd.args(["-d", "0", "-f", s(&d.join("slapd.conf"))])
         .args(["-h", &format!("ldap://127.0.0.1:{port}/")]);
-    let _server = start(&mut cmd, dir, &[port]);
+    Some(start(&mut cmd, dir, &[port]))
+}
 
-    // An anonymous simple bind (messageID 2); the BindResponse says success.
-    let bind = [
-        0x30, 0x0c, 0x02, 0x01, 0x02, 0x60, 0x07, 0x02, 0x01, 0x03, 0x04, 0x00, 0x80, 0x00,
-    ];
+/// An LDAP anonymous simple bind, messageID 2 (after StartTLS's 1).
+pub(crate) const LDAP_BIND: [u8; 14] = [
+    0x30, 0x0c, 0x02, 0x01, 0x02, 0x60, 0x07, 0x02, 0x01, 0x03, 0x04, 0x00, 0x80, 0x00,
+];
+
+#[test]
+fn slapd_ldap() {
+    let pki = Pki::new();
+    let Some(server) = slapd(&pki) else {
+        return;
+    };
+    let port = server.ports[0];
+    // The BindResponse says success.
     let success = [0x61, 0x07, 0x0a, 0x01, 0x00];
-    let done = exchange(&pki, "ldap", port, &bind, &success);
+    let done = exchange(&pki, "ldap", port, &LDAP_BIND, &success);
     done.expect_code(0);
     assert_eq!(done.stdout[..5], [0x30, 0x0c, 0x02, 0x01, 0x02]);
     inspect_starttls_verifies(&pki, "ldap", port);
 }
 
-#[test]
-fn prosody_xmpp_both_kinds() {
-    let Some(prosody) = program("prosody") else {
-        return;
-    };
-    let pki = Pki::new();
+/// prosody: ports [c2s, s2s], both with STARTTLS; virtual host `localhost`, where SASL
+/// ANONYMOUS logs in.
+pub(crate) fn prosody(pki: &Pki) -> Option<Server> {
+    let prosody = program("prosody")?;
     let dir = tempdir();
     let d = dir.path();
     let (c2s, s2s) = (free_port(), free_port());
@@ -437,7 +499,7 @@ fn prosody_xmpp_both_kinds() {
              c2s_direct_tls_ports = {{}}\nmodules_enabled = {{ \"tls\", \"saslauth\", \"disco\" }}\n\
              certificates = \"{d}\"\nssl = {{ certificate = \"{cert}\", key = \"{key}\" }}\n\
              c2s_require_encryption = true\ns2s_require_encryption = true\n\
-             VirtualHost \"localhost\"\n",
+             VirtualHost \"localhost\"\nauthentication = \"anonymous\"\n",
             d = s(d),
             cert = s(&pki.server.cert),
             key = s(&pki.server.key),
@@ -445,12 +507,23 @@ fn prosody_xmpp_both_kinds() {
     );
     let mut cmd = Command::new(prosody);
     cmd.args(["--config", s(&d.join("prosody.cfg.lua")), "-F"]);
-    let _server = start(&mut cmd, dir, &[c2s, s2s]);
+    Some(start(&mut cmd, dir, &[c2s, s2s]))
+}
 
-    // Under TLS the stream starts again; the features now offer SASL, not STARTTLS.
-    let stream = b"<stream:stream xmlns:stream='http://etherx.jabber.org/streams' \
+/// The opening of a client's XMPP stream to localhost.
+pub(crate) const XMPP_STREAM: &[u8] =
+    b"<stream:stream xmlns:stream='http://etherx.jabber.org/streams' \
                    xmlns='jabber:client' to='localhost' version='1.0'>";
-    let done = exchange(&pki, "xmpp", c2s, stream, b"</stream:features>");
+
+#[test]
+fn prosody_xmpp_both_kinds() {
+    let pki = Pki::new();
+    let Some(server) = prosody(&pki) else {
+        return;
+    };
+    let (c2s, s2s) = (server.ports[0], server.ports[1]);
+    // Under TLS the stream starts again; the features now offer SASL, not STARTTLS.
+    let done = exchange(&pki, "xmpp", c2s, XMPP_STREAM, b"</stream:features>");
     let reply = String::from_utf8_lossy(&done.stdout);
     assert!(
         reply.contains("urn:ietf:params:xml:ns:xmpp-sasl"),
@@ -463,12 +536,9 @@ fn prosody_xmpp_both_kinds() {
     inspect_starttls_verifies(&pki, "xmpp-server", s2s);
 }
 
-#[test]
-fn proftpd_ftp() {
-    let Some(proftpd) = program("proftpd") else {
-        return;
-    };
-    let pki = Pki::new();
+/// proftpd: ports [the one], with AUTH TLS.
+pub(crate) fn proftpd(pki: &Pki) -> Option<Server> {
+    let proftpd = program("proftpd")?;
     let dir = tempdir();
     let d = dir.path();
     let port = free_port();
@@ -489,20 +559,25 @@ fn proftpd_ftp() {
     );
     let mut cmd = Command::new(proftpd);
     cmd.args(["-n", "-c", s(&d.join("proftpd.conf"))]);
-    let _server = start(&mut cmd, dir, &[port]);
+    Some(start(&mut cmd, dir, &[port]))
+}
 
+#[test]
+fn proftpd_ftp() {
+    let pki = Pki::new();
+    let Some(server) = proftpd(&pki) else {
+        return;
+    };
+    let port = server.ports[0];
     let done = exchange(&pki, "ftp", port, b"FEAT\r\nQUIT\r\n", b"221 Goodbye.");
     done.expect_code(0);
     assert!(String::from_utf8_lossy(&done.stdout).starts_with("211-Features:"));
     inspect_starttls_verifies(&pki, "ftp", port);
 }
 
-#[test]
-fn inspircd_irc() {
-    let Some(inspircd) = program("inspircd") else {
-        return;
-    };
-    let pki = Pki::new();
+/// inspircd: ports [the one], with STARTTLS; server name irc.stls.test.
+pub(crate) fn inspircd(pki: &Pki) -> Option<Server> {
+    let inspircd = program("inspircd")?;
     let dir = tempdir();
     let d = dir.path();
     let port = free_port();
@@ -532,8 +607,16 @@ fn inspircd_irc() {
         "--config",
         s(&d.join("inspircd.conf")),
     ]);
-    let _server = start(&mut cmd, dir, &[port]);
+    Some(start(&mut cmd, dir, &[port]))
+}
 
+#[test]
+fn inspircd_irc() {
+    let pki = Pki::new();
+    let Some(server) = inspircd(&pki) else {
+        return;
+    };
+    let port = server.ports[0];
     let done = exchange(
         &pki,
         "irc",

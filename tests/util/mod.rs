@@ -590,3 +590,71 @@ pub(crate) fn wait_listening(port: u16) {
     }
     panic!("nothing listens on port {port}");
 }
+
+/// The parent of each process, from /proc (a process that is gone is left out).
+fn parents() -> Vec<(u32, u32)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // pid (comm) state ppid …: the name may hold spaces and parentheses.
+            let rest = &stat[stat.rfind(')')? + 1..];
+            let ppid = rest.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect()
+}
+
+/// Whether `pid` still runs (a zombie has ended).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let rest = &stat[stat.rfind(')')? + 1..];
+            rest.split_whitespace().next().map(|state| state != "Z")
+        })
+        .unwrap_or(false)
+}
+
+/// Stop `pid` and everything it started, including processes that left its process group
+/// (postfix's master makes itself a session leader, so killing the group misses it and its
+/// children): stop the tree until it holds still, kill it, and wait until each one has ended.
+/// For use in `Drop`: a process that outlives the wait is reported, not panicked on.
+pub(crate) fn stop_tree(pid: u32) {
+    let mut frozen: Vec<u32> = Vec::new();
+    loop {
+        let table = parents();
+        let mut tree = vec![pid];
+        let mut i = 0;
+        while i < tree.len() {
+            let parent = tree[i];
+            tree.extend(table.iter().filter(|p| p.1 == parent).map(|p| p.0));
+            i += 1;
+        }
+        let new: Vec<u32> = tree.into_iter().filter(|p| !frozen.contains(p)).collect();
+        if new.is_empty() {
+            break;
+        }
+        for &p in &new {
+            // SAFETY: kill(2) sends a signal to a pid; no memory is touched.
+            unsafe { libc::kill(p as libc::pid_t, libc::SIGSTOP) };
+        }
+        frozen.extend(new);
+    }
+    for &p in &frozen {
+        // SAFETY: as above.
+        unsafe { libc::kill(p as libc::pid_t, libc::SIGKILL) };
+    }
+    let until = Instant::now() + HANG;
+    while frozen.iter().any(|&p| running(p)) {
+        if Instant::now() > until {
+            let left: Vec<&u32> = frozen.iter().filter(|&&p| running(p)).collect();
+            eprintln!("processes {left:?} outlived SIGKILL");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
