@@ -131,8 +131,10 @@ def tools(cert, key, pin):
     t = [
         Tool(
             "stls",
-            up=(listen, connect),
-            down=(listen, connect),
+            # The file-transfer recipe: each side says which way the data goes, so the sender
+            # closes at its EOF instead of waiting --linger for an answer.
+            up=(f"{listen} --recv-only", f"{connect} --send-only"),
+            down=(f"{listen} --send-only", f"{connect} --recv-only"),
             keep_open=f"{s} listen -q -k --max-conns 5000 127.0.0.1:{{port}} --cert {cert} --key {key}",
             latency=connect,
         ),
