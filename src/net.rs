@@ -432,21 +432,42 @@ impl Acks {
 
 /// The kernel's count of what the peer acknowledged on `sock`; None where it cannot say.
 ///
-/// The unacknowledged count is read before the acknowledged one, so that an ACK arriving in
-/// between can only make [`Acks::end`] larger: a later comparison against it errs towards
-/// "not acknowledged", never the other way.
-#[allow(unsafe_code)] // SIOCOUTQ and TCP_INFO: no safe wrapper in the tree reads them
+/// The two counts come from two calls: the acknowledged count is read before and after the
+/// unacknowledged one, and the pair is taken only when no ACK came in between, so that
+/// [`Acks::end`] is exact.
 pub(crate) fn acks(sock: &impl std::os::fd::AsRawFd) -> Option<Acks> {
     let fd = sock.as_raw_fd();
+    for _ in 0..16 {
+        let before = bytes_acked(fd)?;
+        let unacked = unacked(fd)?;
+        if bytes_acked(fd)? == before {
+            return Some(Acks {
+                acked: before,
+                unacked,
+            });
+        }
+    }
+    None
+}
+
+/// Bytes written to a TCP socket and not acknowledged yet (SIOCOUTQ).
+#[allow(unsafe_code)] // SIOCOUTQ: no safe wrapper in the tree reads it
+fn unacked(fd: std::os::fd::RawFd) -> Option<u64> {
     let mut unacked: libc::c_int = 0;
     // SAFETY: SIOCOUTQ (TIOCOUTQ on Linux) writes one int through the pointer, which points
     // to a live c_int; the descriptor is borrowed from a live socket.
     if unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut unacked) } != 0 {
         return None;
     }
+    u64::try_from(unacked).ok()
+}
+
+/// Bytes of our stream the peer acknowledged since the connection began (TCP_INFO).
+#[allow(unsafe_code)] // TCP_INFO: no safe wrapper in the tree reads it
+fn bytes_acked(fd: std::os::fd::RawFd) -> Option<u64> {
     // SAFETY: tcp_info is a plain C struct for which all-zero bytes are a valid value;
     // getsockopt writes at most `len` bytes into it and updates `len`.
-    let info = unsafe {
+    let (info, len, got) = unsafe {
         let mut info: libc::tcp_info = std::mem::zeroed();
         let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
         let got = libc::getsockopt(
@@ -456,15 +477,12 @@ pub(crate) fn acks(sock: &impl std::os::fd::AsRawFd) -> Option<Acks> {
             (&mut info as *mut libc::tcp_info).cast(),
             &mut len,
         );
-        // Kernels older than 4.1 fill less of it and have no byte count.
-        let needed = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_acked) + 8;
-        if got != 0 || (len as usize) < needed {
-            return None;
-        }
-        info
+        (info, len, got)
     };
-    Some(Acks {
-        acked: info.tcpi_bytes_acked,
-        unacked: u64::try_from(unacked).ok()?,
-    })
+    // Kernels older than 4.1 fill less of it and have no byte count.
+    let needed = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_acked) + 8;
+    if got != 0 || (len as usize) < needed {
+        return None;
+    }
+    Some(info.tcpi_bytes_acked)
 }
