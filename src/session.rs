@@ -544,7 +544,7 @@ impl Session {
     fn settle(&mut self, sh: &mut Shared<'_>) -> Result<bool> {
         let mut moved = false;
         match self.conn.peer_end {
-            Some(PeerEnd::Truncated) if self.sent > 0 && self.sending_stdin(sh) => {
+            Some(PeerEnd::Truncated) if self.sending_stdin(sh) => {
                 // The peer went away while a pipe or file still gave us input for it: it
                 // stopped reading, as with a reset.
                 return Err(Class::Network.err(format!(
