@@ -518,3 +518,35 @@ fn proxy_failures_have_their_own_status_and_never_show_a_password() {
     .expect_code(3)
     .expect_stderr("connection refused (reply 5)");
 }
+
+#[test]
+fn an_end_right_after_our_close_notify_through_a_proxy_names_it() {
+    // A server that thinks longer than --linger and drops the connection, without
+    // close_notify, when ours arrives: nothing came back, and the likely cause is a proxy on
+    // the way that ends both directions. The message names it and what to do.
+    let Some((http, _dir)) = tinyproxy(None) else {
+        return;
+    };
+    let pki = Pki::new();
+    let request = b"GET / HTTP/1.0\r\n\r\n".to_vec();
+    let (port, server) = peer::serve(&pki.server.cert, &pki.server.key, |tls| {
+        let got = peer::read_to_close_notify(tls);
+        let _ = tls.sock.shutdown(Shutdown::Both);
+        got
+    });
+    let proxy = format!("http://127.0.0.1:{}", http.port);
+    let mut cmd = stls();
+    cmd.args(["connect", &format!("localhost:{port}"), "--linger", "0.2"])
+        .args(["--cacert", s(&pki.ca.cert), "--proxy", &proxy])
+        .env_remove("https_proxy")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("all_proxy")
+        .env_remove("ALL_PROXY");
+    let done = Proc::spawn(&mut cmd, Input::Bytes(request.clone())).finish();
+    done.expect_code(6)
+        .expect_stderr("goes through proxy ")
+        .expect_stderr(&format!("127.0.0.1:{}", http.port))
+        .expect_stderr("--linger SECS")
+        .expect_stderr("--no-shutdown");
+    assert_eq!(server.join().unwrap(), request);
+}
