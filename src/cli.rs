@@ -254,6 +254,7 @@ pub(crate) struct ListenArgs {
 
     /// With -k: drop a client that takes no bytes for SECS while stdin has data for it, so
     /// that one which does not read cannot hold stdin back from the others (default 10).
+    /// With --to: end a tunnel whose client or backend takes nothing for SECS.
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub stall_timeout: Option<Duration>,
 

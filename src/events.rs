@@ -52,6 +52,9 @@ pub(crate) fn part_of(token: Token) -> Option<(usize, Part)> {
 pub(crate) struct Ready {
     pub read: bool,
     pub write: bool,
+    /// The descriptor reported an error (a reset): seen even while nothing is read or
+    /// written on it, as when back-pressure holds a connection still.
+    pub failed: bool,
 }
 
 impl Default for Ready {
@@ -59,6 +62,7 @@ impl Default for Ready {
         Ready {
             read: true,
             write: true,
+            failed: false,
         }
     }
 }
@@ -72,6 +76,9 @@ impl Ready {
         }
         if event.is_writable() || event.is_write_closed() || event.is_error() {
             self.write = true;
+        }
+        if event.is_error() {
+            self.failed = true;
         }
     }
 }

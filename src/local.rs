@@ -226,6 +226,22 @@ impl Local {
         }
     }
 
+    /// The error a TCP local end reported while it may not have been read or written (a
+    /// reset under back-pressure), if any.
+    pub(crate) fn failure(&mut self) -> Option<io::Error> {
+        let Local::Exec {
+            child: Some(End::Tcp(t)),
+            ..
+        } = self
+        else {
+            return None;
+        };
+        if !std::mem::take(&mut t.ready.failed) {
+            return None;
+        }
+        t.sock.take_error().ok().flatten()
+    }
+
     /// Whether the local end is a TCP connection (a tunnel).
     pub(crate) fn is_tcp(&self) -> bool {
         matches!(

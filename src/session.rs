@@ -228,8 +228,11 @@ pub(crate) enum Timer {
     Handshake(&'static str),
     /// `-i`: the peer was silent.
     Idle,
-    /// `--stall-timeout`: the peer took none of the stdin waiting for it.
+    /// `--stall-timeout`: the peer took none of the stdin (or, in a tunnel, of the local
+    /// side's data) waiting for it.
     Stalled,
+    /// `--stall-timeout`, in a tunnel: the local side took none of the peer's data.
+    Backlogged,
     /// Our close_notify may go now (the peer was silent for `--linger`, or its FIN did not
     /// follow its close_notify): the connection gets a turn.
     Close,
@@ -264,6 +267,8 @@ pub(crate) struct Session {
     stalled_since: Option<Instant>,
     /// Our output could not take what the peer sent (our back-pressure, not its silence).
     output_stalled: bool,
+    /// Since when a tunnel's local side has taken none of what the peer sent.
+    output_stalled_since: Option<Instant>,
     /// When a TLS 1.2 peer's close_notify found stdin neither ended nor sent (see
     /// [`Timer::Unsent`]).
     unsent_since: Option<Instant>,
@@ -319,6 +324,7 @@ impl Session {
             last_activity: now,
             stalled_since: None,
             output_stalled: false,
+            output_stalled_since: None,
             unsent_since: None,
             input_ended_at: None,
             last_heard: now,
@@ -425,6 +431,17 @@ impl Session {
             moved = true;
         }
         moved |= self.receive(sh)?;
+        // A reset that came while back-pressure kept either end from being read or written
+        // is seen now, not never (what could be read was read just above).
+        if let Some(e) = self.conn.failure() {
+            if self.benign_reset() {
+                return Ok(Turn::Done(Ok(())));
+            }
+            return Err(self.fail(ConnError::Io(e), sh.opts));
+        }
+        if let Some(e) = self.local.failure() {
+            return Err(self.local_failed(&e));
+        }
         if self.phase == Phase::Open && self.inbound == Inbound::Ended {
             // The peer's stream is over, but a reset after it still means our bytes were
             // not all taken: notice it now, not at our next write.
@@ -858,6 +875,13 @@ impl Session {
             }
         }
         self.output_stalled = stalled;
+        // A tunnel whose local side takes none of what the peer sends: bounded too.
+        match stalled && !moved && self.local.is_tcp() {
+            true => {
+                self.output_stalled_since.get_or_insert_with(Instant::now);
+            }
+            false => self.output_stalled_since = None,
+        }
         result.map(|()| moved)
     }
 
@@ -955,6 +979,13 @@ impl Session {
                 if ended {
                     return Err(self.too_late());
                 }
+                // A tunnel whose TLS peer takes none of what the local side sends: bounded
+                // by --stall-timeout, as for stdin.
+                if self.local.is_tcp() && self.conn.wants_write() && !moved {
+                    self.stalled_since.get_or_insert_with(Instant::now);
+                } else {
+                    self.stalled_since = None;
+                }
                 return Ok(moved);
             }
         }
@@ -1032,7 +1063,15 @@ impl Session {
                             io_phrase(&e)
                         ))
                     })?;
-                    let local = self.conn.sock.tcp.local_addr().ok();
+                    // A dual-stack socket's IPv4 address reads as ::ffff:a.b.c.d: unmapped,
+                    // so that an IPv4 client's header is TCP4.
+                    let local = self
+                        .conn
+                        .sock
+                        .tcp
+                        .local_addr()
+                        .ok()
+                        .map(|a| SocketAddr::new(a.ip().to_canonical(), a.port()));
                     let header = match (backend.proxy_protocol, self.addr, local) {
                         (Some(v), Some(from), Some(to)) => proxy_header(v, from, to),
                         _ => Vec::new(),
@@ -1084,6 +1123,10 @@ impl Session {
             (Some(d), Some(at), Outbound::Sending) => Some((at + d, Timer::Stalled)),
             _ => None,
         };
+        let backlogged = match (opts.stall, self.output_stalled_since) {
+            (Some(d), Some(at)) => Some((at + d, Timer::Backlogged)),
+            _ => None,
+        };
         // Our close_notify waits for a time (--linger, the peer's FIN); not while records
         // wait for the socket (its readiness gives the turn then).
         let close = match (self.phase, self.outbound) {
@@ -1098,7 +1141,7 @@ impl Session {
             }
             _ => None,
         };
-        [handshake, idle, stalled, close, confirm]
+        [handshake, idle, stalled, backlogged, close, confirm]
             .into_iter()
             .flatten()
             .min_by_key(|(at, _)| *at)
@@ -1124,12 +1167,26 @@ impl Session {
                 self.label,
                 opts.idle.unwrap_or_default().as_secs_f64()
             ))),
+            Timer::Stalled if self.local.is_tcp() => Err(Class::Timeout.err(format!(
+                "{} took no data for {}s while the tunnel had data for it (--stall-timeout): \
+                 dropped ({} bytes were sent)",
+                self.label,
+                opts.stall.unwrap_or_default().as_secs_f64(),
+                self.sent
+            ))),
             Timer::Stalled => Err(Class::Timeout.err(format!(
                 "{} took no data for {}s while stdin waited for it (--stall-timeout): dropped, \
                  so that the other clients get stdin ({} bytes were sent)",
                 self.label,
                 opts.stall.unwrap_or_default().as_secs_f64(),
                 self.sent
+            ))),
+            Timer::Backlogged => Err(Class::Timeout.err(format!(
+                "{}: the tunnel's other side took none of its data for {}s \
+                 (--stall-timeout): dropped ({} bytes were received)",
+                self.label,
+                opts.stall.unwrap_or_default().as_secs_f64(),
+                self.received
             ))),
         })
     }

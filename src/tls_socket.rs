@@ -106,6 +106,15 @@ impl TlsSocket {
         self.tls.send_close_notify();
     }
 
+    /// The error the socket reported while it may not have been read or written (a reset
+    /// under back-pressure), if any.
+    pub(crate) fn failure(&mut self) -> Option<io::Error> {
+        if !std::mem::take(&mut self.ready.failed) {
+            return None;
+        }
+        self.sock.tcp.take_error().ok().flatten()
+    }
+
     /// What the peer's TCP has acknowledged of our stream.
     pub(crate) fn acks(&self) -> Option<Acks> {
         net::acks(&self.sock.tcp)

@@ -151,16 +151,34 @@ fn proxy_backend(v2: bool) -> (u16, JoinHandle<Vec<u8>>) {
 #[test]
 fn the_backend_learns_the_client_address_from_a_proxy_header() {
     let pki = Pki::new();
-    for (version, v2) in [("v1", false), ("v2", true)] {
+    // Also on a dual-stack listener, where an IPv4 client and our own address read as
+    // ::ffff:127.0.0.1: the header still says TCP4 (v2: 0x11) with plain IPv4 addresses.
+    for (version, v2, dual) in [
+        ("v1", false, false),
+        ("v2", true, false),
+        ("v1", false, true),
+        ("v2", true, true),
+    ] {
         let (port, backend) = proxy_backend(v2);
-        let l = tunnel_to(
-            &pki,
-            &format!("127.0.0.1:{port}"),
-            &["--proxy-protocol", version],
-        );
+        let backend_addr = format!("127.0.0.1:{port}");
+        let l = if dual {
+            let mut cmd = stls();
+            cmd.args([
+                "listen",
+                "0",
+                "--to",
+                &backend_addr,
+                "--proxy-protocol",
+                version,
+            ])
+            .args(["--cert", s(&pki.server.cert), "--key", s(&pki.server.key)]);
+            Listener::start_cmd(&mut cmd, Input::Null)
+        } else {
+            tunnel_to(&pki, &backend_addr, &["--proxy-protocol", version])
+        };
         let done = connect(
-            &format!("localhost:{}", l.port),
-            &["--cacert", s(&pki.ca.cert)],
+            &format!("127.0.0.1:{}", l.port),
+            &["--cacert", s(&pki.ca.cert), "--servername", "localhost"],
             Input::Bytes(b"echo me\n".to_vec()),
         );
         done.expect_code(0);
@@ -633,4 +651,89 @@ fn under_tls12_the_peers_close_notify_ends_the_tunnel_even_if_the_backend_stays_
     )
     .expect_code(0);
     assert_same(&backend.join().unwrap(), &data, "through a TLS 1.2 tunnel");
+}
+
+type TlsClient = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+
+/// A tunnel (`listen --to`, with `extra`) whose backend accepts and never reads, and a client
+/// that has sent it all it would take: the backend's, the tunnel's and the client's buffers
+/// are full, and the tunnel no longer reads from the client.
+fn flooded_tunnel(pki: &Pki, extra: &[&str]) -> (Listener, TlsClient, JoinHandle<()>) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend_port = backend.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        let (sock, _) = backend.accept().unwrap();
+        std::thread::sleep(Duration::from_secs(30));
+        drop(sock);
+    });
+    let mut args = vec!["-v"];
+    args.extend(extra);
+    let l = tunnel_to(pki, &format!("127.0.0.1:{backend_port}"), &args);
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&pki.ca.cert).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = "localhost".try_into().unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let sock = std::net::TcpStream::connect(("127.0.0.1", l.port)).unwrap();
+    sock.set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).unwrap();
+    }
+    let chunk = vec![0x5a; 64 << 10];
+    loop {
+        let _ = tls.conn.writer().write(&chunk);
+        if tls.conn.write_tls(&mut tls.sock).is_err() {
+            break;
+        }
+    }
+    l.wait_line("connecting to");
+    (l, tls, held)
+}
+
+#[test]
+fn a_client_that_resets_while_the_backend_reads_nothing_is_seen_and_let_go() {
+    // Back-pressure keeps the tunnel from reading the client. A client that then resets must
+    // still be noticed (logged, both descriptors closed), not kept for ever; --stall-timeout
+    // is long, so that is not what ends it.
+    let pki = Pki::new();
+    let (l, tls, held) = flooded_tunnel(&pki, &["--stall-timeout", "600"]);
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", l.proc.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let open = fds();
+    // A reset (SO_LINGER 0), while the tunnel is not reading from us.
+    socket2::SockRef::from(&tls.sock)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(tls);
+    l.wait_line("reset the connection");
+    // Both of its descriptors are closed.
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while fds() > open - 2 && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(fds(), open - 2, "descriptors left open for a dead client");
+    drop(l);
+    drop(held);
+}
+
+#[test]
+fn a_backend_that_takes_nothing_is_bounded_by_stall_timeout() {
+    let pki = Pki::new();
+    let (l, tls, held) = flooded_tunnel(&pki, &["--stall-timeout", "1"]);
+    let line = l.wait_line("--stall-timeout");
+    assert!(line.contains("took none of its data for 1s"), "{line}");
+    drop(tls);
+    drop(l);
+    drop(held);
 }
