@@ -401,8 +401,14 @@ impl Relay {
                 Err(e) => {
                     // Out of descriptors: an unfinished handshake gives its own up to the
                     // client waiting in the backlog.
+                    // accept() takes a descriptor before it looks for a client: out of
+                    // descriptors says nothing of whether one waits. Only for a client that
+                    // is there does an unfinished handshake give its descriptor up.
                     let fds = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
-                    if fds && self.drop_oldest_handshake("to free a descriptor for a new client") {
+                    if fds
+                        && pending(&listening.sock)
+                        && self.drop_oldest_handshake("to free a descriptor for a new client")
+                    {
                         continue;
                     }
                     // Nothing to give up (or out of memory): the client stays in the backlog;
@@ -620,6 +626,17 @@ impl Relay {
             _ => result,
         }
     }
+}
+
+/// Whether a client waits in `sock`'s backlog (without taking it).
+fn pending(sock: &TcpListener) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let mut fds = [PollFd::new(sock, PollFlags::IN)];
+    let zero = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
 }
 
 /// Watch SIGINT and SIGTERM (unless they were ignored when we started, as for a background

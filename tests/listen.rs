@@ -571,3 +571,35 @@ fn a_background_listener_leaves_the_terminal_alone_until_a_client_comes() {
     assert_eq!(unsafe { libc::kill(stls, libc::SIGTERM) }, 0);
     l.finish().expect_code(143);
 }
+
+#[test]
+fn at_the_descriptor_limit_no_client_is_dropped_for_one_that_is_not_there() {
+    // accept() fails for want of a descriptor whether or not a client waits: the client
+    // just accepted, still in its handshake, must not give its descriptor up to nobody.
+    let l = Listener::start(&["-k", "-v"], Input::Null);
+    let pid = l.proc.pid();
+    let open: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    // Room for exactly one more descriptor, the next client's: the limit is on descriptor
+    // numbers, and the lowest free one is what accept() takes.
+    let free = (0..).find(|n| !open.contains(n)).unwrap();
+    let limit = format!("--nofile={}:{}", free + 1, free + 1);
+    let set = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &limit])
+        .status();
+    if !matches!(set, Ok(s) if s.success()) {
+        eprintln!("SKIP: prlimit could not lower the listener's descriptor limit");
+        return;
+    }
+    let done = client(&l, &["--send-only"], Input::Bytes(b"just fits\n".to_vec())).finish();
+    done.expect_code(0);
+    let server = l.stop();
+    assert_eq!(server.stdout, b"just fits\n");
+    assert!(
+        !server.stderr.contains("to free a descriptor"),
+        "{}",
+        server.stderr
+    );
+}
