@@ -364,8 +364,8 @@ pub(crate) struct TlsArgs {
 /// Connecting, and how much stderr says.
 #[derive(Debug, Args)]
 pub(crate) struct NetArgs {
-    /// Give up if connecting and the TLS handshake take longer than SECS (inspect: for each
-    /// target; default 10).
+    /// Give up if the name lookup, connecting and the TLS handshake take longer than SECS
+    /// (inspect: for each target; default 10).
     #[arg(short = 'w', long = "wait", value_name = "SECS", value_parser = parse_secs)]
     pub wait: Option<Duration>,
 

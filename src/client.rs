@@ -17,6 +17,7 @@ use crate::local::TcpEnd;
 use crate::net;
 use crate::relay::{Listening, Relay};
 use crate::report;
+use crate::resolve::Resolver;
 use crate::session::{Options, Session};
 use crate::settings::Connect;
 use crate::tls_socket::TlsSocket;
@@ -25,22 +26,26 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
     if let Some((host, port)) = &s.from {
         return tunnel(s, host, *port);
     }
-    let deadline = s.common.wait.map(|w| Instant::now() + w);
+    let (wait, deadline) = (s.common.wait, s.common.wait.map(|w| Instant::now() + w));
+    // -w bounds the lookups too; a socks5:// proxy's target is looked up meanwhile.
+    let resolver = Resolver::new(s.common.family, None);
     let route = s
         .proxies
-        .route(&s.target, &s.name, s.starttls, s.common.family)?;
+        .route(&s.target, &s.name, s.starttls, &resolver, deadline)?;
     let sock = match route.hops.first() {
         None => {
-            let addrs = net::resolve(&s.target, s.common.family)?;
+            let addrs = resolver.resolve(&s.target, deadline, wait)?;
             net::connect(&s.target, &addrs, deadline)?
         }
         Some(proxy) => {
-            let addrs = net::resolve(&proxy.addr, s.common.family)
+            let addrs = resolver
+                .resolve(&proxy.addr, deadline, wait)
                 .map_err(|e| e.context(format!("proxy {proxy}")))?;
             net::connect(&proxy.addr, &addrs, deadline)
                 .map_err(|e| e.context(format!("proxy {proxy}")))?
         }
     };
+    route.settle(deadline, wait)?;
     let mut sock = sock;
     if let (Some(proto), true) = (s.starttls, route.hops.is_empty()) {
         await_greeting(&mut sock, proto, &s.target, s.common.wait, deadline)?;
@@ -145,23 +150,24 @@ fn await_greeting(
 fn tunnel(s: &Connect, host: &str, port: u16) -> Result<()> {
     let sock = net::bind(Some(host), port, s.common.family, false)?;
     let local = sock.local_addr()?;
-    // Resolved once: the first hop's addresses.
+    // Resolved once, before the loop runs: the first hop's addresses.
     let first = s.proxies.first_hop(&s.target);
-    let addrs = net::resolve(&first, s.common.family)?;
+    let wait = s.common.wait;
+    let addrs = Resolver::new(s.common.family, None).resolve(
+        &first,
+        wait.map(|w| Instant::now() + w),
+        wait,
+    )?;
     let mut relay = Relay::new(Options {
         many: true,
         tunnel: true,
         ..s.common.options(s.explain.clone())
     })?;
+    // A name a socks5:// proxy is given is looked up for each connection, off the loop.
+    let resolver = Resolver::new(s.common.family, Some(relay.waker()));
     let (config, server_name) = (s.config.clone(), s.server_name.clone());
-    let (target, name, starttls, family) = (
-        s.target.clone(),
-        s.name.clone(),
-        s.starttls,
-        s.common.family,
-    );
+    let (target, name, starttls) = (s.target.clone(), s.name.clone(), s.starttls);
     let proxies = s.proxies.clone();
-    let wait = s.common.wait;
     let accept = move |plain: TcpStream, from: SocketAddr| -> Result<Session> {
         let _ = plain.set_nodelay(true);
         // Non-blocking: the connection is made while the loop goes on; a failure shows on
@@ -171,20 +177,21 @@ fn tunnel(s: &Connect, host: &str, port: u16) -> Result<()> {
         let _ = sock.set_nodelay(true);
         let tls = ClientConnection::new(config.clone(), server_name.clone())
             .map_err(|e| anyhow!("TLS setup: {e}"))?;
-        let route = proxies.route(&target, &name, starttls, family)?;
+        // Connecting, any lookup and dialogue, and the handshake: -w, else as long as connect
+        // gives one address.
+        let (until, option) = match wait {
+            Some(w) => (Instant::now() + w, "-w"),
+            None => (
+                Instant::now() + net::CONNECT_TIMEOUT,
+                "10 s without -w, for --from",
+            ),
+        };
+        let route = proxies.route(&target, &name, starttls, &resolver, Some(until))?;
         let session = Session::new(
             TlsSocket::new(sock, tls.into()),
             format!("{target} for {from}"),
             Some(from),
-            // Connecting, any dialogue and the handshake: -w, else as long as connect gives
-            // one address.
-            Some(match wait {
-                Some(w) => (Instant::now() + w, "-w"),
-                None => (
-                    Instant::now() + net::CONNECT_TIMEOUT,
-                    "10 s without -w, for --from",
-                ),
-            }),
+            Some((until, option)),
             true,
             route.stages,
         )

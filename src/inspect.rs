@@ -5,62 +5,28 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
-use std::net::SocketAddr;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Result};
-use mio::{Events, Poll, Waker};
+use mio::{Events, Poll, Registry, Waker};
 use serde_json::{json, Value};
 use slab::Slab;
 
 use crate::describe::{date, CertInfo};
 use crate::error::{classify, io_phrase, reported, Class};
 use crate::events::{part_of, Part, WAKER};
-use crate::net::{self, Family, HostPort};
 use crate::probe::{Outcome, Probe};
 use crate::report;
+use crate::resolve::{Lookup, Resolver};
 use crate::settings::{Inspect, Target};
 
-/// Threads that resolve names (getaddrinfo blocks), at most.
-const RESOLVERS: usize = 8;
-
-/// Name resolution off the loop: a few threads look names up and wake the loop with each
-/// answer. At most `--parallel` lookups are outstanding, so the queues stay small.
-struct Resolver {
-    jobs: mpsc::Sender<(usize, HostPort)>,
-    done: mpsc::Receiver<(usize, Result<Vec<SocketAddr>>)>,
-}
-
-impl Resolver {
-    fn new(threads: usize, family: Family, waker: Arc<Waker>) -> Resolver {
-        let (jobs, queue) = mpsc::channel::<(usize, HostPort)>();
-        let (answers, done) = mpsc::channel();
-        let queue = Arc::new(Mutex::new(queue));
-        for _ in 0..threads.max(1) {
-            let (queue, answers, waker) = (queue.clone(), answers.clone(), waker.clone());
-            std::thread::spawn(move || loop {
-                let job = match queue.lock() {
-                    Ok(q) => q.recv(),
-                    Err(_) => return,
-                };
-                let Ok((index, hp)) = job else {
-                    return; // the loop is gone
-                };
-                if answers.send((index, net::resolve(&hp, family))).is_err() {
-                    return;
-                }
-                let _ = waker.wake();
-            });
-        }
-        Resolver { jobs, done }
-    }
-
-    fn submit(&self, index: usize, hp: &HostPort) -> Result<()> {
-        self.jobs
-            .send((index, hp.clone()))
-            .map_err(|_| anyhow!("the name resolver stopped"))
-    }
+/// A target whose name is being looked up; it holds its place among `--parallel`.
+struct Resolving {
+    index: usize,
+    lookup: Lookup,
+    /// -w, from when the lookup began: the lookup, connecting and the handshake.
+    deadline: Instant,
 }
 
 /// One target's result, as printed.
@@ -77,8 +43,12 @@ pub(crate) fn run(s: &Inspect) -> Result<()> {
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let mut events = Events::with_capacity(1024);
     let mut waiting: VecDeque<usize> = (0..s.targets.len()).collect();
-    let resolver = Resolver::new(s.parallel.min(RESOLVERS), s.family, waker);
-    let mut resolving = 0;
+    // Names are looked up off the loop, each answer waking it; an address is answered at
+    // once, so it never waits behind a name.
+    let resolver = Resolver::new(s.family, Some(waker));
+    let mut resolving: Vec<Resolving> = Vec::new();
+    // Whether a lookup may have answered since the last look (each answer wakes the loop).
+    let mut answered = true;
     let mut probes: Slab<Probe> = Slab::new();
     let mut statuses: Vec<u8> = vec![0; s.targets.len()];
     let mut out = Output::new(s.json);
@@ -88,26 +58,54 @@ pub(crate) fn run(s: &Inspect) -> Result<()> {
         s.parallel
     ));
     loop {
-        // Resolve targets while there is room: a target holds its place from its name
-        // lookup to its close.
-        while resolving + probes.len() < s.parallel {
+        // Look targets up while there is room: a target holds its place from its lookup to
+        // its close.
+        while resolving.len() + probes.len() < s.parallel {
             let Some(index) = waiting.pop_front() else {
                 break;
             };
-            resolver.submit(index, &s.proxies.first_hop(&s.targets[index].addr))?;
-            resolving += 1;
+            let deadline = Instant::now() + s.wait;
+            let first = s.proxies.first_hop(&s.targets[index].addr);
+            resolving.push(Resolving {
+                index,
+                lookup: resolver.lookup(&first, Some(deadline)),
+                deadline,
+            });
+            answered = true;
         }
-        // Start those resolved.
-        while let Ok((index, addrs)) = resolver.done.try_recv() {
-            resolving -= 1;
+        // Start those answered; those whose -w ran out first fail.
+        let now = Instant::now();
+        let mut i = 0;
+        if !answered && resolving.iter().all(|r| r.deadline > now) {
+            i = resolving.len();
+        }
+        answered = false;
+        while i < resolving.len() {
+            let answer = match resolving[i].lookup.poll() {
+                Some(answer) => answer,
+                None if resolving[i].deadline <= now => {
+                    Err(resolving[i].lookup.timed_out(Some(s.wait)))
+                }
+                None => {
+                    i += 1;
+                    continue;
+                }
+            };
+            let Resolving {
+                index, deadline, ..
+            } = resolving.swap_remove(i);
             let target = &s.targets[index];
             let entry = probes.vacant_entry();
             let key = entry.key();
-            let started = addrs.and_then(|addrs| {
-                let route = s
-                    .proxies
-                    .route(&target.addr, &target.name(), s.starttls, s.family)?;
-                Probe::start(index, target, addrs, s.wait, route, poll.registry(), key)
+            let started = answer.and_then(|addrs| {
+                let route = s.proxies.route(
+                    &target.addr,
+                    &target.name(),
+                    s.starttls,
+                    &resolver,
+                    Some(deadline),
+                )?;
+                Probe::start(index, target, addrs, deadline, route, poll.registry(), key)
             });
             match started {
                 Ok(probe) => {
@@ -122,22 +120,31 @@ pub(crate) fn run(s: &Inspect) -> Result<()> {
                 }
             }
         }
-        if waiting.is_empty() && resolving == 0 && probes.is_empty() {
+        if waiting.is_empty() && resolving.is_empty() && probes.is_empty() {
             break;
         }
-        if !waiting.is_empty() && resolving + probes.len() < s.parallel {
+        if !waiting.is_empty() && resolving.len() + probes.len() < s.parallel {
             continue;
         }
-        let next = probes.iter().map(|(_, p)| p.deadline).min();
+        let next = probes
+            .iter()
+            .map(|(_, p)| p.deadline)
+            .chain(resolving.iter().map(|r| r.deadline))
+            .min();
         let timeout = next.map(|d| d.saturating_duration_since(Instant::now()));
         match poll.poll(&mut events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e.into()),
         }
+        let mut woken = false;
         for event in events.iter() {
             if event.token() == WAKER {
-                continue; // answers are taken at the top of the loop
+                // A lookup answered: a target waiting for its own is taken at the top of the
+                // loop; a proxy hop waiting for the next name's address needs a turn.
+                woken = true;
+                answered = true;
+                continue;
             }
             let Some((key, Part::Socket)) = part_of(event.token()) else {
                 continue;
@@ -145,12 +152,31 @@ pub(crate) fn run(s: &Inspect) -> Result<()> {
             let Some(probe) = probes.get_mut(key) else {
                 continue;
             };
-            let target = &s.targets[probe.index];
             probe.on_event(event);
-            if let Some(outcome) = probe.turn(&s.client, target, poll.registry()) {
-                let index = probe.index;
-                probes.remove(key);
-                statuses[index] = finish(s, index, outcome, &mut out)?;
+            turn(
+                s,
+                &mut probes,
+                key,
+                &mut statuses,
+                &mut out,
+                poll.registry(),
+            )?;
+        }
+        if woken {
+            let keys: Vec<usize> = probes
+                .iter()
+                .filter(|(_, p)| p.awaits_lookup())
+                .map(|(k, _)| k)
+                .collect();
+            for key in keys {
+                turn(
+                    s,
+                    &mut probes,
+                    key,
+                    &mut statuses,
+                    &mut out,
+                    poll.registry(),
+                )?;
             }
         }
         let now = Instant::now();
@@ -172,6 +198,27 @@ pub(crate) fn run(s: &Inspect) -> Result<()> {
         None => Ok(()),
         Some(&status) => Err(reported(class_of(status))),
     }
+}
+
+/// Give probe `key` a turn; print it if it is over.
+fn turn(
+    s: &Inspect,
+    probes: &mut Slab<Probe>,
+    key: usize,
+    statuses: &mut [u8],
+    out: &mut Output,
+    registry: &Registry,
+) -> Result<()> {
+    let Some(probe) = probes.get_mut(key) else {
+        return Ok(());
+    };
+    let target = &s.targets[probe.index];
+    if let Some(outcome) = probe.turn(&s.client, target, registry) {
+        let index = probe.index;
+        probes.remove(key);
+        statuses[index] = finish(s, index, outcome, out)?;
+    }
+    Ok(())
 }
 
 /// Judge a finished target, print it, and return its exit status.

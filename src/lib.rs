@@ -5,7 +5,8 @@
 //! - `tls`, `trust`, `identity`: TLS configuration, server verification, our certificate;
 //!   `fingerprint`: SHA-256 fingerprints (`--pin`); `files`: the one reader of the files
 //!   options name.
-//! - `net`: addresses, connecting, binding; `names`: host names (IDN) and `--san` values.
+//! - `net`: addresses, connecting, binding; `resolve`: name lookups off the event loop;
+//!   `names`: host names (IDN) and `--san` values.
 //! - `client` / `listener`: connect and listen; `certgen`: `stls cert`; `stls completions` is
 //!   a function in this file.
 //! - `relay`: the event loop for every connection; `events`: what its tokens mean and the
@@ -39,6 +40,7 @@ mod probe;
 mod proxy;
 mod relay;
 mod report;
+mod resolve;
 mod session;
 mod settings;
 mod starttls;

@@ -168,13 +168,23 @@ pub fn parse_listen(spec: &str) -> Result<(Option<String>, u16), String> {
     }
 }
 
-/// Resolve a host to the addresses of the wanted family.
+/// Resolve a host to the addresses of the wanted family. This blocks (getaddrinfo): an event
+/// loop asks `resolve::Resolver` instead.
 pub(crate) fn resolve(hp: &HostPort, family: Family) -> Result<Vec<SocketAddr>> {
     let addrs: Vec<SocketAddr> = (hp.host.as_str(), hp.port)
         .to_socket_addrs()
         .map_err(|e| Class::Network.err(format!("cannot resolve {}: {}", hp.host, io_phrase(&e))))?
-        .filter(|a| family.admits(a))
         .collect();
+    admit(hp, addrs, family)
+}
+
+/// The addresses of the wanted family among those `hp` has; an error if there are none.
+pub(crate) fn admit(
+    hp: &HostPort,
+    addrs: Vec<SocketAddr>,
+    family: Family,
+) -> Result<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = addrs.into_iter().filter(|a| family.admits(a)).collect();
     if addrs.is_empty() {
         let which = match family {
             Family::V4 => " IPv4",

@@ -107,6 +107,32 @@ pub(crate) fn current(stages: &std::collections::VecDeque<Stage>) -> Option<Stri
     })
 }
 
+/// Whether a `socks5://` hop has a lookup whose answer it has not taken yet: it needs a turn
+/// when a lookup answers.
+pub(crate) fn awaits_lookup(stages: &std::collections::VecDeque<Stage>) -> bool {
+    stages.iter().any(|s| match s {
+        Stage::Talk(p) => matches!(&p.script, Script::Proxy(hop) if hop.lookup.is_some()),
+        Stage::Layer(_) => false,
+    })
+}
+
+/// When the first unfinished stage is a `socks5://` hop still waiting for the address of the
+/// name it is to send: that name, for a timeout's message.
+pub(crate) fn looking_up(stages: &std::collections::VecDeque<Stage>) -> Option<&str> {
+    let p = stages.iter().find_map(|s| match s {
+        Stage::Talk(p) => Some(p),
+        Stage::Layer(_) => None,
+    })?;
+    match &p.script {
+        Script::Proxy(hop) => hop
+            .lookup
+            .as_ref()
+            .filter(|l| l.pending())
+            .map(|l| l.host()),
+        Script::StartTls { .. } => None,
+    }
+}
+
 /// When the first unfinished stage is a STARTTLS client still waiting for a greeting that a
 /// server of its protocol sends at once: what that silence suggests, for a timeout's message.
 pub(crate) fn silence(stages: &std::collections::VecDeque<Stage>) -> Option<&'static str> {

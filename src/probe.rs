@@ -71,12 +71,13 @@ pub(crate) struct Probe {
 }
 
 impl Probe {
-    /// Start connecting to `addrs` (resolved already) as connection `key`.
+    /// Start connecting to `addrs` (resolved already) as connection `key`, to be done by
+    /// `deadline` (-w from when the target's lookup began).
     pub(crate) fn start(
         index: usize,
         target: &Target,
         addrs: Vec<SocketAddr>,
-        wait: Duration,
+        deadline: Instant,
         route: Route,
         registry: &Registry,
         key: usize,
@@ -89,7 +90,7 @@ impl Probe {
             next: 0,
             last_err: None,
             step: Step::Idle,
-            deadline: Instant::now() + wait,
+            deadline,
             key,
             stages: route.stages,
             first: None,
@@ -129,6 +130,11 @@ impl Probe {
             None => format!("{} ({addr})", self.label),
         };
         Err(socket_class(&e).err(format!("cannot connect to {shown}: {}", io_phrase(&e))))
+    }
+
+    /// Whether a proxy hop waits for a lookup: a lookup's answer is its event.
+    pub(crate) fn awaits_lookup(&self) -> bool {
+        preamble::awaits_lookup(&self.stages)
     }
 
     /// Remember what an event says the socket is ready for.
@@ -271,8 +277,9 @@ impl Probe {
                     Some(what) => format!(
                         "{}: the {what} dialogue was not done within {secs}s (-w){}",
                         self.label,
-                        preamble::silence(&self.stages)
-                            .map(|hint| format!("; {hint}"))
+                        preamble::looking_up(&self.stages)
+                            .map(|name| format!("; no answer came for the lookup of {name}"))
+                            .or_else(|| preamble::silence(&self.stages).map(|h| format!("; {h}")))
                             .unwrap_or_default()
                     ),
                     None => format!(

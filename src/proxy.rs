@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use base64::prelude::{Engine, BASE64_STANDARD};
@@ -19,8 +20,9 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
 
 use crate::names;
-use crate::net::{self, Family, HostPort};
+use crate::net::HostPort;
 use crate::preamble::{quote, Preamble, Progress, Script, Stage};
+use crate::resolve::{Lookup, Resolver};
 use crate::starttls::Proto;
 use crate::trust::Explainer;
 
@@ -292,12 +294,15 @@ impl Proxies {
     }
 
     /// The stages to reach `target` (named `name` in a STARTTLS dialogue), then `starttls`.
+    /// A name a `socks5://` proxy is to be given as an address is looked up from here on, by
+    /// `resolver`, until `deadline`; the hop waits for the answer when it needs it.
     pub(crate) fn route(
         &self,
         target: &HostPort,
         name: &str,
         starttls: Option<Proto>,
-        family: Family,
+        resolver: &Resolver,
+        deadline: Option<Instant>,
     ) -> Result<Route> {
         let chain: Vec<ProxyUrl> = match bypass(&self.no_proxy, &target.host) {
             true => Vec::new(),
@@ -319,14 +324,15 @@ impl Proxies {
                 stages.push_back(Stage::Layer(Box::new(tls)));
                 explain = Some(explainer.clone());
             }
-            let resolved = match (proxy.scheme, next.host.parse::<IpAddr>()) {
-                (Scheme::Socks5, Err(_)) => net::resolve(&next, family)?.first().copied(),
+            let lookup = match (proxy.scheme, next.host.parse::<IpAddr>()) {
+                (Scheme::Socks5, Err(_)) => Some(resolver.lookup(&next, deadline)),
                 _ => None,
             };
             let hop = Hop {
                 proxy: proxy.clone(),
                 next,
-                resolved,
+                lookup,
+                resolved: None,
                 explain,
             };
             stages.push_back(Stage::Talk(Box::new(Preamble::proxy(hop, &peer))));
@@ -341,10 +347,33 @@ impl Proxies {
     }
 }
 
+impl Route {
+    /// Wait until `deadline` for the lookups the hops started (`wait` set it, for the
+    /// message): for a caller with no loop running yet to be woken by their answers.
+    pub(crate) fn settle(&self, deadline: Option<Instant>, wait: Option<Duration>) -> Result<()> {
+        for stage in &self.stages {
+            let Stage::Talk(p) = stage else { continue };
+            let Script::Proxy(hop) = &p.script else {
+                continue;
+            };
+            if let Some(lookup) = &hop.lookup {
+                if !lookup.wait(deadline) {
+                    return Err(lookup
+                        .timed_out(wait)
+                        .context(format!("proxy {}", hop.proxy)));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One hop of a chain: the proxy, and where it is asked to connect.
 pub(crate) struct Hop {
     pub proxy: ProxyUrl,
     pub next: HostPort,
+    /// `socks5://` with a name: its lookup, under way until its answer is taken.
+    pub lookup: Option<Lookup>,
     /// `socks5://`: the next hop's address, resolved here.
     pub resolved: Option<SocketAddr>,
     /// How a failure of the TLS session with an `https://` proxy is told.
@@ -478,14 +507,14 @@ fn socks5(p: &mut Preamble) -> Result<Progress> {
         return Ok(Progress::More);
     };
     let creds = hop.proxy.user.clone().map(|u| (u, hop.proxy.pass.clone()));
-    let (scheme, next, resolved) = (hop.proxy.scheme, hop.next.clone(), hop.resolved);
+    let next = hop.next.clone();
     match p.step {
         0 => {
             let Some(reply) = p.take(2) else {
                 return Ok(Progress::More);
             };
             match (reply[0], reply[1], creds) {
-                (5, 0, _) => socks5_request(p, scheme, &next, resolved),
+                (5, 0, _) => socks5_address(p),
                 (5, 2, Some((user, pass))) => {
                     let pass = pass.unwrap_or_default();
                     if user.len() > 255 || pass.len() > 255 {
@@ -516,8 +545,9 @@ fn socks5(p: &mut Preamble) -> Result<Progress> {
             if reply[1] != 0 {
                 return Err(p.fail("rejected the user name and password"));
             }
-            socks5_request(p, scheme, &next, resolved)
+            socks5_address(p)
         }
+        3 => socks5_address(p),
         _ => {
             let head = match p.inbox.get(..5) {
                 Some(h) => [h[0], h[1], h[2], h[3], h[4]],
@@ -555,6 +585,26 @@ fn socks5(p: &mut Preamble) -> Result<Progress> {
             )))
         }
     }
+}
+
+/// Step 3: the request goes once the next hop's address is known — at once for a name the
+/// proxy resolves or an address, else when the lookup the route started has its answer (the
+/// loop is woken then, and this step taken again).
+fn socks5_address(p: &mut Preamble) -> Result<Progress> {
+    p.step = 3;
+    let Script::Proxy(hop) = &mut p.script else {
+        return Ok(Progress::More);
+    };
+    if let Some(lookup) = &mut hop.lookup {
+        let Some(answer) = lookup.poll() else {
+            return Ok(Progress::More);
+        };
+        hop.lookup = None;
+        let addrs = answer.map_err(|e| e.context(format!("{}: proxy {}", p.peer, hop.proxy)))?;
+        hop.resolved = addrs.first().copied();
+    }
+    let (scheme, next, resolved) = (hop.proxy.scheme, hop.next.clone(), hop.resolved);
+    socks5_request(p, scheme, &next, resolved)
 }
 
 fn socks5_request(

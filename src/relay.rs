@@ -74,7 +74,7 @@ pub(crate) struct Relay {
     handshaking: BTreeMap<u64, usize>,
     /// The serial number of the next connection.
     serial: u64,
-    _waker: Arc<Waker>,
+    waker: Arc<Waker>,
     stdin: Option<Broadcast>,
     stdout: Option<Sink>,
     signals: Signals,
@@ -117,7 +117,7 @@ impl Relay {
             waiting: false,
             handshaking: BTreeMap::new(),
             serial: 0,
-            _waker: waker,
+            waker,
             stdin,
             stdout,
             signals,
@@ -125,6 +125,12 @@ impl Relay {
             children: Vec::new(),
             outcome: None,
         })
+    }
+
+    /// What wakes this loop from another thread (a lookup's answer): every connection then
+    /// gets a turn.
+    pub(crate) fn waker(&self) -> Arc<Waker> {
+        self.waker.clone()
     }
 
     /// Accept connections from `listening` (instead of, or besides, `add`).

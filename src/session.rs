@@ -1156,8 +1156,11 @@ impl Session {
             Timer::Handshake(option) => {
                 Err(Class::Timeout.err(match preamble::current(&self.stages) {
                     Some(what) => format!(
-                        "the {what} dialogue with {} timed out ({option})",
-                        self.label
+                        "the {what} dialogue with {} timed out ({option}){}",
+                        self.label,
+                        preamble::looking_up(&self.stages)
+                            .map(|name| format!(": no answer came for the lookup of {name}"))
+                            .unwrap_or_default()
                     ),
                     None => format!("TLS handshake with {} timed out ({option})", self.label),
                 }))

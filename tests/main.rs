@@ -18,6 +18,7 @@ mod inspect;
 mod interop;
 mod listen;
 mod load;
+mod lookups;
 mod matrix;
 mod proxies;
 mod servers;
