@@ -5,7 +5,8 @@
 //! The file is one `HOST:PORT sha256//BASE64` line per host (`#` comments allowed), mode
 //! 0600. A new line is added under an exclusive lock (on the file's directory), by writing the whole
 //! file beside it and renaming it into place, so concurrent runs neither lose nor corrupt
-//! lines.
+//! lines. The file is read with a cap (`files::Kind::KnownHosts`), and only if it is a
+//! regular file.
 //! A line that cannot be read is an error naming the file and line, and the file is left as
 //! it is.
 
@@ -19,6 +20,7 @@ use base64::prelude::{Engine, BASE64_STANDARD};
 use rustix::fs::{flock, FlockOperation};
 
 use crate::error::{io_phrase, Class};
+use crate::files::{self, Kind};
 use crate::report;
 
 /// What the known-hosts file says about a host's key.
@@ -108,12 +110,16 @@ pub(crate) fn precheck(file: &Path, host: &str) -> Result<()> {
         })
 }
 
+/// Before inspecting: the file, if there is one, can be read, and each of its lines is a
+/// known host.
+pub(crate) fn readable(file: &Path) -> Result<()> {
+    lookup(file, "").map(drop)
+}
+
 /// The line number and pin recorded for `host`, if any.
 fn lookup(file: &Path, host: &str) -> Result<Option<(usize, String)>> {
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(anyhow!("{}: {}", file.display(), io_phrase(&e))),
+    let Some(text) = read(file)? else {
+        return Ok(None);
     };
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -136,6 +142,16 @@ fn lookup(file: &Path, host: &str) -> Result<Option<(usize, String)>> {
         }
     }
     Ok(None)
+}
+
+/// The file's text, if there is a file.
+fn read(file: &Path) -> Result<Option<String>> {
+    match files::read_existing(file, Kind::KnownHosts)? {
+        None => Ok(None),
+        Some(data) => String::from_utf8(data)
+            .map(Some)
+            .map_err(|_| anyhow!("{}: not text (UTF-8)", file.display())),
+    }
 }
 
 fn corrupt(file: &Path, line: usize) -> anyhow::Error {
@@ -170,11 +186,7 @@ fn record(file: &Path, host: &str, pin: &str) -> Result<Option<Known>> {
     if let Some(known) = compare(file, host, pin)? {
         return Ok(Some(known));
     }
-    let mut text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(fail(e)),
-    };
+    let mut text = read(file)?.unwrap_or_default();
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
