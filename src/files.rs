@@ -1,7 +1,7 @@
 //! Reading the files stls is told about: the file options (`--cacert`, `--cert`, `--key`,
 //! `--client-ca`, `--client-ca-optional`, `--crl`, `--ocsp`, `--targets`, the CA directory of
 //! `stls cert --ca`), the system's store (`SSL_CERT_FILE`, `SSL_CERT_DIR`) and the known-hosts
-//! file of `--tofu`: one reader for all of them.
+//! file of `--tofu`: one reader for all of them, and one writer for what stls saves.
 //!
 //! Each file is read with a cap that fits its kind, and only from what can hold such a file:
 //! a regular file, or for the options a pipe (`--cacert <(…)`), read up to the cap. A device
@@ -9,9 +9,9 @@
 //! pipe nobody closes would be read for ever.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Result};
 
@@ -177,6 +177,76 @@ pub(crate) fn read_stdin(kind: Kind) -> Result<Vec<u8>> {
         return Err(kind.too_big("stdin"));
     }
     Ok(data)
+}
+
+/// Before anything is done: a file stls will write (`inspect --save-chain`) may be written at
+/// `path`. stls does not write through a symbolic link, dangling or not (a link planted there
+/// would send the file elsewhere), nor over a directory; the file's directory must take a new
+/// file, since the file is written beside its place and renamed there.
+pub(crate) fn check_output(path: &Path, option: &str) -> Result<()> {
+    let name = path.display();
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(anyhow!(
+                "{name}: is a symbolic link; {option} does not write through links (remove \
+                 it, or choose another file)"
+            ))
+        }
+        Ok(meta) if meta.is_dir() => return Err(anyhow!("{name}: is a directory, not a file")),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(anyhow!("{name}: {}", io_phrase(&e))),
+    }
+    tempfile::NamedTempFile::new_in(parent(path))
+        .map(drop)
+        .map_err(|e| anyhow!("{name}: {}: {option} cannot write there", io_phrase(&e)))
+}
+
+/// Write `contents` to `path` whole or not at all: into a new file beside it, created with
+/// `mode` (less the umask), then renamed into its place. The rename replaces a file there and
+/// never writes through a link; a reader sees the old file or the new one, never part of one.
+pub(crate) fn write_replacing(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let fail = |e: std::io::Error| anyhow!("{}: {}", path.display(), io_phrase(&e));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let mut temp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(mode))
+        .tempfile_in(parent(path))
+        .map_err(fail)?;
+    temp.write_all(contents).map_err(fail)?;
+    temp.as_file().sync_all().map_err(fail)?;
+    temp.persist(path).map_err(|e| fail(e.error))?;
+    Ok(())
+}
+
+/// The directory a file is in (`.` for a bare name).
+pub(crate) fn parent(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Where a symbolic link finally points (through links to links, relative ones taken from
+/// their directory), or `path` itself when it is not a link; the target need not exist.
+pub(crate) fn resolve_links(path: &Path) -> Result<PathBuf> {
+    let mut at = path.to_path_buf();
+    // As the kernel does (ELOOP after 40), so that a loop is an error, not a hang.
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&at) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let to = std::fs::read_link(&at)
+                    .map_err(|e| anyhow!("{}: {}", at.display(), io_phrase(&e)))?;
+                at = parent(&at).join(to);
+            }
+            _ => return Ok(at),
+        }
+    }
+    Err(anyhow!(
+        "{}: too many levels of symbolic links",
+        path.display()
+    ))
 }
 
 #[cfg(test)]

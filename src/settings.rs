@@ -373,6 +373,10 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<Inspect> {
             targets.len()
         )));
     }
+    // Before any connection: a file that cannot be written there is known now.
+    if let Some(path) = &args.save_chain {
+        files::check_output(path, "--save-chain")?;
+    }
     let proto = protocol(&args.tls)?;
     let client = client_tls(&args.verify, &args.tls, &proto, true, None)?;
     if let (Some(days), true) = (args.expires_within, args.verify.insecure) {

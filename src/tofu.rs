@@ -5,7 +5,8 @@
 //! The file is one `HOST:PORT sha256//BASE64` line per host (`#` comments allowed), mode
 //! 0600. A new line is added under an exclusive lock (on the file's directory), by writing the whole
 //! file beside it and renaming it into place, so concurrent runs neither lose nor corrupt
-//! lines. The file is read with a cap (`files::Kind::KnownHosts`), and only if it is a
+//! lines. Where the file is a symbolic link, all this is done to the file it points to: the
+//! link stays. The file is read with a cap (`files::Kind::KnownHosts`), and only if it is a
 //! regular file.
 //! A line that cannot be read is an error naming the file and line, and the file is left as
 //! it is.
@@ -80,11 +81,9 @@ pub(crate) fn precheck(file: &Path, host: &str) -> Result<()> {
     if lookup(file, host)?.is_some() {
         return Ok(());
     }
+    let file = &files::resolve_links(file)?;
     // The new file is written beside the old one and renamed: the directory must take it.
-    let dir = file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = files::parent(file);
     let writable =
         std::fs::create_dir_all(dir).and_then(|()| tempfile::NamedTempFile::new_in(dir).map(drop));
     if let Err(e) = writable {
@@ -172,10 +171,9 @@ fn record(file: &Path, host: &str, pin: &str) -> Result<Option<Known>> {
             io_phrase(&e)
         )
     };
-    let dir = file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    // Through a link to its file: renaming over the link would replace it.
+    let file = &files::resolve_links(file)?;
+    let dir = files::parent(file);
     std::fs::create_dir_all(dir).map_err(fail)?;
     // The lock is on the directory, which the rename never replaces (the known-hosts file
     // is replaced, so a lock on it would not hold for runs that opened the new one), and

@@ -1,5 +1,6 @@
-//! What stls reads on its own side: every file it reads is read with a cap that fits its
-//! kind, and only from what can hold such a file.
+//! What stls reads and writes on its own side: every file it reads is read with a cap that
+//! fits its kind, and only from what can hold such a file; what it writes is written beside
+//! its place and renamed there, never through a link.
 
 use std::os::unix::fs::symlink;
 use std::process::Command;
@@ -190,4 +191,84 @@ fn each_kind_of_file_has_its_own_cap_and_name() {
     )
     .expect_code(1)
     .expect_stderr("larger than 1 MiB, the most an OCSP response may hold");
+}
+
+#[test]
+fn save_chain_never_writes_through_a_link_and_is_checked_first() {
+    let pki = Pki::new();
+    let l = serve_k(&pki.server, &[], Input::Null);
+    let addr = format!("localhost:{}", l.port);
+    let dir = tempdir();
+    let victim = write(dir.path(), "victim", "precious\n");
+    let link = dir.path().join("link.pem");
+    symlink(&victim, &link).unwrap();
+    let save = |path: &std::path::Path, target: &str| {
+        run(
+            &["inspect", "--insecure", "--save-chain", s(path), target],
+            Input::Null,
+        )
+    };
+    // A link, to a file or to nothing: refused before connecting (the target here would
+    // take a whole -w to fail), and nothing is written anywhere.
+    save(&link, "192.0.2.1:443")
+        .expect_code(1)
+        .expect_stderr(&format!("{}: is a symbolic link", s(&link)));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    let nowhere = dir.path().join("created-by-the-link");
+    let dangling = dir.path().join("dangling.pem");
+    symlink(&nowhere, &dangling).unwrap();
+    save(&dangling, &addr)
+        .expect_code(1)
+        .expect_stderr("is a symbolic link");
+    assert!(!nowhere.exists());
+    // A file in place is replaced, not rewritten: another name for the old one keeps it.
+    let chain = write(dir.path(), "chain.pem", "old\n");
+    let other_name = dir.path().join("hard-link");
+    std::fs::hard_link(&chain, &other_name).unwrap();
+    save(&chain, &addr).expect_code(0);
+    assert_eq!(std::fs::read_to_string(&other_name).unwrap(), "old\n");
+    let saved = std::fs::read_to_string(&chain).unwrap();
+    assert!(saved.starts_with("-----BEGIN CERTIFICATE-----"), "{saved}");
+    // Nothing is left beside it.
+    let mut left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "chain.pem",
+            "dangling.pem",
+            "hard-link",
+            "link.pem",
+            "victim"
+        ]
+    );
+}
+
+#[test]
+fn a_known_hosts_link_is_written_through_and_stays_a_link() {
+    let pki = Pki::new();
+    let l = serve_k(&pki.server, &[], Input::Null);
+    let addr = format!("localhost:{}", l.port);
+    let dir = tempdir();
+    // As dotfile managers keep it: the file elsewhere, a relative link in its place.
+    let real_dir = dir.path().join("dotfiles");
+    std::fs::create_dir(&real_dir).unwrap();
+    let real = write(&real_dir, "known_hosts", "# mine\n");
+    let config = dir.path().join("config");
+    std::fs::create_dir(&config).unwrap();
+    let link = config.join("known_hosts");
+    symlink("../dotfiles/known_hosts", &link).unwrap();
+    connect(&addr, &["--tofu", "--known-hosts", s(&link)], Input::Null).expect_code(0);
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let text = std::fs::read_to_string(&real).unwrap();
+    assert!(text.starts_with("# mine\n"), "{text}");
+    assert!(text.contains(&format!("{addr} sha256//")), "{text}");
+    // The host is known now, through the link.
+    connect(&addr, &["--tofu", "--known-hosts", s(&link)], Input::Null).expect_code(0);
 }
