@@ -14,7 +14,7 @@ use tempfile::NamedTempFile;
 
 use crate::cli::{CertArgs, CertKind, KeyType};
 use crate::error::{io_phrase, Class};
-use crate::files::read_file;
+use crate::files::{read_file, Kind};
 use crate::fingerprint::{fingerprint_text, sha256};
 use crate::names::parse_san;
 
@@ -160,8 +160,8 @@ fn load_ca(dir: &Path) -> Result<Issuer<'static, KeyPair>> {
     };
     let cert_path = dir.join("ca.pem");
     let key_path = dir.join("ca.key");
-    let cert_pem = read_file(&cert_path).map_err(hint(cert_path.clone()))?;
-    let key_pem = read_file(&key_path).map_err(hint(key_path.clone()))?;
+    let cert_pem = read_file(&cert_path, Kind::Identity).map_err(hint(cert_path.clone()))?;
+    let key_pem = read_file(&key_path, Kind::Identity).map_err(hint(key_path.clone()))?;
     let key = KeyPair::from_pem(&String::from_utf8_lossy(&key_pem))
         .map_err(|e| anyhow!("{}: not a usable private key: {e}", key_path.display()))?;
     Issuer::from_ca_cert_pem(&String::from_utf8_lossy(&cert_pem), key)

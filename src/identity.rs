@@ -10,11 +10,14 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
 
-use crate::files::read_file;
+use crate::files::{read_file, Kind};
 
-/// Every certificate in a PEM file, in order; an error if there is none.
+/// Every certificate in a PEM file of CA certificates, in order; an error if there is none.
 pub(crate) fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    certs_from_pem(&read_file(path)?, &path.display().to_string())
+    certs_from_pem(
+        &read_file(path, Kind::CaBundle)?,
+        &path.display().to_string(),
+    )
 }
 
 /// Every certificate in PEM text; `name` says where it came from in messages.
@@ -69,9 +72,9 @@ pub(crate) fn load_identity(
     key: Option<&Path>,
     provider: &CryptoProvider,
 ) -> Result<Arc<CertifiedKey>> {
-    let cert_pem = read_file(cert)?;
+    let cert_pem = read_file(cert, Kind::Identity)?;
     let key_file = match key {
-        Some(path) if path != cert => Some((path, read_file(path)?)),
+        Some(path) if path != cert => Some((path, read_file(path, Kind::Identity)?)),
         _ => None,
     };
     let chain = match certs_from_pem(&cert_pem, &cert.display().to_string()) {

@@ -191,10 +191,16 @@ pub(crate) fn run(s: &Inspect) -> Result<()> {
             statuses[probe.index] = finish(s, probe.index, outcome, &mut out)?;
         }
     }
+    let failed = statuses.iter().find(|&&st| st != 0);
     if let Some(path) = &s.save_chain {
-        out.save_chain(path)?;
+        match (out.save_chain(path), failed) {
+            (Ok(()), _) => {}
+            (Err(e), None) => return Err(e),
+            // The target's own failure decides the status; the file's is said as well.
+            (Err(e), Some(_)) => report::error(format_args!("{e:#}")),
+        }
     }
-    match statuses.iter().find(|&&st| st != 0) {
+    match failed {
         None => Ok(()),
         Some(&status) => Err(reported(class_of(status))),
     }
@@ -402,7 +408,9 @@ impl Output {
             &pems,
             pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
         );
-        std::fs::write(path, text).map_err(|e| anyhow!("{}: {}", path.display(), io_phrase(&e)))?;
+        // Beside it, then renamed: a link put in its place meanwhile is replaced, not
+        // followed, and a reader never sees part of a chain.
+        crate::files::write_replacing(path, text.as_bytes(), 0o666)?;
         report::verbose(format_args!(
             "{} certificate(s) written to {}",
             self.chain.len(),

@@ -19,6 +19,7 @@
 // Unsafe code only where a system call has no safe wrapper; each such function says which.
 #![deny(unsafe_code)]
 
+mod argv;
 mod certgen;
 mod cli;
 mod client;
@@ -77,6 +78,8 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    // Before anything else is done: from here `ps` shows no proxy password.
+    argv::hide_proxy_credentials(proxy_urls(&cli));
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -98,6 +101,15 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             completions(shell);
             Ok(())
         }
+    }
+}
+
+/// The `--proxy` URLs of the command line.
+fn proxy_urls(cli: &Cli) -> &[String] {
+    match &cli.command {
+        Command::Connect(args) => &args.proxy.proxy,
+        Command::Inspect(args) => &args.proxy.proxy,
+        _ => &[],
     }
 }
 

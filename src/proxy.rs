@@ -186,6 +186,14 @@ fn scheme_end(text: &str) -> Option<usize> {
     })
 }
 
+/// Where the userinfo (`user:pass`) of a proxy URL is in `text`, if it has one; as `parse`
+/// and `redact` find it.
+pub(crate) fn userinfo_span(text: &str) -> Option<std::ops::Range<usize>> {
+    let at = text.rfind('@')?;
+    let start = scheme_end(text).map_or(0, |s| s + 3);
+    (start <= at).then_some(start..at)
+}
+
 /// A URL as messages may show it: with the userinfo replaced.
 pub(crate) fn redact(text: &str) -> String {
     let Some(at) = text.rfind('@') else {

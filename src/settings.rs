@@ -373,6 +373,10 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<Inspect> {
             targets.len()
         )));
     }
+    // Before any connection: a file that cannot be written there is known now.
+    if let Some(path) = &args.save_chain {
+        files::check_output(path, "--save-chain")?;
+    }
     let proto = protocol(&args.tls)?;
     let client = client_tls(&args.verify, &args.tls, &proto, true, None)?;
     if let (Some(days), true) = (args.expires_within, args.verify.insecure) {
@@ -387,7 +391,11 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<Inspect> {
         proxies: proxies(&args.proxy, &args.verify, &proto)?,
         insecure: args.verify.insecure,
         tofu: match args.verify.tofu {
-            true => Some(known_hosts(&args.verify)?),
+            true => {
+                let file = known_hosts(&args.verify)?;
+                crate::tofu::readable(&file)?;
+                Some(file)
+            }
             false => None,
         },
         json: args.json,
@@ -404,9 +412,15 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<Inspect> {
 /// A line that is not a target names the file and line.
 fn targets_file(path: &Path, verify: &VerifyArgs) -> Result<Vec<Target>> {
     let (name, data) = if path == Path::new("-") {
-        ("stdin".to_string(), files::read_stdin()?)
+        (
+            "stdin".to_string(),
+            files::read_stdin(files::Kind::Targets)?,
+        )
     } else {
-        (path.display().to_string(), files::read_file(path)?)
+        (
+            path.display().to_string(),
+            files::read_file(path, files::Kind::Targets)?,
+        )
     };
     let text = String::from_utf8(data)
         .map_err(|_| Class::Usage.err(format!("{name}: not text (UTF-8)")))?;
@@ -452,11 +466,17 @@ fn store(choice: Option<TrustStore>) -> Result<Trust> {
                     false => vec![PathBuf::from(&value)],
                 };
                 for path in paths {
-                    if let Err(e) = std::fs::metadata(&path) {
+                    // The file is read later, on a thread of its own, while the connection is
+                    // made: what it is and its size are checked now, before that.
+                    let checked = match kind {
+                        true => std::fs::metadata(&path).map(drop).map_err(|e| {
+                            anyhow::anyhow!("{}: {}", path.display(), crate::error::io_phrase(&e))
+                        }),
+                        false => files::check_regular(&path, files::Kind::CaBundle),
+                    };
+                    if let Err(e) = checked {
                         return Err(anyhow::anyhow!(
-                            "{name}={}: {}: the trusted certificates it names cannot be read",
-                            path.display(),
-                            crate::error::io_phrase(&e)
+                            "{name}={e:#}: the trusted certificates it names cannot be read"
                         ));
                     }
                 }
@@ -670,7 +690,7 @@ impl Served {
             None => identity::ephemeral(provider)?,
         };
         if let Some(path) = &self.ocsp {
-            let response = files::read_file(path)?;
+            let response = files::read_file(path, files::Kind::Ocsp)?;
             if crate::ocsp::status(&response).is_none() {
                 return Err(anyhow::anyhow!(
                     "{}: not an OCSP response (DER, as openssl ocsp -respout writes it)",

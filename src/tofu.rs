@@ -5,7 +5,9 @@
 //! The file is one `HOST:PORT sha256//BASE64` line per host (`#` comments allowed), mode
 //! 0600. A new line is added under an exclusive lock (on the file's directory), by writing the whole
 //! file beside it and renaming it into place, so concurrent runs neither lose nor corrupt
-//! lines.
+//! lines. Where the file is a symbolic link, all this is done to the file it points to: the
+//! link stays. The file is read with a cap (`files::Kind::KnownHosts`), and only if it is a
+//! regular file.
 //! A line that cannot be read is an error naming the file and line, and the file is left as
 //! it is.
 
@@ -19,6 +21,7 @@ use base64::prelude::{Engine, BASE64_STANDARD};
 use rustix::fs::{flock, FlockOperation};
 
 use crate::error::{io_phrase, Class};
+use crate::files::{self, Kind};
 use crate::report;
 
 /// What the known-hosts file says about a host's key.
@@ -78,11 +81,9 @@ pub(crate) fn precheck(file: &Path, host: &str) -> Result<()> {
     if lookup(file, host)?.is_some() {
         return Ok(());
     }
+    let file = &files::resolve_links(file)?;
     // The new file is written beside the old one and renamed: the directory must take it.
-    let dir = file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = files::parent(file);
     let writable =
         std::fs::create_dir_all(dir).and_then(|()| tempfile::NamedTempFile::new_in(dir).map(drop));
     if let Err(e) = writable {
@@ -108,12 +109,16 @@ pub(crate) fn precheck(file: &Path, host: &str) -> Result<()> {
         })
 }
 
+/// Before inspecting: the file, if there is one, can be read, and each of its lines is a
+/// known host.
+pub(crate) fn readable(file: &Path) -> Result<()> {
+    lookup(file, "").map(drop)
+}
+
 /// The line number and pin recorded for `host`, if any.
 fn lookup(file: &Path, host: &str) -> Result<Option<(usize, String)>> {
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(anyhow!("{}: {}", file.display(), io_phrase(&e))),
+    let Some(text) = read(file)? else {
+        return Ok(None);
     };
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -138,6 +143,16 @@ fn lookup(file: &Path, host: &str) -> Result<Option<(usize, String)>> {
     Ok(None)
 }
 
+/// The file's text, if there is a file.
+fn read(file: &Path) -> Result<Option<String>> {
+    match files::read_existing(file, Kind::KnownHosts)? {
+        None => Ok(None),
+        Some(data) => String::from_utf8(data)
+            .map(Some)
+            .map_err(|_| anyhow!("{}: not text (UTF-8)", file.display())),
+    }
+}
+
 fn corrupt(file: &Path, line: usize) -> anyhow::Error {
     anyhow!(
         "{}, line {line}: not a known host (expected HOST:PORT sha256//BASE64); the file is \
@@ -156,10 +171,9 @@ fn record(file: &Path, host: &str, pin: &str) -> Result<Option<Known>> {
             io_phrase(&e)
         )
     };
-    let dir = file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    // Through a link to its file: renaming over the link would replace it.
+    let file = &files::resolve_links(file)?;
+    let dir = files::parent(file);
     std::fs::create_dir_all(dir).map_err(fail)?;
     // The lock is on the directory, which the rename never replaces (the known-hosts file
     // is replaced, so a lock on it would not hold for runs that opened the new one), and
@@ -170,11 +184,7 @@ fn record(file: &Path, host: &str, pin: &str) -> Result<Option<Known>> {
     if let Some(known) = compare(file, host, pin)? {
         return Ok(Some(known));
     }
-    let mut text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(fail(e)),
-    };
+    let mut text = read(file)?.unwrap_or_default();
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }

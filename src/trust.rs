@@ -2,7 +2,7 @@
 //! fingerprint, or nothing (`--insecure`). The verifier remembers the chain it was shown, so a
 //! rejection can name the issuer, the dates and the names that were actually presented.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, Result};
@@ -17,7 +17,8 @@ use rustls::DistinguishedName;
 use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
 
 use crate::describe::{date, CertInfo};
-use crate::error::Class;
+use crate::error::{io_phrase, Class};
+use crate::files::{read_existing, Kind};
 use crate::fingerprint::{fingerprint_text, sha256, spki_sha256, Pin};
 use crate::identity::load_certs;
 use crate::report::{self, escape};
@@ -54,7 +55,7 @@ type Loaded = Result<Arc<WebPkiServerVerifier>, String>;
 impl Loading {
     fn start(provider: Arc<CryptoProvider>, crls: Crls) -> Loading {
         let thread = std::thread::spawn(move || {
-            let (store, which) = system_roots();
+            let (store, which) = system_roots().map_err(|e| format!("{e:#}"))?;
             report::verbose(format_args!("trusting {which}"));
             webpki_server(Arc::new(store), provider, &crls)
                 .map_err(|e| format!("cannot use the trust anchors: {e}"))
@@ -73,7 +74,15 @@ impl Loading {
                 _ => Err("loading the system's certificates failed".to_string()),
             }
         });
-        done.clone().map_err(rustls::Error::General)
+        // Not the server's fault: exit 1, with the message as it is.
+        done.clone().map_err(|msg| {
+            rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
+                Local {
+                    class: Class::Other,
+                    msg,
+                },
+            ))))
+        })
     }
 }
 
@@ -94,12 +103,124 @@ fn webpki_server(
         .build()
 }
 
+/// Where the system's certificates are: the file `SSL_CERT_FILE` names and the directories
+/// `SSL_CERT_DIR` lists, else the platform's, as OpenSSL finds them.
+struct SystemPaths {
+    file: Option<PathBuf>,
+    dirs: Vec<PathBuf>,
+    /// Named by the environment: then a file that cannot be read is an error.
+    named: bool,
+}
+
+impl SystemPaths {
+    fn find() -> SystemPaths {
+        let file = std::env::var_os("SSL_CERT_FILE")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        let dirs: Vec<PathBuf> = std::env::var_os("SSL_CERT_DIR")
+            .map(|v| {
+                std::env::split_paths(&v)
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if file.is_some() || !dirs.is_empty() {
+            return SystemPaths {
+                file,
+                dirs,
+                named: true,
+            };
+        }
+        let probed = openssl_probe::probe();
+        SystemPaths {
+            file: probed.cert_file,
+            dirs: probed.cert_dir,
+            named: false,
+        }
+    }
+
+    /// Every certificate in the file and in the regular files of the directories (each file
+    /// once, however many links lead to it), sorted, without duplicates. Each file is read
+    /// with the cap of a CA file, and all of them with a cap together. Where the environment
+    /// named the store, a file that cannot be read is an error; in the platform's store it is
+    /// passed over, as OpenSSL would.
+    fn load(&self) -> Result<Vec<CertificateDer<'static>>> {
+        use std::os::unix::fs::MetadataExt;
+        // Four CA files' worth: a directory of a few hundred small files is well within it.
+        let total_cap = 4 * Kind::CaBundle.limit();
+        let mut total = 0;
+        let mut certs = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut files: Vec<PathBuf> = self.file.iter().cloned().collect();
+        for dir in &self.dirs {
+            let entries = match std::fs::read_dir(dir) {
+                Ok(entries) => entries,
+                Err(e) if self.named => {
+                    return Err(anyhow!("SSL_CERT_DIR={}: {}", dir.display(), io_phrase(&e)))
+                }
+                Err(_) => continue,
+            };
+            // Only regular files (links followed): not pipes, devices or subdirectories.
+            files.extend(
+                entries
+                    .filter_map(|entry| entry.ok().map(|e| e.path()))
+                    .filter(|path| std::fs::metadata(path).is_ok_and(|m| m.is_file())),
+            );
+        }
+        for path in files {
+            if let Ok(meta) = std::fs::metadata(&path) {
+                if !seen.insert((meta.dev(), meta.ino())) {
+                    continue;
+                }
+            }
+            let label = match self.file.as_ref() == Some(&path) {
+                true => "SSL_CERT_FILE=",
+                false => "in SSL_CERT_DIR, ",
+            };
+            let data = match read_existing(&path, Kind::CaBundle) {
+                Ok(Some(data)) => data,
+                Ok(None) if self.named && label.starts_with("SSL_CERT_FILE") => {
+                    return Err(anyhow!("{label}{}: no such file", path.display()))
+                }
+                // Gone since the directory was listed.
+                Ok(None) => continue,
+                Err(e) if self.named => return Err(anyhow!("{label}{e:#}")),
+                Err(_) => continue,
+            };
+            total += data.len() as u64;
+            if total > total_cap {
+                return Err(anyhow!(
+                    "the system's store ({}) holds more than {} MiB of certificates, the most \
+                     stls reads from it",
+                    self.describe(),
+                    total_cap / (1024 * 1024)
+                ));
+            }
+            // What is not a certificate (a key, a CRL, text) is passed over, as OpenSSL does.
+            certs.extend(CertificateDer::pem_slice_iter(&data).map_while(Result::ok));
+        }
+        certs.sort_unstable_by(|a, b| a.as_ref().cmp(b.as_ref()));
+        certs.dedup();
+        Ok(certs)
+    }
+
+    /// The files and directories, for messages.
+    fn describe(&self) -> String {
+        let mut named: Vec<String> = Vec::new();
+        if let Some(file) = &self.file {
+            named.push(format!("{}", file.display()));
+        }
+        named.extend(self.dirs.iter().map(|d| d.display().to_string()));
+        named.join(", ")
+    }
+}
+
 /// The system's certificates, as `SSL_CERT_FILE`/`SSL_CERT_DIR` or the platform name them;
 /// the built-in roots when there are none. Also says which it is, for `-v`.
-pub(crate) fn system_roots() -> (RootCertStore, String) {
-    let loaded = rustls_native_certs::load_native_certs();
+pub(crate) fn system_roots() -> Result<(RootCertStore, String)> {
+    let paths = SystemPaths::find();
     let mut store = RootCertStore::empty();
-    let (added, _) = store.add_parsable_certificates(loaded.certs);
+    let (added, _) = store.add_parsable_certificates(paths.load()?);
     if added > 0 {
         let from = match (
             std::env::var_os("SSL_CERT_FILE"),
@@ -114,14 +235,14 @@ pub(crate) fn system_roots() -> (RootCertStore, String) {
                 format!(", from {}", named.join(" and "))
             }
         };
-        (store, format!("the system's {added} certificates{from}"))
+        Ok((store, format!("the system's {added} certificates{from}")))
     } else {
         let store = builtin_roots();
         let n = store.len();
-        (
+        Ok((
             store,
             format!("the built-in Mozilla roots ({n}): the system store is empty"),
-        )
+        ))
     }
 }
 
@@ -145,7 +266,7 @@ impl Crls {
     pub(crate) fn load(paths: &[std::path::PathBuf]) -> Result<Crls> {
         let mut crls = Crls::default();
         for path in paths {
-            let data = crate::files::read_file(path)?;
+            let data = crate::files::read_file(path, crate::files::Kind::Crl)?;
             let ders: Vec<CertificateRevocationListDer<'static>> =
                 if data.starts_with(b"-----") || data.windows(5).any(|w| w == b"-----") {
                     CertificateRevocationListDer::pem_slice_iter(&data)
@@ -509,20 +630,20 @@ impl std::fmt::Display for PinMismatch {
 impl std::error::Error for PinMismatch {}
 
 /// A `--tofu` refusal: the key changed (rejected, exit 5), or the file could not be read or
-/// written (exit 1).
+/// written (exit 1); or the system's store could not be read (exit 1).
 #[derive(Debug)]
-struct Tofu {
+struct Local {
     class: Class,
     msg: String,
 }
 
-impl std::fmt::Display for Tofu {
+impl std::fmt::Display for Local {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.msg)
     }
 }
 
-impl std::error::Error for Tofu {}
+impl std::error::Error for Local {}
 
 impl ServerCertVerifier for ServerVerifier {
     fn verify_server_cert(
@@ -565,7 +686,7 @@ impl ServerCertVerifier for ServerVerifier {
                 Some(spki) => match crate::tofu::check(file, host, &spki) {
                     Ok(_) => Ok(ServerCertVerified::assertion()),
                     Err(e) => Err(rustls::Error::InvalidCertificate(CertificateError::Other(
-                        OtherError(Arc::new(Tofu {
+                        OtherError(Arc::new(Local {
                             class: crate::error::classify(&e),
                             msg: format!("{e:#}"),
                         })),
@@ -687,11 +808,11 @@ impl Explainer {
         established: bool,
         chain: &[CertificateDer<'static>],
     ) -> anyhow::Error {
-        // A --tofu file problem is not the server's fault.
+        // A --tofu file or system store problem is not the server's fault.
         if let rustls::Error::InvalidCertificate(CertificateError::Other(other)) = err {
-            if let Some(tofu) = other.0.downcast_ref::<Tofu>() {
-                if tofu.class != Class::CertRejected {
-                    return tofu.class.err(tofu.msg.clone());
+            if let Some(local) = other.0.downcast_ref::<Local>() {
+                if local.class != Class::CertRejected {
+                    return local.class.err(local.msg.clone());
                 }
             }
         }

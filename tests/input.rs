@@ -65,9 +65,26 @@ fn file_options_refuse_devices_and_directories() {
 fn file_larger_than_the_cap_is_refused() {
     let dir = tempdir();
     let big = write(dir.path(), "big.pem", vec![b'A'; 1024 * 1024 + 1]);
-    run(&["connect", "a:1", "--cacert", s(&big)], Input::Null)
+    run(&["connect", "a:1", "--cert", s(&big)], Input::Null)
         .expect_code(1)
-        .expect_stderr(&format!("{}: larger than 1 MiB", big.display()));
+        .expect_stderr(&format!(
+            "{}: larger than 1 MiB, the most a certificate or key file may hold",
+            big.display()
+        ));
+    // CA certificates come in bundles of many: 16 MiB.
+    let bundle = write(dir.path(), "bundle.pem", "");
+    std::fs::File::options()
+        .write(true)
+        .open(&bundle)
+        .unwrap()
+        .set_len(16 * 1024 * 1024 + 1)
+        .unwrap();
+    run(&["connect", "a:1", "--cacert", s(&bundle)], Input::Null)
+        .expect_code(1)
+        .expect_stderr(&format!(
+            "{}: larger than 16 MiB, the most a CA certificate file may hold",
+            bundle.display()
+        ));
 }
 
 #[test]
@@ -96,7 +113,7 @@ fn pipes_are_read_up_to_the_cap() {
     assert_eq!(done.stdout, b"through a pipe");
     // A pipe that goes on and on is read up to the cap, then refused.
     Proc::spawn(
-        &mut bash("connect a:1 --cacert <(head -c 2000000 /dev/zero)"),
+        &mut bash("connect a:1 --cert <(head -c 2000000 /dev/zero)"),
         Input::Null,
     )
     .finish()

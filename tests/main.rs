@@ -12,6 +12,7 @@ mod docs;
 mod ending;
 mod errors;
 mod faults;
+mod files;
 mod fuzz;
 mod input;
 mod inspect;

@@ -550,3 +550,34 @@ fn an_end_right_after_our_close_notify_through_a_proxy_names_it() {
         .expect_stderr("--no-shutdown");
     assert_eq!(server.join().unwrap(), request);
 }
+
+#[test]
+fn proxy_passwords_are_not_left_in_the_command_line() {
+    // A proxy that takes the connection and says nothing: stls is still running, past its
+    // parsing, when the connection arrives.
+    let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = proxy.local_addr().unwrap().port();
+    let spelled = [
+        vec![
+            "--proxy".to_string(),
+            format!("http://alice:s3cret@127.0.0.1:{port}"),
+        ],
+        vec![format!("--proxy=socks5h://alice:s3cret@127.0.0.1:{port}")],
+    ];
+    for args in spelled {
+        let mut cmd = stls();
+        cmd.args(["connect", "example.com:443", "-w", "30"])
+            .args(&args);
+        let run = Proc::spawn(&mut cmd, Input::Null);
+        let (_held, _) = proxy.accept().unwrap();
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", run.pid())).unwrap();
+        let shown = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(!shown.contains("alice"), "{shown}");
+        assert!(
+            shown.contains(&format!("://************@127.0.0.1:{port}")),
+            "the rest is as typed: {shown}"
+        );
+        drop(run);
+    }
+}

@@ -473,3 +473,38 @@ fn inspect_verifies_every_handshake_and_bad_trust_settings_are_refused() {
     .expect_code(1)
     .expect_stderr("SSL_CERT_FILE=/nonexistent/bundle.pem");
 }
+
+#[test]
+fn a_revocation_list_of_100000_entries_is_read() {
+    if !have("openssl") || !have("awk") {
+        return;
+    }
+    let ca = revoking_ca();
+    // 100,000 more revoked serials in the CA's database: a list of about 3 MB.
+    let d = s(ca.dir.path());
+    let script = format!(
+        "cd '{d}' && awk 'BEGIN {{ for (i = 0; i < 100000; i++) \
+           printf \"R\\t301231235959Z\\t250101000000Z\\t%08X\\tunknown\\t/CN=old%d\\n\", \
+           i + 65536, i }}' >> index.txt && \
+         openssl ca -config ca.cnf -gencrl -out big.pem 2>/dev/null"
+    );
+    assert!(Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .status()
+        .unwrap()
+        .success());
+    let big = ca.path("big.pem");
+    assert!(std::fs::metadata(&big).unwrap().len() > 2 * 1024 * 1024);
+    let l = serve_k(&ca.leaf("srv"), &[], Input::Null);
+    let addr = format!("localhost:{}", l.port);
+    connect(
+        &addr,
+        &["--cacert", s(&ca.path("ca.pem")), "--crl", s(&big)],
+        Input::Null,
+    )
+    .expect_code(5)
+    .expect_stderr(&format!(
+        "the certificate of {addr} was revoked by CN=CRL test CA on "
+    ));
+}
