@@ -553,7 +553,7 @@ fn test_a_mail_clients_starttls() {
     assert_eq!(got, mail);
 }
 
-const PROXY: &str = "stls connect --proxy http://alice:s3cret@proxy.corp:3128 example.com:443";
+const PROXY: &str = "https_proxy=http://alice:s3cret@proxy.corp:3128 stls connect example.com:443";
 
 #[test]
 fn through_a_proxy() {
@@ -580,7 +580,7 @@ fn through_a_proxy() {
             "example.com:443",
             &format!("localhost:{} --cacert ca.pem", server.port),
         )
-        + " --no-shutdown -v";
+        + " -v";
     let done = run_sh(&script, dir.path());
     done.expect_code(0)
         .expect_stderr(&format!("connected to proxy http://127.0.0.1:{port}"));
