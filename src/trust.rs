@@ -21,7 +21,7 @@ use crate::describe::{
 };
 use crate::error::Class;
 use crate::fingerprint::{fingerprint_text, sha256, spki_sha256, Pin};
-use crate::identity::load_certs;
+use crate::identity::{load_certs, pem_words};
 use crate::report::{self, escape, escape_item};
 
 /// How the server's certificate is checked.
@@ -59,7 +59,7 @@ impl Loading {
             let (store, which) = system_roots();
             report::verbose(format_args!("trusting {which}"));
             webpki_server(Arc::new(store), provider, &crls)
-                .map_err(|e| format!("cannot use the trust anchors: {e}"))
+                .map_err(|e| format!("cannot use the trust anchors: {}", builder_words(&e)))
         });
         Loading {
             thread: Mutex::new(Some(thread)),
@@ -152,7 +152,7 @@ impl Crls {
                 if data.starts_with(b"-----") || data.windows(5).any(|w| w == b"-----") {
                     CertificateRevocationListDer::pem_slice_iter(&data)
                         .collect::<Result<_, _>>()
-                        .map_err(|e| anyhow!("{}: {e}", path.display()))?
+                        .map_err(|e| anyhow!("{}: bad PEM: {}", path.display(), pem_words(&e)))?
                 } else {
                     vec![CertificateRevocationListDer::from(data)]
                 };
@@ -171,9 +171,10 @@ impl Crls {
             .build();
             if let Err(e) = check {
                 return Err(anyhow!(
-                    "{}: this revocation list cannot be used ({e}); it must be a version 2 \
+                    "{}: this revocation list cannot be used ({}); it must be a version 2 \
                      list (openssl ca -gencrl makes one when a crlnumber file is configured)",
-                    path.display()
+                    path.display(),
+                    builder_words(&e)
                 ));
             }
             for der in ders {
@@ -262,7 +263,7 @@ impl ServerVerifier {
         let mode = match trust {
             Trust::Roots(store) => Mode::WebPki(
                 webpki_server(Arc::new(store), provider.clone(), crls)
-                    .map_err(|e| anyhow!("cannot use the trust anchors: {e}"))?,
+                    .map_err(|e| anyhow!("cannot use the trust anchors: {}", builder_words(&e)))?,
             ),
             Trust::System => Mode::System(Loading::start(provider.clone(), crls.clone())),
             Trust::Pin(fp) => Mode::Pin(fp),
@@ -946,7 +947,7 @@ fn describe_tls_error(err: &rustls::Error, seen: &Seen<'_>) -> (Class, String) {
 
 /// A rustls error as a sentence: rustls's own text names enum variants
 /// (`peer is incompatible: Tls12NotOfferedOrEnabled`), which say little to a user.
-fn in_words(err: &rustls::Error) -> String {
+pub(crate) fn in_words(err: &rustls::Error) -> String {
     use rustls::PeerIncompatible as P;
     match err {
         rustls::Error::PeerIncompatible(why) => match why {
@@ -997,6 +998,21 @@ fn in_words(err: &rustls::Error) -> String {
         rustls::Error::InappropriateHandshakeMessage { got_type, .. } => format!(
             "it sent an unexpected TLS handshake message ({})",
             words(&format!("{got_type:?}"))
+        ),
+        rustls::Error::InvalidCertRevocationList(why) => format!(
+            "a certificate revocation list (--crl) cannot be used: {}",
+            words(&format!("{why:?}"))
+        ),
+        rustls::Error::InvalidCertificate(why) => {
+            format!("its certificate {}", cert_error_words(why))
+        }
+        rustls::Error::InvalidEncryptedClientHello(why) => format!(
+            "encrypted client hello failed: {}",
+            words(&format!("{why:?}"))
+        ),
+        rustls::Error::InconsistentKeys(why) => format!(
+            "the private key does not match the certificate ({})",
+            words(&format!("{why:?}"))
         ),
         other => other.to_string(),
     }
@@ -1156,11 +1172,83 @@ fn describe_cert_error(err: &CertificateError, seen: &Seen<'_>) -> String {
              certificate; trust it with --pin {}, or serve a leaf certificate signed by the CA",
             leaf.map(|i| i.fingerprint).unwrap_or_default()
         ),
-        CertificateError::Other(other) => format!("{whose} {}", other.0),
-        _ => format!(
-            "{whose} was rejected: {}",
-            rustls::Error::InvalidCertificate(err.clone())
+        CertificateError::Other(other) => {
+            // Ours (a pin, an allow list, --tofu) say it in words already; webpki's
+            // Display is its variant's name.
+            let ours =
+                other.0.is::<PinMismatch>() || other.0.is::<NotAllowed>() || other.0.is::<Tofu>();
+            match ours {
+                true => format!("{whose} {}", other.0),
+                false => format!("{whose} {}", webpki_words(&other.0.to_string())),
+            }
+        }
+        _ => format!("{whose} {}", cert_error_words(err)),
+    }
+}
+
+/// What webpki found wrong with a chain, given its error's name (its Display is the variant's
+/// name, `MaximumPathDepthExceeded`), as the end of "the certificate of X …".
+fn webpki_words(name: &str) -> String {
+    match name.split(['(', ' ', '{']).next().unwrap_or_default() {
+        "MaximumPathDepthExceeded" => "was rejected: its chain is longer than allowed (at most 6 \
+            intermediate CAs between it and a trusted CA)"
+            .to_string(),
+        "MaximumSignatureChecksExceeded" | "MaximumPathBuildCallsExceeded" => {
+            "was rejected: too many possible chains to try (the peer sent too many \
+             intermediate certificates)"
+                .to_string()
+        }
+        "EndEntityUsedAsCa" => {
+            "was rejected: its chain uses a leaf certificate (basicConstraints CA:FALSE) as a CA"
+                .to_string()
+        }
+        "PathLenConstraintViolated" => {
+            "was rejected: its chain is longer than a CA's pathlen constraint allows".to_string()
+        }
+        "NameConstraintViolation" => {
+            "was rejected: it names a host its CA is not allowed to certify (name constraints)"
+                .to_string()
+        }
+        "UnsupportedCriticalExtension" => {
+            "was rejected: it has a critical extension that is not understood".to_string()
+        }
+        "UnsupportedCertVersion" => {
+            "was rejected: it is not an X.509 version 3 certificate".to_string()
+        }
+        other => format!("was rejected: {}", words(other)),
+    }
+}
+
+/// A rustls certificate error that [`describe_cert_error`] has no sentence of its own for,
+/// as the end of "the certificate of X …": rustls's Display is the variant's name here.
+fn cert_error_words(err: &CertificateError) -> String {
+    match err {
+        CertificateError::UnhandledCriticalExtension => {
+            "was rejected: it has a critical extension that is not understood".to_string()
+        }
+        CertificateError::UnknownRevocationStatus => {
+            "was rejected: no revocation list (--crl) says whether it is revoked".to_string()
+        }
+        CertificateError::ExpiredRevocationList
+        | CertificateError::ExpiredRevocationListContext { .. } => {
+            "could not be checked: the revocation list (--crl) has expired (get a current \
+             one)"
+                .to_string()
+        }
+        other => format!("was rejected: {}", words(&format!("{other:?}"))),
+    }
+}
+
+/// Why a verifier could not be built, in words: rustls shows a revocation list's problem as
+/// its variant's name (`provided CRL could not be parsed: ParseError`).
+pub(crate) fn builder_words(err: &rustls::client::VerifierBuilderError) -> String {
+    use rustls::client::VerifierBuilderError as E;
+    match err {
+        E::InvalidCrl(why) => format!(
+            "the revocation list cannot be used: {}",
+            words(&format!("{why:?}"))
         ),
+        other => other.to_string(),
     }
 }
 
