@@ -288,14 +288,15 @@ pub(crate) struct ListenArgs {
     #[arg(long = "crl", value_name = "FILE")]
     pub client_crl: Vec<PathBuf>,
 
-    /// With --client-ca: admit only client certificates whose subject CN is NAME (repeat for
-    /// several; any match admits).
+    /// With --client-ca: admit only client certificates whose subject has exactly one CN, and
+    /// it is NAME, byte for byte (repeat for several; any match admits).
     #[arg(long, value_name = "NAME")]
     pub allow_cn: Vec<String>,
 
-    /// With --client-ca: admit only client certificates with a subjectAltName NAME (DNS, IP,
-    /// URI or email value; repeatable; any match admits).
-    #[arg(long, value_name = "NAME")]
+    /// With --client-ca: admit only client certificates with this subjectAltName:
+    /// dns:NAME, ip:ADDR, email:ADDR or uri:URI, or a bare value, which matches one of any
+    /// type (repeatable; any match admits).
+    #[arg(long, value_name = "[TYPE:]NAME")]
     pub allow_san: Vec<String>,
 
     #[command(flatten)]

@@ -4,15 +4,16 @@
 
 use base64::prelude::{Engine, BASE64_STANDARD};
 use rustls::pki_types::CertificateDer;
+use x509_parser::der_parser::asn1_rs::{Any, Tag, ToDer};
 use x509_parser::der_parser::oid::Oid;
 use x509_parser::extensions::GeneralName;
-use x509_parser::objects::{oid2sn, oid_registry};
+use x509_parser::objects::{oid2abbrev, oid2sn, oid_registry};
 use x509_parser::oid_registry::{OID_SIG_ED25519, OID_SIG_ED448};
 use x509_parser::public_key::PublicKey;
-use x509_parser::x509::SubjectPublicKeyInfo;
+use x509_parser::x509::{AttributeTypeAndValue, SubjectPublicKeyInfo, X509Name};
 
 use crate::fingerprint::{fingerprint_text, sha256};
-use crate::report::{escape, level, verbose};
+use crate::report::{escape, escape_env, escape_item, is_invisible, level, verbose};
 
 /// A UNIX time as `2025-01-31 23:59:59 UTC`.
 pub(crate) fn date(secs: i64) -> String {
@@ -38,7 +39,7 @@ pub(crate) struct CertInfo {
     /// DNS names and IP addresses, for messages about name mismatches.
     pub names: Vec<String>,
     /// Every subjectAltName, with its kind as openssl writes it: `DNS:x`, `IP:y`, `email:z`,
-    /// `URI:u`.
+    /// `URI:u`; a comma in a value is escaped (`\,`), so the list can be joined by commas.
     pub sans: Vec<String>,
     pub not_before: i64,
     pub not_after: i64,
@@ -55,29 +56,17 @@ impl CertInfo {
     /// Parse a DER certificate; `None` if it cannot be parsed.
     pub(crate) fn parse(der: &CertificateDer<'_>) -> Option<CertInfo> {
         let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
-        let mut names = Vec::new();
-        let mut sans = Vec::new();
-        if let Ok(Some(san)) = cert.subject_alternative_name() {
-            for name in &san.value.general_names {
-                match name {
-                    GeneralName::DNSName(n) => {
-                        names.push(escape(n));
-                        sans.push(format!("DNS:{}", escape(n)));
-                    }
-                    GeneralName::IPAddress(ip) => {
-                        names.push(ip_text(ip));
-                        sans.push(format!("IP:{}", ip_text(ip)));
-                    }
-                    GeneralName::RFC822Name(n) => sans.push(format!("email:{}", escape(n))),
-                    GeneralName::URI(n) => sans.push(format!("URI:{}", escape(n))),
-                    _ => {}
-                }
-            }
-        }
+        let alt = alt_names(&cert);
+        let names = alt
+            .iter()
+            .filter(|n| matches!(n, AltName::Dns(_) | AltName::Ip(_)))
+            .map(AltName::value_text)
+            .collect();
+        let sans = alt.iter().map(AltName::text).collect();
         let validity = cert.validity();
         Some(CertInfo {
-            subject: escape(&cert.subject().to_string()),
-            issuer: escape(&cert.issuer().to_string()),
+            subject: dn_text(cert.subject()),
+            issuer: dn_text(cert.issuer()),
             names,
             not_before: validity.not_before.timestamp(),
             not_after: validity.not_after.timestamp(),
@@ -114,6 +103,178 @@ impl CertInfo {
             self.fingerprint
         )
     }
+}
+
+/// A subjectAltName as the certificate holds it, unescaped: what `--allow-san` compares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum AltName {
+    Dns(String),
+    /// 4 or 16 bytes (anything else is shown as a bad address and matches nothing).
+    Ip(Vec<u8>),
+    Email(String),
+    Uri(String),
+}
+
+impl AltName {
+    /// The kind as openssl writes it.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            AltName::Dns(_) => "DNS",
+            AltName::Ip(_) => "IP",
+            AltName::Email(_) => "email",
+            AltName::Uri(_) => "URI",
+        }
+    }
+
+    /// The value for people: escaped, commas included, so that one value cannot read as
+    /// several in a comma-separated list.
+    pub(crate) fn value_text(&self) -> String {
+        match self {
+            AltName::Dns(v) | AltName::Email(v) | AltName::Uri(v) => escape_item(v),
+            AltName::Ip(ip) => ip_text(ip),
+        }
+    }
+
+    /// `KIND:value`.
+    pub(crate) fn text(&self) -> String {
+        format!("{}:{}", self.kind(), self.value_text())
+    }
+
+    /// `KIND:value` for a child's environment (see [`escape_env`]).
+    fn env_text(&self) -> String {
+        let value = match self {
+            AltName::Dns(v) | AltName::Email(v) | AltName::Uri(v) => escape_env(v, &[',']),
+            AltName::Ip(ip) => ip_text(ip),
+        };
+        format!("{}:{value}", self.kind())
+    }
+}
+
+/// The subjectAltNames of the kinds people name (DNS, IP, email, URI), in order; none when
+/// the extension cannot be parsed.
+pub(crate) fn alt_names(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<AltName> {
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::DNSName(n) => Some(AltName::Dns(n.to_string())),
+            GeneralName::IPAddress(ip) => Some(AltName::Ip(ip.to_vec())),
+            GeneralName::RFC822Name(n) => Some(AltName::Email(n.to_string())),
+            GeneralName::URI(n) => Some(AltName::Uri(n.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The subject's common names as the certificate holds them, unescaped, in order; `None`
+/// for one whose value is not a string.
+pub(crate) fn common_names(name: &X509Name<'_>) -> Vec<Option<String>> {
+    name.iter_common_name()
+        .map(|cn| attr_text(cn.attr_value()))
+        .collect()
+}
+
+/// The subject's common name when it has exactly one that is a string: the one identity
+/// `--allow-cn` admits and `STLS_PEER_CN` names. With several, which one counts is a matter
+/// of opinion (the first, the last, any), so none does.
+pub(crate) fn sole_common_name(name: &X509Name<'_>) -> Option<String> {
+    match common_names(name).as_slice() {
+        [Some(cn)] => Some(cn.clone()),
+        _ => None,
+    }
+}
+
+/// A distinguished name as RFC 4514 text, as `openssl x509 -nameopt RFC2253` prints it:
+/// the last RDN first, RDNs separated by `,`, the attributes of one by `+`. In values the
+/// characters RFC 4514 reserves are escaped by a backslash (`\,` `\+` `\"` `\\` `\<` `\>`
+/// `\;`, a leading `#` or space, a trailing space), so `CN=evil\, O=Bank` is one attribute;
+/// control and invisible characters are escaped as everywhere in stls (`\n`, `\u{202e}`); a
+/// value that is not a string is `#` and its DER in hex.
+pub(crate) fn dn_text(name: &X509Name<'_>) -> String {
+    let rdns: Vec<String> = name
+        .iter_rdn()
+        .map(|rdn| rdn.iter().map(attribute_text).collect::<Vec<_>>().join("+"))
+        .collect();
+    rdns.into_iter().rev().collect::<Vec<_>>().join(",")
+}
+
+/// `TYPE=value` for [`dn_text`].
+fn attribute_text(attr: &AttributeTypeAndValue<'_>) -> String {
+    let oid = attr.attr_type();
+    let kind = match oid2abbrev(oid, oid_registry()) {
+        // openssl's name; x509-parser says "Email".
+        Ok("Email") => "emailAddress".to_string(),
+        Ok(name) => name.to_string(),
+        Err(_) => oid.to_id_string(),
+    };
+    let value = match attr_text(attr.attr_value()) {
+        Some(text) => dn_value(&text),
+        None => {
+            let der = attr.attr_value().to_der_vec().unwrap_or_default();
+            let hex: String = der.iter().map(|b| format!("{b:02X}")).collect();
+            format!("#{hex}")
+        }
+    };
+    format!("{kind}={value}")
+}
+
+/// One attribute value escaped for RFC 4514 text and for a terminal.
+fn dn_value(value: &str) -> String {
+    let last = value.chars().count().saturating_sub(1);
+    let mut out = String::with_capacity(value.len());
+    for (i, c) in value.chars().enumerate() {
+        if c.is_control() || is_invisible(c) {
+            out.push_str(&escape(&c.to_string()));
+            continue;
+        }
+        let reserved = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && matches!(c, '#' | ' '))
+            || (i == last && c == ' ');
+        if reserved {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A directory string as text: the string types X.520 allows (T.61 read as Latin-1, as
+/// openssl does); `None` for anything else or a malformed one.
+fn attr_text(value: &Any<'_>) -> Option<String> {
+    let data = value.data;
+    match value.tag() {
+        Tag::Utf8String
+        | Tag::PrintableString
+        | Tag::Ia5String
+        | Tag::NumericString
+        | Tag::VisibleString => std::str::from_utf8(data).ok().map(str::to_string),
+        Tag::T61String => Some(data.iter().map(|&b| char::from(b)).collect()),
+        Tag::BmpString if data.len() % 2 == 0 => {
+            let units = data.chunks(2).map(|p| u16::from_be_bytes([p[0], p[1]]));
+            char::decode_utf16(units)
+                .collect::<Result<String, _>>()
+                .ok()
+        }
+        Tag::UniversalString if data.len() % 4 == 0 => data
+            .chunks(4)
+            .map(|q| char::from_u32(u32::from_be_bytes([q[0], q[1], q[2], q[3]])))
+            .collect(),
+        _ => None,
+    }
+}
+
+/// What `-v` and `inspect` say of the certificate `der` (its lines and its SANs), for the
+/// fuzz target; `None` when it cannot be parsed.
+pub fn certificate_text(der: &[u8]) -> Option<String> {
+    let info = CertInfo::parse(&CertificateDer::from(der))?;
+    Some(format!(
+        "{}\n  sans:  {}",
+        info.describe("certificate"),
+        info.sans.join(",")
+    ))
 }
 
 /// A public key's type and size, as people name them.
@@ -220,22 +381,25 @@ pub(crate) fn child_env(conn: &rustls::Connection) -> Vec<(&'static str, String)
     let mut env = Vec::new();
     env.extend(p.version.map(|v| ("STLS_TLS_VERSION", v)));
     env.extend(p.suite.map(|v| ("STLS_TLS_CIPHER", v)));
-    env.extend(p.alpn.map(|v| ("STLS_ALPN", v)));
+    let alpn = conn.alpn_protocol().map(String::from_utf8_lossy);
+    env.extend(alpn.map(|v| ("STLS_ALPN", escape_env(&v, &[]))));
     if let rustls::Connection::Server(server) = conn {
-        env.extend(server.server_name().map(|n| ("STLS_SNI", escape(n))));
+        env.extend(
+            server
+                .server_name()
+                .map(|n| ("STLS_SNI", escape_env(n, &[]))),
+        );
     }
     let leaf = conn.peer_certificates().and_then(|c| c.first());
     if let Some(der) = leaf {
         if let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.as_ref()) {
-            let cn = cert.subject().iter_common_name().next();
+            // The same one value --allow-cn admits by; unset when there are several.
             env.extend(
-                cn.and_then(|cn| cn.as_str().ok())
-                    .map(|cn| ("STLS_PEER_CN", escape(cn))),
+                sole_common_name(cert.subject()).map(|cn| ("STLS_PEER_CN", escape_env(&cn, &[]))),
             );
-        }
-        if let Some(info) = CertInfo::parse(der) {
-            env.push(("STLS_PEER_SANS", info.sans.join(",")));
-            env.push(("STLS_PEER_SHA256", info.fingerprint));
+            let sans: Vec<String> = alt_names(&cert).iter().map(AltName::env_text).collect();
+            env.push(("STLS_PEER_SANS", sans.join(",")));
+            env.push(("STLS_PEER_SHA256", fingerprint_text(&sha256(der.as_ref()))));
         }
     }
     env
@@ -273,7 +437,12 @@ pub(crate) fn session(conn: &rustls::CommonState, peer_label: &str, prefix: &str
                     format!("chain certificate {i}")
                 };
                 match CertInfo::parse(der) {
-                    Some(info) => verbose(format_args!("{prefix}{}", info.describe(&label))),
+                    // Each line with its `stls: ` and whose it is.
+                    Some(info) => {
+                        for line in info.describe(&label).lines() {
+                            verbose(format_args!("{prefix}{line}"));
+                        }
+                    }
                     None => verbose(format_args!("{prefix}{label}: (could not be parsed)")),
                 }
             }

@@ -24,7 +24,7 @@ pub(crate) fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
 pub fn certs_from_pem(pem: &[u8], name: &str) -> Result<Vec<CertificateDer<'static>>> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow!("{name}: bad PEM: {e}"))?;
+        .map_err(|e| anyhow!("{name}: bad PEM: {}", pem_words(&e)))?;
     if certs.is_empty() {
         let hint = if holds_key(pem) {
             " (it holds a private key, not a certificate)"
@@ -51,7 +51,29 @@ pub fn key_from_pem(pem: &[u8], name: &str) -> Result<PrivateKeyDer<'static>> {
             };
             Err(anyhow!("{name}: no private key found{hint}"))
         }
-        Err(e) => Err(anyhow!("{name}: bad PEM: {e}")),
+        Err(e) => Err(anyhow!("{name}: bad PEM: {}", pem_words(&e))),
+    }
+}
+
+/// A PEM error in words: rustls's own text shows the block's label as a list of byte values
+/// (`missing section end marker: [67, 69, 82, …]`).
+pub(crate) fn pem_words(err: &rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error as E;
+    let text = |bytes: &[u8]| crate::report::escape(&String::from_utf8_lossy(bytes));
+    match err {
+        E::MissingSectionEnd { end_marker } => format!(
+            "a block has no '-----END {}-----' line (is the file cut short?)",
+            text(end_marker)
+        ),
+        E::IllegalSectionStart { line } => {
+            format!("a malformed '-----BEGIN' line: '{}'", text(line))
+        }
+        E::Base64Decode(why) => format!("a block is not valid base64 ({why})"),
+        E::Io(e) => crate::error::io_phrase(e),
+        E::NoItemsFound => "nothing found".to_string(),
+        E::SectionTooLarge => "a block is larger than 256 MB".to_string(),
+        // The enum may grow.
+        other => other.to_string(),
     }
 }
 
@@ -110,8 +132,9 @@ pub(crate) fn load_identity(
             cert.display()
         )),
         Err(e) => Err(anyhow!(
-            "{}: unusable private key or certificate: {e}",
-            key_path.display()
+            "{}: unusable private key or certificate: {}",
+            key_path.display(),
+            crate::trust::in_words(&e)
         )),
     }
 }

@@ -19,8 +19,19 @@ pub(crate) fn level() -> i8 {
 
 /// Write one line to stderr in one write. A diagnostic that cannot be written (stderr closed,
 /// full, or its reader gone) is dropped: it must never stop the transfer, let alone panic.
+/// A message of several lines (a certificate under `-v`) has `stls: ` before each, so every
+/// line can be told from the peer's bytes and filtered by its prefix.
 fn line(prefix: &str, msg: impl Display) {
-    let text = format!("stls: {prefix}{msg}\n");
+    let msg = msg.to_string();
+    let mut text = String::with_capacity(msg.len() + 16);
+    for (i, part) in msg.split('\n').enumerate() {
+        text.push_str("stls: ");
+        if i == 0 {
+            text.push_str(prefix);
+        }
+        text.push_str(part);
+        text.push('\n');
+    }
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
@@ -50,14 +61,38 @@ pub(crate) fn error(msg: impl Display) {
 
 /// A peer-controlled string made safe for a terminal: control characters are escaped
 /// (`\n`, `\u{1b}`), and so are the invisible characters that change what text looks like
-/// (see [`is_invisible`]): `\u{202e}`.
+/// (see [`is_invisible`]): `\u{202e}`. A backslash is doubled, so the text reads back
+/// exactly: a real newline (`\n`) and a backslash followed by `n` (`\\n`) look different.
 pub fn escape(text: &str) -> String {
+    escape_with(text, &[], false)
+}
+
+/// One item of a list whose items are separated by commas (the names of a certificate):
+/// escaped as [`escape`] does, and its commas too (`\,`), so that an item cannot pass for
+/// several.
+pub(crate) fn escape_item(text: &str) -> String {
+    escape_with(text, &[','], false)
+}
+
+/// [`escape`] for the environment of an `-e`/`-c` child: every control character as
+/// `\u{a}`, none as `\n`, `\t` or `\r`, which `echo` in sh (dash) or `printf %b` would turn
+/// back into control characters (`\u{` is not theirs, and `\\` only gives `\`). `also`:
+/// separators to escape with a backslash too.
+pub(crate) fn escape_env(text: &str, also: &[char]) -> String {
+    escape_with(text, also, true)
+}
+
+/// The escaping itself: `also` escaped by a backslash; `unicode_only`: no short forms.
+fn escape_with(text: &str, also: &[char], unicode_only: bool) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if c.is_control() {
+        if c.is_control() && !unicode_only {
             out.extend(c.escape_default());
-        } else if is_invisible(c) {
+        } else if c.is_control() || is_invisible(c) {
             out.extend(c.escape_unicode());
+        } else if c == '\\' || also.contains(&c) {
+            out.push('\\');
+            out.push(c);
         } else {
             out.push(c);
         }
@@ -108,6 +143,30 @@ mod tests {
     fn escapes_control_characters() {
         assert_eq!(escape("a\u{1b}[2Jb\n"), "a\\u{1b}[2Jb\\n");
         assert_eq!(escape("plain é"), "plain é");
+    }
+
+    #[test]
+    fn escaped_text_reads_back_exactly() {
+        // A real newline and a backslash followed by n differ once escaped.
+        assert_eq!(escape("ali\nce"), r"ali\nce");
+        assert_eq!(escape(r"ali\nce"), r"ali\\nce");
+        assert_eq!(
+            escape_item("a.example,DNS:b.example"),
+            r"a.example\,DNS:b.example"
+        );
+        assert_eq!(escape_item(r"a\,b"), r"a\\\,b");
+    }
+
+    #[test]
+    fn the_environment_has_nothing_a_shell_decodes() {
+        assert_eq!(escape_env("ali\nce", &[]), r"ali\u{a}ce");
+        assert_eq!(escape_env(r"ali\nce", &[]), r"ali\\nce");
+        // Nothing that sh's echo or printf %b decodes: \n \t \r \0 \b \c \f \v.
+        let all: String = (0u8..0x20).map(char::from).collect();
+        let shown = escape_env(&all, &[]);
+        for seq in [r"\n", r"\t", r"\r", r"\0", r"\b", r"\c", r"\f", r"\v"] {
+            assert!(!shown.contains(seq), "{shown}");
+        }
     }
 
     #[test]

@@ -615,7 +615,11 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
         ocsp: args.ocsp.clone(),
         allow: trust::Allow {
             cn: args.allow_cn.clone(),
-            san: args.allow_san.clone(),
+            san: args
+                .allow_san
+                .iter()
+                .map(|v| trust::AllowSan::parse(v).map_err(|m| Class::Usage.err(m)))
+                .collect::<Result<_>>()?,
         },
         proto: proto.clone(),
     };

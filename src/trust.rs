@@ -16,12 +16,14 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::DistinguishedName;
 use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
 
-use crate::describe::{date, CertInfo};
+use crate::describe::{
+    alt_names, common_names, date, dn_text, sole_common_name, AltName, CertInfo,
+};
 use crate::error::{io_phrase, Class};
 use crate::files::{read_existing, Kind};
 use crate::fingerprint::{fingerprint_text, sha256, spki_sha256, Pin};
-use crate::identity::load_certs;
-use crate::report::{self, escape};
+use crate::identity::{load_certs, pem_words};
+use crate::report::{self, escape, escape_item};
 
 /// How the server's certificate is checked.
 pub(crate) enum Trust {
@@ -58,7 +60,7 @@ impl Loading {
             let (store, which) = system_roots().map_err(|e| format!("{e:#}"))?;
             report::verbose(format_args!("trusting {which}"));
             webpki_server(Arc::new(store), provider, &crls)
-                .map_err(|e| format!("cannot use the trust anchors: {e}"))
+                .map_err(|e| format!("cannot use the trust anchors: {}", builder_words(&e)))
         });
         Loading {
             thread: Mutex::new(Some(thread)),
@@ -271,7 +273,7 @@ impl Crls {
                 if data.starts_with(b"-----") || data.windows(5).any(|w| w == b"-----") {
                     CertificateRevocationListDer::pem_slice_iter(&data)
                         .collect::<Result<_, _>>()
-                        .map_err(|e| anyhow!("{}: {e}", path.display()))?
+                        .map_err(|e| anyhow!("{}: bad PEM: {}", path.display(), pem_words(&e)))?
                 } else {
                     vec![CertificateRevocationListDer::from(data)]
                 };
@@ -290,9 +292,10 @@ impl Crls {
             .build();
             if let Err(e) = check {
                 return Err(anyhow!(
-                    "{}: this revocation list cannot be used ({e}); it must be a version 2 \
+                    "{}: this revocation list cannot be used ({}); it must be a version 2 \
                      list (openssl ca -gencrl makes one when a crlnumber file is configured)",
-                    path.display()
+                    path.display(),
+                    builder_words(&e)
                 ));
             }
             for der in ders {
@@ -305,7 +308,7 @@ impl Crls {
                     .collect();
                 crls.entries.push(CrlEntries {
                     file: path.display().to_string(),
-                    issuer: escape(&crl.issuer().to_string()),
+                    issuer: dn_text(crl.issuer()),
                     revoked,
                 });
                 crls.ders.push(der);
@@ -381,7 +384,7 @@ impl ServerVerifier {
         let mode = match trust {
             Trust::Roots(store) => Mode::WebPki(
                 webpki_server(Arc::new(store), provider.clone(), crls)
-                    .map_err(|e| anyhow!("cannot use the trust anchors: {e}"))?,
+                    .map_err(|e| anyhow!("cannot use the trust anchors: {}", builder_words(&e)))?,
             ),
             Trust::System => Mode::System(Loading::start(provider.clone(), crls.clone())),
             Trust::Pin(fp) => Mode::Pin(fp),
@@ -467,11 +470,95 @@ impl Presented {
 }
 
 /// `--allow-cn` and `--allow-san`: which verified client certificates are admitted (any
-/// match admits; both empty: all).
+/// match admits; both empty: all). Both compare the certificate's own values, unescaped.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Allow {
+    /// Common names, compared exactly with the subject's one CN.
     pub cn: Vec<String>,
-    pub san: Vec<String>,
+    pub san: Vec<AllowSan>,
+}
+
+/// One `--allow-san` value: `TYPE:value` with TYPE one of `dns`, `ip`, `email`, `uri` (in
+/// any case, as openssl writes them too: `DNS:`, `IP:`), which matches a subjectAltName of
+/// that type only; or a bare value, which matches one of any type. DNS names, email
+/// addresses and URIs compare ignoring ASCII case; IP addresses compare as addresses
+/// (`ip:::1` is `ip:0:0:0:0:0:0:0:1`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AllowSan {
+    Dns(String),
+    Ip(std::net::IpAddr),
+    Email(String),
+    Uri(String),
+    /// Any type: the text, and the address it is if it is one.
+    Any(String, Option<std::net::IpAddr>),
+}
+
+impl AllowSan {
+    /// Parse what was typed after `--allow-san`; the error is the message for the user.
+    pub fn parse(text: &str) -> Result<AllowSan, String> {
+        let typed = text.split_once(':').and_then(|(kind, value)| {
+            let kind = kind.to_ascii_lowercase();
+            ["dns", "ip", "email", "uri"]
+                .contains(&kind.as_str())
+                .then_some((kind, value))
+        });
+        let Some((kind, value)) = typed else {
+            if text.is_empty() {
+                return Err("--allow-san '': no name given".to_string());
+            }
+            return Ok(AllowSan::Any(text.to_string(), text.parse().ok()));
+        };
+        if value.is_empty() {
+            return Err(format!(
+                "--allow-san '{}': no name after '{kind}:'",
+                escape(text)
+            ));
+        }
+        Ok(match kind.as_str() {
+            "dns" => AllowSan::Dns(value.to_string()),
+            "email" => AllowSan::Email(value.to_string()),
+            "uri" => AllowSan::Uri(value.to_string()),
+            _ => AllowSan::Ip(value.parse().map_err(|_| {
+                format!(
+                    "--allow-san '{}': '{}' is not an IP address",
+                    escape(text),
+                    escape(value)
+                )
+            })?),
+        })
+    }
+
+    /// Whether the subjectAltName `name` is this one.
+    pub(crate) fn matches(&self, name: &AltName) -> bool {
+        let same_ip = |want: &std::net::IpAddr, have: &[u8]| match want {
+            std::net::IpAddr::V4(v4) => v4.octets() == have,
+            std::net::IpAddr::V6(v6) => v6.octets() == have,
+        };
+        match (self, name) {
+            (AllowSan::Dns(a), AltName::Dns(b))
+            | (AllowSan::Email(a), AltName::Email(b))
+            | (AllowSan::Uri(a), AltName::Uri(b)) => a.eq_ignore_ascii_case(b),
+            (AllowSan::Ip(a), AltName::Ip(b)) => same_ip(a, b),
+            (AllowSan::Any(_, Some(a)), AltName::Ip(b)) => same_ip(a, b),
+            (AllowSan::Any(a, _), AltName::Dns(b) | AltName::Email(b) | AltName::Uri(b)) => {
+                a.eq_ignore_ascii_case(b)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// As it would be typed: parsing it gives the same value back.
+impl std::fmt::Display for AllowSan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AllowSan::Dns(v) => write!(f, "dns:{v}"),
+            AllowSan::Ip(ip) => write!(f, "ip:{ip}"),
+            AllowSan::Email(v) => write!(f, "email:{v}"),
+            AllowSan::Uri(v) => write!(f, "uri:{v}"),
+            AllowSan::Any(v, _) => f.write_str(v),
+        }
+    }
 }
 
 impl Allow {
@@ -479,50 +566,62 @@ impl Allow {
         if self.cn.is_empty() && self.san.is_empty() {
             return Ok(());
         }
-        let info = CertInfo::parse(cert).unwrap_or_default();
-        let cns = common_names(cert);
-        // SANs as `KIND:value`; the value alone is what --allow-san names.
-        let values: Vec<&str> = info
-            .sans
-            .iter()
-            .map(|s| s.split_once(':').map_or(s.as_str(), |(_, v)| v))
-            .collect();
-        let cn_ok = cns.iter().any(|cn| self.cn.iter().any(|a| a == cn));
-        let san_ok = values
-            .iter()
-            .any(|v| self.san.iter().any(|a| a.eq_ignore_ascii_case(v)));
+        let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+            return Err(NotAllowed {
+                cn: String::new(),
+                sans: String::new(),
+                several: false,
+            });
+        };
+        let cns = common_names(parsed.subject());
+        let alt = alt_names(&parsed);
+        let refused = |several| NotAllowed {
+            cn: cns
+                .iter()
+                .map(|cn| match cn {
+                    Some(cn) => escape_item(cn),
+                    None => "(not a string)".to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            sans: alt.iter().map(AltName::text).collect::<Vec<_>>().join(", "),
+            several,
+        };
+        // Which of several CNs is the client is anyone's guess: the one a script is told
+        // (STLS_PEER_CN) must be the one admitted, so there must be exactly one.
+        if !self.cn.is_empty() && cns.len() > 1 {
+            return Err(refused(true));
+        }
+        let cn_ok = sole_common_name(parsed.subject()).is_some_and(|cn| self.cn.contains(&cn));
+        let san_ok = alt.iter().any(|n| self.san.iter().any(|a| a.matches(n)));
         if cn_ok || san_ok {
             return Ok(());
         }
-        Err(NotAllowed {
-            cn: cns.join(", "),
-            sans: info.sans.join(", "),
-        })
+        Err(refused(false))
     }
-}
-
-/// The subject's common names, escaped.
-fn common_names(cert: &CertificateDer<'_>) -> Vec<String> {
-    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
-        return Vec::new();
-    };
-    parsed
-        .subject()
-        .iter_common_name()
-        .filter_map(|cn| cn.as_str().ok())
-        .map(escape)
-        .collect()
 }
 
 /// A verified client certificate that the allow lists do not admit.
 #[derive(Debug)]
 struct NotAllowed {
+    /// Its CNs, escaped, separated by ", ".
     cn: String,
+    /// Its subjectAltNames, escaped, separated by ", ".
     sans: String,
+    /// It has several CNs, which --allow-cn refuses.
+    several: bool,
 }
 
 impl std::fmt::Display for NotAllowed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.several {
+            return write!(
+                f,
+                "has several common names ({}), so --allow-cn cannot tell which one it is: \
+                 refused (a client certificate for --allow-cn needs exactly one CN)",
+                self.cn
+            );
+        }
         write!(
             f,
             "is not admitted by --allow-cn/--allow-san (its CN: {}; its names: {})",
@@ -969,7 +1068,7 @@ fn describe_tls_error(err: &rustls::Error, seen: &Seen<'_>) -> (Class, String) {
 
 /// A rustls error as a sentence: rustls's own text names enum variants
 /// (`peer is incompatible: Tls12NotOfferedOrEnabled`), which say little to a user.
-fn in_words(err: &rustls::Error) -> String {
+pub(crate) fn in_words(err: &rustls::Error) -> String {
     use rustls::PeerIncompatible as P;
     match err {
         rustls::Error::PeerIncompatible(why) => match why {
@@ -1020,6 +1119,21 @@ fn in_words(err: &rustls::Error) -> String {
         rustls::Error::InappropriateHandshakeMessage { got_type, .. } => format!(
             "it sent an unexpected TLS handshake message ({})",
             words(&format!("{got_type:?}"))
+        ),
+        rustls::Error::InvalidCertRevocationList(why) => format!(
+            "a certificate revocation list (--crl) cannot be used: {}",
+            words(&format!("{why:?}"))
+        ),
+        rustls::Error::InvalidCertificate(why) => {
+            format!("its certificate {}", cert_error_words(why))
+        }
+        rustls::Error::InvalidEncryptedClientHello(why) => format!(
+            "encrypted client hello failed: {}",
+            words(&format!("{why:?}"))
+        ),
+        rustls::Error::InconsistentKeys(why) => format!(
+            "the private key does not match the certificate ({})",
+            words(&format!("{why:?}"))
         ),
         other => other.to_string(),
     }
@@ -1179,11 +1293,83 @@ fn describe_cert_error(err: &CertificateError, seen: &Seen<'_>) -> String {
              certificate; trust it with --pin {}, or serve a leaf certificate signed by the CA",
             leaf.map(|i| i.fingerprint).unwrap_or_default()
         ),
-        CertificateError::Other(other) => format!("{whose} {}", other.0),
-        _ => format!(
-            "{whose} was rejected: {}",
-            rustls::Error::InvalidCertificate(err.clone())
+        CertificateError::Other(other) => {
+            // Ours (a pin, an allow list, --tofu) say it in words already; webpki's
+            // Display is its variant's name.
+            let ours =
+                other.0.is::<PinMismatch>() || other.0.is::<NotAllowed>() || other.0.is::<Local>();
+            match ours {
+                true => format!("{whose} {}", other.0),
+                false => format!("{whose} {}", webpki_words(&other.0.to_string())),
+            }
+        }
+        _ => format!("{whose} {}", cert_error_words(err)),
+    }
+}
+
+/// What webpki found wrong with a chain, given its error's name (its Display is the variant's
+/// name, `MaximumPathDepthExceeded`), as the end of "the certificate of X …".
+fn webpki_words(name: &str) -> String {
+    match name.split(['(', ' ', '{']).next().unwrap_or_default() {
+        "MaximumPathDepthExceeded" => "was rejected: its chain is longer than allowed (at most 6 \
+            intermediate CAs between it and a trusted CA)"
+            .to_string(),
+        "MaximumSignatureChecksExceeded" | "MaximumPathBuildCallsExceeded" => {
+            "was rejected: too many possible chains to try (the peer sent too many \
+             intermediate certificates)"
+                .to_string()
+        }
+        "EndEntityUsedAsCa" => {
+            "was rejected: its chain uses a leaf certificate (basicConstraints CA:FALSE) as a CA"
+                .to_string()
+        }
+        "PathLenConstraintViolated" => {
+            "was rejected: its chain is longer than a CA's pathlen constraint allows".to_string()
+        }
+        "NameConstraintViolation" => {
+            "was rejected: it names a host its CA is not allowed to certify (name constraints)"
+                .to_string()
+        }
+        "UnsupportedCriticalExtension" => {
+            "was rejected: it has a critical extension that is not understood".to_string()
+        }
+        "UnsupportedCertVersion" => {
+            "was rejected: it is not an X.509 version 3 certificate".to_string()
+        }
+        other => format!("was rejected: {}", words(other)),
+    }
+}
+
+/// A rustls certificate error that [`describe_cert_error`] has no sentence of its own for,
+/// as the end of "the certificate of X …": rustls's Display is the variant's name here.
+fn cert_error_words(err: &CertificateError) -> String {
+    match err {
+        CertificateError::UnhandledCriticalExtension => {
+            "was rejected: it has a critical extension that is not understood".to_string()
+        }
+        CertificateError::UnknownRevocationStatus => {
+            "was rejected: no revocation list (--crl) says whether it is revoked".to_string()
+        }
+        CertificateError::ExpiredRevocationList
+        | CertificateError::ExpiredRevocationListContext { .. } => {
+            "could not be checked: the revocation list (--crl) has expired (get a current \
+             one)"
+                .to_string()
+        }
+        other => format!("was rejected: {}", words(&format!("{other:?}"))),
+    }
+}
+
+/// Why a verifier could not be built, in words: rustls shows a revocation list's problem as
+/// its variant's name (`provided CRL could not be parsed: ParseError`).
+pub(crate) fn builder_words(err: &rustls::client::VerifierBuilderError) -> String {
+    use rustls::client::VerifierBuilderError as E;
+    match err {
+        E::InvalidCrl(why) => format!(
+            "the revocation list cannot be used: {}",
+            words(&format!("{why:?}"))
         ),
+        other => other.to_string(),
     }
 }
 

@@ -4,11 +4,12 @@
 //! and the input, so it can be reproduced.
 //!
 //! Parsers: `--pin` fingerprints, `--san` values, international host names, connect targets
-//! and listen addresses, and the escaping of peer-controlled text.
+//! and listen addresses, `--allow-san` values, and the escaping of peer-controlled text.
 
 use std::net::IpAddr;
 
 use rustls::pki_types::ServerName;
+use stls::AllowSan;
 use stls::{escape, is_invisible};
 use stls::{fingerprint_text, parse_fingerprint};
 use stls::{host_to_ascii, parse_san, San};
@@ -124,6 +125,10 @@ fn seeds() -> Vec<String> {
         "imaps://user@mail.example:993".into(),
         "8443".into(),
         "a-b.c-d.example".into(),
+        "dns:alice.example".into(),
+        "IP:2001:db8::1".into(),
+        "email:alice@corp".into(),
+        "uri:spiffe://corp/alice".into(),
     ]
 }
 
@@ -279,8 +284,47 @@ fn check_addresses(text: &str) {
 fn check_escape(text: &str) {
     let shown = escape(text);
     assert!(is_printable(&shown), "unescaped: {shown:?}");
-    if is_printable(text) {
+    if is_printable(text) && !text.contains('\\') {
         assert_eq!(shown, text, "printable text is left as it is");
+    }
+    assert_eq!(
+        unescape(&shown).as_deref(),
+        Some(text),
+        "reads back: {shown}"
+    );
+}
+
+/// The text `escape` was given: `\\` is a backslash, `\n` `\r` `\t` those controls,
+/// `\u{HEX}` a character; any other backslash cannot come from `escape`.
+fn unescape(shown: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = shown;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let short = [('\\', '\\'), ('n', '\n'), ('r', '\r'), ('t', '\t')]
+            .into_iter()
+            .find(|(c, _)| after.starts_with(*c));
+        if let Some((_, c)) = short {
+            out.push(c);
+            rest = &after[1..];
+        } else {
+            let (hex, more) = after.strip_prefix("u{")?.split_once('}')?;
+            out.push(char::from_u32(u32::from_str_radix(hex, 16).ok()?)?);
+            rest = more;
+        }
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+fn check_allow_san(text: &str) {
+    match AllowSan::parse(text) {
+        Ok(allow) => assert_eq!(AllowSan::parse(&allow.to_string()), Ok(allow), "round trip"),
+        Err(msg) => {
+            assert!(msg.starts_with("--allow-san '"), "{msg}");
+            assert!(is_printable(&msg), "unescaped: {msg:?}");
+        }
     }
 }
 
@@ -323,6 +367,11 @@ fn escaping() {
 }
 
 #[test]
+fn allow_san_values() {
+    fuzz(check_allow_san);
+}
+
+#[test]
 fn seeds_are_accepted_where_they_should_be() {
     // The mutations start from valid values: make sure they are, or the run tests little.
     let fp = fingerprint_text(&[0xab; 32]);
@@ -337,5 +386,13 @@ fn seeds_are_accepted_where_they_should_be() {
         assert!(parse_san(san).is_ok(), "{san}");
     }
     assert!(parse_target("[::1]:8443", None).is_ok());
+    for allow in [
+        "dns:alice.example",
+        "IP:2001:db8::1",
+        "email:alice@corp",
+        "alice",
+    ] {
+        assert!(AllowSan::parse(allow).is_ok(), "{allow}");
+    }
     assert!(host_to_ascii("bücher.example").is_ok());
 }

@@ -570,3 +570,50 @@ fn insecure_shows_everything_but_calls_nothing_verified() {
     assert_eq!(v["status"], 0);
     assert_eq!(v["chain"][0]["subject"], "CN=localhost");
 }
+
+#[test]
+fn separators_in_subjects_and_names_cannot_forge_an_attribute_or_a_name() {
+    let Some(ca) = crate::util::openssl_ca::OpensslCa::new() else {
+        return;
+    };
+    // One CN that reads as a CN and an O, and one DNS name that reads as two.
+    let hostile = ca.leaf(
+        "hostile",
+        r"/O=Evil/CN=evil, O=Trusted Bank Inc/OU=a\+b\\c",
+        &[
+            "DNS.1 = localhost",
+            "DNS.2 = mallory.example,DNS:admin.example",
+        ],
+        "serverAuth",
+    );
+    let l = serve_k(&hostile, &[], Input::Null);
+    let addr = format!("localhost:{}", l.port);
+    let c = s(&ca.cert);
+    // RFC 4514, byte for byte as openssl prints it.
+    let subject = x509(&hostile.cert, &["-subject", "-nameopt", "RFC2253"]);
+    let subject = subject.trim_start_matches("subject=");
+    assert_eq!(subject, r"OU=a\+b\\c,CN=evil\, O=Trusted Bank Inc,O=Evil");
+    let text = run(&["inspect", "--cacert", c, &addr], Input::Null);
+    text.expect_code(0);
+    let out = String::from_utf8_lossy(&text.stdout);
+    assert!(out.contains(&format!("(leaf): {subject}\n")), "{out}");
+    let sans = r"sans:      DNS:localhost, DNS:mallory.example\,DNS:admin.example";
+    assert!(out.contains(sans), "{out}");
+    // JSON: valid, the same strings.
+    let json = run(&["inspect", "--json", "--cacert", c, &addr], Input::Null);
+    json.expect_code(0);
+    let v: Value = serde_json::from_slice(&json.stdout).expect("valid JSON");
+    assert_eq!(v["chain"][0]["subject"], subject);
+    assert_eq!(
+        v["chain"][0]["sans"],
+        serde_json::json!(["DNS:localhost", r"DNS:mallory.example\,DNS:admin.example"])
+    );
+    // connect -v: the same, and every line of it is stls's.
+    let done = connect(&addr, &["--cacert", c, "-v"], Input::Null);
+    done.expect_code(0)
+        .expect_stderr(&format!("server certificate: {subject}\n"))
+        .expect_stderr(r"names:  localhost, mallory.example\,DNS:admin.example");
+    for line in done.stderr.lines() {
+        assert!(line.starts_with("stls: "), "{line:?} in:\n{}", done.stderr);
+    }
+}

@@ -508,3 +508,76 @@ fn a_revocation_list_of_100000_entries_is_read() {
         "the certificate of {addr} was revoked by CN=CRL test CA on "
     ));
 }
+
+#[test]
+fn pem_and_chain_errors_are_said_in_words() {
+    if !have("openssl") {
+        return;
+    }
+    let dir = tempdir();
+    let d = s(dir.path());
+    // A root, seven intermediates (webpki allows six), a leaf for localhost.
+    let script = format!(
+        "cd '{d}' && set -e && \
+         openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+           -subj /CN=root -addext basicConstraints=critical,CA:TRUE \
+           -addext keyUsage=critical,keyCertSign -keyout 0.key -out 0.pem 2>/dev/null && \
+         printf 'basicConstraints=critical,CA:TRUE\\nkeyUsage=critical,keyCertSign\\n' > ca.ext && \
+         printf 'subjectAltName=DNS:localhost\\nextendedKeyUsage=serverAuth\\n' > leaf.ext && \
+         for i in 1 2 3 4 5 6 7; do \
+           openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=int$i \
+             -keyout $i.key -out $i.csr 2>/dev/null; \
+           openssl x509 -req -in $i.csr -CA $((i-1)).pem -CAkey $((i-1)).key -days 30 \
+             -extfile ca.ext -out $i.pem 2>/dev/null; \
+         done && \
+         openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+           -keyout leaf.key -out leaf.csr 2>/dev/null && \
+         openssl x509 -req -in leaf.csr -CA 7.pem -CAkey 7.key -days 30 -extfile leaf.ext \
+           -out leaf.pem 2>/dev/null && \
+         cat leaf.pem 7.pem 6.pem 5.pem 4.pem 3.pem 2.pem 1.pem > chain.pem && \
+         head -3 0.pem > cut.pem"
+    );
+    let status = Command::new("sh").arg("-c").arg(&script).status().unwrap();
+    assert!(status.success(), "making the chain failed");
+    let p = |name: &str| dir.path().join(name);
+    // Rust's Debug text says nothing to a user: no byte lists, no variant names.
+    let in_words = |done: &Done| {
+        for debug in ["[67, 69, 82", "Exceeded", "OtherError", "Other("] {
+            assert!(!done.stderr.contains(debug), "{debug}: {}", done.stderr);
+        }
+    };
+    // A PEM file cut short.
+    let cut = s(&p("cut.pem")).to_string();
+    for args in [
+        &["connect", "localhost:9", "--cacert", &cut][..],
+        &[
+            "connect",
+            "localhost:9",
+            "--cacert",
+            s(&p("0.pem")),
+            "--crl",
+            &cut,
+        ],
+        &["listen", "0", "--cert", &cut, "--key", s(&p("0.key"))],
+    ] {
+        let done = run(args, Input::Null);
+        done.expect_code(1)
+            .expect_stderr("cut.pem: bad PEM: a block has no '-----END CERTIFICATE-----' line");
+        in_words(&done);
+    }
+    // A chain longer than webpki follows.
+    let l = serve_k(
+        &Leaf {
+            cert: p("chain.pem"),
+            key: p("leaf.key"),
+        },
+        &[],
+        Input::Null,
+    );
+    let addr = format!("localhost:{}", l.port);
+    let done = connect(&addr, &["--cacert", s(&p("0.pem"))], Input::Null);
+    done.expect_code(5).expect_stderr(&format!(
+        "the certificate of {addr} was rejected: its chain is longer than allowed"
+    ));
+    in_words(&done);
+}

@@ -9,6 +9,7 @@ use std::process::Command;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::util::openssl_ca::OpensslCa;
 use crate::util::pki::{s, KeyType, Pki, VALID};
 use crate::util::*;
 
@@ -736,4 +737,153 @@ fn a_backend_that_takes_nothing_is_bounded_by_stall_timeout() {
     drop(tls);
     drop(l);
     drop(held);
+}
+
+/// `stls connect` to the listener on `port` with the client certificate `leaf`, trusting
+/// `ca`.
+fn connect_as(ca: &std::path::Path, port: u16, leaf: &crate::util::pki::Leaf) -> Done {
+    connect(
+        &format!("localhost:{port}"),
+        &[
+            "--cacert",
+            s(ca),
+            "--cert",
+            s(&leaf.cert),
+            "--key",
+            s(&leaf.key),
+        ],
+        Input::Null,
+    )
+}
+
+#[test]
+fn allow_cn_admits_one_common_name_and_hands_on_that_one() {
+    let Some(ca) = OpensslCa::new() else {
+        return;
+    };
+    let alice = ca.leaf("alice", "/CN=alice", &["DNS.1 = alice"], "clientAuth");
+    let two = ca.leaf("two", "/CN=mallory/CN=alice", &["DNS.1 = m"], "clientAuth");
+    // A real newline, and a backslash followed by n.
+    let newline = ca.leaf("newline", "/CN=ali\nce", &["DNS.1 = x"], "clientAuth");
+    let backslash = ca.leaf("backslash", r"/CN=ali\\nce", &["DNS.1 = y"], "clientAuth");
+    let c = s(&ca.cert);
+    let l = serve_k(
+        &ca.server,
+        &[
+            "--client-ca",
+            c,
+            "--allow-cn",
+            "alice",
+            "-c",
+            "echo \"in $STLS_PEER_CN\"",
+        ],
+        Input::Null,
+    );
+    let ok = connect_as(&ca.cert, l.port, &alice);
+    ok.expect_code(0);
+    assert_eq!(ok.stdout, b"in alice\n");
+    // CN=mallory, CN=alice: which one is the client is a guess, so it is not admitted.
+    let refused = connect_as(&ca.cert, l.port, &two);
+    refused.expect_code(4);
+    assert!(refused.stdout.is_empty(), "{:?}", refused.stdout);
+    l.wait_line("has several common names (mallory, alice)");
+    // --allow-cn compares the certificate's value, not its escaped form.
+    let l = serve_k(
+        &ca.server,
+        &[
+            "--client-ca",
+            c,
+            "--allow-cn",
+            r"ali\nce",
+            "-c",
+            "env | grep ^STLS_PEER_CN=",
+        ],
+        Input::Null,
+    );
+    let ok = connect_as(&ca.cert, l.port, &backslash);
+    ok.expect_code(0);
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout),
+        "STLS_PEER_CN=ali\\\\nce\n"
+    );
+    connect_as(&ca.cert, l.port, &newline).expect_code(4);
+    l.wait_line(r"is not admitted by --allow-cn/--allow-san (its CN: ali\nce;");
+    // Without --allow-cn: several CNs name no one, and a newline reaches a child escaped in
+    // a form sh's echo does not turn back into one.
+    let l = serve_k(
+        &ca.server,
+        &["--client-ca", c, "-c", "echo \"[$STLS_PEER_CN]\""],
+        Input::Null,
+    );
+    let two = connect_as(&ca.cert, l.port, &two);
+    two.expect_code(0);
+    assert_eq!(two.stdout, b"[]\n");
+    let newline = connect_as(&ca.cert, l.port, &newline);
+    newline.expect_code(0);
+    assert_eq!(String::from_utf8_lossy(&newline.stdout), "[ali\\u{a}ce]\n");
+}
+
+#[test]
+fn allow_san_takes_a_type_and_a_comma_cannot_forge_a_name() {
+    let Some(ca) = OpensslCa::new() else {
+        return;
+    };
+    let email = ca.leaf("email", "/CN=bob", &["email.1 = alice@corp"], "clientAuth");
+    let dns = ca.leaf("dns", "/CN=carol", &["DNS.1 = alice@corp"], "clientAuth");
+    let ip = ca.leaf("ip", "/CN=dave", &["IP.1 = 192.0.2.7"], "clientAuth");
+    let comma = ca.leaf(
+        "comma",
+        "/CN=mallory",
+        &["DNS.1 = mallory.example,DNS:admin.example"],
+        "clientAuth",
+    );
+    let c = s(&ca.cert);
+    let listen = |allow: &str| {
+        serve_k(
+            &ca.server,
+            &["--client-ca", c, "--allow-san", allow, "-c", "echo in"],
+            Input::Null,
+        )
+    };
+    // TYPE:value matches that type only (the type in any case).
+    for allow in ["email:alice@corp", "EMAIL:Alice@Corp"] {
+        let l = listen(allow);
+        let ok = connect_as(&ca.cert, l.port, &email);
+        ok.expect_code(0);
+        assert_eq!(ok.stdout, b"in\n");
+        connect_as(&ca.cert, l.port, &dns).expect_code(4);
+    }
+    let l = listen("dns:alice@corp");
+    connect_as(&ca.cert, l.port, &dns).expect_code(0);
+    connect_as(&ca.cert, l.port, &email).expect_code(4);
+    // An address compares as an address.
+    let l = listen("ip:192.0.2.7");
+    connect_as(&ca.cert, l.port, &ip).expect_code(0);
+    connect_as(&ca.cert, l.port, &email).expect_code(4);
+    // A bare value matches a name of any type.
+    let l = listen("alice@corp");
+    connect_as(&ca.cert, l.port, &email).expect_code(0);
+    connect_as(&ca.cert, l.port, &dns).expect_code(0);
+    // One name with a comma in it is one name: in the refusal and in STLS_PEER_SANS.
+    let l = listen("admin.example");
+    connect_as(&ca.cert, l.port, &comma).expect_code(4);
+    l.wait_line(r"its names: DNS:mallory.example\,DNS:admin.example)");
+    let l = serve_k(
+        &ca.server,
+        &["--client-ca", c, "-c", "echo \"$STLS_PEER_SANS\""],
+        Input::Null,
+    );
+    let done = connect_as(&ca.cert, l.port, &comma);
+    done.expect_code(0);
+    assert_eq!(
+        String::from_utf8_lossy(&done.stdout),
+        "DNS:mallory.example\\,DNS:admin.example\n"
+    );
+    // A typed value that is not of its type is a usage error, before anything listens.
+    run(
+        &["listen", "0", "--client-ca", c, "--allow-san", "ip:alice"],
+        Input::Null,
+    )
+    .expect_code(2)
+    .expect_stderr("--allow-san 'ip:alice': 'alice' is not an IP address");
 }

@@ -566,6 +566,7 @@ pub(crate) fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathB
     path
 }
 
+pub(crate) mod openssl_ca;
 pub(crate) mod pki;
 
 pub(crate) mod peer;
