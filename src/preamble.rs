@@ -376,7 +376,9 @@ impl Preamble {
     }
 
     /// The inbox as text, after the whitespace XML allows between elements (RFC 6120
-    /// §11.7); an error if it is not UTF-8.
+    /// §11.7); an error if it is not UTF-8. A character cut in two by the network (its
+    /// first bytes at the end of the inbox) is left there, out of the text, until the rest
+    /// arrives.
     pub(crate) fn xml_text(&mut self) -> Result<String> {
         let blank = self
             .inbox
@@ -384,9 +386,15 @@ impl Preamble {
             .take_while(|b| b.is_ascii_whitespace())
             .count();
         self.inbox.drain(..blank);
-        std::str::from_utf8(&self.inbox)
-            .map(str::to_string)
-            .map_err(|_| self.fail("sent XML that is not UTF-8"))
+        match std::str::from_utf8(&self.inbox) {
+            Ok(text) => Ok(text.to_string()),
+            // `error_len` is None when the input ends inside a character.
+            Err(e) if e.error_len().is_none() => {
+                let whole = &self.inbox[..e.valid_up_to()];
+                Ok(String::from_utf8_lossy(whole).into_owned())
+            }
+            Err(_) => Err(self.fail("sent XML that is not UTF-8")),
+        }
     }
 
     /// The next XML element, taken from the inbox: up to the first `>`, or, for a `<name …>`
