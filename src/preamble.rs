@@ -8,9 +8,10 @@
 //! Nothing of a preamble is ever relayed. Bytes that arrive after a STARTTLS go-ahead and
 //! before TLS are an attack (command injection) and end the connection — except for MySQL,
 //! whose client sends its ClientHello right after the SSL request without waiting: those
-//! bytes are handed to TLS. After a proxy's reply, what follows is the next hop's or the
-//! server's, and is handed on. Everything is bounded: [`LINE_MAX`] bytes per line,
-//! [`LINES_MAX`] lines and [`TOTAL_MAX`] bytes for the whole dialogue.
+//! bytes are handed to TLS. After a proxy's reply, what follows is handed on to a STARTTLS
+//! dialogue (its server speaks first); before a TLS handshake or the next proxy's request it
+//! can only be the proxy's own, and ends the connection. Everything is bounded: [`LINE_MAX`]
+//! bytes per line, [`LINES_MAX`] lines and [`TOTAL_MAX`] bytes for the whole dialogue.
 
 use std::io::{self, Read, Write};
 
@@ -88,12 +89,16 @@ pub(crate) fn advance(
                     return Ok(false);
                 }
                 let leftover = std::mem::take(&mut p.leftover);
+                if let Some(Stage::Talk(done)) = stages.pop_front() {
+                    if !leftover.is_empty() {
+                        done.check_after_reply(&leftover, stages.front())?;
+                    }
+                }
                 if !leftover.is_empty() {
                     wire.unread(leftover);
                     // Readable now, whatever the socket says.
                     ready.read = true;
                 }
-                stages.pop_front();
             }
         }
     }
@@ -263,6 +268,49 @@ impl Preamble {
                 return Ok(false);
             }
         }
+    }
+
+    /// Bytes that came after a proxy's reply in the same read: the next phase's only if it is
+    /// a STARTTLS dialogue, whose server speaks first. A TLS server (the target's, or an
+    /// `https://` proxy's) and a proxy wait for us, so before our ClientHello or request
+    /// they can only be the proxy's own data: an error that says so.
+    fn check_after_reply(&self, after: &[u8], next: Option<&Stage>) -> Result<()> {
+        let Script::Proxy(hop) = &self.script else {
+            return Ok(());
+        };
+        let before = match next {
+            Some(Stage::Talk(p)) => match &p.script {
+                Script::StartTls { .. } => return Ok(()),
+                Script::Proxy(next) => format!("before our request to proxy {}", next.proxy),
+            },
+            Some(Stage::Layer(_)) => format!(
+                "before the TLS handshake with the next proxy, {}, began",
+                hop.next
+            ),
+            None => format!("before the TLS handshake with {} began", hop.next),
+        };
+        let reply = match self.reply.first() {
+            Some(status) => format!(" ('{}')", quote(status.as_bytes())),
+            None => String::new(),
+        };
+        // A plain-text server behind a transparent proxy looks the same: say so if the
+        // bytes look like a known protocol's greeting.
+        let greeting = match next {
+            None => starttls::recognise(after).and_then(|(_, proto)| proto),
+            _ => None,
+        };
+        let hint = match greeting {
+            Some(proto) => format!(
+                "; if that is the server's greeting, it speaks plain {0}: use --starttls {0}",
+                proto.name()
+            ),
+            None => String::new(),
+        };
+        Err(self.fail(format!(
+            "sent {} bytes of data after its reply{reply}, {before}: '{}'{hint}",
+            after.len(),
+            quote(after)
+        )))
     }
 
     /// A STARTTLS client whose server's first bytes are a TLS record (an alert, most likely,
