@@ -503,3 +503,27 @@ fn xmpp_characters_cut_between_reads() {
     done.expect_code(0);
     assert_eq!(done.stdout, b"hello\n");
 }
+
+#[test]
+fn connect_starttls_without_w_is_bounded() {
+    // A server that greets, then never answers: without -w the dialogue gets 10 s, as
+    // inspect and --from give it, and ends with exit 7 naming the bound.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut sock, _) = listener.accept().unwrap();
+        sock.write_all(b"220 mx.test ESMTP\r\n").unwrap();
+        // Until stls gives up and closes (or is killed: no wait of our own here).
+        let mut heard = Vec::new();
+        let _ = sock.read_to_end(&mut heard);
+        heard
+    });
+    let mut cmd = stls();
+    cmd.args(["connect", &format!("127.0.0.1:{port}")])
+        .args(["--starttls", "smtp", "--insecure"]);
+    let done = Proc::spawn(&mut cmd, Input::Null).finish_or_kill(Duration::from_secs(40));
+    done.expect_code(7)
+        .expect_stderr("smtp STARTTLS dialogue")
+        .expect_stderr("10 s without -w");
+    assert_eq!(server.join().unwrap(), b"EHLO 127.0.0.1\r\n");
+}
