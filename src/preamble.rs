@@ -247,17 +247,7 @@ impl Preamble {
                     None => {}
                     Some(Ok(0)) => return Err(self.closed()),
                     Some(Ok(n)) => {
-                        if let Some(e) = self.tls_instead(&buf[..n]) {
-                            return Err(e);
-                        }
-                        self.received += n;
-                        if self.received > TOTAL_MAX {
-                            return Err(self.fail(format!(
-                                "sent more than {} KiB before TLS",
-                                TOTAL_MAX / 1024
-                            )));
-                        }
-                        self.inbox.extend_from_slice(&buf[..n]);
+                        self.receive(&buf[..n])?;
                         moved = true;
                     }
                     Some(Err(e)) => return Err(self.io_error(&e)),
@@ -311,6 +301,22 @@ impl Preamble {
             after.len(),
             quote(after)
         )))
+    }
+
+    /// What a read brought, into the inbox (within [`TOTAL_MAX`]).
+    fn receive(&mut self, bytes: &[u8]) -> Result<()> {
+        if let Some(e) = self.tls_instead(bytes) {
+            return Err(e);
+        }
+        self.received += bytes.len();
+        if self.received > TOTAL_MAX {
+            return Err(self.fail(format!(
+                "sent more than {} KiB before TLS",
+                TOTAL_MAX / 1024
+            )));
+        }
+        self.inbox.extend_from_slice(bytes);
+        Ok(())
     }
 
     /// A STARTTLS client whose server's first bytes are a TLS record (an alert, most likely,
@@ -538,6 +544,80 @@ impl Preamble {
             io_phrase(e),
             self.what()
         ))
+    }
+}
+
+/// A dialogue that [`feed`] plays without a socket, for the fuzz targets (fuzz/) and the
+/// tests: the peer's side is the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialogue {
+    /// An `http://` proxy's reply to CONNECT; `credentials`: its URL has a user and password.
+    HttpProxy { credentials: bool },
+    /// A SOCKS4a proxy's reply.
+    Socks4a,
+    /// A SOCKS5 proxy's replies: the method, the authentication if asked, the connect.
+    Socks5 { credentials: bool },
+    /// What an XMPP server says to our STARTTLS client.
+    XmppClient,
+    /// What an XMPP client says to our STARTTLS server.
+    XmppServer,
+}
+
+/// How a [`Dialogue`] fed some bytes ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fed {
+    /// TLS (or the next phase) may start: the bytes that came after the go-ahead.
+    Go(Vec<u8>),
+    /// It waits for more.
+    More,
+    /// It failed; the message, as stderr would show it.
+    Failed(String),
+}
+
+/// Play `dialogue` with the peer's bytes arriving in `pieces`, one read each, as the event
+/// loop does; after the go-ahead, the pieces are the next phase's.
+pub fn feed<'a>(dialogue: Dialogue, pieces: impl IntoIterator<Item = &'a [u8]>) -> Fed {
+    const PEER: &str = "target.example:443";
+    let proxy = |url: &str| {
+        let hop = Hop {
+            proxy: proxy::parse(url).expect("a fixed proxy URL parses"),
+            next: crate::net::HostPort {
+                host: "target.example".to_string(),
+                port: 443,
+            },
+            resolved: None,
+            explain: None,
+        };
+        Preamble::proxy(hop, PEER)
+    };
+    let mut p = match dialogue {
+        Dialogue::HttpProxy { credentials: false } => proxy("http://proxy.example:3128"),
+        Dialogue::HttpProxy { credentials: true } => proxy("http://u:p@proxy.example:3128"),
+        Dialogue::Socks4a => proxy("socks4a://proxy.example:1080"),
+        Dialogue::Socks5 { credentials: false } => proxy("socks5h://proxy.example:1080"),
+        Dialogue::Socks5 { credentials: true } => proxy("socks5h://u:p@proxy.example:1080"),
+        Dialogue::XmppClient => Preamble::client(Proto::Xmpp, "target.example", PEER),
+        Dialogue::XmppServer => Preamble::server(Proto::Xmpp, "target.example", "client"),
+    };
+    let mut after = Vec::new();
+    for piece in pieces {
+        if p.go {
+            after.extend_from_slice(piece);
+            continue;
+        }
+        if let Err(e) = p.receive(piece).and_then(|()| p.advance().map(drop)) {
+            return Fed::Failed(format!("{e:#}"));
+        }
+        if let Some(e) = p.end.take() {
+            return Fed::Failed(format!("{e:#}"));
+        }
+        if p.go {
+            after = std::mem::take(&mut p.leftover);
+        }
+    }
+    match p.go {
+        true => Fed::Go(after),
+        false => Fed::More,
     }
 }
 
