@@ -578,9 +578,9 @@ pub enum Fed {
 /// loop does; after the go-ahead, the pieces are the next phase's.
 pub fn feed<'a>(dialogue: Dialogue, pieces: impl IntoIterator<Item = &'a [u8]>) -> Fed {
     const PEER: &str = "target.example:443";
-    let proxy = |url: &str| {
+    let proxy = |url: &str| -> Result<Preamble, String> {
         let hop = Hop {
-            proxy: proxy::parse(url).expect("a fixed proxy URL parses"),
+            proxy: proxy::parse(url)?,
             next: crate::net::HostPort {
                 host: "target.example".to_string(),
                 port: 443,
@@ -588,16 +588,20 @@ pub fn feed<'a>(dialogue: Dialogue, pieces: impl IntoIterator<Item = &'a [u8]>) 
             resolved: None,
             explain: None,
         };
-        Preamble::proxy(hop, PEER)
+        Ok(Preamble::proxy(hop, PEER))
     };
-    let mut p = match dialogue {
+    let made = match dialogue {
         Dialogue::HttpProxy { credentials: false } => proxy("http://proxy.example:3128"),
         Dialogue::HttpProxy { credentials: true } => proxy("http://u:p@proxy.example:3128"),
         Dialogue::Socks4a => proxy("socks4a://proxy.example:1080"),
         Dialogue::Socks5 { credentials: false } => proxy("socks5h://proxy.example:1080"),
         Dialogue::Socks5 { credentials: true } => proxy("socks5h://u:p@proxy.example:1080"),
-        Dialogue::XmppClient => Preamble::client(Proto::Xmpp, "target.example", PEER),
-        Dialogue::XmppServer => Preamble::server(Proto::Xmpp, "target.example", "client"),
+        Dialogue::XmppClient => Ok(Preamble::client(Proto::Xmpp, "target.example", PEER)),
+        Dialogue::XmppServer => Ok(Preamble::server(Proto::Xmpp, "target.example", "client")),
+    };
+    let mut p = match made {
+        Ok(p) => p,
+        Err(e) => return Fed::Failed(e),
     };
     let mut after = Vec::new();
     for piece in pieces {
