@@ -46,6 +46,10 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
         }
     };
     route.settle(deadline, wait)?;
+    // Without -w, a STARTTLS dialogue (and the handshake after it) gets the bound inspect and
+    // --from give it: a server that greets and then says nothing more must not hold the run
+    // for ever. The wait for the greeting is part of it.
+    let deadline = deadline.or_else(|| s.starttls.map(|_| Instant::now() + GREETING_WAIT));
     let mut sock = sock;
     if let (Some(proto), true) = (s.starttls, route.hops.is_empty()) {
         await_greeting(&mut sock, proto, &s.target, s.common.wait, deadline)?;
@@ -76,7 +80,10 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
         conn,
         s.target.to_string(),
         addr,
-        deadline.map(|at| (at, "-w")),
+        deadline.map(|at| match s.common.wait {
+            Some(_) => (at, "-w"),
+            None => (at, "10 s without -w, for --starttls"),
+        }),
         s.common.exec.is_some(),
         route.stages,
     )
@@ -90,7 +97,8 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
     })
 }
 
-/// How long `connect --starttls` waits for a server's greeting without `-w`.
+/// How long `connect --starttls` gives the server's greeting, the dialogue and the handshake
+/// without `-w`.
 const GREETING_WAIT: Duration = Duration::from_secs(10);
 
 /// For a protocol whose server speaks first: wait for it to (until `deadline`, or

@@ -53,13 +53,15 @@ mod trust;
 mod wire;
 
 // What the fuzz targets (fuzz/) and the tests call: the parsers of what users type or name,
-// and the escaping of what peers send. Everything else is private to the crate.
+// the escaping of what peers send, and the dialogues before TLS (proxy replies, XMPP's XML).
+// Everything else is private to the crate.
 pub use certgen::key_pem;
 pub use describe::certificate_text;
 pub use fingerprint::{fingerprint_text, parse_fingerprint};
 pub use identity::{certs_from_pem, key_from_pem};
 pub use names::{host_to_ascii, parse_san, San};
 pub use net::{parse_listen, parse_target, HostPort};
+pub use preamble::{feed, Dialogue, Fed};
 pub use report::{escape, is_invisible};
 pub use tls::provider;
 pub use trust::AllowSan;

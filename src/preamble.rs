@@ -8,9 +8,10 @@
 //! Nothing of a preamble is ever relayed. Bytes that arrive after a STARTTLS go-ahead and
 //! before TLS are an attack (command injection) and end the connection — except for MySQL,
 //! whose client sends its ClientHello right after the SSL request without waiting: those
-//! bytes are handed to TLS. After a proxy's reply, what follows is the next hop's or the
-//! server's, and is handed on. Everything is bounded: [`LINE_MAX`] bytes per line,
-//! [`LINES_MAX`] lines and [`TOTAL_MAX`] bytes for the whole dialogue.
+//! bytes are handed to TLS. After a proxy's reply, what follows is handed on to a STARTTLS
+//! dialogue (its server speaks first); before a TLS handshake or the next proxy's request it
+//! can only be the proxy's own, and ends the connection. Everything is bounded: [`LINE_MAX`]
+//! bytes per line, [`LINES_MAX`] lines and [`TOTAL_MAX`] bytes for the whole dialogue.
 
 use std::io::{self, Read, Write};
 
@@ -88,12 +89,16 @@ pub(crate) fn advance(
                     return Ok(false);
                 }
                 let leftover = std::mem::take(&mut p.leftover);
+                if let Some(Stage::Talk(done)) = stages.pop_front() {
+                    if !leftover.is_empty() {
+                        done.check_after_reply(&leftover, stages.front())?;
+                    }
+                }
                 if !leftover.is_empty() {
                     wire.unread(leftover);
                     // Readable now, whatever the socket says.
                     ready.read = true;
                 }
-                stages.pop_front();
             }
         }
     }
@@ -268,17 +273,7 @@ impl Preamble {
                     None => {}
                     Some(Ok(0)) => return Err(self.closed()),
                     Some(Ok(n)) => {
-                        if let Some(e) = self.tls_instead(&buf[..n]) {
-                            return Err(e);
-                        }
-                        self.received += n;
-                        if self.received > TOTAL_MAX {
-                            return Err(self.fail(format!(
-                                "sent more than {} KiB before TLS",
-                                TOTAL_MAX / 1024
-                            )));
-                        }
-                        self.inbox.extend_from_slice(&buf[..n]);
+                        self.receive(&buf[..n])?;
                         moved = true;
                     }
                     Some(Err(e)) => return Err(self.io_error(&e)),
@@ -289,6 +284,65 @@ impl Preamble {
                 return Ok(false);
             }
         }
+    }
+
+    /// Bytes that came after a proxy's reply in the same read: the next phase's only if it is
+    /// a STARTTLS dialogue, whose server speaks first. A TLS server (the target's, or an
+    /// `https://` proxy's) and a proxy wait for us, so before our ClientHello or request
+    /// they can only be the proxy's own data: an error that says so.
+    fn check_after_reply(&self, after: &[u8], next: Option<&Stage>) -> Result<()> {
+        let Script::Proxy(hop) = &self.script else {
+            return Ok(());
+        };
+        let before = match next {
+            Some(Stage::Talk(p)) => match &p.script {
+                Script::StartTls { .. } => return Ok(()),
+                Script::Proxy(next) => format!("before our request to proxy {}", next.proxy),
+            },
+            Some(Stage::Layer(_)) => format!(
+                "before the TLS handshake with the next proxy, {}, began",
+                hop.next
+            ),
+            None => format!("before the TLS handshake with {} began", hop.next),
+        };
+        let reply = match self.reply.first() {
+            Some(status) => format!(" ('{}')", quote(status.as_bytes())),
+            None => String::new(),
+        };
+        // A plain-text server behind a transparent proxy looks the same: say so if the
+        // bytes look like a known protocol's greeting.
+        let greeting = match next {
+            None => starttls::recognise(after).and_then(|(_, proto)| proto),
+            _ => None,
+        };
+        let hint = match greeting {
+            Some(proto) => format!(
+                "; if that is the server's greeting, it speaks plain {0}: use --starttls {0}",
+                proto.name()
+            ),
+            None => String::new(),
+        };
+        Err(self.fail(format!(
+            "sent {} bytes of data after its reply{reply}, {before}: '{}'{hint}",
+            after.len(),
+            quote(after)
+        )))
+    }
+
+    /// What a read brought, into the inbox (within [`TOTAL_MAX`]).
+    fn receive(&mut self, bytes: &[u8]) -> Result<()> {
+        if let Some(e) = self.tls_instead(bytes) {
+            return Err(e);
+        }
+        self.received += bytes.len();
+        if self.received > TOTAL_MAX {
+            return Err(self.fail(format!(
+                "sent more than {} KiB before TLS",
+                TOTAL_MAX / 1024
+            )));
+        }
+        self.inbox.extend_from_slice(bytes);
+        Ok(())
     }
 
     /// A STARTTLS client whose server's first bytes are a TLS record (an alert, most likely,
@@ -402,7 +456,9 @@ impl Preamble {
     }
 
     /// The inbox as text, after the whitespace XML allows between elements (RFC 6120
-    /// §11.7); an error if it is not UTF-8.
+    /// §11.7); an error if it is not UTF-8. A character cut in two by the network (its
+    /// first bytes at the end of the inbox) is left there, out of the text, until the rest
+    /// arrives.
     pub(crate) fn xml_text(&mut self) -> Result<String> {
         let blank = self
             .inbox
@@ -410,9 +466,15 @@ impl Preamble {
             .take_while(|b| b.is_ascii_whitespace())
             .count();
         self.inbox.drain(..blank);
-        std::str::from_utf8(&self.inbox)
-            .map(str::to_string)
-            .map_err(|_| self.fail("sent XML that is not UTF-8"))
+        match std::str::from_utf8(&self.inbox) {
+            Ok(text) => Ok(text.to_string()),
+            // `error_len` is None when the input ends inside a character.
+            Err(e) if e.error_len().is_none() => {
+                let whole = &self.inbox[..e.valid_up_to()];
+                Ok(String::from_utf8_lossy(whole).into_owned())
+            }
+            Err(_) => Err(self.fail("sent XML that is not UTF-8")),
+        }
     }
 
     /// The next XML element, taken from the inbox: up to the first `>`, or, for a `<name …>`
@@ -508,6 +570,85 @@ impl Preamble {
             io_phrase(e),
             self.what()
         ))
+    }
+}
+
+/// A dialogue that [`feed`] plays without a socket, for the fuzz targets (fuzz/) and the
+/// tests: the peer's side is the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialogue {
+    /// An `http://` proxy's reply to CONNECT; `credentials`: its URL has a user and password.
+    HttpProxy { credentials: bool },
+    /// A SOCKS4a proxy's reply.
+    Socks4a,
+    /// A SOCKS5 proxy's replies: the method, the authentication if asked, the connect.
+    Socks5 { credentials: bool },
+    /// What an XMPP server says to our STARTTLS client.
+    XmppClient,
+    /// What an XMPP client says to our STARTTLS server.
+    XmppServer,
+}
+
+/// How a [`Dialogue`] fed some bytes ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fed {
+    /// TLS (or the next phase) may start: the bytes that came after the go-ahead.
+    Go(Vec<u8>),
+    /// It waits for more.
+    More,
+    /// It failed; the message, as stderr would show it.
+    Failed(String),
+}
+
+/// Play `dialogue` with the peer's bytes arriving in `pieces`, one read each, as the event
+/// loop does; after the go-ahead, the pieces are the next phase's.
+pub fn feed<'a>(dialogue: Dialogue, pieces: impl IntoIterator<Item = &'a [u8]>) -> Fed {
+    const PEER: &str = "target.example:443";
+    let proxy = |url: &str| -> Result<Preamble, String> {
+        let hop = Hop {
+            proxy: proxy::parse(url)?,
+            next: crate::net::HostPort {
+                host: "target.example".to_string(),
+                port: 443,
+            },
+            lookup: None,
+            resolved: None,
+            explain: None,
+        };
+        Ok(Preamble::proxy(hop, PEER))
+    };
+    let made = match dialogue {
+        Dialogue::HttpProxy { credentials: false } => proxy("http://proxy.example:3128"),
+        Dialogue::HttpProxy { credentials: true } => proxy("http://u:p@proxy.example:3128"),
+        Dialogue::Socks4a => proxy("socks4a://proxy.example:1080"),
+        Dialogue::Socks5 { credentials: false } => proxy("socks5h://proxy.example:1080"),
+        Dialogue::Socks5 { credentials: true } => proxy("socks5h://u:p@proxy.example:1080"),
+        Dialogue::XmppClient => Ok(Preamble::client(Proto::Xmpp, "target.example", PEER)),
+        Dialogue::XmppServer => Ok(Preamble::server(Proto::Xmpp, "target.example", "client")),
+    };
+    let mut p = match made {
+        Ok(p) => p,
+        Err(e) => return Fed::Failed(e),
+    };
+    let mut after = Vec::new();
+    for piece in pieces {
+        if p.go {
+            after.extend_from_slice(piece);
+            continue;
+        }
+        if let Err(e) = p.receive(piece).and_then(|()| p.advance().map(drop)) {
+            return Fed::Failed(format!("{e:#}"));
+        }
+        if let Some(e) = p.end.take() {
+            return Fed::Failed(format!("{e:#}"));
+        }
+        if p.go {
+            after = std::mem::take(&mut p.leftover);
+        }
+    }
+    match p.go {
+        true => Fed::Go(after),
+        false => Fed::More,
     }
 }
 

@@ -454,12 +454,7 @@ fn http(p: &mut Preamble) -> Result<Progress> {
         return Ok(Progress::More);
     };
     if p.reply.is_empty() {
-        let status = line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or_default()
-            .to_string();
-        if !line.starts_with("HTTP/") || status.len() != 3 {
+        if status_code(&line).is_none() {
             return Err(p.fail(format!(
                 "answered '{}', which is not an HTTP response",
                 quote(line.as_bytes())
@@ -472,23 +467,37 @@ fn http(p: &mut Preamble) -> Result<Progress> {
         return Ok(Progress::Next); // a header
     }
     let status_line = p.reply[0].clone();
-    let code = status_line.split_whitespace().nth(1).unwrap_or_default();
-    if code.starts_with('2') {
+    let code = status_code(&status_line).unwrap_or_default();
+    // Any 2xx to CONNECT means the tunnel is open (RFC 9110 §9.3.6).
+    if (200..300).contains(&code) {
         return Ok(Progress::Go);
     }
-    let hint = if code == "407" {
-        " (it wants credentials: give them in the URL, http://USER:PASS@HOST:PORT)"
-    } else {
-        ""
+    let Script::Proxy(hop) = &p.script else {
+        return Ok(Progress::More);
     };
-    let next = match &p.script {
-        Script::Proxy(hop) => hop.next.to_string(),
-        _ => String::new(),
+    let hint = match (code, hop.proxy.user.is_some()) {
+        (407, false) => " (it wants credentials: give them in the URL, http://USER:PASS@HOST:PORT)",
+        (407, true) => " (it refused the user name and password given in the URL)",
+        _ => "",
     };
+    let next = hop.next.to_string();
     Err(p.fail(format!(
         "refused to connect to {next}: '{}'{hint}",
         quote(status_line.as_bytes())
     )))
+}
+
+/// The status code of an HTTP status line, `HTTP/1.1 200 Connection established`: three
+/// digits (a `2xx` is no status).
+fn status_code(line: &str) -> Option<u16> {
+    let mut words = line.split(' ');
+    let version = words.next()?;
+    let code = words.next()?;
+    let digits = code.len() == 3 && code.bytes().all(|b| b.is_ascii_digit());
+    (version.starts_with("HTTP/") && digits)
+        .then(|| code.parse().ok())
+        .flatten()
+        .filter(|c| (100..600).contains(c))
 }
 
 fn socks4a(p: &mut Preamble) -> Result<Progress> {
@@ -557,40 +566,47 @@ fn socks5(p: &mut Preamble) -> Result<Progress> {
         }
         3 => socks5_address(p),
         _ => {
-            let head = match p.inbox.get(..5) {
-                Some(h) => [h[0], h[1], h[2], h[3], h[4]],
+            // VER REP RSV ATYP, then the bound address and port. A failure is told by its
+            // code alone: the address that follows may be missing or of an unknown type, and
+            // waiting for it would wait for bytes that never come.
+            let head = match p.inbox.get(..2) {
+                Some(h) => [h[0], h[1]],
                 None => return Ok(Progress::More),
             };
-            let addr_len = match (head[1], head[3]) {
-                (_, 1) => 4,
-                (_, 3) => 1 + head[4] as usize,
-                (_, 4) => 16,
-                // A failure may come without a usable address: its code says enough.
-                (0, _) => return Err(p.fail("answered with an unknown address type")),
-                (_, _) => 0,
-            };
-            let Some(reply) = p.take(4 + addr_len + 2) else {
-                return Ok(Progress::More);
-            };
-            if reply[0] != 5 {
+            if head[0] != 5 {
                 return Err(p.fail("answered something that is not a SOCKS5 reply"));
             }
-            let why = match reply[1] {
-                0 => return Ok(Progress::Go),
-                1 => "general failure",
-                2 => "connection not allowed by its rules",
-                3 => "network unreachable",
-                4 => "host unreachable",
-                5 => "connection refused",
-                6 => "TTL expired",
-                7 => "command not supported",
-                8 => "address type not supported",
-                _ => "unknown reply code",
+            if head[1] != 0 {
+                let _ = p.take(2);
+                return Err(p.fail(format!(
+                    "could not connect to {next}: {} (reply {})",
+                    socks5_failure(head[1]),
+                    head[1]
+                )));
+            }
+            let Some(&atyp) = p.inbox.get(3) else {
+                return Ok(Progress::More);
             };
-            Err(p.fail(format!(
-                "could not connect to {next}: {why} (reply {})",
-                reply[1]
-            )))
+            let addr_len = match atyp {
+                1 => 4,
+                3 => match p.inbox.get(4) {
+                    Some(&len) => 1 + len as usize,
+                    None => return Ok(Progress::More),
+                },
+                4 => 16,
+                _ => {
+                    let head = p.take(4).unwrap_or_default();
+                    return Err(p.fail(format!(
+                        "answered with an unknown address type ({}) in its reply '{}'",
+                        atyp,
+                        hex(&head)
+                    )));
+                }
+            };
+            if p.take(4 + addr_len + 2).is_none() {
+                return Ok(Progress::More);
+            }
+            Ok(Progress::Go)
         }
     }
 }
@@ -613,6 +629,30 @@ fn socks5_address(p: &mut Preamble) -> Result<Progress> {
     }
     let (scheme, next, resolved) = (hop.proxy.scheme, hop.next.clone(), hop.resolved);
     socks5_request(p, scheme, &next, resolved)
+}
+
+/// What a SOCKS5 reply code other than 0 means (RFC 1928 §6).
+fn socks5_failure(code: u8) -> &'static str {
+    match code {
+        1 => "general failure",
+        2 => "connection not allowed by its rules",
+        3 => "network unreachable",
+        4 => "host unreachable",
+        5 => "connection refused",
+        6 => "TTL expired",
+        7 => "command not supported",
+        8 => "address type not supported",
+        _ => "unknown reply code",
+    }
+}
+
+/// Bytes as hex pairs, for a message about a binary reply.
+fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn socks5_request(

@@ -85,7 +85,7 @@ pub(crate) fn plain_text_answer(peer: &str, first: &[u8]) -> Option<anyhow::Erro
 
 /// What a server's first bytes are when they are not TLS: the greeting as shown in a message,
 /// and the protocol it is, if known.
-fn recognise(first: &[u8]) -> Option<(String, Option<Proto>)> {
+pub(crate) fn recognise(first: &[u8]) -> Option<(String, Option<Proto>)> {
     use client::IAC;
     let &byte = first.first()?;
     if byte == IAC {

@@ -67,6 +67,33 @@ fn every_exit_status_is_documented() {
 }
 
 #[test]
+fn a_reset_during_the_handshake_is_documented_as_3() {
+    // errors.rs: reset_during_handshake_is_a_network_failure. Exit 4 is an orderly close.
+    let man = std::fs::read_to_string("man/stls.1").expect("man page");
+    let readme = std::fs::read_to_string("README.md").expect("README");
+    let row = |n: u8| {
+        readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| {n} |")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let status = |n: u8| {
+        let from = man.find(&format!(".B {n}\n")).unwrap_or_default();
+        let to = man[from..].find(".TP").map_or(man.len(), |at| from + at);
+        man[from..to].replace('\n', " ")
+    };
+    for (what, three, four) in [("README", row(3), row(4)), ("man", status(3), status(4))] {
+        assert!(
+            three.contains("Network") || three.contains("network"),
+            "{what}: {three}"
+        );
+        assert!(three.contains("during the handshake"), "{what}: {three}");
+        assert!(!four.contains("or reset"), "{what}: {four}");
+    }
+}
+
+#[test]
 fn man_page_has_the_sections_of_a_unix_manual() {
     let man = std::fs::read_to_string("man/stls.1").expect("man page");
     for section in [

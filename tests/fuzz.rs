@@ -4,13 +4,17 @@
 //! and the input, so it can be reproduced.
 //!
 //! Parsers: `--pin` fingerprints, `--san` values, international host names, connect targets
-//! and listen addresses, `--allow-san` values, and the escaping of peer-controlled text.
+//! and listen addresses, `--allow-san` values, and the escaping of peer-controlled text. And
+//! the dialogues before TLS, whose input is a peer's: proxies' replies (HTTP CONNECT, SOCKS4a,
+//! SOCKS5) and XMPP's XML, fed in random pieces as reads bring them (the fuzz targets
+//! `proxy_replies` and `xmpp` do the same with a fuzzer).
 
 use std::net::IpAddr;
 
 use rustls::pki_types::ServerName;
 use stls::AllowSan;
 use stls::{escape, is_invisible};
+use stls::{feed, Dialogue, Fed};
 use stls::{fingerprint_text, parse_fingerprint};
 use stls::{host_to_ascii, parse_san, San};
 use stls::{parse_listen, parse_target};
@@ -395,4 +399,225 @@ fn seeds_are_accepted_where_they_should_be() {
         assert!(AllowSan::parse(allow).is_ok(), "{allow}");
     }
     assert!(host_to_ascii("bücher.example").is_ok());
+}
+
+/// Every dialogue [`feed`] plays.
+const DIALOGUES: [Dialogue; 7] = [
+    Dialogue::HttpProxy { credentials: false },
+    Dialogue::HttpProxy { credentials: true },
+    Dialogue::Socks4a,
+    Dialogue::Socks5 { credentials: false },
+    Dialogue::Socks5 { credentials: true },
+    Dialogue::XmppClient,
+    Dialogue::XmppServer,
+];
+
+/// Replies and streams, each with whether it reaches TLS (the others are refusals a real
+/// peer could send), with characters of two, three and four bytes in the XML.
+fn dialogue_seeds(dialogue: Dialogue) -> Vec<(Vec<u8>, bool)> {
+    let text = |t: &str, go: bool| (t.as_bytes().to_vec(), go);
+    match dialogue {
+        Dialogue::HttpProxy { .. } => vec![
+            text("HTTP/1.1 200 Connection established\r\n\r\n", true),
+            text("HTTP/1.0 204 No Content\r\nVia: 1.1 proxy\r\n\r\n", true),
+            text("HTTP/1.1 200 OK\r\n\r\n\x16\x03\x03\x00\x02", true),
+            text("HTTP/1.1 2xx OK\r\n\r\n", false),
+            text(
+                "HTTP/1.1 407 Proxy Authentication Required\r\n\
+                 Proxy-Authenticate: Basic realm=\"p\"\r\n\r\n",
+                false,
+            ),
+        ],
+        Dialogue::Socks4a => vec![
+            (vec![0, 0x5a, 1, 187, 127, 0, 0, 1], true),
+            (vec![0, 0x5b, 0, 0, 0, 0, 0, 0], false),
+        ],
+        Dialogue::Socks5 { credentials } => {
+            let method: &[u8] = if credentials { &[5, 2, 1, 0] } else { &[5, 0] };
+            let named = |reply: u8| [&[5, reply, 0, 3, 9][..], b"localhost", &[1, 187]].concat();
+            let ipv6 = [&[5, 0, 0, 4][..], &[0; 16], &[1, 187]].concat();
+            [
+                (vec![5, 0, 0, 1, 127, 0, 0, 1, 1, 187], true),
+                (ipv6, true),
+                (named(0), true),
+                (named(4), false),
+                // A failure without an address, or one of an unknown type.
+                (vec![5, 1], false),
+                (vec![5, 4, 0, 0], false),
+                (vec![5, 0, 0, 9], false),
+            ]
+            .into_iter()
+            .map(|(connect, go)| ([method, &connect].concat(), go))
+            .collect()
+        }
+        Dialogue::XmppClient => vec![
+            text(
+                "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+                 xmlns:stream='http://etherx.jabber.org/streams' from='bücher.example' \
+                 id='中文😀' version='1.0'><stream:features>\
+                 <starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>\
+                 <mechanisms><mechanism>É</mechanism></mechanisms></stream:features>\n\
+                 <proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+                true,
+            ),
+            text(
+                "<stream:stream id='é'><stream:features>\
+                 <starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>\
+                 <proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'>😀</proceed>",
+                true,
+            ),
+            text("<stream:stream id='é'><stream:features/>", false),
+        ],
+        Dialogue::XmppServer => vec![
+            text(
+                "<?xml version='1.0'?><stream:stream to='bücher.example' xmlns='jabber:client' \
+                 xmlns:stream='http://etherx.jabber.org/streams' version='1.0' \
+                 xml:lang='中文'>\n<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+                true,
+            ),
+            text(
+                "<stream:stream to='😀'> <starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'>\
+                 </starttls>",
+                true,
+            ),
+            // More than 1 KiB before any element, however it arrives.
+            (
+                [&[b'x'; 1100][..], b"<stream:stream to='a'><starttls/>"].concat(),
+                false,
+            ),
+        ],
+    }
+}
+
+/// Bytes that matter to one dialogue or another: delimiters, SOCKS codes, the lead and
+/// continuation bytes of UTF-8, bytes never valid in it, a TLS record's start.
+const BYTES: &[u8] = &[
+    0, 1, 2, 3, 4, 5, 0x5a, 0x16, b'<', b'>', b'/', b'\'', b'"', b'=', b' ', b'\r', b'\n', b'2',
+    b'0', b'H', b':', b's', 0x80, 0xa9, 0xbf, 0xc3, 0xe4, 0xf0, 0x9f, 0xc0, 0xf8, 0xff,
+];
+
+/// A seed changed in one to four places: insert, delete, replace, duplicate, cut.
+fn mutate_bytes(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
+    let mut bytes = seed.to_vec();
+    for _ in 0..1 + rng.below(4) {
+        let at = rng.below(bytes.len() + 1);
+        match rng.below(5) {
+            0 => bytes.insert(at, *rng.pick(BYTES)),
+            1 if at < bytes.len() => {
+                bytes.remove(at);
+            }
+            2 if at < bytes.len() => bytes[at] = *rng.pick(BYTES),
+            3 => {
+                let tail: Vec<u8> = bytes[at..].iter().take(16).copied().collect();
+                bytes.splice(at..at, tail);
+            }
+            _ => bytes.truncate(at),
+        }
+    }
+    bytes
+}
+
+fn dialogue_input(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
+    match rng.below(100) {
+        0..=9 => rng.pick(seeds).clone(),
+        10..=69 => {
+            let seed = rng.pick(seeds).clone();
+            mutate_bytes(rng, &seed)
+        }
+        70..=79 => {
+            let (a, b) = (rng.pick(seeds).clone(), rng.pick(seeds).clone());
+            mutate_bytes(rng, &[a, b].concat())
+        }
+        _ => (0..rng.below(64)).map(|_| *rng.pick(BYTES)).collect(),
+    }
+}
+
+/// `input` cut at random places into pieces of 1 to 16 bytes (sometimes all of one byte).
+fn random_pieces<'a>(rng: &mut Rng, input: &'a [u8]) -> Vec<&'a [u8]> {
+    let most = if rng.below(4) == 0 { 1 } else { 16 };
+    let mut pieces = Vec::new();
+    let mut rest = input;
+    while !rest.is_empty() {
+        let (piece, tail) = rest.split_at((1 + rng.below(most)).min(rest.len()));
+        pieces.push(piece);
+        rest = tail;
+    }
+    pieces
+}
+
+/// What the dialogues promise whatever the peer sends: no panic; a failure is one printable
+/// line; what the whole input brings to TLS, any cutting of it into reads brings there too;
+/// and a proxy's reply is read the same however it is cut.
+fn check_dialogue(dialogue: Dialogue, input: &[u8], pieces: &[&[u8]]) {
+    let whole = feed(dialogue, [input]);
+    let cut = feed(dialogue, pieces.iter().copied());
+    for fed in [&whole, &cut] {
+        if let Fed::Failed(msg) = fed {
+            assert!(is_printable(msg), "unescaped: {msg:?}");
+        }
+    }
+    let proxy = !matches!(dialogue, Dialogue::XmppClient | Dialogue::XmppServer);
+    if proxy || matches!(whole, Fed::Go(_)) {
+        assert_eq!(cut, whole, "fed in {} pieces", pieces.len());
+    }
+}
+
+/// Feed each dialogue `cases` inputs in random pieces; a failure names the case and input.
+fn fuzz_dialogues(dialogues: &[Dialogue], cases: usize) {
+    let seed = 0xd1a1_0605;
+    let mut rng = Rng(seed);
+    for &dialogue in dialogues {
+        let seeds: Vec<Vec<u8>> = dialogue_seeds(dialogue).into_iter().map(|s| s.0).collect();
+        for case in 0..cases {
+            let input = dialogue_input(&mut rng, &seeds);
+            let pieces = random_pieces(&mut rng, &input);
+            if std::panic::catch_unwind(|| check_dialogue(dialogue, &input, &pieces)).is_err() {
+                let sizes: Vec<usize> = pieces.iter().map(|p| p.len()).collect();
+                panic!(
+                    "seed {seed:#x}, {dialogue:?} case {case}: input {:?} in pieces {sizes:?}",
+                    String::from_utf8_lossy(&input)
+                );
+            }
+        }
+    }
+}
+
+/// As the fuzz target `proxy_replies`.
+#[test]
+fn proxy_replies() {
+    fuzz_dialogues(&DIALOGUES[..5], 3000);
+}
+
+/// As the fuzz target `xmpp`.
+#[test]
+fn xmpp_across_reads() {
+    fuzz_dialogues(&DIALOGUES[5..], 3000);
+}
+
+#[test]
+fn every_dialogue_seed_reaches_tls_however_it_is_cut() {
+    // Whole, and cut into two reads at every byte: a character of XML split between reads
+    // is no error. A refusal is told as soon as it is complete, not after bytes that may
+    // never come.
+    for dialogue in DIALOGUES {
+        for (seed, go) in dialogue_seeds(dialogue) {
+            let whole = feed(dialogue, [&seed[..]]);
+            let shown = String::from_utf8_lossy(&seed);
+            assert_eq!(
+                matches!(whole, Fed::Go(_)),
+                go,
+                "{dialogue:?} {shown:?}: {whole:?}"
+            );
+            assert!(
+                !matches!(whole, Fed::More),
+                "{dialogue:?} {shown:?}: {whole:?}"
+            );
+            for at in 1..seed.len() {
+                let (a, b) = seed.split_at(at);
+                if go {
+                    assert_eq!(feed(dialogue, [a, b]), whole, "{dialogue:?} cut at {at}");
+                }
+            }
+        }
+    }
 }

@@ -581,3 +581,96 @@ fn proxy_passwords_are_not_left_in_the_command_line() {
         drop(run);
     }
 }
+
+/// A scripted proxy for one client: answers each message the client sends with the next of
+/// `replies` (SOCKS5: the greeting, then the request), then holds the connection open, as a
+/// proxy that says no more would, until the client closes. With `relay_to`, it relays to
+/// that port instead once its replies are sent.
+fn scripted_proxy(replies: Vec<Vec<u8>>, relay_to: Option<u16>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (mut sock, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 1024];
+        for reply in replies {
+            if sock.read(&mut buf).unwrap_or(0) == 0 || sock.write_all(&reply).is_err() {
+                return;
+            }
+        }
+        match relay_to {
+            Some(port) => pump(sock, TcpStream::connect(("127.0.0.1", port)).unwrap()),
+            None => drop(read_all(&mut sock)),
+        }
+    });
+    port
+}
+
+/// `-w` only bounds a run that would wait for bytes that never come.
+const W: [&str; 2] = ["-w", "20"];
+
+fn http_url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
+#[test]
+fn any_2xx_opens_the_tunnel_but_a_status_is_three_digits() {
+    // RFC 9110 §9.3.6: any 2xx to CONNECT is success.
+    let pki = Pki::new();
+    let l = server(&pki, b"through a 204\n");
+    let port = scripted_proxy(
+        vec![b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()],
+        Some(l.port),
+    );
+    let done = via(&pki, l.port, &["--proxy", &http_url(port)], &W);
+    done.expect_code(0);
+    assert_eq!(done.stdout, b"through a 204\n");
+    // "2xx" is not a status.
+    let port = scripted_proxy(vec![b"HTTP/1.1 2xx OK\r\n\r\n".to_vec()], None);
+    via(&pki, l.port, &["--proxy", &http_url(port)], &W)
+        .expect_code(3)
+        .expect_stderr("answered 'HTTP/1.1 2xx OK', which is not an HTTP response");
+}
+
+#[test]
+fn bytes_after_a_200_are_named_as_the_proxys() {
+    // Before our ClientHello a TLS server says nothing: what follows the reply is the proxy's.
+    let pki = Pki::new();
+    let l = server(&pki, b"x");
+    let port = scripted_proxy(vec![b"HTTP/1.1 200 OK\r\n\r\nHELLO".to_vec()], None);
+    via(&pki, l.port, &["--proxy", &http_url(port)], &W)
+        .expect_code(3)
+        .expect_stderr(&format!(
+            "proxy http://127.0.0.1:{port}: sent 5 bytes of data after its reply \
+             ('HTTP/1.1 200 OK'), before the TLS handshake with localhost:{} began: 'HELLO'",
+            l.port
+        ));
+}
+
+#[test]
+fn a_407_to_given_credentials_says_they_were_refused() {
+    let pki = Pki::new();
+    let l = server(&pki, b"x");
+    let port = scripted_proxy(
+        vec![b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n".to_vec()],
+        None,
+    );
+    let url = format!("http://alice:s3cret@127.0.0.1:{port}");
+    let done = via(&pki, l.port, &["--proxy", &url], &W);
+    done.expect_code(3)
+        .expect_stderr("refused the user name and password given in the URL");
+    assert!(!done.stderr.contains("USER:PASS"), "{}", done.stderr);
+    assert!(!done.stderr.contains("s3cret"), "{}", done.stderr);
+}
+
+#[test]
+fn a_socks5_failure_with_an_unknown_address_type_is_told_at_once() {
+    // Reply 4 (host unreachable) with address type 0 and no address: nothing more comes.
+    let pki = Pki::new();
+    let l = server(&pki, b"x");
+    let port = scripted_proxy(vec![vec![5, 0], vec![5, 4, 0, 0]], None);
+    let url = format!("socks5h://127.0.0.1:{port}");
+    via(&pki, l.port, &["--proxy", &url], &W)
+        .expect_code(3)
+        .expect_stderr("could not connect to localhost:")
+        .expect_stderr("host unreachable (reply 4)");
+}

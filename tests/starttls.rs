@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::util::pki::{s, Pki};
 use crate::util::*;
@@ -418,4 +419,111 @@ fn starttls_to_an_implicit_tls_port_says_so() {
     .expect_stderr("answered with a TLS record")
     .expect_stderr(hint);
     l.stop().expect_code(143);
+}
+
+/// Read from `sock` until what was read ends with `end`; returns it.
+fn read_until(sock: &mut TcpStream, end: &[u8]) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(end) {
+        if sock.read(&mut byte).unwrap_or(0) == 0 {
+            panic!("closed after {:?}", String::from_utf8_lossy(&got));
+        }
+        got.push(byte[0]);
+    }
+    got
+}
+
+const XMPP_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+
+#[test]
+fn xmpp_characters_cut_between_reads() {
+    // An 'é' (C3 A9) whose two bytes come in two writes with a pause between, so that they
+    // arrive in two reads: the XML is whole once the second does, on either side.
+    let pki = Pki::new();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (cert, key) = (pki.server.cert.clone(), pki.server.key.clone());
+    let server = std::thread::spawn(move || {
+        let (mut sock, _) = listener.accept().unwrap();
+        read_until(&mut sock, b">");
+        sock.write_all(
+            b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+              xmlns:stream='http://etherx.jabber.org/streams' from='localhost' id='caf\xc3",
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let features = format!(
+            "' version='1.0'><stream:features><starttls xmlns='{XMPP_TLS}'/></stream:features>"
+        );
+        sock.write_all(&[&[0xa9], features.as_bytes()].concat())
+            .unwrap();
+        read_until(&mut sock, b"/>");
+        sock.write_all(format!("<proceed xmlns='{XMPP_TLS}'/>").as_bytes())
+            .unwrap();
+        let mut tls = peer::accept_on(sock, &cert, &key);
+        let request = peer::read_to_close_notify(&mut tls);
+        tls.write_all("café\n".as_bytes()).unwrap();
+        peer::close_notify(&mut tls);
+        request
+    });
+    let done = connect(
+        &format!("localhost:{port}"),
+        &["--starttls", "xmpp", "--cacert", s(&pki.ca.cert)],
+        Input::Bytes(b"hello\n".to_vec()),
+    );
+    done.expect_code(0);
+    assert_eq!(String::from_utf8_lossy(&done.stdout), "café\n");
+    assert_eq!(server.join().unwrap(), b"hello\n");
+
+    // Our server: the client's stream header is cut inside its xml:lang.
+    let l = listen(&pki, "xmpp", &[], Input::Bytes("café\n".into()));
+    let mut sock = TcpStream::connect(("127.0.0.1", l.port)).unwrap();
+    sock.write_all(
+        b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' \
+          to='localhost' xml:lang='caf\xc3",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    sock.write_all(b"\xa9' version='1.0'>").unwrap();
+    read_until(&mut sock, b"</stream:features>");
+    sock.write_all(format!("<starttls xmlns='{XMPP_TLS}'/>").as_bytes())
+        .unwrap();
+    let proceed = read_until(&mut sock, b"/>");
+    assert!(proceed.starts_with(b"<proceed"), "{proceed:?}");
+    let mut tls = peer::connect_on(sock, &pki.ca.cert, "localhost");
+    tls.write_all(b"hello\n").unwrap();
+    tls.conn.send_close_notify();
+    tls.flush().unwrap();
+    let mut reply = Vec::new();
+    tls.read_to_end(&mut reply).unwrap();
+    assert_eq!(String::from_utf8_lossy(&reply), "café\n");
+    drop(tls);
+    let done = l.finish();
+    done.expect_code(0);
+    assert_eq!(done.stdout, b"hello\n");
+}
+
+#[test]
+fn connect_starttls_without_w_is_bounded() {
+    // A server that greets, then never answers: without -w the dialogue gets 10 s, as
+    // inspect and --from give it, and ends with exit 7 naming the bound.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut sock, _) = listener.accept().unwrap();
+        sock.write_all(b"220 mx.test ESMTP\r\n").unwrap();
+        // Until stls gives up and closes (or is killed: no wait of our own here).
+        let mut heard = Vec::new();
+        let _ = sock.read_to_end(&mut heard);
+        heard
+    });
+    let mut cmd = stls();
+    cmd.args(["connect", &format!("127.0.0.1:{port}")])
+        .args(["--starttls", "smtp", "--insecure"]);
+    let done = Proc::spawn(&mut cmd, Input::Null).finish_or_kill(Duration::from_secs(40));
+    done.expect_code(7)
+        .expect_stderr("smtp STARTTLS dialogue")
+        .expect_stderr("10 s without -w");
+    assert_eq!(server.join().unwrap(), b"EHLO 127.0.0.1\r\n");
 }

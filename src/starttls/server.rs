@@ -244,11 +244,13 @@ fn xmpp(p: &mut Preamble, proto: Proto) -> Result<Progress> {
     let text = p.xml_text()?;
     match p.step {
         0 => {
-            // The client's stream header, possibly after an XML declaration.
+            // The client's stream header, possibly after an XML declaration. More than 1 KiB
+            // before any element is not XMPP: counted up to the first '<', so that the
+            // answer does not depend on how the bytes were cut into reads.
+            if text.find('<').unwrap_or(text.len()) > 1024 {
+                return Err(p.fail("sent no XMPP stream header"));
+            }
             let Some(start) = text.find("<stream:stream") else {
-                if text.len() > 1024 && !text.contains('<') {
-                    return Err(p.fail("sent no XMPP stream header"));
-                }
                 return Ok(Progress::More);
             };
             let Some(gt) = text[start..].find('>') else {

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ServerConfig, ServerConnection, StreamOwned};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::StreamOwned;
+use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
 
 pub(crate) type Tls = StreamOwned<ServerConnection, TcpStream>;
 
@@ -20,6 +21,18 @@ pub(crate) fn serve<T: Send + 'static>(
     key: &Path,
     script: impl FnOnce(&mut Tls) -> T + Send + 'static,
 ) -> (u16, JoinHandle<T>) {
+    let config = server_config(cert, key);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let thread = std::thread::spawn(move || {
+        let (sock, _) = listener.accept().expect("accept");
+        let mut tls = handshake(config, sock);
+        script(&mut tls)
+    });
+    (port, thread)
+}
+
+fn server_config(cert: &Path, key: &Path) -> Arc<ServerConfig> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .expect("cert file")
         .collect::<Result<_, _>>()
@@ -29,19 +42,43 @@ pub(crate) fn serve<T: Send + 'static>(
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .expect("server config");
-    let config = Arc::new(config);
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let thread = std::thread::spawn(move || {
-        let (sock, _) = listener.accept().expect("accept");
-        let conn = ServerConnection::new(config).expect("server connection");
-        let mut tls = StreamOwned::new(conn, sock);
-        while tls.conn.is_handshaking() {
-            tls.conn.complete_io(&mut tls.sock).expect("handshake");
-        }
-        script(&mut tls)
-    });
-    (port, thread)
+    Arc::new(config)
+}
+
+fn handshake(config: Arc<ServerConfig>, sock: TcpStream) -> Tls {
+    let conn = ServerConnection::new(config).expect("server connection");
+    let mut tls = StreamOwned::new(conn, sock);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).expect("handshake");
+    }
+    tls
+}
+
+/// TLS as the server, with `cert` and `key`, on a socket whose plaintext dialogue is done.
+pub(crate) fn accept_on(sock: TcpStream, cert: &Path, key: &Path) -> Tls {
+    handshake(server_config(cert, key), sock)
+}
+
+/// TLS as a client of `name`, trusting `ca`, on a socket whose plaintext dialogue is done.
+pub(crate) fn connect_on(
+    sock: TcpStream,
+    ca: &Path,
+    name: &str,
+) -> StreamOwned<ClientConnection, TcpStream> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("CA file") {
+        roots.add(cert.expect("CA cert")).expect("CA cert added");
+    }
+    let config = ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from(name.to_string()).expect("server name");
+    let conn = ClientConnection::new(Arc::new(config), name).expect("client connection");
+    let mut tls = StreamOwned::new(conn, sock);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).expect("handshake");
+    }
+    tls
 }
 
 /// Read until the client's close_notify; returns what came before it.
