@@ -10,7 +10,7 @@ use rustls::ClientConnection;
 
 use crate::error::{classify, Class};
 use crate::net::HostPort;
-use crate::preamble;
+use crate::route::Route;
 use crate::starttls::{self, Proto};
 
 use crate::local::TcpEnd;
@@ -29,9 +29,9 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
     let (wait, deadline) = (s.common.wait, s.common.wait.map(|w| Instant::now() + w));
     // -w bounds the lookups too; a socks5:// proxy's target is looked up meanwhile.
     let resolver = Resolver::new(s.common.family, None);
-    let route = s
-        .proxies
-        .route(&s.target, &s.name, s.starttls, &resolver, deadline)?;
+    let route = Route::client(
+        &s.proxies, &s.target, &s.name, s.starttls, &resolver, deadline,
+    )?;
     let sock = match route.hops.first() {
         None => {
             let addrs = resolver.resolve(&s.target, deadline, wait)?;
@@ -149,7 +149,7 @@ fn await_greeting(
     Err(Class::Timeout.err(format!(
         "{target}: the {} STARTTLS dialogue was not done within {secs}s ({option}); {}",
         proto.name(),
-        preamble::IMPLICIT_SILENT
+        starttls::IMPLICIT_SILENT
     )))
 }
 
@@ -194,7 +194,7 @@ fn tunnel(s: &Connect, host: &str, port: u16) -> Result<()> {
                 "10 s without -w, for --from",
             ),
         };
-        let route = proxies.route(&target, &name, starttls, &resolver, Some(until))?;
+        let route = Route::client(&proxies, &target, &name, starttls, &resolver, Some(until))?;
         let session = Session::new(
             TlsSocket::new(sock, tls.into()),
             format!("{target} for {from}"),

@@ -19,6 +19,7 @@ use crate::events::{part_of, Part, WAKER};
 use crate::probe::{Outcome, Probe};
 use crate::report;
 use crate::resolve::{Lookup, Resolver};
+use crate::route::Route;
 use crate::settings::{Inspect, Target};
 
 /// A target whose name is being looked up; it holds its place among `--parallel`.
@@ -98,7 +99,8 @@ pub(crate) fn run(s: &Inspect) -> Result<()> {
             let entry = probes.vacant_entry();
             let key = entry.key();
             let started = answer.and_then(|addrs| {
-                let route = s.proxies.route(
+                let route = Route::client(
+                    &s.proxies,
                     &target.addr,
                     &target.name(),
                     s.starttls,

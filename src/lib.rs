@@ -9,6 +9,8 @@
 //!   `names`: host names (IDN) and `--san` values.
 //! - `client` / `listener`: connect and listen; `certgen`: `stls cert`; `stls completions` is
 //!   a function in this file.
+//! - `route`: what comes before the TLS handshake — `proxy` hops, `starttls` dialogues —
+//!   each dialogue played by `preamble`.
 //! - `relay`: the event loop for every connection; `events`: what its tokens mean and the
 //!   readiness each descriptor remembers; `session`: one connection (a TLS socket and its
 //!   local end) and its finishing rules; `tls_socket`: TLS over a TCP socket; `local`: the
@@ -42,6 +44,7 @@ mod proxy;
 mod relay;
 mod report;
 mod resolve;
+mod route;
 mod session;
 mod settings;
 mod starttls;
@@ -61,8 +64,9 @@ pub use fingerprint::{fingerprint_text, parse_fingerprint};
 pub use identity::{certs_from_pem, key_from_pem};
 pub use names::{host_to_ascii, parse_san, San};
 pub use net::{parse_listen, parse_target, HostPort};
-pub use preamble::{feed, Dialogue, Fed};
+pub use preamble::Fed;
 pub use report::{escape, is_invisible};
+pub use route::{feed, Dialogue};
 pub use tls::provider;
 pub use trust::AllowSan;
 

@@ -14,9 +14,9 @@ use rustls::{ServerConfig, ServerConnection};
 
 use crate::error::{classify, Class};
 use crate::net;
-use crate::preamble::{Preamble, Stage};
 use crate::relay::{Listening, Relay};
 use crate::report;
+use crate::route::Route;
 use crate::session::{Options, Session};
 use crate::settings::Listen;
 use crate::tls_socket::TlsSocket;
@@ -152,16 +152,13 @@ fn setup(
             Some(addr),
             Some((Instant::now() + limit, option)),
             exec,
-            starttls
-                .iter()
-                .map(|(proto, name)| {
-                    Stage::Talk(Box::new(Preamble::server(
-                        *proto,
-                        name,
-                        &format!("client {addr}"),
-                    )))
-                })
-                .collect(),
+            Route::server(
+                starttls
+                    .as_ref()
+                    .map(|(proto, name)| (*proto, name.as_str())),
+                &format!("client {addr}"),
+            )
+            .stages,
         ))
     };
     relay.listen(Listening {

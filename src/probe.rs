@@ -20,8 +20,7 @@ use rustls::ClientConnection;
 use crate::describe::Params;
 use crate::error::{io_phrase, socket_class, Class};
 use crate::events::{token, Part};
-use crate::preamble::{self, Stage};
-use crate::proxy::Route;
+use crate::route::{self, Route, Stage};
 use crate::settings::{ClientTls, Target};
 use crate::starttls;
 use crate::tls_socket::{handshake_io_error, ConnError, TlsSocket};
@@ -134,7 +133,7 @@ impl Probe {
 
     /// Whether a proxy hop waits for a lookup: a lookup's answer is its event.
     pub(crate) fn awaits_lookup(&self) -> bool {
-        preamble::awaits_lookup(&self.stages)
+        route::awaits_lookup(&self.stages)
     }
 
     /// Remember what an event says the socket is ready for.
@@ -198,7 +197,7 @@ impl Probe {
         let Step::Handshake(conn) = &mut self.step else {
             return Ok(false);
         };
-        if !preamble::advance(&mut self.stages, &mut conn.sock, &mut conn.ready)? {
+        if !route::advance(&mut self.stages, &mut conn.sock, &mut conn.ready)? {
             return Ok(false);
         }
         let Step::Handshake(conn) = &mut self.step else {
@@ -273,13 +272,13 @@ impl Probe {
             Step::Handshake(conn) => {
                 conn.abort();
                 let _ = registry.deregister(&mut conn.sock.tcp);
-                match preamble::current(&self.stages) {
+                match route::current(&self.stages) {
                     Some(what) => format!(
                         "{}: the {what} dialogue was not done within {secs}s (-w){}",
                         self.label,
-                        preamble::looking_up(&self.stages)
+                        route::looking_up(&self.stages)
                             .map(|name| format!("; no answer came for the lookup of {name}"))
-                            .or_else(|| preamble::silence(&self.stages).map(|h| format!("; {h}")))
+                            .or_else(|| route::silence(&self.stages).map(|h| format!("; {h}")))
                             .unwrap_or_default()
                     ),
                     None => format!(

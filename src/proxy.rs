@@ -1,29 +1,27 @@
 //! Proxies: `--proxy URL` (repeatable: a chain, first hop first) or curl's environment
 //! variables, `--noproxy`/`NO_PROXY`, and the request each hop is sent for the next one —
-//! HTTP CONNECT (also through TLS to an `https://` proxy), SOCKS4a, SOCKS5 — as a script for
-//! a [`Preamble`].
+//! HTTP CONNECT (also through TLS to an `https://` proxy), SOCKS4a, SOCKS5 — each [`Hop`] a
+//! [`Dialogue`] that owns how far it has got.
 //!
 //! The name of the next hop (and at the end, the target) travels unresolved where the scheme
 //! allows (`http`, `https`, `socks4a`, `socks5h`); `socks5://` resolves it here, as curl does.
 //! Credentials (`user:pass@`) are percent-decoded and sent as Basic or RFC 1929; no message
 //! or `-vv` line shows them.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use base64::prelude::{Engine, BASE64_STANDARD};
-use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection};
+use rustls::ClientConfig;
 
+use crate::error::Class;
 use crate::names;
 use crate::net::HostPort;
-use crate::preamble::{quote, Preamble, Progress, Script, Stage};
-use crate::resolve::{Lookup, Resolver};
-use crate::starttls::Proto;
+use crate::preamble::{quote, Dialogue, Preamble, Progress};
+use crate::resolve::Lookup;
+use crate::starttls;
 use crate::trust::Explainer;
 
 /// How a proxy is spoken to.
@@ -284,14 +282,6 @@ pub(crate) struct Proxies {
     pub tls: Option<(Arc<ClientConfig>, Explainer)>,
 }
 
-/// The way to a target.
-pub(crate) struct Route {
-    /// The proxies on the way (for `-v`).
-    pub hops: Vec<ProxyUrl>,
-    /// What comes before the TLS handshake.
-    pub stages: VecDeque<Stage>,
-}
-
 impl Proxies {
     /// Where the TCP connection to reach `target` goes: the first proxy, or `target`.
     pub(crate) fn first_hop(&self, target: &HostPort) -> HostPort {
@@ -299,80 +289,6 @@ impl Proxies {
             (Some(p), false) => p.addr.clone(),
             _ => target.clone(),
         }
-    }
-
-    /// The stages to reach `target` (named `name` in a STARTTLS dialogue), then `starttls`.
-    /// A name a `socks5://` proxy is to be given as an address is looked up from here on, by
-    /// `resolver`, until `deadline`; the hop waits for the answer when it needs it.
-    pub(crate) fn route(
-        &self,
-        target: &HostPort,
-        name: &str,
-        starttls: Option<Proto>,
-        resolver: &Resolver,
-        deadline: Option<Instant>,
-    ) -> Result<Route> {
-        let chain: Vec<ProxyUrl> = match bypass(&self.no_proxy, &target.host) {
-            true => Vec::new(),
-            false => self.chain.clone(),
-        };
-        let peer = target.to_string();
-        let mut stages = VecDeque::new();
-        for (i, proxy) in chain.iter().enumerate() {
-            let next = chain.get(i + 1).map_or(target, |p| &p.addr).clone();
-            let mut explain = None;
-            if proxy.scheme == Scheme::Https {
-                let Some((config, explainer)) = &self.tls else {
-                    return Err(anyhow!("no TLS settings for {proxy}"));
-                };
-                let name = ServerName::try_from(proxy.addr.host.clone())
-                    .map_err(|_| anyhow!("{proxy}: not a valid server name"))?;
-                let tls = ClientConnection::new(config.clone(), name)
-                    .map_err(|e| anyhow!("TLS setup for {proxy}: {e}"))?;
-                stages.push_back(Stage::Layer(Box::new(tls)));
-                explain = Some(explainer.clone());
-            }
-            let lookup = match (proxy.scheme, next.host.parse::<IpAddr>()) {
-                (Scheme::Socks5, Err(_)) => Some(resolver.lookup(&next, deadline)),
-                _ => None,
-            };
-            let hop = Hop {
-                proxy: proxy.clone(),
-                next,
-                lookup,
-                resolved: None,
-                explain,
-            };
-            stages.push_back(Stage::Talk(Box::new(Preamble::proxy(hop, &peer))));
-        }
-        if let Some(proto) = starttls {
-            stages.push_back(Stage::Talk(Box::new(Preamble::client(proto, name, &peer))));
-        }
-        Ok(Route {
-            hops: chain,
-            stages,
-        })
-    }
-}
-
-impl Route {
-    /// Wait until `deadline` for the lookups the hops started (`wait` set it, for the
-    /// message): for a caller with no loop running yet to be woken by their answers.
-    pub(crate) fn settle(&self, deadline: Option<Instant>, wait: Option<Duration>) -> Result<()> {
-        for stage in &self.stages {
-            let Stage::Talk(p) = stage else { continue };
-            let Script::Proxy(hop) = &p.script else {
-                continue;
-            };
-            if let Some(lookup) = &hop.lookup {
-                if !lookup.wait(deadline) {
-                    return Err(lookup
-                        .timed_out(wait)
-                        .context(format!("proxy {}", hop.proxy)));
-                }
-            }
-        }
-        Ok(())
     }
 }
 
@@ -383,108 +299,369 @@ pub(crate) struct Hop {
     /// `socks5://` with a name: its lookup, under way until its answer is taken.
     pub lookup: Option<Lookup>,
     /// `socks5://`: the next hop's address, resolved here.
-    pub resolved: Option<SocketAddr>,
+    resolved: Option<SocketAddr>,
     /// How a failure of the TLS session with an `https://` proxy is told.
-    pub explain: Option<Explainer>,
+    explain: Option<Explainer>,
+    /// How far the dialogue has got: SOCKS5's method (0), authentication (1), request (2),
+    /// or wait for the address to request (3).
+    step: u8,
 }
 
-/// The greeting or request that opens the hop.
-pub(crate) fn start(p: &mut Preamble) {
-    let Script::Proxy(hop) = &p.script else {
-        return;
-    };
-    let (scheme, next) = (hop.proxy.scheme, hop.next.clone());
-    let creds = hop.proxy.user.clone().map(|u| (u, hop.proxy.pass.clone()));
-    match scheme {
-        Scheme::Http | Scheme::Https => {
-            let target = next.to_string();
-            let mut request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
-            let mut shown = request.clone();
-            if let Some((user, pass)) = creds {
-                let token = BASE64_STANDARD.encode(format!("{user}:{}", pass.unwrap_or_default()));
-                request += &format!("Proxy-Authorization: Basic {token}\r\n");
-                shown += "Proxy-Authorization: Basic (hidden)\r\n";
+/// What follows a hop's reply on the connection.
+pub(crate) enum Then<'a> {
+    /// A STARTTLS dialogue, whose server speaks first.
+    StartTls,
+    /// Our request to the next proxy.
+    Proxy(&'a ProxyUrl),
+    /// The TLS handshake with the next proxy, an `https://` one.
+    ProxyTls,
+    /// The TLS handshake with the target.
+    Target,
+}
+
+impl Hop {
+    /// The request to `proxy` for `next`, with the lookup of `next` a `socks5://` proxy is
+    /// to be given an address of, and how a failure of an `https://` proxy's TLS is told.
+    pub(crate) fn new(
+        proxy: ProxyUrl,
+        next: HostPort,
+        lookup: Option<Lookup>,
+        explain: Option<Explainer>,
+    ) -> Hop {
+        Hop {
+            proxy,
+            next,
+            lookup,
+            resolved: None,
+            explain,
+            step: 0,
+        }
+    }
+
+    /// Bytes that came after the proxy's reply in the same read: the next phase's only if it
+    /// is a STARTTLS dialogue, whose server speaks first. A TLS server (the target's, or an
+    /// `https://` proxy's) and a proxy wait for us, so before our ClientHello or request
+    /// they can only be the proxy's own data: an error that says so.
+    pub(crate) fn check_after_reply(&self, p: &Preamble, after: &[u8], then: Then) -> Result<()> {
+        let before = match then {
+            Then::StartTls => return Ok(()),
+            Then::Proxy(next) => format!("before our request to proxy {next}"),
+            Then::ProxyTls => format!(
+                "before the TLS handshake with the next proxy, {}, began",
+                self.next
+            ),
+            Then::Target => format!("before the TLS handshake with {} began", self.next),
+        };
+        let reply = match p.reply.first() {
+            Some(status) => format!(" ('{}')", quote(status.as_bytes())),
+            None => String::new(),
+        };
+        // A plain-text server behind a transparent proxy looks the same: say so if the
+        // bytes look like a known protocol's greeting.
+        let greeting = match then {
+            Then::Target => starttls::recognise(after).and_then(|(_, proto)| proto),
+            _ => None,
+        };
+        let hint = match greeting {
+            Some(proto) => format!(
+                "; if that is the server's greeting, it speaks plain {0}: use --starttls {0}",
+                proto.name()
+            ),
+            None => String::new(),
+        };
+        Err(p.fail(format!(
+            "sent {} bytes of data after its reply{reply}, {before}: '{}'{hint}",
+            after.len(),
+            quote(after)
+        )))
+    }
+
+    fn http(&self, p: &mut Preamble) -> Result<Progress> {
+        let Some(line) = p.line()? else {
+            return Ok(Progress::More);
+        };
+        if p.reply.is_empty() {
+            if status_code(&line).is_none() {
+                return Err(p.fail(format!(
+                    "answered '{}', which is not an HTTP response",
+                    quote(line.as_bytes())
+                )));
             }
-            request += "\r\n";
-            p.send_bytes(request.as_bytes(), shown.trim_end());
+            p.reply.push(line);
+            return Ok(Progress::Next);
         }
-        Scheme::Socks4a => {
-            let mut req = vec![4, 1];
-            req.extend_from_slice(&next.port.to_be_bytes());
-            let user = creds.map(|(u, _)| u).unwrap_or_default();
-            match next.host.parse::<std::net::Ipv4Addr>() {
-                Ok(ip) => {
-                    req.extend_from_slice(&ip.octets());
-                    req.extend_from_slice(user.as_bytes());
-                    req.push(0);
-                }
-                Err(_) => {
-                    // 0.0.0.1: "the name follows" (SOCKS4a).
-                    req.extend_from_slice(&[0, 0, 0, 1]);
-                    req.extend_from_slice(user.as_bytes());
-                    req.push(0);
-                    req.extend_from_slice(next.host.as_bytes());
-                    req.push(0);
+        if !line.is_empty() {
+            return Ok(Progress::Next); // a header
+        }
+        let status_line = p.reply[0].clone();
+        let code = status_code(&status_line).unwrap_or_default();
+        // Any 2xx to CONNECT means the tunnel is open (RFC 9110 §9.3.6).
+        if (200..300).contains(&code) {
+            return Ok(Progress::Go);
+        }
+        let hint = match (code, self.proxy.user.is_some()) {
+            (407, false) => {
+                " (it wants credentials: give them in the URL, http://USER:PASS@HOST:PORT)"
+            }
+            (407, true) => " (it refused the user name and password given in the URL)",
+            _ => "",
+        };
+        let next = self.next.to_string();
+        Err(p.fail(format!(
+            "refused to connect to {next}: '{}'{hint}",
+            quote(status_line.as_bytes())
+        )))
+    }
+
+    fn socks4a(&self, p: &mut Preamble) -> Result<Progress> {
+        let Some(reply) = p.take(8) else {
+            return Ok(Progress::More);
+        };
+        match (reply[0], reply[1]) {
+            (0, 0x5a) => Ok(Progress::Go),
+            (0, code) => {
+                let why = match code {
+                    0x5b => "request rejected or failed",
+                    0x5c => "the proxy could not reach our identd",
+                    0x5d => "identd did not confirm the user",
+                    _ => "unknown reply code",
+                };
+                Err(p.fail(format!("refused: {why} (code 0x{code:02x})")))
+            }
+            _ => Err(p.fail("answered something that is not a SOCKS4 reply")),
+        }
+    }
+
+    fn socks5(&mut self, p: &mut Preamble) -> Result<Progress> {
+        let creds = self
+            .proxy
+            .user
+            .clone()
+            .map(|u| (u, self.proxy.pass.clone()));
+        let next = self.next.clone();
+        match self.step {
+            0 => {
+                let Some(reply) = p.take(2) else {
+                    return Ok(Progress::More);
+                };
+                match (reply[0], reply[1], creds) {
+                    (5, 0, _) => self.socks5_address(p),
+                    (5, 2, Some((user, pass))) => {
+                        let pass = pass.unwrap_or_default();
+                        if user.len() > 255 || pass.len() > 255 {
+                            return Err(
+                                p.fail("the user name and password must be 255 bytes or less")
+                            );
+                        }
+                        let mut auth = vec![1, user.len() as u8];
+                        auth.extend_from_slice(user.as_bytes());
+                        auth.push(pass.len() as u8);
+                        auth.extend_from_slice(pass.as_bytes());
+                        p.send_bytes(&auth, "SOCKS5 username/password (hidden)");
+                        self.step = 1;
+                        Ok(Progress::Next)
+                    }
+                    (5, 2, None) | (5, 0xff, None) => Err(p.fail(
+                        "it requires a user name and password: give them in the URL, \
+                         socks5://USER:PASS@HOST:PORT",
+                    )),
+                    (5, _, _) => Err(p.fail(
+                        "refused every authentication method we offered (none, username/password)",
+                    )),
+                    _ => Err(p.fail("answered something that is not a SOCKS5 reply")),
                 }
             }
-            p.send_bytes(&req, &format!("SOCKS4a CONNECT {next}"));
+            1 => {
+                let Some(reply) = p.take(2) else {
+                    return Ok(Progress::More);
+                };
+                if reply[1] != 0 {
+                    return Err(p.fail("rejected the user name and password"));
+                }
+                self.socks5_address(p)
+            }
+            3 => self.socks5_address(p),
+            _ => {
+                // VER REP RSV ATYP, then the bound address and port. A failure is told by its
+                // code alone: the address that follows may be missing or of an unknown type, and
+                // waiting for it would wait for bytes that never come.
+                let head = match p.inbox.get(..2) {
+                    Some(h) => [h[0], h[1]],
+                    None => return Ok(Progress::More),
+                };
+                if head[0] != 5 {
+                    return Err(p.fail("answered something that is not a SOCKS5 reply"));
+                }
+                if head[1] != 0 {
+                    let _ = p.take(2);
+                    return Err(p.fail(format!(
+                        "could not connect to {next}: {} (reply {})",
+                        socks5_failure(head[1]),
+                        head[1]
+                    )));
+                }
+                let Some(&atyp) = p.inbox.get(3) else {
+                    return Ok(Progress::More);
+                };
+                let addr_len = match atyp {
+                    1 => 4,
+                    3 => match p.inbox.get(4) {
+                        Some(&len) => 1 + len as usize,
+                        None => return Ok(Progress::More),
+                    },
+                    4 => 16,
+                    _ => {
+                        let head = p.take(4).unwrap_or_default();
+                        return Err(p.fail(format!(
+                            "answered with an unknown address type ({}) in its reply '{}'",
+                            atyp,
+                            hex(&head)
+                        )));
+                    }
+                };
+                if p.take(4 + addr_len + 2).is_none() {
+                    return Ok(Progress::More);
+                }
+                Ok(Progress::Go)
+            }
         }
-        Scheme::Socks5 | Scheme::Socks5h => {
-            let methods: &[u8] = if creds.is_some() { &[0, 2] } else { &[0] };
-            let mut greeting = vec![5, methods.len() as u8];
-            greeting.extend_from_slice(methods);
-            p.send_bytes(&greeting, "SOCKS5 greeting");
+    }
+
+    /// Step 3: the request goes once the next hop's address is known — at once for a name the
+    /// proxy resolves or an address, else when the lookup the route started has its answer (the
+    /// loop is woken then, and this step taken again).
+    fn socks5_address(&mut self, p: &mut Preamble) -> Result<Progress> {
+        self.step = 3;
+        if let Some(lookup) = &mut self.lookup {
+            let Some(answer) = lookup.poll() else {
+                return Ok(Progress::More);
+            };
+            self.lookup = None;
+            let addrs =
+                answer.map_err(|e| e.context(format!("{}: proxy {}", p.peer, self.proxy)))?;
+            self.resolved = addrs.first().copied();
         }
+        self.socks5_request(p)
+    }
+
+    fn socks5_request(&mut self, p: &mut Preamble) -> Result<Progress> {
+        let (scheme, next, resolved) = (self.proxy.scheme, &self.next, self.resolved);
+        let mut req = vec![5, 1, 0];
+        let literal: Option<IpAddr> = next.host.parse().ok();
+        let ip = match scheme {
+            Scheme::Socks5 => literal.or(resolved.map(|a| a.ip())),
+            _ => literal,
+        };
+        match ip {
+            Some(IpAddr::V4(ip)) => {
+                req.push(1);
+                req.extend_from_slice(&ip.octets());
+            }
+            Some(IpAddr::V6(ip)) => {
+                req.push(4);
+                req.extend_from_slice(&ip.octets());
+            }
+            None if next.host.len() <= 255 => {
+                req.push(3);
+                req.push(next.host.len() as u8);
+                req.extend_from_slice(next.host.as_bytes());
+            }
+            None => return Err(p.fail("the host name is longer than SOCKS5 allows (255)")),
+        }
+        req.extend_from_slice(&next.port.to_be_bytes());
+        let shown = match ip {
+            Some(ip) => format!("SOCKS5 CONNECT {ip} port {}", next.port),
+            None => format!("SOCKS5 CONNECT {next}"),
+        };
+        p.send_bytes(&req, &shown);
+        self.step = 2;
+        Ok(Progress::Next)
     }
 }
 
-pub(crate) fn step(p: &mut Preamble) -> Result<Progress> {
-    let Script::Proxy(hop) = &p.script else {
-        return Ok(Progress::More);
-    };
-    match hop.proxy.scheme {
-        Scheme::Http | Scheme::Https => http(p),
-        Scheme::Socks4a => socks4a(p),
-        Scheme::Socks5 | Scheme::Socks5h => socks5(p),
+impl Dialogue for Hop {
+    fn what(&self) -> String {
+        format!("proxy {}", self.proxy)
     }
-}
 
-fn http(p: &mut Preamble) -> Result<Progress> {
-    let Some(line) = p.line()? else {
-        return Ok(Progress::More);
-    };
-    if p.reply.is_empty() {
-        if status_code(&line).is_none() {
-            return Err(p.fail(format!(
-                "answered '{}', which is not an HTTP response",
-                quote(line.as_bytes())
-            )));
+    fn tag(&self) -> String {
+        self.what()
+    }
+
+    /// The proxy did not connect us: exit 3.
+    fn class(&self) -> Class {
+        Class::Network
+    }
+
+    /// The greeting or request that opens the hop.
+    fn start(&mut self, p: &mut Preamble) {
+        let (scheme, next) = (self.proxy.scheme, self.next.clone());
+        let creds = self
+            .proxy
+            .user
+            .clone()
+            .map(|u| (u, self.proxy.pass.clone()));
+        match scheme {
+            Scheme::Http | Scheme::Https => {
+                let target = next.to_string();
+                let mut request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
+                let mut shown = request.clone();
+                if let Some((user, pass)) = creds {
+                    let token =
+                        BASE64_STANDARD.encode(format!("{user}:{}", pass.unwrap_or_default()));
+                    request += &format!("Proxy-Authorization: Basic {token}\r\n");
+                    shown += "Proxy-Authorization: Basic (hidden)\r\n";
+                }
+                request += "\r\n";
+                p.send_bytes(request.as_bytes(), shown.trim_end());
+            }
+            Scheme::Socks4a => {
+                let mut req = vec![4, 1];
+                req.extend_from_slice(&next.port.to_be_bytes());
+                let user = creds.map(|(u, _)| u).unwrap_or_default();
+                match next.host.parse::<std::net::Ipv4Addr>() {
+                    Ok(ip) => {
+                        req.extend_from_slice(&ip.octets());
+                        req.extend_from_slice(user.as_bytes());
+                        req.push(0);
+                    }
+                    Err(_) => {
+                        // 0.0.0.1: "the name follows" (SOCKS4a).
+                        req.extend_from_slice(&[0, 0, 0, 1]);
+                        req.extend_from_slice(user.as_bytes());
+                        req.push(0);
+                        req.extend_from_slice(next.host.as_bytes());
+                        req.push(0);
+                    }
+                }
+                p.send_bytes(&req, &format!("SOCKS4a CONNECT {next}"));
+            }
+            Scheme::Socks5 | Scheme::Socks5h => {
+                let methods: &[u8] = if creds.is_some() { &[0, 2] } else { &[0] };
+                let mut greeting = vec![5, methods.len() as u8];
+                greeting.extend_from_slice(methods);
+                p.send_bytes(&greeting, "SOCKS5 greeting");
+            }
         }
-        p.reply.push(line);
-        return Ok(Progress::Next);
     }
-    if !line.is_empty() {
-        return Ok(Progress::Next); // a header
+
+    fn step(&mut self, p: &mut Preamble) -> Result<Progress> {
+        match self.proxy.scheme {
+            Scheme::Http | Scheme::Https => self.http(p),
+            Scheme::Socks4a => self.socks4a(p),
+            Scheme::Socks5 | Scheme::Socks5h => self.socks5(p),
+        }
     }
-    let status_line = p.reply[0].clone();
-    let code = status_code(&status_line).unwrap_or_default();
-    // Any 2xx to CONNECT means the tunnel is open (RFC 9110 §9.3.6).
-    if (200..300).contains(&code) {
-        return Ok(Progress::Go);
+
+    /// What follows a proxy's reply is the next hop's or the server's.
+    fn early(&self) -> Option<&'static str> {
+        None
     }
-    let Script::Proxy(hop) = &p.script else {
-        return Ok(Progress::More);
-    };
-    let hint = match (code, hop.proxy.user.is_some()) {
-        (407, false) => " (it wants credentials: give them in the URL, http://USER:PASS@HOST:PORT)",
-        (407, true) => " (it refused the user name and password given in the URL)",
-        _ => "",
-    };
-    let next = hop.next.to_string();
-    Err(p.fail(format!(
-        "refused to connect to {next}: '{}'{hint}",
-        quote(status_line.as_bytes())
-    )))
+
+    fn tls_failed(&self, e: &rustls::Error) -> Option<anyhow::Error> {
+        let explain = self.explain.as_ref()?;
+        Some(explain.error(e, &format!("proxy {}", self.proxy), false))
+    }
 }
 
 /// The status code of an HTTP status line, `HTTP/1.1 200 Connection established`: three
@@ -498,137 +675,6 @@ fn status_code(line: &str) -> Option<u16> {
         .then(|| code.parse().ok())
         .flatten()
         .filter(|c| (100..600).contains(c))
-}
-
-fn socks4a(p: &mut Preamble) -> Result<Progress> {
-    let Some(reply) = p.take(8) else {
-        return Ok(Progress::More);
-    };
-    match (reply[0], reply[1]) {
-        (0, 0x5a) => Ok(Progress::Go),
-        (0, code) => {
-            let why = match code {
-                0x5b => "request rejected or failed",
-                0x5c => "the proxy could not reach our identd",
-                0x5d => "identd did not confirm the user",
-                _ => "unknown reply code",
-            };
-            Err(p.fail(format!("refused: {why} (code 0x{code:02x})")))
-        }
-        _ => Err(p.fail("answered something that is not a SOCKS4 reply")),
-    }
-}
-
-fn socks5(p: &mut Preamble) -> Result<Progress> {
-    let Script::Proxy(hop) = &p.script else {
-        return Ok(Progress::More);
-    };
-    let creds = hop.proxy.user.clone().map(|u| (u, hop.proxy.pass.clone()));
-    let next = hop.next.clone();
-    match p.step {
-        0 => {
-            let Some(reply) = p.take(2) else {
-                return Ok(Progress::More);
-            };
-            match (reply[0], reply[1], creds) {
-                (5, 0, _) => socks5_address(p),
-                (5, 2, Some((user, pass))) => {
-                    let pass = pass.unwrap_or_default();
-                    if user.len() > 255 || pass.len() > 255 {
-                        return Err(p.fail("the user name and password must be 255 bytes or less"));
-                    }
-                    let mut auth = vec![1, user.len() as u8];
-                    auth.extend_from_slice(user.as_bytes());
-                    auth.push(pass.len() as u8);
-                    auth.extend_from_slice(pass.as_bytes());
-                    p.send_bytes(&auth, "SOCKS5 username/password (hidden)");
-                    p.step = 1;
-                    Ok(Progress::Next)
-                }
-                (5, 2, None) | (5, 0xff, None) => Err(p.fail(
-                    "it requires a user name and password: give them in the URL, \
-                     socks5://USER:PASS@HOST:PORT",
-                )),
-                (5, _, _) => Err(p.fail(
-                    "refused every authentication method we offered (none, username/password)",
-                )),
-                _ => Err(p.fail("answered something that is not a SOCKS5 reply")),
-            }
-        }
-        1 => {
-            let Some(reply) = p.take(2) else {
-                return Ok(Progress::More);
-            };
-            if reply[1] != 0 {
-                return Err(p.fail("rejected the user name and password"));
-            }
-            socks5_address(p)
-        }
-        3 => socks5_address(p),
-        _ => {
-            // VER REP RSV ATYP, then the bound address and port. A failure is told by its
-            // code alone: the address that follows may be missing or of an unknown type, and
-            // waiting for it would wait for bytes that never come.
-            let head = match p.inbox.get(..2) {
-                Some(h) => [h[0], h[1]],
-                None => return Ok(Progress::More),
-            };
-            if head[0] != 5 {
-                return Err(p.fail("answered something that is not a SOCKS5 reply"));
-            }
-            if head[1] != 0 {
-                let _ = p.take(2);
-                return Err(p.fail(format!(
-                    "could not connect to {next}: {} (reply {})",
-                    socks5_failure(head[1]),
-                    head[1]
-                )));
-            }
-            let Some(&atyp) = p.inbox.get(3) else {
-                return Ok(Progress::More);
-            };
-            let addr_len = match atyp {
-                1 => 4,
-                3 => match p.inbox.get(4) {
-                    Some(&len) => 1 + len as usize,
-                    None => return Ok(Progress::More),
-                },
-                4 => 16,
-                _ => {
-                    let head = p.take(4).unwrap_or_default();
-                    return Err(p.fail(format!(
-                        "answered with an unknown address type ({}) in its reply '{}'",
-                        atyp,
-                        hex(&head)
-                    )));
-                }
-            };
-            if p.take(4 + addr_len + 2).is_none() {
-                return Ok(Progress::More);
-            }
-            Ok(Progress::Go)
-        }
-    }
-}
-
-/// Step 3: the request goes once the next hop's address is known — at once for a name the
-/// proxy resolves or an address, else when the lookup the route started has its answer (the
-/// loop is woken then, and this step taken again).
-fn socks5_address(p: &mut Preamble) -> Result<Progress> {
-    p.step = 3;
-    let Script::Proxy(hop) = &mut p.script else {
-        return Ok(Progress::More);
-    };
-    if let Some(lookup) = &mut hop.lookup {
-        let Some(answer) = lookup.poll() else {
-            return Ok(Progress::More);
-        };
-        hop.lookup = None;
-        let addrs = answer.map_err(|e| e.context(format!("{}: proxy {}", p.peer, hop.proxy)))?;
-        hop.resolved = addrs.first().copied();
-    }
-    let (scheme, next, resolved) = (hop.proxy.scheme, hop.next.clone(), hop.resolved);
-    socks5_request(p, scheme, &next, resolved)
 }
 
 /// What a SOCKS5 reply code other than 0 means (RFC 1928 §6).
@@ -653,44 +699,6 @@ fn hex(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn socks5_request(
-    p: &mut Preamble,
-    scheme: Scheme,
-    next: &HostPort,
-    resolved: Option<SocketAddr>,
-) -> Result<Progress> {
-    let mut req = vec![5, 1, 0];
-    let literal: Option<IpAddr> = next.host.parse().ok();
-    let ip = match scheme {
-        Scheme::Socks5 => literal.or(resolved.map(|a| a.ip())),
-        _ => literal,
-    };
-    match ip {
-        Some(IpAddr::V4(ip)) => {
-            req.push(1);
-            req.extend_from_slice(&ip.octets());
-        }
-        Some(IpAddr::V6(ip)) => {
-            req.push(4);
-            req.extend_from_slice(&ip.octets());
-        }
-        None if next.host.len() <= 255 => {
-            req.push(3);
-            req.push(next.host.len() as u8);
-            req.extend_from_slice(next.host.as_bytes());
-        }
-        None => return Err(p.fail("the host name is longer than SOCKS5 allows (255)")),
-    }
-    req.extend_from_slice(&next.port.to_be_bytes());
-    let shown = match ip {
-        Some(ip) => format!("SOCKS5 CONNECT {ip} port {}", next.port),
-        None => format!("SOCKS5 CONNECT {next}"),
-    };
-    p.send_bytes(&req, &shown);
-    p.step = 2;
-    Ok(Progress::Next)
 }
 
 #[cfg(test)]

@@ -48,8 +48,8 @@ use crate::error::{io_phrase, socket_class, Class};
 use crate::events::{token, Part};
 use crate::exec::{describe_status, Child, Fed, Program};
 use crate::local::{Local, TcpEnd};
-use crate::preamble::{self, Stage};
 use crate::report;
+use crate::route::{self, Stage};
 use crate::stdio::{Broadcast, Chunk, Next, Sink};
 use crate::tls_socket::{handshake_io_error, ConnError, PeerClose, PeerEnd, TlsSocket};
 use crate::trust::Explainer;
@@ -425,7 +425,7 @@ impl Session {
         let mut moved = false;
         if !self.stages.is_empty() {
             // Nothing of TLS moves until the proxies and the dialogue say it may start.
-            if !preamble::advance(&mut self.stages, &mut self.conn.sock, &mut self.conn.ready)? {
+            if !route::advance(&mut self.stages, &mut self.conn.sock, &mut self.conn.ready)? {
                 return Ok(Turn::Idle);
             }
             moved = true;
@@ -1154,11 +1154,11 @@ impl Session {
             Timer::Confirm => return self.unconfirmed(),
             Timer::Unsent => Err(self.too_late()),
             Timer::Handshake(option) => {
-                Err(Class::Timeout.err(match preamble::current(&self.stages) {
+                Err(Class::Timeout.err(match route::current(&self.stages) {
                     Some(what) => format!(
                         "the {what} dialogue with {} timed out ({option}){}",
                         self.label,
-                        preamble::looking_up(&self.stages)
+                        route::looking_up(&self.stages)
                             .map(|name| format!(": no answer came for the lookup of {name}"))
                             .unwrap_or_default()
                     ),

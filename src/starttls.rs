@@ -1,7 +1,7 @@
 //! STARTTLS: the plaintext dialogue that some protocols speak before TLS starts on the same
 //! connection, on either side, for the fourteen protocols `openssl s_client -starttls` knows
-//! (`client`: what we say as their client; `server`: as their server). Each is a script for a
-//! [`Preamble`].
+//! (`client`: what we say as their client; `server`: as their server). A [`StartTls`] is one
+//! side of one protocol: a [`Dialogue`] that owns how far it has got.
 
 mod client;
 mod server;
@@ -9,7 +9,8 @@ mod server;
 use anyhow::Result;
 use clap::ValueEnum;
 
-use crate::preamble::{Preamble, Progress, Role};
+use crate::error::Class;
+use crate::preamble::{Dialogue, Preamble, Progress};
 
 /// The protocols, named as `openssl s_client -starttls` names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -127,25 +128,217 @@ pub(crate) fn recognise(first: &[u8]) -> Option<(String, Option<Proto>)> {
     Some((crate::preamble::quote(line.as_bytes()), proto))
 }
 
-/// What our side says before the peer has said anything.
-pub(crate) fn start(p: &mut Preamble, proto: Proto, role: Role) {
-    match role {
-        Role::Client => client::start(p, proto),
-        Role::Server => server::start(p, proto),
+/// Which side of the dialogue we speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    Client,
+    Server,
+}
+
+/// Why a server that says nothing to a STARTTLS client is most likely an implicit-TLS one.
+pub(crate) const IMPLICIT_SILENT: &str = "no greeting came: the port looks like implicit TLS \
+     (a TLS server waits for the client to speak first): drop --starttls";
+
+/// One side of a protocol's dialogue.
+pub(crate) struct StartTls {
+    pub(crate) proto: Proto,
+    pub(crate) role: Role,
+    /// The client: the name for EHLO/LHLO and XMPP's `to`. The server: its own name.
+    name: String,
+    /// How far the script has got (each side numbers its own steps).
+    step: u8,
+}
+
+impl StartTls {
+    /// The client side of `proto`, naming itself `name` where the protocol asks for it.
+    pub(crate) fn client(proto: Proto, name: &str) -> StartTls {
+        StartTls::new(proto, Role::Client, name)
+    }
+
+    /// The server side of `proto`, naming itself `name` in greetings.
+    pub(crate) fn server(proto: Proto, name: &str) -> StartTls {
+        StartTls::new(proto, Role::Server, name)
+    }
+
+    fn new(proto: Proto, role: Role, name: &str) -> StartTls {
+        StartTls {
+            proto,
+            role,
+            name: name.to_string(),
+            step: 0,
+        }
+    }
+
+    /// A client waiting for a greeting that a server of its protocol sends at once: what
+    /// silence suggests.
+    pub(crate) fn silence(&self) -> Option<&'static str> {
+        (self.role == Role::Client && self.proto.server_speaks_first()).then_some(IMPLICIT_SILENT)
     }
 }
 
-/// One step of the dialogue with what the inbox holds.
-pub(crate) fn step(p: &mut Preamble, proto: Proto, role: Role) -> Result<Progress> {
-    match role {
-        Role::Client => client::step(p, proto),
-        Role::Server => server::step(p, proto),
+impl Dialogue for StartTls {
+    fn what(&self) -> String {
+        format!("{} STARTTLS", self.proto.name())
+    }
+
+    fn tag(&self) -> String {
+        self.proto.name().to_string()
+    }
+
+    /// The TLS handshake never started: exit 4.
+    fn class(&self) -> Class {
+        Class::Handshake
+    }
+
+    fn start(&mut self, p: &mut Preamble) {
+        match self.role {
+            Role::Client => client::start(self, p),
+            Role::Server => server::start(self, p),
+        }
+    }
+
+    fn step(&mut self, p: &mut Preamble) -> Result<Progress> {
+        match self.role {
+            Role::Client => client::step(self, p),
+            Role::Server => server::step(self, p),
+        }
+    }
+
+    /// MySQL's client sends its ClientHello right after the SSL request: TLS's.
+    fn early(&self) -> Option<&'static str> {
+        match (self.role, self.proto) {
+            (Role::Server, Proto::Mysql) => None,
+            (Role::Client, _) => Some("after its go-ahead"),
+            (Role::Server, _) => Some("after its STARTTLS command"),
+        }
+    }
+
+    /// A client whose server's first bytes are a TLS record (an alert, most likely, for the
+    /// plain text it got): the port speaks TLS from the start. No STARTTLS protocol begins
+    /// with a record's type and version.
+    fn wrong_start(&self, first: &[u8]) -> Option<String> {
+        let record = self.role == Role::Client && matches!(first, [0x15 | 0x16, 0x03, ..]);
+        record.then(|| {
+            format!(
+                "it answered with a TLS record, not {}: the port looks like implicit TLS; \
+                 drop --starttls",
+                self.proto.name()
+            )
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::preamble::{Talk, LINES_MAX, LINE_MAX};
+
+    /// Run a client and a server dialogue against each other in memory.
+    fn converse(proto: Proto) -> (Talk<StartTls>, Talk<StartTls>) {
+        let mut c = Talk::new(StartTls::client(proto, "client.example"), "server");
+        let mut s = Talk::new(StartTls::server(proto, "server.example"), "client");
+        for _ in 0..50 {
+            let (to_s, to_c) = (c.said(), s.said());
+            if c.done() && s.done() && to_s.is_empty() && to_c.is_empty() {
+                return (c, s);
+            }
+            c.hear(&to_c).expect("client");
+            s.hear(&to_s).expect("server");
+        }
+        panic!("{} did not finish", proto.name());
+    }
+
+    #[test]
+    fn every_protocol_reaches_tls_against_our_own_server() {
+        for proto in Proto::value_variants() {
+            let (c, s) = converse(*proto);
+            assert!(c.p.inbox.is_empty() && c.p.leftover.is_empty(), "{proto:?}");
+            assert!(s.p.inbox.is_empty() && s.p.leftover.is_empty(), "{proto:?}");
+        }
+    }
+
+    /// Deterministic pseudo-random bytes.
+    fn noise(seed: &mut u64, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                *seed ^= *seed << 13;
+                *seed ^= *seed >> 7;
+                *seed ^= *seed << 17;
+                *seed as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn no_input_panics_either_side() {
+        // Random bytes, and a real dialogue with random bytes spliced in, to every
+        // protocol's client and server, fed in random-sized pieces.
+        let mut seed = 0x5eed_u64;
+        for proto in Proto::value_variants() {
+            for round in 0..300 {
+                for role in [Role::Client, Role::Server] {
+                    let mut p = Talk::new(StartTls::new(*proto, role, "n"), "peer");
+                    let mut input = noise(&mut seed, 1 + round % 200);
+                    if round % 3 == 0 {
+                        // Plausible text, to get past the first steps.
+                        input.splice(
+                            0..0,
+                            b"220-x\r\n250 STARTTLS\r\n* OK\r\n+OK\r\n".iter().copied(),
+                        );
+                    }
+                    for piece in input.chunks(1 + round % 7) {
+                        if p.hear(piece).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn odd_xmpp_headers_are_refused_not_panicked_on() {
+        for header in [
+            &b"<stream:stream to=\xc3\xa9>"[..],
+            b"<stream:stream to=\xff>",
+        ] {
+            let mut s = Talk::new(StartTls::server(Proto::Xmpp, "n"), "c");
+            let _ = s.hear(header);
+        }
+        // Whitespace between elements, and <proceed></proceed>, are XMPP too.
+        let (c, s) = converse(Proto::Xmpp);
+        assert!(c.done() && s.done());
+        let mut c = Talk::new(StartTls::client(Proto::Xmpp, "n"), "s");
+        c.hear(b"<stream:stream><stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>").unwrap();
+        c.hear(b" \n<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'></proceed>")
+            .unwrap();
+        assert!(c.done());
+    }
+
+    #[test]
+    fn an_endless_line_is_an_error_not_a_buffer() {
+        let mut c = Talk::new(StartTls::client(Proto::Smtp, "c"), "server");
+        let e = c.hear(&vec![b'2'; LINE_MAX + 10]).unwrap_err().to_string();
+        assert!(e.contains("longer than 4096 bytes"), "{e}");
+    }
+
+    #[test]
+    fn many_continuation_lines_end_the_dialogue() {
+        let mut c = Talk::new(StartTls::client(Proto::Smtp, "c"), "server");
+        let e = c
+            .hear(&b"220-x\r\n".repeat(LINES_MAX + 1))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than 1000 lines"), "{e}");
+    }
+
+    #[test]
+    fn bytes_after_the_go_ahead_are_refused() {
+        let mut c = Talk::new(StartTls::client(Proto::Pop3, "c"), "server");
+        c.hear(b"+OK hi\r\n").unwrap();
+        let e = c.hear(b"+OK go\r\nINJECTED\r\n").unwrap_err().to_string();
+        assert!(e.contains("injection"), "{e}");
+    }
 
     #[test]
     fn plain_text_greetings_are_recognised() {

@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 
-use super::Proto;
+use super::{Proto, StartTls};
 use crate::preamble::{quote, verb, Preamble, Progress};
 
 /// LDAP: the StartTLS extended request (RFC 4511 §4.14.1), messageID 1.
@@ -23,7 +23,8 @@ pub(super) const TELNET_FOLLOWS: [u8; 6] = [IAC, 250, TELNET_START_TLS, 1, IAC, 
 pub(super) const XMPP_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 
 /// What the client sends before the server has said anything.
-pub(super) fn start(p: &mut Preamble, proto: Proto) {
+pub(super) fn start(s: &StartTls, p: &mut Preamble) {
+    let proto = s.proto;
     match proto {
         Proto::Xmpp | Proto::XmppServer => {
             let ns = if proto == Proto::Xmpp {
@@ -34,7 +35,7 @@ pub(super) fn start(p: &mut Preamble, proto: Proto) {
             let header = format!(
                 "<stream:stream xmlns:stream='http://etherx.jabber.org/streams' xmlns='{ns}' \
                  to='{}' version='1.0'>",
-                p.name
+                s.name
             );
             p.send_text(&header);
         }
@@ -53,17 +54,17 @@ pub(super) fn start(p: &mut Preamble, proto: Proto) {
     }
 }
 
-pub(super) fn step(p: &mut Preamble, proto: Proto) -> Result<Progress> {
-    match proto {
-        Proto::Smtp | Proto::Lmtp => smtp(p, proto),
-        Proto::Ftp => ftp(p),
-        Proto::Pop3 => pop3(p),
-        Proto::Imap => imap(p),
-        Proto::Nntp => nntp(p),
-        Proto::Sieve => sieve(p),
+pub(super) fn step(s: &mut StartTls, p: &mut Preamble) -> Result<Progress> {
+    match s.proto {
+        Proto::Smtp | Proto::Lmtp => smtp(s, p),
+        Proto::Ftp => ftp(s, p),
+        Proto::Pop3 => pop3(s, p),
+        Proto::Imap => imap(s, p),
+        Proto::Nntp => nntp(s, p),
+        Proto::Sieve => sieve(s, p),
         Proto::Irc => irc(p),
-        Proto::Xmpp | Proto::XmppServer => xmpp(p),
-        Proto::Telnet => telnet(p),
+        Proto::Xmpp | Proto::XmppServer => xmpp(s, p),
+        Proto::Telnet => telnet(s, p),
         Proto::Ldap => ldap(p),
         Proto::Postgres => postgres(p),
         Proto::Mysql => mysql(p),
@@ -95,16 +96,17 @@ fn smtp_reply(p: &mut Preamble) -> Result<Option<(u16, String)>> {
     Ok(None)
 }
 
-fn smtp(p: &mut Preamble, proto: Proto) -> Result<Progress> {
+fn smtp(s: &mut StartTls, p: &mut Preamble) -> Result<Progress> {
+    let proto = s.proto;
     let Some((code, text)) = smtp_reply(p)? else {
         return Ok(Progress::More);
     };
     let hello = if proto == Proto::Lmtp { "LHLO" } else { "EHLO" };
     let lines = std::mem::take(&mut p.reply);
-    match (p.step, code) {
+    match (s.step, code) {
         (0, 220) => {
-            p.send_line(&format!("{hello} {}", p.name));
-            p.step = 1;
+            p.send_line(&format!("{hello} {}", s.name));
+            s.step = 1;
             Ok(Progress::Next)
         }
         (0, _) => Err(p.refused(&text, "the connection", "a 220 greeting")),
@@ -121,7 +123,7 @@ fn smtp(p: &mut Preamble, proto: Proto) -> Result<Progress> {
                 )));
             }
             p.send_line("STARTTLS");
-            p.step = 2;
+            s.step = 2;
             Ok(Progress::Next)
         }
         (1, _) => Err(p.refused(&text, hello, "250")),
@@ -130,15 +132,15 @@ fn smtp(p: &mut Preamble, proto: Proto) -> Result<Progress> {
     }
 }
 
-fn ftp(p: &mut Preamble) -> Result<Progress> {
+fn ftp(s: &mut StartTls, p: &mut Preamble) -> Result<Progress> {
     let Some((code, text)) = smtp_reply(p)? else {
         return Ok(Progress::More);
     };
     p.reply.clear();
-    match (p.step, code) {
+    match (s.step, code) {
         (0, 220) => {
             p.send_line("AUTH TLS");
-            p.step = 1;
+            s.step = 1;
             Ok(Progress::Next)
         }
         (0, _) => Err(p.refused(&text, "the connection", "a 220 greeting")),
@@ -147,14 +149,14 @@ fn ftp(p: &mut Preamble) -> Result<Progress> {
     }
 }
 
-fn pop3(p: &mut Preamble) -> Result<Progress> {
+fn pop3(s: &mut StartTls, p: &mut Preamble) -> Result<Progress> {
     let Some(line) = p.line()? else {
         return Ok(Progress::More);
     };
-    match (p.step, line.starts_with("+OK")) {
+    match (s.step, line.starts_with("+OK")) {
         (0, true) => {
             p.send_line("STLS");
-            p.step = 1;
+            s.step = 1;
             Ok(Progress::Next)
         }
         (0, false) => Err(p.refused(&line, "the connection", "a +OK greeting")),
@@ -163,14 +165,14 @@ fn pop3(p: &mut Preamble) -> Result<Progress> {
     }
 }
 
-fn imap(p: &mut Preamble) -> Result<Progress> {
+fn imap(s: &mut StartTls, p: &mut Preamble) -> Result<Progress> {
     let Some(line) = p.line()? else {
         return Ok(Progress::More);
     };
-    match p.step {
+    match s.step {
         0 if line.starts_with("* OK") || line.starts_with("* PREAUTH") => {
             p.send_line("S1 CAPABILITY");
-            p.step = 1;
+            s.step = 1;
             Ok(Progress::Next)
         }
         0 => Err(p.refused(&line, "the connection", "a '* OK' greeting")),
@@ -193,7 +195,7 @@ fn imap(p: &mut Preamble) -> Result<Progress> {
                 )));
             }
             p.send_line("S2 STARTTLS");
-            p.step = 2;
+            s.step = 2;
             Ok(Progress::Next)
         }
         _ if line.starts_with('*') => Ok(Progress::Next),
@@ -202,25 +204,25 @@ fn imap(p: &mut Preamble) -> Result<Progress> {
     }
 }
 
-fn nntp(p: &mut Preamble) -> Result<Progress> {
+fn nntp(s: &mut StartTls, p: &mut Preamble) -> Result<Progress> {
     let Some(line) = p.line()? else {
         return Ok(Progress::More);
     };
-    match p.step {
+    match s.step {
         0 if line.starts_with("200") || line.starts_with("201") => {
             p.send_line("CAPABILITIES");
-            p.step = 1;
+            s.step = 1;
             Ok(Progress::Next)
         }
         0 => Err(p.refused(&line, "the connection", "a 200 or 201 greeting")),
         // No capability list: try STARTTLS all the same.
         1 if !line.starts_with("101") => {
             p.send_line("STARTTLS");
-            p.step = 3;
+            s.step = 3;
             Ok(Progress::Next)
         }
         1 => {
-            p.step = 2;
+            s.step = 2;
             Ok(Progress::Next)
         }
         2 if line != "." => {
@@ -236,7 +238,7 @@ fn nntp(p: &mut Preamble) -> Result<Progress> {
                 )));
             }
             p.send_line("STARTTLS");
-            p.step = 3;
+            s.step = 3;
             Ok(Progress::Next)
         }
         _ if line.starts_with("382") => Ok(Progress::Go),
@@ -244,7 +246,7 @@ fn nntp(p: &mut Preamble) -> Result<Progress> {
     }
 }
 
-fn sieve(p: &mut Preamble) -> Result<Progress> {
+fn sieve(s: &mut StartTls, p: &mut Preamble) -> Result<Progress> {
     let Some(line) = p.line()? else {
         return Ok(Progress::More);
     };
@@ -255,7 +257,7 @@ fn sieve(p: &mut Preamble) -> Result<Progress> {
         return Ok(Progress::Next);
     }
     let caps = std::mem::take(&mut p.reply);
-    match (p.step, status.as_str()) {
+    match (s.step, status.as_str()) {
         (0, "OK") => {
             let offered = caps.iter().any(|c| c.eq_ignore_ascii_case("\"STARTTLS\""));
             if !offered {
@@ -265,7 +267,7 @@ fn sieve(p: &mut Preamble) -> Result<Progress> {
                 )));
             }
             p.send_line("STARTTLS");
-            p.step = 1;
+            s.step = 1;
             Ok(Progress::Next)
         }
         (0, _) => Err(p.refused(&line, "the connection", "capabilities and OK")),
@@ -293,12 +295,12 @@ fn irc(p: &mut Preamble) -> Result<Progress> {
     }
 }
 
-fn xmpp(p: &mut Preamble) -> Result<Progress> {
+fn xmpp(s: &mut StartTls, p: &mut Preamble) -> Result<Progress> {
     let text = p.xml_text()?;
     if let Some(at) = text.find("<stream:error") {
         return Err(p.refused(&text[at..], "the stream header", "stream features"));
     }
-    match p.step {
+    match s.step {
         0 => {
             // The features, whole: "</stream:features>" or an empty "<stream:features/>".
             let end = ["</stream:features>", "<stream:features/>"]
@@ -324,7 +326,7 @@ fn xmpp(p: &mut Preamble) -> Result<Progress> {
             let taken = features.len();
             p.inbox.drain(..taken.min(p.inbox.len()));
             p.send_text(&format!("<starttls xmlns='{XMPP_TLS}'/>"));
-            p.step = 1;
+            s.step = 1;
             Ok(Progress::Next)
         }
         _ => {
@@ -340,8 +342,8 @@ fn xmpp(p: &mut Preamble) -> Result<Progress> {
     }
 }
 
-fn telnet(p: &mut Preamble) -> Result<Progress> {
-    match p.step {
+fn telnet(s: &mut StartTls, p: &mut Preamble) -> Result<Progress> {
+    match s.step {
         0 => {
             let Some(got) = p.take(3) else {
                 return Ok(Progress::More);
@@ -353,7 +355,7 @@ fn telnet(p: &mut Preamble) -> Result<Progress> {
             }
             p.send_bytes(&[IAC, TELNET_WILL, TELNET_START_TLS], "IAC WILL START_TLS");
             p.send_bytes(&TELNET_FOLLOWS, "IAC SB START_TLS FOLLOWS IAC SE");
-            p.step = 1;
+            s.step = 1;
             Ok(Progress::Next)
         }
         _ => {
@@ -567,13 +569,14 @@ fn mysql(p: &mut Preamble) -> Result<Progress> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::preamble::Talk;
 
     /// The refusal a client dialogue of `proto` ends with, given what the server sends.
     fn refusal(proto: Proto, from_server: &[u8]) -> String {
-        let mut p = Preamble::client(proto, "client.example", "server");
-        p.inbox.extend_from_slice(from_server);
+        let mut t = Talk::new(StartTls::client(proto, "client.example"), "server");
+        t.p.inbox.extend_from_slice(from_server);
         loop {
-            match step(&mut p, proto) {
+            match step(&mut t.dialogue, &mut t.p) {
                 Ok(Progress::More) => panic!("{proto:?}: no refusal"),
                 Ok(_) => {}
                 Err(e) => return format!("{e:#}"),

@@ -9,7 +9,7 @@ use super::client::{
     ber, IAC, MYSQL_CLIENT_SSL, PG_SSL_REQUEST, TELNET_DO, TELNET_FOLLOWS, TELNET_START_TLS,
     TELNET_WILL, XMPP_TLS,
 };
-use super::Proto;
+use super::{Proto, StartTls};
 use crate::preamble::{quote, verb, Preamble, Progress};
 
 /// PostgreSQL's GSSENCRequest code: answered 'N', then the client may ask for SSL.
@@ -19,8 +19,9 @@ const PG_GSSENC_REQUEST: u32 = 80_877_104;
 const MYSQL_CAPS: u32 = 0x0008_aa0f;
 
 /// What the server says first.
-pub(super) fn start(p: &mut Preamble, proto: Proto) {
-    let name = p.name.clone();
+pub(super) fn start(s: &StartTls, p: &mut Preamble) {
+    let proto = s.proto;
+    let name = s.name.clone();
     match proto {
         Proto::Smtp => p.send_line(&format!("220 {name} ESMTP stls")),
         Proto::Lmtp => p.send_line(&format!("220 {name} LMTP stls")),
@@ -37,17 +38,17 @@ pub(super) fn start(p: &mut Preamble, proto: Proto) {
     }
 }
 
-pub(super) fn step(p: &mut Preamble, proto: Proto) -> Result<Progress> {
-    match proto {
-        Proto::Smtp | Proto::Lmtp => smtp(p),
+pub(super) fn step(s: &mut StartTls, p: &mut Preamble) -> Result<Progress> {
+    match s.proto {
+        Proto::Smtp | Proto::Lmtp => smtp(s, p),
         Proto::Pop3 => pop3(p),
         Proto::Imap => imap(p),
         Proto::Ftp => ftp(p),
         Proto::Nntp => nntp(p),
         Proto::Sieve => sieve(p),
-        Proto::Irc => irc(p),
-        Proto::Xmpp | Proto::XmppServer => xmpp(p, proto),
-        Proto::Telnet => telnet(p),
+        Proto::Irc => irc(s, p),
+        Proto::Xmpp | Proto::XmppServer => xmpp(s, p),
+        Proto::Telnet => telnet(s, p),
         Proto::Ldap => ldap(p),
         Proto::Postgres => postgres(p),
         Proto::Mysql => mysql(p),
@@ -62,11 +63,11 @@ fn quit(p: &mut Preamble, goodbye: &str) -> Result<Progress> {
     Ok(Progress::Next)
 }
 
-fn smtp(p: &mut Preamble) -> Result<Progress> {
+fn smtp(s: &mut StartTls, p: &mut Preamble) -> Result<Progress> {
     let Some(line) = p.line()? else {
         return Ok(Progress::More);
     };
-    let name = p.name.clone();
+    let name = s.name.clone();
     match verb(&line).as_str() {
         "EHLO" | "LHLO" => {
             p.send_line(&format!("250-{name}"));
@@ -207,11 +208,11 @@ fn sieve(p: &mut Preamble) -> Result<Progress> {
     Ok(Progress::Next)
 }
 
-fn irc(p: &mut Preamble) -> Result<Progress> {
+fn irc(s: &mut StartTls, p: &mut Preamble) -> Result<Progress> {
     let Some(line) = p.line()? else {
         return Ok(Progress::More);
     };
-    let name = p.name.clone();
+    let name = s.name.clone();
     let mut words = line.split_whitespace();
     let command = words.next().unwrap_or_default().to_ascii_uppercase();
     match command.as_str() {
@@ -240,9 +241,10 @@ fn irc(p: &mut Preamble) -> Result<Progress> {
     Ok(Progress::Next)
 }
 
-fn xmpp(p: &mut Preamble, proto: Proto) -> Result<Progress> {
+fn xmpp(s: &mut StartTls, p: &mut Preamble) -> Result<Progress> {
+    let proto = s.proto;
     let text = p.xml_text()?;
-    match p.step {
+    match s.step {
         0 => {
             // The client's stream header, possibly after an XML declaration. More than 1 KiB
             // before any element is not XMPP: counted up to the first '<', so that the
@@ -259,7 +261,7 @@ fn xmpp(p: &mut Preamble, proto: Proto) -> Result<Progress> {
             let header = text[..start + gt + 1].to_string();
             p.log("<", &header);
             p.inbox.drain(..header.len().min(p.inbox.len()));
-            let domain = attribute(&header, "to").unwrap_or_else(|| p.name.clone());
+            let domain = attribute(&header, "to").unwrap_or_else(|| s.name.clone());
             let ns = if proto == Proto::Xmpp {
                 "jabber:client"
             } else {
@@ -272,7 +274,7 @@ fn xmpp(p: &mut Preamble, proto: Proto) -> Result<Progress> {
                  </starttls></stream:features>",
                 xml_escape(&domain)
             ));
-            p.step = 1;
+            s.step = 1;
             Ok(Progress::Next)
         }
         _ => {
@@ -310,8 +312,8 @@ fn xml_escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn telnet(p: &mut Preamble) -> Result<Progress> {
-    if p.step == 0 {
+fn telnet(s: &mut StartTls, p: &mut Preamble) -> Result<Progress> {
+    if s.step == 0 {
         let Some(got) = p.take(3) else {
             return Ok(Progress::More);
         };
@@ -322,7 +324,7 @@ fn telnet(p: &mut Preamble) -> Result<Progress> {
                 quote(&got)
             )));
         }
-        p.step = 1;
+        s.step = 1;
         return Ok(Progress::Next);
     }
     let Some(got) = p.take(6) else {
