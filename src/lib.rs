@@ -2,9 +2,11 @@
 //!
 //! The modules, in the order data meets them:
 //! - `cli`: the flags as typed; `settings`: resolved into addresses and rustls configs.
-//! - `tls`, `trust`, `identity`: TLS configuration, server verification, our certificate;
-//!   `fingerprint`: SHA-256 fingerprints (`--pin`); `files`: the one reader of the files
-//!   options name.
+//! - `tls`, `trust`, `identity`: TLS configuration, verifying the peer, our certificate.
+//!   `trust` is `roots` (system store, built-in roots, files, `--crl` lists), `verify` (the
+//!   verifiers and the chain each was shown), `allow` (`--allow-cn`/`--allow-san`) and
+//!   `explain` (the messages); `tofu`: `--tofu`'s known keys; `fingerprint`: SHA-256
+//!   fingerprints (`--pin`); `files`: the one reader of the files options name.
 //! - `net`: addresses, connecting, binding; `resolve`: name lookups off the event loop;
 //!   `names`: host names (IDN) and `--san` values.
 //! - `client` / `listener`: connect and listen; `certgen`: `stls cert`; `stls completions` is

@@ -231,26 +231,7 @@ fn client_tls(
     target: Option<&HostPort>,
 ) -> Result<ClientTls> {
     let provider = proto.provider.clone();
-    let trust = if verify.tofu {
-        let file = known_hosts(verify)?;
-        match target {
-            Some(target) => {
-                let host = target.to_string();
-                crate::tofu::precheck(&file, &host)?;
-                Trust::Tofu { file, host }
-            }
-            // inspect: each target's key is checked once its handshake is done.
-            None => Trust::Insecure,
-        }
-    } else if verify.insecure {
-        Trust::Insecure
-    } else if let Some(pin) = &verify.pin {
-        Trust::Pin(parse_pins(pin).map_err(|m| Class::Usage.err(m))?)
-    } else if let Some(path) = &verify.cacert {
-        Trust::Roots(trust::roots_from_file(path)?)
-    } else {
-        store(verify.trust)?
-    };
+    let trust = choose_trust(verify, Checked::Target(target))?;
     let identity = match &args.cert {
         Some(cert) => Some(identity::load_identity(
             cert,
@@ -298,15 +279,8 @@ fn proxies(args: &ProxyArgs, verify: &VerifyArgs, proto: &Protocol) -> Result<Pr
     }
     let tls = match chain.iter().any(|p| p.scheme == proxy::Scheme::Https) {
         true => {
-            let trust = if verify.insecure {
-                Trust::Insecure
-            } else if let Some(path) = &verify.cacert {
-                Trust::Roots(trust::roots_from_file(path)?)
-            } else {
-                store(verify.trust)?
-            };
             let verifier = Arc::new(ServerVerifier::new(
-                trust,
+                choose_trust(verify, Checked::Proxy)?,
                 proto.provider.clone(),
                 &Crls::default(),
             )?);
@@ -444,6 +418,46 @@ fn known_hosts(verify: &VerifyArgs) -> Result<PathBuf> {
         None => crate::tofu::default_file().ok_or_else(|| {
             Class::Usage.err("--tofu: no HOME or XDG_CONFIG_HOME: give --known-hosts FILE")
         }),
+    }
+}
+
+/// Whose certificate a verifier checks.
+#[derive(Clone, Copy)]
+enum Checked<'a> {
+    /// The target's, at this address; `None` for `inspect`, whose targets are each checked
+    /// against `--tofu` once their handshake is done.
+    Target(Option<&'a HostPort>),
+    /// An `https://` proxy's: `--pin` and `--tofu` are the target's, so only `--insecure`,
+    /// `--cacert` and `--trust` apply.
+    Proxy,
+}
+
+/// How the certificate is checked, as the flags say (`check_trust_flags` has refused those
+/// that contradict each other): `--tofu`, `--insecure`, `--pin`, `--cacert`, else `--trust`.
+fn choose_trust(verify: &VerifyArgs, checked: Checked<'_>) -> Result<Trust> {
+    if let (Checked::Target(target), true) = (checked, verify.tofu) {
+        let file = known_hosts(verify)?;
+        return Ok(match target {
+            Some(target) => {
+                let host = target.to_string();
+                crate::tofu::precheck(&file, &host)?;
+                Trust::Tofu { file, host }
+            }
+            // inspect: each target's key is checked once its handshake is done.
+            None => Trust::Insecure,
+        });
+    }
+    if verify.insecure {
+        return Ok(Trust::Insecure);
+    }
+    if let (Checked::Target(_), Some(pin)) = (checked, &verify.pin) {
+        return Ok(Trust::Pin(
+            parse_pins(pin).map_err(|m| Class::Usage.err(m))?,
+        ));
+    }
+    match &verify.cacert {
+        Some(path) => Ok(Trust::Roots(trust::roots_from_file(path)?)),
+        None => store(verify.trust),
     }
 }
 
