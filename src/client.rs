@@ -14,7 +14,7 @@ use crate::preamble;
 use crate::starttls::{self, Proto};
 
 use crate::local::TcpEnd;
-use crate::net;
+use crate::net::{self, Dialer};
 use crate::relay::{Listening, Relay};
 use crate::report;
 use crate::resolve::Resolver;
@@ -35,14 +35,14 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
     let sock = match route.hops.first() {
         None => {
             let addrs = resolver.resolve(&s.target, deadline, wait)?;
-            net::connect(&s.target, &addrs, deadline)?
+            net::connect(Dialer::to(&s.target, addrs, deadline))?
         }
         Some(proxy) => {
             let addrs = resolver
                 .resolve(&proxy.addr, deadline, wait)
                 .map_err(|e| e.context(format!("proxy {proxy}")))?;
-            net::connect(&proxy.addr, &addrs, deadline)
-                .map_err(|e| e.context(format!("proxy {proxy}")))?
+            let name = format!("proxy {proxy}");
+            net::connect(Dialer::new(name, &proxy.addr.host, addrs, deadline))?
         }
     };
     route.settle(deadline, wait)?;

@@ -40,7 +40,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use mio::net::TcpStream;
 use mio::{Interest, Registry};
 
 use crate::describe;
@@ -48,6 +47,7 @@ use crate::error::{io_phrase, socket_class, Class};
 use crate::events::{token, Part};
 use crate::exec::{describe_status, Child, Fed, Program};
 use crate::local::{Local, TcpEnd};
+use crate::net::{self, Dialer};
 use crate::preamble::{self, Stage};
 use crate::report;
 use crate::stdio::{Broadcast, Chunk, Next, Sink};
@@ -1055,14 +1055,9 @@ impl Session {
             Local::Exec { .. } => {
                 if let Some(backend) = &sh.opts.to {
                     // The client is admitted: only now is the backend connected.
-                    let sock = TcpStream::connect(backend.addrs[0]).map_err(|e| {
-                        socket_class(&e).err(format!(
-                            "{}: cannot connect to {}: {}",
-                            self.label,
-                            backend.name,
-                            io_phrase(&e)
-                        ))
-                    })?;
+                    let (name, host) = (backend.name.clone(), net::host_of(&backend.name));
+                    let mut dialer = Dialer::new(name, &host, backend.addrs.clone(), None);
+                    let sock = dialer.open().map_err(|e| e.context(self.label.clone()))?;
                     // A dual-stack socket's IPv4 address reads as ::ffff:a.b.c.d: unmapped,
                     // so that an IPv4 client's header is TCP4.
                     let local = self
@@ -1076,7 +1071,7 @@ impl Session {
                         (Some(v), Some(from), Some(to)) => proxy_header(v, from, to),
                         _ => Vec::new(),
                     };
-                    let end = TcpEnd::new(sock, header).or_else(&backend.addrs[1..]);
+                    let end = TcpEnd::new(sock, header).or_else(dialer);
                     self.local.attach_tcp(end, sh.registry, self.key)?;
                     report::verbose(format_args!("{prefix}connecting to {}", backend.name));
                     return Ok(());
