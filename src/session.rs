@@ -44,10 +44,10 @@ use mio::{Interest, Registry};
 
 use crate::describe;
 use crate::error::{io_phrase, socket_class, Class};
-use crate::events::{token, Part};
+use crate::events::{token, Part, Ready};
 use crate::exec::{describe_status, Child, Fed, Program};
 use crate::local::{Local, TcpEnd};
-use crate::net::{self, Dialer};
+use crate::net::{self, Dialer, Dialing};
 use crate::preamble::{self, Stage};
 use crate::report;
 use crate::stdio::{Broadcast, Chunk, Next, Sink};
@@ -246,6 +246,8 @@ pub(crate) enum Timer {
 
 pub(crate) struct Session {
     pub conn: TlsSocket,
+    /// While the TCP connection is being made (`connect --from`): the next addresses.
+    dial: Option<Dialer>,
     /// Proxy hops and `--starttls`: what comes before the handshake, while it lasts.
     stages: VecDeque<Stage>,
     /// How messages name the peer: "example.com:443", "client 192.0.2.1:50000".
@@ -311,6 +313,7 @@ impl Session {
         let now = Instant::now();
         Session {
             conn,
+            dial: None,
             stages,
             label,
             addr,
@@ -356,6 +359,13 @@ impl Session {
     /// The connection goes through proxy `name` (the first hop), for messages.
     pub(crate) fn via_proxy(mut self, name: Option<String>) -> Session {
         self.via = name;
+        self
+    }
+
+    /// The socket is still being connected by `dialer`, which tries the next address if it
+    /// fails.
+    pub(crate) fn dialing(mut self, dialer: Dialer) -> Session {
+        self.dial = Some(dialer);
         self
     }
 
@@ -423,6 +433,18 @@ impl Session {
             return self.confirmed(sh);
         }
         let mut moved = false;
+        if let Some(dial) = &mut self.dial {
+            let socket = token(self.key, Part::Socket);
+            match dial.advance(&mut self.conn.sock.tcp, sh.registry, socket) {
+                Ok(Dialing::Connected) => self.dial = None,
+                Ok(Dialing::Pending) => return Ok(Turn::Idle),
+                Ok(Dialing::Retried) => {
+                    self.conn.ready = Ready::default();
+                    return Ok(Turn::Idle);
+                }
+                Err(e) => return Err(e.context(self.label.clone())),
+            }
+        }
         if !self.stages.is_empty() {
             // Nothing of TLS moves until the proxies and the dialogue say it may start.
             if !preamble::advance(&mut self.stages, &mut self.conn.sock, &mut self.conn.ready)? {
