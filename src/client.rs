@@ -14,7 +14,7 @@ use crate::route::Route;
 use crate::starttls::{self, Proto};
 
 use crate::local::TcpEnd;
-use crate::net;
+use crate::net::{self, Dialer};
 use crate::relay::{Listening, Relay};
 use crate::report;
 use crate::resolve::Resolver;
@@ -35,14 +35,14 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
     let sock = match route.hops.first() {
         None => {
             let addrs = resolver.resolve(&s.target, deadline, wait)?;
-            net::connect(&s.target, &addrs, deadline)?
+            net::connect(Dialer::to(&s.target, addrs, deadline))?
         }
         Some(proxy) => {
             let addrs = resolver
                 .resolve(&proxy.addr, deadline, wait)
                 .map_err(|e| e.context(format!("proxy {proxy}")))?;
-            net::connect(&proxy.addr, &addrs, deadline)
-                .map_err(|e| e.context(format!("proxy {proxy}")))?
+            let name = format!("proxy {proxy}");
+            net::connect(Dialer::new(name, &proxy.addr.host, addrs, deadline))?
         }
     };
     route.settle(deadline, wait)?;
@@ -160,6 +160,10 @@ fn tunnel(s: &Connect, host: &str, port: u16) -> Result<()> {
     let local = sock.local_addr()?;
     // Resolved once, before the loop runs: the first hop's addresses.
     let first = s.proxies.first_hop(&s.target);
+    let first_name = match s.proxies.chain.first() {
+        Some(proxy) if first != s.target => format!("proxy {proxy}"),
+        _ => first.to_string(),
+    };
     let wait = s.common.wait;
     let addrs = Resolver::new(s.common.family, None).resolve(
         &first,
@@ -178,13 +182,6 @@ fn tunnel(s: &Connect, host: &str, port: u16) -> Result<()> {
     let proxies = s.proxies.clone();
     let accept = move |plain: TcpStream, from: SocketAddr| -> Result<Session> {
         let _ = plain.set_nodelay(true);
-        // Non-blocking: the connection is made while the loop goes on; a failure shows on
-        // its first read or write.
-        let sock = TcpStream::connect(addrs[0])
-            .map_err(|e| anyhow!("cannot connect to {first} for {from}: {e}"))?;
-        let _ = sock.set_nodelay(true);
-        let tls = ClientConnection::new(config.clone(), server_name.clone())
-            .map_err(|e| anyhow!("TLS setup: {e}"))?;
         // Connecting, any lookup and dialogue, and the handshake: -w, else as long as connect
         // gives one address.
         let (until, option) = match wait {
@@ -194,6 +191,13 @@ fn tunnel(s: &Connect, host: &str, port: u16) -> Result<()> {
                 "10 s without -w, for --from",
             ),
         };
+        // Non-blocking: the connection is made while the loop goes on, each address in turn.
+        let mut dialer = Dialer::new(first_name.clone(), &first.host, addrs.clone(), Some(until));
+        let sock = dialer
+            .open()
+            .map_err(|e| e.context(format!("{target} for {from}")))?;
+        let tls = ClientConnection::new(config.clone(), server_name.clone())
+            .map_err(|e| anyhow!("TLS setup: {e}"))?;
         let route = Route::client(&proxies, &target, &name, starttls, &resolver, Some(until))?;
         let session = Session::new(
             TlsSocket::new(sock, tls.into()),
@@ -203,7 +207,8 @@ fn tunnel(s: &Connect, host: &str, port: u16) -> Result<()> {
             true,
             route.stages,
         )
-        .via_proxy(route.hops.first().map(|hop| hop.to_string()));
+        .via_proxy(route.hops.first().map(|hop| hop.to_string()))
+        .dialing(dialer);
         Ok(session.with_local(TcpEnd::new(plain, Vec::new())))
     };
     relay.listen(Listening {

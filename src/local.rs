@@ -17,6 +17,7 @@ use mio::{Interest, Registry};
 
 use crate::events::{attempt, token, Part, Ready};
 use crate::exec::{Child, Fed, Program};
+use crate::net::Dialer;
 
 pub(crate) enum Local {
     /// stdin/stdout: the next stdin chunk to send and how far into it.
@@ -47,9 +48,9 @@ pub(crate) struct TcpEnd {
     shut_wanted: bool,
     /// The far end closed its side (FIN).
     eof: bool,
-    /// Addresses still to try if this connection is refused before it is made, and what to
-    /// send first again on the next.
-    others: Vec<SocketAddr>,
+    /// The addresses still to try if this connection is refused before it is made (a
+    /// backend), and what to send first again on the next.
+    dial: Option<Box<Dialer>>,
     header: Vec<u8>,
     /// The connection was made (a byte moved, or the socket has a peer): no more retries.
     connected: bool,
@@ -61,7 +62,7 @@ impl TcpEnd {
             sock,
             ready: Ready::default(),
             header: first.clone(),
-            others: Vec::new(),
+            dial: None,
             connected: false,
             first,
             shut: false,
@@ -70,9 +71,9 @@ impl TcpEnd {
         }
     }
 
-    /// Addresses to try, in turn, if this one refuses.
-    pub(crate) fn or_else(mut self, others: &[SocketAddr]) -> TcpEnd {
-        self.others = others.to_vec();
+    /// The connection is `dialer`'s, which tries the next address if this one refuses.
+    pub(crate) fn or_else(mut self, dialer: Dialer) -> TcpEnd {
+        self.dial = Some(Box::new(dialer));
         self
     }
 }
@@ -113,17 +114,19 @@ impl End {
         let End::Tcp(t) = self else {
             return Ok(false);
         };
-        if t.connected || t.others.is_empty() || t.sock.peer_addr().is_ok() {
+        let Some(dial) = t.dial.as_mut() else {
+            return Ok(false);
+        };
+        if t.connected || t.sock.peer_addr().is_ok() {
             return Ok(false);
         }
-        let addr = t.others.remove(0);
-        let _ = registry.deregister(&mut t.sock);
-        t.sock = TcpStream::connect(addr)?;
-        registry.register(
-            &mut t.sock,
-            token(key, Part::ChildStdout),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
+        // None left: the error that came is the one to tell.
+        if dial
+            .reopen(&mut t.sock, registry, token(key, Part::ChildStdout))
+            .is_err()
+        {
+            return Ok(false);
+        }
         t.ready = Ready::default();
         t.first = t.header.clone();
         t.eof = false;

@@ -80,6 +80,13 @@ fn split_host_port(text: &str) -> Result<(String, Option<u16>), String> {
     }
 }
 
+/// The host of `HOST:PORT` as written (a backend's name), for messages.
+pub(crate) fn host_of(text: &str) -> String {
+    split_host_port(text)
+        .map(|(host, _)| host)
+        .unwrap_or_default()
+}
+
 /// The `connect` target: `HOST:PORT`, `[V6]:PORT`, or `HOST` and `PORT` as two arguments.
 pub fn parse_target(target: &str, port: Option<&str>) -> Result<HostPort, String> {
     if let Some(hint) = url_hint(target, port) {
@@ -199,52 +206,208 @@ pub(crate) fn admit(
 /// How long `connect` waits for one address to answer when `-w` sets no limit.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Connect to the first address that answers, trying each in turn before `deadline`.
-pub(crate) fn connect(
-    hp: &HostPort,
-    addrs: &[SocketAddr],
+/// The one rule for making a connection: every resolved address in turn, each given the
+/// time left before the deadline (without one, [`CONNECT_TIMEOUT`]), and one wording for
+/// the failure once none is left. Used blocking ([`connect`]) and on an event loop (a probe,
+/// a tunnel's backend, each `connect --from` connection).
+pub(crate) struct Dialer {
+    /// How messages name the destination: HOST:PORT, or "proxy URL".
+    name: String,
+    /// The host as given: an address that only repeats it is not shown again.
+    host: String,
+    addrs: Vec<SocketAddr>,
+    /// The next address to try.
+    next: usize,
+    /// The address being tried.
+    current: Option<SocketAddr>,
     deadline: Option<Instant>,
-) -> Result<TcpStream> {
-    let mut last_err = None;
-    for &addr in addrs {
-        let timed_out = || Class::Timeout.err(format!("timed out connecting to {hp} ({addr})"));
-        // Without -w, each address gets CONNECT_TIMEOUT before the next is tried.
-        let timeout = match deadline {
+    /// Why the last address failed, for when none is left.
+    last_err: Option<(SocketAddr, std::io::Error)>,
+}
+
+/// Where a connection being made stands after a look at its socket.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Dialing {
+    /// The address has not answered yet.
+    Pending,
+    /// It failed: the socket is now one to the next address, registered as the old was.
+    Retried,
+    Connected,
+}
+
+impl Dialer {
+    /// A connection to `addrs` (resolved already), named `name` (for `host`) in messages.
+    pub(crate) fn new(
+        name: String,
+        host: &str,
+        addrs: Vec<SocketAddr>,
+        deadline: Option<Instant>,
+    ) -> Dialer {
+        Dialer {
+            name,
+            host: host.to_string(),
+            addrs,
+            next: 0,
+            current: None,
+            deadline,
+            last_err: None,
+        }
+    }
+
+    /// A connection to `hp`, named as it is written.
+    pub(crate) fn to(hp: &HostPort, addrs: Vec<SocketAddr>, deadline: Option<Instant>) -> Dialer {
+        Dialer::new(hp.to_string(), &hp.host, addrs, deadline)
+    }
+
+    /// The address being tried.
+    pub(crate) fn addr(&self) -> Option<SocketAddr> {
+        self.current
+    }
+
+    /// Take the next address to try, with the time it has; `None` once none is left, an
+    /// error once the deadline has passed.
+    fn next_addr(&mut self) -> Result<Option<(SocketAddr, Duration)>> {
+        let Some(&addr) = self.addrs.get(self.next) else {
+            return Ok(None);
+        };
+        self.next += 1;
+        self.current = Some(addr);
+        let time = match self.deadline {
             None => CONNECT_TIMEOUT,
             Some(d) => match d.checked_duration_since(Instant::now()) {
                 Some(left) if !left.is_zero() => left,
-                _ => return Err(timed_out()),
+                _ => return Err(Class::Timeout.err(self.timed_out(""))),
             },
         };
-        match std::net::TcpStream::connect_timeout(&addr, timeout) {
+        Ok(Some((addr, time)))
+    }
+
+    /// The address being tried failed with `e`: the next one is tried, unless it was the
+    /// deadline that passed (an error).
+    fn failed(&mut self, e: std::io::Error) -> Result<()> {
+        let Some(addr) = self.current else {
+            return Ok(());
+        };
+        if e.kind() != std::io::ErrorKind::TimedOut {
+            self.last_err = Some((addr, e));
+            return Ok(());
+        }
+        if self.deadline.is_some() {
+            return Err(Class::Timeout.err(self.timed_out("")));
+        }
+        let why = format!(
+            "no answer in {}s (-w sets the limit)",
+            CONNECT_TIMEOUT.as_secs()
+        );
+        self.last_err = Some((addr, std::io::Error::new(e.kind(), why)));
+        Ok(())
+    }
+
+    /// How messages name the address being tried: HOST:PORT (ADDRESS), without an address
+    /// that only repeats the host.
+    fn shown(&self, addr: SocketAddr) -> String {
+        match self.host == addr.ip().to_string() {
+            true => self.name.clone(),
+            false => format!("{} ({addr})", self.name),
+        }
+    }
+
+    /// The deadline passed while the current address (if any) was being tried; `after`
+    /// says more.
+    pub(crate) fn timed_out(&self, after: &str) -> String {
+        let shown = self.current.map_or(self.name.clone(), |a| self.shown(a));
+        format!("timed out connecting to {shown}{after}")
+    }
+
+    /// Every address failed: why the last one did.
+    fn exhausted(&mut self) -> anyhow::Error {
+        let Some((addr, e)) = self.last_err.take() else {
+            return Class::Network.err(format!("{}: no address to connect to", self.name));
+        };
+        socket_class(&e).err(format!(
+            "cannot connect to {}: {}",
+            self.shown(addr),
+            io_phrase(&e)
+        ))
+    }
+
+    /// Start connecting, without blocking, to the next address that takes a connect call;
+    /// the error that says why the last failed once none is left.
+    pub(crate) fn open(&mut self) -> Result<TcpStream> {
+        while let Some((addr, _)) = self.next_addr()? {
+            match TcpStream::connect(addr) {
+                Ok(sock) => return Ok(sock),
+                Err(e) => self.failed(e)?,
+            }
+        }
+        Err(self.exhausted())
+    }
+
+    /// Look at `sock`, which [`Dialer::open`] gave: once it failed, a socket to the next
+    /// address replaces it, registered for `token`; the error once none is left.
+    pub(crate) fn advance(
+        &mut self,
+        sock: &mut TcpStream,
+        registry: &mio::Registry,
+        token: mio::Token,
+    ) -> Result<Dialing> {
+        let e = match connected(sock) {
+            Ok(false) => return Ok(Dialing::Pending),
+            Ok(true) => {
+                let _ = sock.set_nodelay(true);
+                return Ok(Dialing::Connected);
+            }
+            Err(e) => e,
+        };
+        self.failed(e)?;
+        self.reopen(sock, registry, token)?;
+        Ok(Dialing::Retried)
+    }
+
+    /// The address being tried failed (the caller tells why): a socket to the next address
+    /// replaces `sock`, registered for `token`; the error once none is left.
+    pub(crate) fn reopen(
+        &mut self,
+        sock: &mut TcpStream,
+        registry: &mio::Registry,
+        token: mio::Token,
+    ) -> Result<()> {
+        let _ = registry.deregister(sock);
+        *sock = self.open()?;
+        registry.register(
+            sock,
+            token,
+            mio::Interest::READABLE | mio::Interest::WRITABLE,
+        )?;
+        Ok(())
+    }
+}
+
+/// Whether a non-blocking connect has completed; an error if it failed.
+pub(crate) fn connected(sock: &TcpStream) -> std::io::Result<bool> {
+    if let Some(e) = sock.take_error()? {
+        return Err(e);
+    }
+    match sock.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotConnected => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Connect to the first address that answers, blocking, by the rule of [`Dialer`].
+pub(crate) fn connect(mut dialer: Dialer) -> Result<TcpStream> {
+    while let Some((addr, time)) = dialer.next_addr()? {
+        match std::net::TcpStream::connect_timeout(&addr, time) {
             Ok(stream) => {
                 stream.set_nodelay(true)?;
                 stream.set_nonblocking(true)?;
                 return Ok(TcpStream::from_std(stream));
             }
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut && deadline.is_some() => {
-                return Err(timed_out())
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                let why = format!(
-                    "no answer in {}s (-w sets the limit)",
-                    CONNECT_TIMEOUT.as_secs()
-                );
-                last_err = Some((addr, std::io::Error::new(e.kind(), why)));
-            }
-            Err(e) => last_err = Some((addr, e)),
+            Err(e) => dialer.failed(e)?,
         }
     }
-    let Some((addr, e)) = last_err else {
-        return Err(Class::Network.err(format!("{hp}: no address to connect to")));
-    };
-    let class = socket_class(&e);
-    let shown = if hp.host == addr.ip().to_string() {
-        hp.to_string()
-    } else {
-        format!("{hp} ({addr})")
-    };
-    Err(class.err(format!("cannot connect to {shown}: {}", io_phrase(&e))))
+    Err(dialer.exhausted())
 }
 
 /// Bind a listening socket. No host: all interfaces, IPv6 and IPv4 together unless `-4`/`-6`.
@@ -415,6 +578,83 @@ mod tests {
             .contains("no port given"));
         assert!(parse_listen("70000").is_err());
         assert!(parse_listen("").is_err());
+    }
+
+    /// A port on 127.0.0.1 that refuses: bound, never listened on.
+    fn refusing() -> (socket2::Socket, SocketAddr) {
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a socket");
+        sock.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
+            .expect("bind");
+        let addr = sock.local_addr().expect("bound").as_socket().expect("inet");
+        (sock, addr)
+    }
+
+    /// Drive `dialer` on an event loop until it connects or fails.
+    fn dial(mut dialer: Dialer) -> Result<(Dialer, TcpStream)> {
+        let mut poll = mio::Poll::new()?;
+        let mut events = mio::Events::with_capacity(4);
+        let token = mio::Token(0);
+        let mut sock = dialer.open()?;
+        let both = mio::Interest::READABLE | mio::Interest::WRITABLE;
+        poll.registry().register(&mut sock, token, both)?;
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if dialer.advance(&mut sock, poll.registry(), token)? == Dialing::Connected {
+                return Ok((dialer, sock));
+            }
+            poll.poll(&mut events, Some(Duration::from_millis(100)))?;
+        }
+        panic!("no outcome in 10 s");
+    }
+
+    #[test]
+    fn a_refusing_address_gives_way_to_the_next() {
+        let (_closed, refused) = refusing();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        let open = listener.local_addr().expect("bound");
+        let dialer = Dialer::new(
+            "both.example:1".into(),
+            "both.example",
+            vec![refused, open],
+            None,
+        );
+        let (dialer, sock) = dial(dialer).expect("the second address answers");
+        assert_eq!(dialer.addr(), Some(open));
+        assert_eq!(sock.peer_addr().ok(), Some(open));
+        // The blocking connect keeps the same rule.
+        let dialer = Dialer::new(
+            "both.example:1".into(),
+            "both.example",
+            vec![refused, open],
+            None,
+        );
+        let sock = connect(dialer).expect("the second address answers");
+        assert_eq!(sock.peer_addr().ok(), Some(open));
+    }
+
+    #[test]
+    fn when_every_address_refuses_the_last_one_is_named() {
+        let (_one, first) = refusing();
+        let (_two, last) = refusing();
+        let name = || "both.example:1".to_string();
+        let err = dial(Dialer::new(name(), "both.example", vec![first, last], None))
+            .err()
+            .expect("nothing answers");
+        let want = format!("cannot connect to both.example:1 ({last}): connection refused");
+        assert_eq!(format!("{err:#}"), want);
+        let err = connect(Dialer::new(name(), "both.example", vec![first, last], None))
+            .expect_err("nothing answers");
+        assert_eq!(format!("{err:#}"), want);
+        // An address given as such is not repeated.
+        let hp = HostPort {
+            host: "127.0.0.1".into(),
+            port: last.port(),
+        };
+        let err = connect(Dialer::to(&hp, vec![last], None)).expect_err("refused");
+        assert_eq!(
+            format!("{err:#}"),
+            format!("cannot connect to {last}: connection refused")
+        );
     }
 
     #[test]

@@ -8,7 +8,6 @@
 //! what the verifier recorded, right after the call that verified.
 
 use std::collections::VecDeque;
-use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -18,8 +17,9 @@ use mio::{Interest, Registry};
 use rustls::ClientConnection;
 
 use crate::describe::Params;
-use crate::error::{io_phrase, socket_class, Class};
+use crate::error::Class;
 use crate::events::{token, Part};
+use crate::net::{Dialer, Dialing};
 use crate::route::{self, Route, Stage};
 use crate::settings::{ClientTls, Target};
 use crate::starttls;
@@ -51,17 +51,12 @@ pub(crate) struct Probe {
     /// The target's place in the input.
     pub index: usize,
     label: String,
-    addrs: Vec<SocketAddr>,
-    /// The address being tried.
-    next: usize,
-    /// Why the last address failed, for when none is left.
-    last_err: Option<(SocketAddr, io::Error)>,
+    /// The target's addresses (or the first proxy's), each in turn.
+    dial: Dialer,
     step: Step,
     /// -w: connect and handshake are done by then.
     pub deadline: Instant,
     key: usize,
-    /// The first proxy, when there is one: where the TCP connection goes.
-    proxy: Option<String>,
     /// Proxy hops and `--starttls`: what comes before the handshake, while it lasts.
     stages: VecDeque<Stage>,
     /// The server's first bytes, when TLS is the first thing spoken.
@@ -81,13 +76,20 @@ impl Probe {
         registry: &Registry,
         key: usize,
     ) -> anyhow::Result<Probe> {
+        // The TCP connection goes to the first proxy, when there is one.
+        let dial = match route.hops.first() {
+            Some(proxy) => Dialer::new(
+                format!("proxy {proxy}"),
+                &proxy.addr.host,
+                addrs,
+                Some(deadline),
+            ),
+            None => Dialer::to(&target.addr, addrs, Some(deadline)),
+        };
         let mut probe = Probe {
             index,
             label: target.addr.to_string(),
-            proxy: route.hops.first().map(|p| p.to_string()),
-            addrs,
-            next: 0,
-            last_err: None,
+            dial,
             step: Step::Idle,
             deadline,
             key,
@@ -95,40 +97,15 @@ impl Probe {
             first: None,
             outcome: Outcome::default(),
         };
-        probe.connect_next(registry)?;
+        let mut sock = probe.dial.open()?;
+        probe.outcome.addr = probe.dial.addr();
+        registry.register(
+            &mut sock,
+            token(key, Part::Socket),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        probe.step = Step::Connecting(sock);
         Ok(probe)
-    }
-
-    /// Open a connection to the next address that accepts a connect call.
-    fn connect_next(&mut self, registry: &Registry) -> anyhow::Result<()> {
-        if let Step::Connecting(mut old) = std::mem::replace(&mut self.step, Step::Idle) {
-            let _ = registry.deregister(&mut old);
-        }
-        while let Some(&addr) = self.addrs.get(self.next) {
-            self.next += 1;
-            match TcpStream::connect(addr) {
-                Ok(mut sock) => {
-                    registry.register(
-                        &mut sock,
-                        token(self.key, Part::Socket),
-                        Interest::READABLE | Interest::WRITABLE,
-                    )?;
-                    self.outcome.addr = Some(addr);
-                    self.step = Step::Connecting(sock);
-                    return Ok(());
-                }
-                Err(e) => self.last_err = Some((addr, e)),
-            }
-        }
-        let Some((addr, e)) = self.last_err.take() else {
-            return Err(Class::Network.err(format!("{}: no address to connect to", self.label)));
-        };
-        let shown = match &self.proxy {
-            Some(proxy) => format!("proxy {proxy} ({addr})"),
-            None if self.label.starts_with(&addr.ip().to_string()) => self.label.clone(),
-            None => format!("{} ({addr})", self.label),
-        };
-        Err(socket_class(&e).err(format!("cannot connect to {shown}: {}", io_phrase(&e))))
     }
 
     /// Whether a proxy hop waits for a lookup: a lookup's answer is its event.
@@ -167,10 +144,12 @@ impl Probe {
         registry: &Registry,
     ) -> anyhow::Result<bool> {
         if let Step::Connecting(sock) = &mut self.step {
-            match connected(sock) {
-                Ok(false) => return Ok(false),
-                Ok(true) => {
-                    let _ = sock.set_nodelay(true);
+            let socket = token(self.key, Part::Socket);
+            let dialing = self.dial.advance(sock, registry, socket);
+            self.outcome.addr = self.dial.addr();
+            match dialing? {
+                Dialing::Pending | Dialing::Retried => return Ok(false),
+                Dialing::Connected => {
                     let tls =
                         ClientConnection::new(client.config.clone(), target.server_name.clone())
                             .map_err(|e| anyhow!("TLS setup: {e}"))?;
@@ -184,13 +163,6 @@ impl Probe {
                         self.first = Some(conn.sock.keep_first());
                     }
                     self.step = Step::Handshake(Box::new(conn));
-                }
-                Err(e) => {
-                    if let Some(addr) = self.outcome.addr {
-                        self.last_err = Some((addr, e));
-                    }
-                    self.connect_next(registry)?;
-                    return Ok(false);
                 }
             }
         }
@@ -258,17 +230,9 @@ impl Probe {
         let msg = match &mut self.step {
             Step::Connecting(sock) => {
                 let _ = registry.deregister(sock);
-                let addr = self
-                    .outcome
-                    .addr
-                    .map(|a| format!(" ({a})"))
-                    .unwrap_or_default();
-                format!(
-                    "timed out connecting to {}{addr} after {secs}s (-w)",
-                    self.label
-                )
+                self.dial.timed_out(&format!(" after {secs}s (-w)"))
             }
-            Step::Idle => format!("timed out connecting to {} after {secs}s (-w)", self.label),
+            Step::Idle => self.dial.timed_out(&format!(" after {secs}s (-w)")),
             Step::Handshake(conn) => {
                 conn.abort();
                 let _ = registry.deregister(&mut conn.sock.tcp);
@@ -290,17 +254,5 @@ impl Probe {
         };
         self.outcome.error = Some(Class::Timeout.err(msg));
         std::mem::take(&mut self.outcome)
-    }
-}
-
-/// Whether a non-blocking connect has completed; an error if it failed.
-fn connected(sock: &TcpStream) -> io::Result<bool> {
-    if let Some(e) = sock.take_error()? {
-        return Err(e);
-    }
-    match sock.peer_addr() {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-        Err(e) => Err(e),
     }
 }

@@ -40,14 +40,14 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use mio::net::TcpStream;
 use mio::{Interest, Registry};
 
 use crate::describe;
 use crate::error::{io_phrase, socket_class, Class};
-use crate::events::{token, Part};
+use crate::events::{token, Part, Ready};
 use crate::exec::{describe_status, Child, Fed, Program};
 use crate::local::{Local, TcpEnd};
+use crate::net::{self, Dialer, Dialing};
 use crate::report;
 use crate::route::{self, Stage};
 use crate::stdio::{Broadcast, Chunk, Next, Sink};
@@ -246,6 +246,8 @@ pub(crate) enum Timer {
 
 pub(crate) struct Session {
     pub conn: TlsSocket,
+    /// While the TCP connection is being made (`connect --from`): the next addresses.
+    dial: Option<Dialer>,
     /// Proxy hops and `--starttls`: what comes before the handshake, while it lasts.
     stages: VecDeque<Stage>,
     /// How messages name the peer: "example.com:443", "client 192.0.2.1:50000".
@@ -311,6 +313,7 @@ impl Session {
         let now = Instant::now();
         Session {
             conn,
+            dial: None,
             stages,
             label,
             addr,
@@ -356,6 +359,13 @@ impl Session {
     /// The connection goes through proxy `name` (the first hop), for messages.
     pub(crate) fn via_proxy(mut self, name: Option<String>) -> Session {
         self.via = name;
+        self
+    }
+
+    /// The socket is still being connected by `dialer`, which tries the next address if it
+    /// fails.
+    pub(crate) fn dialing(mut self, dialer: Dialer) -> Session {
+        self.dial = Some(dialer);
         self
     }
 
@@ -423,6 +433,18 @@ impl Session {
             return self.confirmed(sh);
         }
         let mut moved = false;
+        if let Some(dial) = &mut self.dial {
+            let socket = token(self.key, Part::Socket);
+            match dial.advance(&mut self.conn.sock.tcp, sh.registry, socket) {
+                Ok(Dialing::Connected) => self.dial = None,
+                Ok(Dialing::Pending) => return Ok(Turn::Idle),
+                Ok(Dialing::Retried) => {
+                    self.conn.ready = Ready::default();
+                    return Ok(Turn::Idle);
+                }
+                Err(e) => return Err(e.context(self.label.clone())),
+            }
+        }
         if !self.stages.is_empty() {
             // Nothing of TLS moves until the proxies and the dialogue say it may start.
             if !route::advance(&mut self.stages, &mut self.conn.sock, &mut self.conn.ready)? {
@@ -1055,14 +1077,9 @@ impl Session {
             Local::Exec { .. } => {
                 if let Some(backend) = &sh.opts.to {
                     // The client is admitted: only now is the backend connected.
-                    let sock = TcpStream::connect(backend.addrs[0]).map_err(|e| {
-                        socket_class(&e).err(format!(
-                            "{}: cannot connect to {}: {}",
-                            self.label,
-                            backend.name,
-                            io_phrase(&e)
-                        ))
-                    })?;
+                    let (name, host) = (backend.name.clone(), net::host_of(&backend.name));
+                    let mut dialer = Dialer::new(name, &host, backend.addrs.clone(), None);
+                    let sock = dialer.open().map_err(|e| e.context(self.label.clone()))?;
                     // A dual-stack socket's IPv4 address reads as ::ffff:a.b.c.d: unmapped,
                     // so that an IPv4 client's header is TCP4.
                     let local = self
@@ -1076,7 +1093,7 @@ impl Session {
                         (Some(v), Some(from), Some(to)) => proxy_header(v, from, to),
                         _ => Vec::new(),
                     };
-                    let end = TcpEnd::new(sock, header).or_else(&backend.addrs[1..]);
+                    let end = TcpEnd::new(sock, header).or_else(dialer);
                     self.local.attach_tcp(end, sh.registry, self.key)?;
                     report::verbose(format_args!("{prefix}connecting to {}", backend.name));
                     return Ok(());

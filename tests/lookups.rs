@@ -253,3 +253,31 @@ fn a_slow_socks5_lookup_does_not_stop_an_open_tunnel() {
     drop(open);
     from.stop();
 }
+
+#[test]
+fn connect_from_tries_the_next_address_when_the_first_refuses() {
+    let Some(dns) = DeadDns::new(5) else {
+        return;
+    };
+    let pki = Pki::new();
+    // The server listens on 127.0.0.1 only; the name is ::1 first (loopback IPv6 is preferred).
+    let echo = serve_k(&pki.server, &["-e", "cat"], Input::Null);
+    dns.set_hosts("::1 both.invalid.example\n127.0.0.1 both.invalid.example");
+    let mut cmd = dns.stls();
+    cmd.args(["connect", &format!("both.invalid.example:{}", echo.port)])
+        .args(["--from", "127.0.0.1:0", "-w", "30"])
+        .args(["--cacert", s(&pki.ca.cert), "--servername", "localhost"]);
+    let from = Listener::start_cmd(&mut cmd, Input::Null);
+    let mut client = TcpStream::connect(("127.0.0.1", from.port)).expect("client");
+    client
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    client.write_all(b"hello\n").unwrap();
+    let mut echoed = [0u8; 6];
+    client
+        .read_exact(&mut echoed)
+        .unwrap_or_else(|e| panic!("no echo ({e}); stderr:\n{}", from.proc.stderr_text()));
+    assert_eq!(&echoed, b"hello\n");
+    drop(client);
+    from.stop();
+}
