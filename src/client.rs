@@ -18,7 +18,7 @@ use crate::net::{self, Dialer};
 use crate::relay::{Listening, Relay};
 use crate::report;
 use crate::resolve::Resolver;
-use crate::session::{Options, Session};
+use crate::session::{HandshakeLimit, Options, Session};
 use crate::settings::Connect;
 use crate::tls_socket::TlsSocket;
 
@@ -81,8 +81,8 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
         s.target.to_string(),
         addr,
         deadline.map(|at| match s.common.wait {
-            Some(_) => (at, "-w"),
-            None => (at, "10 s without -w, for --starttls"),
+            Some(_) => (at, HandshakeLimit::Wait),
+            None => (at, HandshakeLimit::StartTlsDefault),
         }),
         s.common.exec.is_some(),
         route.stages,
@@ -185,10 +185,10 @@ fn tunnel(s: &Connect, host: &str, port: u16) -> Result<()> {
         // Connecting, any lookup and dialogue, and the handshake: -w, else as long as connect
         // gives one address.
         let (until, option) = match wait {
-            Some(w) => (Instant::now() + w, "-w"),
+            Some(w) => (Instant::now() + w, HandshakeLimit::Wait),
             None => (
                 Instant::now() + net::CONNECT_TIMEOUT,
-                "10 s without -w, for --from",
+                HandshakeLimit::FromDefault,
             ),
         };
         // Non-blocking: the connection is made while the loop goes on, each address in turn.

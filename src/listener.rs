@@ -22,14 +22,9 @@ use crate::settings::Listen;
 use crate::tls_socket::TlsSocket;
 
 pub(crate) fn run(s: &Listen) -> Result<()> {
-    // Tunnels (by default one per core) and -k -e services (with --threads) run an event
-    // loop per thread, each with its own listening socket on the same port (SO_REUSEPORT:
-    // the kernel spreads the clients); stdin/stdout, shared by every client, stays on one.
-    let threads = match (s.to.is_some(), s.threads) {
-        (true, None) => cores(),
-        (_, Some(n)) => n,
-        (false, None) => 1,
-    };
+    // An event loop per thread, each with its own listening socket on the same port
+    // (SO_REUSEPORT: the kernel spreads the clients).
+    let threads = s.threads;
     let sock = net::bind(s.host.as_deref(), s.port, s.common.family, threads > 1)?;
     let bound = sock.local_addr()?;
     let nofile = raise_fd_limit();
@@ -60,10 +55,6 @@ pub(crate) fn run(s: &Listen) -> Result<()> {
         // This loop's outcome is the run's.
         serve(s, sock, config, nofile, threads, &ready, true)
     })
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// How the loops start together: each waits for the others to catch their signals; if one
@@ -129,13 +120,8 @@ fn setup(
         many: s.keep_open,
         ..s.common.options(s.explain.clone())
     })?;
-    // -w bounds the handshake too, when it is the shorter.
-    let (limit, option) = match s.common.wait {
-        Some(w) if w < s.handshake_timeout => (w, "-w"),
-        _ => (s.handshake_timeout, "--handshake-timeout"),
-    };
-    // A connection of its own on our side: a child (-e/-c) or the backend (--to).
-    let exec = s.common.exec.is_some() || s.to.is_some();
+    let (limit, option) = s.handshake_limit;
+    let exec = s.local_per_connection;
     let current = config.clone();
     let starttls = s.starttls.clone();
     let accept = move |sock: TcpStream, addr: SocketAddr| -> Result<Session> {

@@ -33,7 +33,7 @@ use crate::error::{classify, io_phrase, Class};
 use crate::events::{part_of, LISTENER, SIGNALS, WAKER};
 use crate::exec::Child;
 use crate::report;
-use crate::session::{Options, Session, Shared, Timer, Turn};
+use crate::session::{HandshakeLimit, Options, Session, Shared, Timer, Turn};
 use crate::stdio::{Broadcast, Sink, Source};
 
 /// How long the end of a run waits for the children of failed connections to exit.
@@ -362,7 +362,7 @@ impl Relay {
             self.enqueue(key);
         }
         for (key, timer, outcome) in expired {
-            if self.waiting && timer == Timer::Handshake("-w") {
+            if self.waiting && timer == Timer::Handshake(HandshakeLimit::Wait) {
                 // Without -k, -w is the user's own limit: a client still in its handshake
                 // then ends the run (exit 7), where --handshake-timeout only drops it.
                 self.waiting = false;

@@ -221,11 +221,36 @@ enum Inbound {
     Ended,
 }
 
+/// What bounds a connection's handshake (and what comes before it), as its messages name it.
+/// Which one applies is decided with the settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HandshakeLimit {
+    /// `-w`: the user's own limit.
+    Wait,
+    /// `listen --handshake-timeout` (shorter than `-w`, or without it).
+    HandshakeTimeout,
+    /// `connect --starttls` without `-w`.
+    StartTlsDefault,
+    /// `connect --from` without `-w`: as long as connect gives one address.
+    FromDefault,
+}
+
+impl std::fmt::Display for HandshakeLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HandshakeLimit::Wait => "-w",
+            HandshakeLimit::HandshakeTimeout => "--handshake-timeout",
+            HandshakeLimit::StartTlsDefault => "10 s without -w, for --starttls",
+            HandshakeLimit::FromDefault => "10 s without -w, for --from",
+        })
+    }
+}
+
 /// What a timer that fires means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Timer {
-    /// The handshake took too long; which option set the limit.
-    Handshake(&'static str),
+    /// The handshake took too long; which limit it was.
+    Handshake(HandshakeLimit),
     /// `-i`: the peer was silent.
     Idle,
     /// `--stall-timeout`: the peer took none of the stdin (or, in a tunnel, of the local
@@ -259,8 +284,8 @@ pub(crate) struct Session {
     phase: Phase,
     outbound: Outbound,
     inbound: Inbound,
-    /// The handshake must be done by then, and which option said so.
-    handshake_deadline: Option<(Instant, &'static str)>,
+    /// The handshake must be done by then, and which limit that is.
+    handshake_deadline: Option<(Instant, HandshakeLimit)>,
     started: Instant,
     /// The last time a byte moved, for `-i`.
     last_activity: Instant,
@@ -306,7 +331,7 @@ impl Session {
         conn: TlsSocket,
         label: String,
         addr: Option<SocketAddr>,
-        handshake_deadline: Option<(Instant, &'static str)>,
+        handshake_deadline: Option<(Instant, HandshakeLimit)>,
         exec: bool,
         stages: VecDeque<Stage>,
     ) -> Session {

@@ -23,7 +23,7 @@ use crate::names;
 use crate::net::{self, Family, HostPort};
 use crate::proxy::{self, Proxies};
 use crate::report;
-use crate::session::{Backend, Options};
+use crate::session::{Backend, HandshakeLimit, Options};
 use crate::starttls::Proto;
 use crate::tls::{self, provider, versions, KeyLogTo, Protocol};
 use crate::trust::{self, Crls, Explainer, Presented, ServerVerifier, Side, Trust};
@@ -119,19 +119,24 @@ pub(crate) struct Listen {
     /// The fingerprint to print: always for an ephemeral certificate, with -v otherwise.
     pub fingerprint: String,
     pub ephemeral: bool,
-    /// `-k`: serve many connections.
+    /// `-k`, or `--to` (a tunnel serves many): serve many connections.
     pub keep_open: bool,
+    /// Each connection has one of its own on our side: a child (`-e`/`-c`) or the backend
+    /// (`--to`).
+    pub local_per_connection: bool,
     pub max_conns: usize,
     pub max_handshakes: usize,
-    pub handshake_timeout: Duration,
+    /// What bounds a client's handshake: `-w` when it is the shorter, else
+    /// `--handshake-timeout`.
+    pub handshake_limit: (Duration, HandshakeLimit),
     /// `--stall-timeout`, with `-k`.
     pub stall_timeout: Duration,
     /// `--starttls`, and the name our greetings give.
     pub starttls: Option<(Proto, String)>,
     /// `--to`: the backend of a tunnel.
     pub to: Option<Backend>,
-    /// `--threads`: event loops (default: one per core for a tunnel, else one).
-    pub threads: Option<usize>,
+    /// Event loops: `--threads`, by default one per core for a tunnel, else one.
+    pub threads: usize,
     pub common: Common,
 }
 
@@ -650,15 +655,19 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
         reload: (!ephemeral).then_some((files, presented)),
         fingerprint,
         ephemeral,
-        keep_open: args.keep_open || args.to.is_some(),
-        threads: args.threads.map(|n| n as usize),
+        keep_open: many,
+        local_per_connection: common.exec.is_some() || args.to.is_some(),
+        threads: threads(args),
         to: match &args.to {
             Some(text) => Some(backend(text, args.proxy_protocol, common.family)?),
             None => None,
         },
         max_conns: args.max_conns.unwrap_or(1000) as usize,
         max_handshakes: args.max_handshakes as usize,
-        handshake_timeout: args.handshake_timeout,
+        handshake_limit: match common.wait {
+            Some(w) if w < args.handshake_timeout => (w, HandshakeLimit::Wait),
+            _ => (args.handshake_timeout, HandshakeLimit::HandshakeTimeout),
+        },
         stall_timeout: args.stall_timeout.unwrap_or(Duration::from_secs(10)),
         starttls: args.common.tls.starttls.map(|p| {
             (
@@ -668,6 +677,16 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
         }),
         common,
     })
+}
+
+/// How many event loops `listen` runs: tunnels (by default one per core) and -k -e services
+/// (with --threads) one per thread; stdin/stdout, shared by every client, stays on one.
+fn threads(args: &ListenArgs) -> usize {
+    match (args.to.is_some(), args.threads) {
+        (_, Some(n)) => n as usize,
+        (true, None) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        (false, None) => 1,
+    }
 }
 
 fn family(args: &NetArgs) -> Family {
