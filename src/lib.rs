@@ -1,24 +1,46 @@
 //! stls: a TLS netcat.
 //!
-//! The modules, in the order data meets them:
-//! - `cli`: the flags as typed; `settings`: resolved into addresses and rustls configs.
-//! - `tls`, `trust`, `identity`: TLS configuration, verifying the peer, our certificate.
-//!   `trust` is `roots` (system store, built-in roots, files, `--crl` lists), `verify` (the
-//!   verifiers and the chain each was shown), `allow` (`--allow-cn`/`--allow-san`) and
-//!   `explain` (the messages); `tofu`: `--tofu`'s known keys; `fingerprint`: SHA-256
-//!   fingerprints (`--pin`); `files`: the one reader of the files options name.
-//! - `net`: addresses, connecting, binding; `resolve`: name lookups off the event loop;
-//!   `names`: host names (IDN) and `--san` values.
-//! - `client` / `listener`: connect and listen; `certgen`: `stls cert`; `stls completions` is
-//!   a function in this file.
-//! - `route`: what comes before the TLS handshake — `proxy` hops, `starttls` dialogues —
-//!   each dialogue played by `preamble`.
-//! - `relay`: the event loop for every connection; `events`: what its tokens mean and the
-//!   readiness each descriptor remembers; `session`: one connection (a TLS socket and its
-//!   local end) and its finishing rules; `tls_socket`: TLS over a TCP socket; `local`: the
-//!   local end, which is `stdio` (stdin/stdout) or `exec` (a child per connection).
-//! - `error`: failure classes and exit statuses; `report`: what goes to stderr, escaped;
-//!   `describe`: what `-v` says about a session and its certificates.
+//! The modules, in the order data meets them, one line each (`tests/docs.rs` checks that
+//! every module is here):
+//! - `cli`: the flags as typed.
+//! - `settings`: the flags resolved — addresses parsed, files read, rustls configs built,
+//!   every derived fact decided (threads, which limit bounds a handshake).
+//! - `argv`: hides `--proxy` passwords from `ps` once the command line is parsed.
+//! - `files`: the one reader of the files options name, with a cap on each.
+//! - `tls`: protocol versions, cipher suites, ALPN and the crypto provider.
+//! - `identity`: our certificate and key (PEM files, or an ephemeral certificate).
+//! - `trust`: verifying the peer, made of:
+//!   - `trust::roots`: the system store, built-in roots, `--ca` files and `--crl` lists;
+//!   - `trust::verify`: the verifiers and the chain each was shown;
+//!   - `trust::allow`: `--allow-cn` and `--allow-san`;
+//!   - `trust::explain`: the messages for a rejected peer.
+//! - `tofu`: `--tofu`'s known keys.
+//! - `fingerprint`: SHA-256 fingerprints (`--pin`).
+//! - `ocsp`: reading a stapled OCSP response.
+//! - `names`: host names (IDN) and `--san` values.
+//! - `net`: addresses, connecting (each address in turn), binding.
+//! - `resolve`: name lookups off the event loop, on a small shared pool.
+//! - `client`: `stls connect`, and its tunnel (`--from`).
+//! - `listener`: `stls listen`, one event loop per thread.
+//! - `inspect`: `stls inspect`, every target on one loop; `probe`: one target there.
+//! - `certgen`: `stls cert`; `stls completions` is a function in this file.
+//! - `route`: what comes before the TLS handshake — proxy hops and a STARTTLS dialogue.
+//! - `proxy`: `--proxy` and the environment's proxies, and each hop's request.
+//! - `starttls`: the STARTTLS dialogues of fourteen protocols, made of:
+//!   - `starttls::client`: what we say as their client;
+//!   - `starttls::server`: what we say as their server (`listen --starttls`).
+//! - `preamble`: the engine that plays each dialogue before TLS, with its bounds.
+//! - `wire`: the byte stream under TLS (TCP, through any `https://` proxies).
+//! - `relay`: the event loop for every connection.
+//! - `events`: what the loop's tokens mean and the readiness each descriptor remembers.
+//! - `session`: one connection (a TLS socket and its local end) and its finishing rules.
+//! - `tls_socket`: TLS over a connection's wire.
+//! - `local`: a connection's local end, which is `stdio` or `exec` (or a tunnel's socket).
+//! - `stdio`: stdin and stdout, served by threads that wake the loop.
+//! - `exec`: the child of `-e`/`-c`, one per connection.
+//! - `error`: failure classes and exit statuses.
+//! - `report`: what goes to stderr, escaped.
+//! - `describe`: what `-v` says about a session and its certificates.
 
 // Unsafe code only where a system call has no safe wrapper; each such function says which.
 #![deny(unsafe_code)]

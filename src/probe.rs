@@ -1,7 +1,7 @@
 //! One `inspect` target on the event loop: connect (each address in turn), the TLS handshake,
 //! then close_notify and a close; no data is relayed. These are a session's first phases
-//! (see `session`), without a local end; a plaintext preamble (STARTTLS, a proxy) would be
-//! one more phase before the handshake.
+//! (see `session`), without a local end; the route's proxy hops and STARTTLS dialogue (see
+//! `route`) are played before the handshake, as in a session.
 //!
 //! The verifier defers its verdict (see `trust::ServerVerifier::deferring`), so a rejected
 //! chain is shown with the parameters of a completed handshake; the verdict is read from

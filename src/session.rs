@@ -190,8 +190,8 @@ pub(crate) enum Turn {
 /// Where the connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
-    /// The TLS handshake is under way. (A plaintext preamble — STARTTLS, a proxy — would be
-    /// a phase before this one.)
+    /// The TLS handshake is under way, and before it any proxy hops and STARTTLS dialogue
+    /// (the route's stages, played as the socket allows).
     Handshake,
     /// Application data flows; each direction has its own state.
     Open,

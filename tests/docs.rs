@@ -1,5 +1,6 @@
 //! The documentation cannot drift from the program: every long option that `--help` lists
-//! appears in the man page and the README, and so does every exit status.
+//! appears in the man page and the README, and so does every exit status; `lib.rs`'s module
+//! map names every module, and the tests' STARTTLS protocols are those `--help` lists.
 
 use crate::util;
 
@@ -208,4 +209,75 @@ fn help_says_what_each_subcommands_options_are_for() {
     for line in postgres {
         assert!(line.contains("--starttls postgres"), "{line}");
     }
+}
+
+/// The modules under `src/` as `lib.rs`'s map names them: `net`, `trust`, `trust::roots`.
+fn source_modules() -> Vec<String> {
+    let mut found = Vec::new();
+    let mut dirs = vec![(std::path::PathBuf::from("src"), String::new())];
+    while let Some((dir, prefix)) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("src/ is readable") {
+            let path = entry.expect("src/ is readable").path();
+            let name = path
+                .file_stem()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if path.is_dir() {
+                dirs.push((path.clone(), format!("{prefix}{name}::")));
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                match (prefix.as_str(), name) {
+                    ("", "lib" | "main") => {}
+                    (_, "mod") => found.push(prefix.trim_end_matches("::").to_string()),
+                    _ => found.push(format!("{prefix}{name}")),
+                }
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn the_module_map_names_every_module() {
+    let lib = std::fs::read_to_string("src/lib.rs").expect("src/lib.rs");
+    let map: String = lib
+        .lines()
+        .filter_map(|l| l.strip_prefix("//!"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let modules = source_modules();
+    assert!(modules.len() > 30, "found only {modules:?} under src/");
+    for module in &modules {
+        assert!(
+            map.contains(&format!("`{module}`")),
+            "the module map in src/lib.rs does not name `{module}`"
+        );
+    }
+    // Every `mod x;` of lib.rs is a file the map was checked against.
+    for declared in lib.lines().filter_map(|l| l.strip_prefix("mod ")) {
+        let name = declared.trim_end_matches(';');
+        assert!(modules.iter().any(|m| m == name), "mod {name}: no file");
+    }
+}
+
+#[test]
+fn the_tests_cover_every_starttls_protocol_help_lists() {
+    let help = run(&["connect", "--help"], Input::Null);
+    help.expect_code(0);
+    let help = String::from_utf8_lossy(&help.stdout);
+    let option = help
+        .find("--starttls <PROTO>")
+        .expect("--help lists --starttls");
+    let values = &help[option..];
+    let start = values
+        .find("[possible values: ")
+        .expect("--starttls's values")
+        + 18;
+    let end = start + values[start..].find(']').expect("the end of the values");
+    let listed: Vec<&str> = values[start..end].split(',').map(str::trim).collect();
+    assert_eq!(
+        listed,
+        crate::starttls::PROTOS,
+        "--starttls PROTO in --help"
+    );
 }
