@@ -388,6 +388,10 @@ pub(crate) struct NetArgs {
 }
 
 /// Options connect and listen share: TLS, the network, and what is relayed.
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "each bool is a flag as typed (--no-shutdown, --send-only, --recv-only, --crlf)"
+)]
 #[derive(Debug, Args)]
 pub(crate) struct CommonArgs {
     #[command(flatten)]

@@ -39,6 +39,10 @@ struct Verdict {
     certs: Vec<Option<CertInfo>>,
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "the event loop: its steps share the state of the resolving and probing targets"
+)]
 pub(crate) fn run(s: &Inspect) -> Result<()> {
     let mut poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);

@@ -37,6 +37,10 @@ pub(crate) enum End {
 }
 
 /// A plain TCP connection as a local end (tunnels).
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "what the socket has done (connected, EOF, shut down), each observed apart"
+)]
 pub(crate) struct TcpEnd {
     pub sock: TcpStream,
     pub ready: Ready,

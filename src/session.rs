@@ -69,6 +69,10 @@ const UNSENT: Duration = Duration::from_secs(2);
 const ACK_TICK: Duration = Duration::from_millis(50);
 
 /// What the connections of one run share.
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent switches from the flags and the subcommand, read one by one"
+)]
 pub(crate) struct Options {
     /// Which end we are, and how its TLS errors are told. Called right after the failing
     /// call, so a verifier's record of the chain it was shown is still this connection's.
@@ -269,6 +273,10 @@ pub(crate) enum Timer {
     Unsent,
 }
 
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "facts about the connection, each observed apart; the states are the enums"
+)]
 pub(crate) struct Session {
     pub conn: TlsSocket,
     /// While the TCP connection is being made (`connect --from`): the next addresses.
@@ -933,6 +941,10 @@ impl Session {
     }
 
     /// Our end → TLS, while rustls's send buffer takes more.
+    #[allow(
+        clippy::too_many_lines,
+        reason = "one branch for each kind of local end"
+    )]
     fn send(&mut self, sh: &mut Shared<'_>) -> Result<bool> {
         let mut moved = false;
         let mut ended = false;

@@ -33,6 +33,10 @@ use crate::trust::{self, Crls, Explainer, Presented, ServerVerifier, Side, Trust
 const DEFAULT_LINGER: Duration = Duration::from_secs(2);
 
 /// What both subcommands share.
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "the relay flags as given, independent of each other; sessions read them"
+)]
 pub(crate) struct Common {
     pub no_shutdown: bool,
     /// `--linger` (0 with `--send-only`).

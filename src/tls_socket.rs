@@ -43,6 +43,10 @@ pub(crate) enum PeerClose {
     Reset(io::Error),
 }
 
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "what the socket has done (EOF, shut down, alerted, sent), each observed apart"
+)]
 pub(crate) struct TlsSocket {
     /// The byte stream: the TCP socket, through any `https://` proxies.
     pub sock: Wire,
