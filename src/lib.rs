@@ -16,7 +16,8 @@
 //! - `relay`: the event loop for every connection; `events`: what its tokens mean and the
 //!   readiness each descriptor remembers; `session`: one connection (a TLS socket and its
 //!   local end) and its finishing rules; `tls_socket`: TLS over a TCP socket; `local`: the
-//!   local end, which is `stdio` (stdin/stdout) or `exec` (a child per connection).
+//!   local end, which is `stdio` (stdin/stdout), `exec` (a child per connection) or a TCP
+//!   connection (a tunnel: `backend` dials `listen --to`'s).
 //! - `error`: failure classes and exit statuses; `report`: what goes to stderr, escaped;
 //!   `describe`: what `-v` says about a session and its certificates.
 
@@ -24,6 +25,7 @@
 #![deny(unsafe_code)]
 
 mod argv;
+mod backend;
 mod certgen;
 mod cli;
 mod client;

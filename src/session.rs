@@ -42,12 +42,13 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Result};
 use mio::{Interest, Registry};
 
+use crate::backend::Backend;
 use crate::describe;
 use crate::error::{io_phrase, socket_class, Class};
 use crate::events::{token, Part, Ready};
 use crate::exec::{describe_status, Child, Fed, Program};
 use crate::local::{Local, TcpEnd};
-use crate::net::{self, Dialer, Dialing};
+use crate::net::{Dialer, Dialing};
 use crate::report;
 use crate::route::{self, Stage};
 use crate::stdio::{Broadcast, Chunk, Next, Sink};
@@ -101,68 +102,6 @@ pub(crate) struct Options {
     pub many: bool,
     /// stdin is a terminal (never waited for after the peer closed).
     pub stdin_tty: bool,
-}
-
-/// A tunnel's backend (`listen --to`).
-#[derive(Clone, Debug)]
-pub(crate) struct Backend {
-    /// Its addresses, tried in turn.
-    pub addrs: Vec<SocketAddr>,
-    /// How messages name it: HOST:PORT as given.
-    pub name: String,
-    /// `--proxy-protocol`: the version of the header that tells the backend who the client is.
-    pub proxy_protocol: Option<u8>,
-}
-
-/// A PROXY protocol header (haproxy's spec) for a TCP connection from `from` to `to`.
-pub(crate) fn proxy_header(version: u8, from: SocketAddr, to: SocketAddr) -> Vec<u8> {
-    let (from, to) = match (from, to) {
-        // Mixed families: both as IPv6.
-        (SocketAddr::V4(f), SocketAddr::V6(_)) => (
-            SocketAddr::new(f.ip().to_ipv6_mapped().into(), f.port()),
-            to,
-        ),
-        (SocketAddr::V6(_), SocketAddr::V4(t)) => (
-            from,
-            SocketAddr::new(t.ip().to_ipv6_mapped().into(), t.port()),
-        ),
-        _ => (from, to),
-    };
-    if version == 1 {
-        let family = if from.is_ipv4() { "TCP4" } else { "TCP6" };
-        return format!(
-            "PROXY {family} {} {} {} {}\r\n",
-            from.ip(),
-            to.ip(),
-            from.port(),
-            to.port()
-        )
-        .into_bytes();
-    }
-    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-    h.push(0x21); // version 2, PROXY
-    let mut addrs = Vec::new();
-    match (from.ip(), to.ip()) {
-        (std::net::IpAddr::V4(f), std::net::IpAddr::V4(t)) => {
-            h.push(0x11); // TCP over IPv4
-            addrs.extend_from_slice(&f.octets());
-            addrs.extend_from_slice(&t.octets());
-        }
-        (f, t) => {
-            let six = |ip: std::net::IpAddr| match ip {
-                std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-                std::net::IpAddr::V6(v6) => v6,
-            };
-            h.push(0x21); // TCP over IPv6
-            addrs.extend_from_slice(&six(f).octets());
-            addrs.extend_from_slice(&six(t).octets());
-        }
-    }
-    addrs.extend_from_slice(&from.port().to_be_bytes());
-    addrs.extend_from_slice(&to.port().to_be_bytes());
-    h.extend_from_slice(&(addrs.len() as u16).to_be_bytes());
-    h.extend_from_slice(&addrs);
-    h
 }
 
 /// What a connection's turn may use besides itself.
@@ -1077,23 +1016,9 @@ impl Session {
             Local::Exec { .. } => {
                 if let Some(backend) = &sh.opts.to {
                     // The client is admitted: only now is the backend connected.
-                    let (name, host) = (backend.name.clone(), net::host_of(&backend.name));
-                    let mut dialer = Dialer::new(name, &host, backend.addrs.clone(), None);
-                    let sock = dialer.open().map_err(|e| e.context(self.label.clone()))?;
-                    // A dual-stack socket's IPv4 address reads as ::ffff:a.b.c.d: unmapped,
-                    // so that an IPv4 client's header is TCP4.
-                    let local = self
-                        .conn
-                        .sock
-                        .tcp
-                        .local_addr()
-                        .ok()
-                        .map(|a| SocketAddr::new(a.ip().to_canonical(), a.port()));
-                    let header = match (backend.proxy_protocol, self.addr, local) {
-                        (Some(v), Some(from), Some(to)) => proxy_header(v, from, to),
-                        _ => Vec::new(),
-                    };
-                    let end = TcpEnd::new(sock, header).or_else(dialer);
+                    let end = backend
+                        .dial(self.addr, self.conn.sock.tcp.local_addr().ok())
+                        .map_err(|e| e.context(self.label.clone()))?;
                     self.local.attach_tcp(end, sh.registry, self.key)?;
                     report::verbose(format_args!("{prefix}connecting to {}", backend.name));
                     return Ok(());

@@ -10,6 +10,7 @@ use anyhow::Result;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, KeyLog, ServerConfig, SupportedProtocolVersion};
 
+use crate::backend::Backend;
 use crate::cli::{
     CommonArgs, ConnectArgs, InspectArgs, ListenArgs, NetArgs, ProxyArgs, ProxyProtocol, TlsArgs,
     TlsVersion, TrustStore, VerifyArgs,
@@ -23,7 +24,7 @@ use crate::names;
 use crate::net::{self, Family, HostPort};
 use crate::proxy::{self, Proxies};
 use crate::report;
-use crate::session::{Backend, Options};
+use crate::session::Options;
 use crate::starttls::Proto;
 use crate::tls::{self, provider, versions, KeyLogTo, Protocol};
 use crate::trust::{self, Crls, Explainer, Presented, ServerVerifier, Side, Trust};
