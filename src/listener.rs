@@ -13,6 +13,7 @@ use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 use rustls::{ServerConfig, ServerConnection};
 
 use crate::error::{classify, Class};
+use crate::local::LocalEnd;
 use crate::net;
 use crate::relay::{Listening, Relay};
 use crate::report;
@@ -25,7 +26,7 @@ pub(crate) fn run(s: &Listen) -> Result<()> {
     // Tunnels (by default one per core) and -k -e services (with --threads) run an event
     // loop per thread, each with its own listening socket on the same port (SO_REUSEPORT:
     // the kernel spreads the clients); stdin/stdout, shared by every client, stays on one.
-    let threads = match (s.to.is_some(), s.threads) {
+    let threads = match (s.common.local.is_tunnel(), s.threads) {
         (true, None) => cores(),
         (_, Some(n)) => n,
         (false, None) => 1,
@@ -121,11 +122,13 @@ fn setup(
     main: bool,
 ) -> Result<(Relay, SocketAddr)> {
     let local = sock.local_addr()?;
+    let end = match &s.common.local {
+        LocalEnd::Exec(program) => LocalEnd::Exec(program.clone().with_nofile(nofile)),
+        other => other.clone(),
+    };
     let mut relay = Relay::new(Options {
         stall: s.keep_open.then_some(s.stall_timeout),
-        exec: s.common.exec.clone().map(|p| p.with_nofile(nofile)),
-        to: s.to.clone(),
-        tunnel: s.to.is_some(),
+        local: end.clone(),
         many: s.keep_open,
         ..s.common.options(s.explain.clone())
     })?;
@@ -134,8 +137,6 @@ fn setup(
         Some(w) if w < s.handshake_timeout => (w, "-w"),
         _ => (s.handshake_timeout, "--handshake-timeout"),
     };
-    // A connection of its own on our side: a child (-e/-c) or the backend (--to).
-    let exec = s.common.exec.is_some() || s.to.is_some();
     let current = config.clone();
     let starttls = s.starttls.clone();
     let accept = move |sock: TcpStream, addr: SocketAddr| -> Result<Session> {
@@ -151,7 +152,7 @@ fn setup(
             format!("client {addr}"),
             Some(addr),
             Some((Instant::now() + limit, option)),
-            exec,
+            &end,
             Route::server(
                 starttls
                     .as_ref()

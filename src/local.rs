@@ -15,9 +15,50 @@ use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Interest, Registry};
 
+use crate::backend::Backend;
 use crate::events::{attempt, token, Part, Ready};
 use crate::exec::{Child, Fed, Program};
 use crate::net::Dialer;
+
+/// Which local end the connections of a run have: decided once, from the flags, and carried
+/// to each session as it is.
+#[derive(Clone, Debug)]
+pub(crate) enum LocalEnd {
+    /// stdin/stdout, shared by every connection; `crlf` (`-C`): stdin's LF goes out as CR LF.
+    Stdio { direction: Direction, crlf: bool },
+    /// `-e` / `-c`: this program, run for each connection.
+    Exec(Program),
+    /// `listen --to`: each admitted client's own connection to this backend.
+    Backend(Backend),
+    /// `connect --from`: the plain connection each TLS connection was made for.
+    Accepted,
+}
+
+/// Which ways stdin/stdout carry data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Both,
+    /// `--send-only`: nothing goes to stdout, and close_notify goes at stdin EOF whatever
+    /// the TLS version.
+    SendOnly,
+    /// `--recv-only`: stdin is never read; our direction is complete from the start.
+    RecvOnly,
+}
+
+impl LocalEnd {
+    /// stdin/stdout's direction, if they are the local end.
+    pub(crate) fn stdio(&self) -> Option<Direction> {
+        match self {
+            LocalEnd::Stdio { direction, .. } => Some(*direction),
+            _ => None,
+        }
+    }
+
+    /// Whether the local end is a TCP connection (a tunnel).
+    pub(crate) fn is_tunnel(&self) -> bool {
+        matches!(self, LocalEnd::Backend(_) | LocalEnd::Accepted)
+    }
+}
 
 pub(crate) enum Local {
     /// stdin/stdout: the next stdin chunk to send and how far into it.
@@ -200,13 +241,13 @@ impl End {
 }
 
 impl Local {
-    pub(crate) fn new(exec: bool) -> Local {
-        match exec {
-            true => Local::Exec {
+    pub(crate) fn new(end: &LocalEnd) -> Local {
+        match end {
+            LocalEnd::Stdio { .. } => Local::Stdio { next: 0, offset: 0 },
+            _ => Local::Exec {
                 child: None,
                 leftover: Vec::new(),
             },
-            false => Local::Stdio { next: 0, offset: 0 },
         }
     }
 

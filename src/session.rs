@@ -42,12 +42,11 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Result};
 use mio::{Interest, Registry};
 
-use crate::backend::Backend;
 use crate::describe;
 use crate::error::{io_phrase, socket_class, Class};
 use crate::events::{token, Part, Ready};
-use crate::exec::{describe_status, Child, Fed, Program};
-use crate::local::{Local, TcpEnd};
+use crate::exec::{describe_status, Child, Fed};
+use crate::local::{Direction, Local, LocalEnd, TcpEnd};
 use crate::net::{Dialer, Dialing};
 use crate::report;
 use crate::route::{self, Stage};
@@ -79,25 +78,13 @@ pub(crate) struct Options {
     /// `--linger`: after stdin's EOF, how long the peer may be silent before our
     /// close_notify ends the conversation (0 with `--send-only`).
     pub linger: Duration,
-    /// `--send-only`: nothing goes to stdout, and close_notify goes at stdin EOF whatever the
-    /// TLS version.
-    pub send_only: bool,
-    /// `--recv-only`: stdin is never read; our direction is complete from the start.
-    pub recv_only: bool,
-    /// `-C`: stdin's LF goes out as CR LF.
-    pub crlf: bool,
+    /// What each connection's plaintext meets on our side.
+    pub local: LocalEnd,
     /// `-i`: give up after this long without a byte from or to the peer.
     pub idle: Option<Duration>,
     /// `--stall-timeout` (`listen -k`): drop a connection that takes none of the stdin
     /// waiting for it for this long, since stdin goes at the pace of the slowest connection.
     pub stall: Option<Duration>,
-    /// `-e` / `-c`: run this for each connection instead of using stdin/stdout.
-    pub exec: Option<Program>,
-    /// `listen --to`: connect each admitted client to this backend.
-    pub to: Option<Backend>,
-    /// A tunnel (`listen --to`, `connect --from`): each connection has a TCP connection of
-    /// its own on our side, and stdin/stdout are not used.
-    pub tunnel: bool,
     /// Several connections at once: prefix `-v` lines with the peer's name.
     pub many: bool,
     /// stdin is a terminal (never waited for after the peer closed).
@@ -246,7 +233,7 @@ impl Session {
         label: String,
         addr: Option<SocketAddr>,
         handshake_deadline: Option<(Instant, &'static str)>,
-        exec: bool,
+        local: &LocalEnd,
         stages: VecDeque<Stage>,
     ) -> Session {
         let now = Instant::now();
@@ -256,7 +243,7 @@ impl Session {
             stages,
             label,
             addr,
-            local: Local::new(exec),
+            local: Local::new(local),
             key: 0,
             phase: Phase::Handshake,
             outbound: Outbound::Sending,
@@ -463,7 +450,7 @@ impl Session {
     /// discarded), or once an `-e` command has exited (its input is closed). Our FIN can
     /// then go with our close_notify: it cannot promise too much.
     fn keeps_no_more(&self, opts: &Options) -> bool {
-        opts.send_only
+        opts.local.stdio() == Some(Direction::SendOnly)
             || (matches!(self.local, Local::Exec { .. })
                 && !self.local.is_tcp()
                 && self.outbound == Outbound::Closed)
@@ -668,7 +655,7 @@ impl Session {
             }
             return self.peer_closed_at.map(|at| at + opts.linger.min(FIN_WAIT));
         }
-        if opts.no_shutdown || opts.recv_only {
+        if opts.no_shutdown || opts.local.stdio() == Some(Direction::RecvOnly) {
             return None; // the peer ends it
         }
         match self.local {
@@ -990,7 +977,10 @@ impl Session {
             Some(Err(status)) => Err(anyhow!(
                 "{}: '{}' {}; the connection is reset, without close_notify",
                 self.label,
-                report::escape(opts.exec.as_ref().map_or("", |p| p.text.as_str())),
+                report::escape(match &opts.local {
+                    LocalEnd::Exec(program) => program.text.as_str(),
+                    _ => "",
+                }),
                 describe_status(status)
             )),
         }
@@ -1014,7 +1004,7 @@ impl Session {
             },
             Local::Exec { child: Some(_), .. } => {} // a tunnel's accepted connection
             Local::Exec { .. } => {
-                if let Some(backend) = &sh.opts.to {
+                if let LocalEnd::Backend(backend) = &sh.opts.local {
                     // The client is admitted: only now is the backend connected.
                     let end = backend
                         .dial(self.addr, self.conn.sock.tcp.local_addr().ok())
@@ -1023,7 +1013,7 @@ impl Session {
                     report::verbose(format_args!("{prefix}connecting to {}", backend.name));
                     return Ok(());
                 }
-                let Some(program) = &sh.opts.exec else {
+                let LocalEnd::Exec(program) = &sh.opts.local else {
                     return Ok(());
                 };
                 let env = describe::child_env(&self.conn.tls);
