@@ -8,7 +8,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::process::ExitStatus;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use mio::event::Event;
@@ -18,7 +18,7 @@ use mio::{Interest, Registry};
 use crate::backend::Backend;
 use crate::events::{attempt, token, Part, Ready};
 use crate::exec::{Child, Fed, Program};
-use crate::net::Dialer;
+use crate::net::{Dialer, CONNECT_TIMEOUT};
 
 /// Which local end the connections of a run have: decided once, from the flags, and carried
 /// to each session as it is.
@@ -95,6 +95,9 @@ pub(crate) struct TcpEnd {
     header: Vec<u8>,
     /// The connection was made (a byte moved, or the socket has a peer): no more retries.
     connected: bool,
+    /// Until when the address being tried may take to answer, as the dialer gives each one
+    /// without `-w`; then the next is tried.
+    until: Option<Instant>,
 }
 
 impl TcpEnd {
@@ -105,6 +108,7 @@ impl TcpEnd {
             header: first.clone(),
             dial: None,
             connected: false,
+            until: None,
             first,
             shut: false,
             shut_wanted: false,
@@ -115,6 +119,7 @@ impl TcpEnd {
     /// The connection is `dialer`'s, which tries the next address if this one refuses.
     pub(crate) fn or_else(mut self, dialer: Dialer) -> TcpEnd {
         self.dial = Some(Box::new(dialer));
+        self.until = Some(Instant::now() + CONNECT_TIMEOUT);
         self
     }
 }
@@ -169,10 +174,39 @@ impl End {
             return Ok(false);
         }
         t.ready = Ready::default();
+        t.until = Some(Instant::now() + CONNECT_TIMEOUT);
         t.first = t.header.clone();
         t.eof = false;
         t.shut = false;
         Ok(true)
+    }
+
+    /// The address being tried had its time without answering: the next one, if there is
+    /// one; else the error that says so.
+    pub(crate) fn overdue(&mut self, registry: &Registry, key: usize) -> io::Result<()> {
+        let End::Tcp(t) = self else {
+            return Ok(());
+        };
+        match t.until {
+            Some(until) if !t.connected && Instant::now() >= until => {}
+            _ => return Ok(()),
+        }
+        if t.sock.peer_addr().is_ok() {
+            t.connected = true;
+            return Ok(());
+        }
+        let addr = t.dial.as_ref().and_then(|d| d.addr());
+        if self.retry(registry, key)? {
+            return Ok(());
+        }
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "{} did not answer in {}s",
+                addr.map_or("the backend".to_string(), |a| a.to_string()),
+                CONNECT_TIMEOUT.as_secs()
+            ),
+        ))
     }
 
     /// Offer the peer's bytes to the local end.
@@ -284,6 +318,27 @@ impl Local {
             return None;
         }
         t.sock.take_error().ok().flatten()
+    }
+
+    /// Until when the backend address being tried may take to answer, while it has not.
+    pub(crate) fn dial_deadline(&self) -> Option<Instant> {
+        match self {
+            Local::Exec {
+                child: Some(End::Tcp(t)),
+                ..
+            } if !t.connected => t.until,
+            _ => None,
+        }
+    }
+
+    /// The backend address being tried had its time: see [`End::overdue`].
+    pub(crate) fn overdue(&mut self, registry: &Registry, key: usize) -> io::Result<()> {
+        match self {
+            Local::Exec {
+                child: Some(end), ..
+            } => end.overdue(registry, key),
+            Local::Exec { .. } | Local::Stdio { .. } => Ok(()),
+        }
     }
 
     /// Whether the local end is a TCP connection (a tunnel).

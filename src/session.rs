@@ -159,6 +159,9 @@ pub(crate) enum Timer {
     Stalled,
     /// `--stall-timeout`, in a tunnel: the local side took none of the peer's data.
     Backlogged,
+    /// The backend address being tried had its time (the dialer's, per address): the
+    /// connection gets a turn, which tries the next.
+    Backend,
     /// Our close_notify may go now (the peer was silent for `--linger`, or its FIN did not
     /// follow its close_notify): the connection gets a turn.
     Close,
@@ -370,6 +373,9 @@ impl Session {
                 }
                 Err(e) => return Err(e.context(self.label.clone())),
             }
+        }
+        if let Err(e) = self.local.overdue(sh.registry, self.key) {
+            return Err(self.local_failed(&e));
         }
         if !self.stages.is_empty() {
             // Nothing of TLS moves until the proxies and the dialogue say it may start.
@@ -1073,16 +1079,19 @@ impl Session {
             }
             _ => None,
         };
-        [handshake, idle, stalled, backlogged, close, confirm]
-            .into_iter()
-            .flatten()
-            .min_by_key(|(at, _)| *at)
+        let backend = self.local.dial_deadline().map(|at| (at, Timer::Backend));
+        [
+            handshake, idle, stalled, backlogged, close, confirm, backend,
+        ]
+        .into_iter()
+        .flatten()
+        .min_by_key(|(at, _)| *at)
     }
 
     /// A timer fired: the outcome it gives the connection, or None if it goes on.
     pub(crate) fn expire(&mut self, timer: Timer, opts: &Options) -> Option<Result<()>> {
         Some(match timer {
-            Timer::Close => return None,
+            Timer::Close | Timer::Backend => return None,
             Timer::Confirm => return self.unconfirmed(),
             Timer::Unsent => Err(self.too_late()),
             Timer::Handshake(option) => {
