@@ -16,9 +16,12 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry};
 
 use crate::backend::Backend;
+use crate::describe;
 use crate::events::{attempt, token, Part, Ready};
 use crate::exec::{Child, Fed, Program};
 use crate::net::{Dialer, CONNECT_TIMEOUT};
+use crate::report;
+use crate::tls_socket::TlsSocket;
 
 /// Which local end the connections of a run have: decided once, from the flags, and carried
 /// to each session as it is.
@@ -274,7 +277,122 @@ impl End {
     }
 }
 
+/// What a connection's own local end gave the peer in a turn.
+pub(crate) struct Output {
+    /// Bytes read from it (some may wait in `leftover` for TLS).
+    pub sent: u64,
+    pub moved: bool,
+    pub end: Option<OutputEnd>,
+}
+
+/// How a local end's output stopped.
+pub(crate) enum OutputEnd {
+    /// Its EOF: a child's exit status, if any, says whether that is complete.
+    Eof,
+    /// Output after the peer ended the whole connection (TLS 1.2): it cannot be delivered.
+    Late,
+}
+
 impl Local {
+    /// The peer's next decrypted bytes (`conn`'s) → the connection's own local end: how many
+    /// it took (`full` says whether it took none for want of room), or `None` when a backend
+    /// address that refused gave way to the next (try again). An error fails the connection.
+    pub(crate) fn receive_from(
+        &mut self,
+        conn: &mut TlsSocket,
+        registry: &Registry,
+        key: usize,
+        full: &mut bool,
+    ) -> io::Result<Option<usize>> {
+        let Local::Exec { child, .. } = self else {
+            return Ok(Some(0));
+        };
+        let mut failed = None;
+        let n = conn.deliver(|data| match child {
+            Some(child) => match child.feed(data) {
+                Ok(Fed::Took(n)) => {
+                    *full = n == 0;
+                    n
+                }
+                // The child stopped reading: what it would have got is dropped.
+                Ok(Fed::Closed) => data.len(),
+                Err(e) => {
+                    failed = Some(e);
+                    0
+                }
+            },
+            None => 0,
+        });
+        let Some(e) = failed else {
+            return Ok(Some(n));
+        };
+        match child.as_mut().map(|c| c.retry(registry, key)) {
+            Some(Ok(true)) => Ok(None),
+            _ => Err(e),
+        }
+    }
+
+    /// The connection's own local end → `conn`, while rustls's send buffer takes more
+    /// (`late`: the peer ended the whole connection). An error fails the connection.
+    pub(crate) fn send_to(
+        &mut self,
+        conn: &mut TlsSocket,
+        scratch: &mut [u8],
+        late: bool,
+        registry: &Registry,
+        key: usize,
+    ) -> io::Result<Output> {
+        let mut out = Output {
+            sent: 0,
+            moved: false,
+            end: None,
+        };
+        let Local::Exec {
+            child: Some(child),
+            leftover,
+        } = self
+        else {
+            return Ok(out);
+        };
+        // A PROXY header goes to the backend at once: it may speak first.
+        child.flush_first()?;
+        // Read the child only when the socket has taken everything: that is the
+        // backpressure, and it means rustls takes a whole read.
+        while !conn.wants_write() {
+            if !leftover.is_empty() {
+                let n = conn.send(leftover);
+                leftover.drain(..n);
+                out.moved |= n > 0;
+                continue;
+            }
+            let drained = match child.drain(scratch) {
+                Ok(drained) => drained,
+                // A backend address that refused: the next one, if any.
+                Err(_) if matches!(child.retry(registry, key), Ok(true)) => break,
+                Err(e) => return Err(e),
+            };
+            match drained {
+                None => break,
+                Some(0) => {
+                    out.end = Some(OutputEnd::Eof);
+                    out.moved = true;
+                    break;
+                }
+                Some(_) if late => {
+                    out.end = Some(OutputEnd::Late);
+                    break;
+                }
+                Some(n) => {
+                    let took = conn.send(&scratch[..n]);
+                    leftover.extend_from_slice(&scratch[took..n]);
+                    out.sent += n as u64;
+                    out.moved = true;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     pub(crate) fn new(end: &LocalEnd) -> Local {
         match end {
             LocalEnd::Stdio { .. } => Local::Stdio { next: 0, offset: 0 },
@@ -376,20 +494,43 @@ impl Local {
         Ok(())
     }
 
-    /// A TCP local end connected once the client is admitted (`listen --to`).
-    pub(crate) fn attach_tcp(
+    /// The peer is admitted (the handshake is done): start connection `key`'s own local end
+    /// as `end` says — run its program, or connect to its backend — and register it. `peer`
+    /// is how messages name the peer, and its address; what `-v` says of the start comes
+    /// back.
+    pub(crate) fn start(
         &mut self,
-        end: TcpEnd,
+        end: &LocalEnd,
+        conn: &TlsSocket,
+        peer: (&str, Option<SocketAddr>),
         registry: &Registry,
         key: usize,
-    ) -> Result<()> {
-        *self = Local::tcp(end);
-        self.register(registry, key)?;
-        Ok(())
+    ) -> Result<Option<String>> {
+        let (label, addr) = peer;
+        match end {
+            LocalEnd::Backend(backend) => {
+                // Only now, the client admitted, is the backend connected.
+                let tcp = backend
+                    .dial(addr, conn.sock.tcp.local_addr().ok())
+                    .map_err(|e| e.context(label.to_string()))?;
+                *self = Local::tcp(tcp);
+                self.register(registry, key)?;
+                Ok(Some(format!("connecting to {}", backend.name)))
+            }
+            LocalEnd::Exec(program) => {
+                let env = describe::child_env(&conn.tls);
+                let pid = self.spawn(program, addr, &env, registry, key)?;
+                Ok(Some(format!(
+                    "started '{}' (pid {pid})",
+                    report::escape(&program.text)
+                )))
+            }
+            LocalEnd::Stdio { .. } | LocalEnd::Accepted => Ok(None),
+        }
     }
 
     /// Start `program` for connection `key` (from `addr`) and register its pipes.
-    pub(crate) fn spawn(
+    fn spawn(
         &mut self,
         program: &Program,
         addr: Option<SocketAddr>,

@@ -45,8 +45,8 @@ use mio::{Interest, Registry};
 use crate::describe;
 use crate::error::{io_phrase, socket_class, Class};
 use crate::events::{token, Part, Ready};
-use crate::exec::{describe_status, Child, Fed};
-use crate::local::{Direction, Local, LocalEnd, TcpEnd};
+use crate::exec::{describe_status, Child};
+use crate::local::{Direction, Local, LocalEnd, OutputEnd, TcpEnd};
 use crate::net::{Dialer, Dialing};
 use crate::report;
 use crate::route::{self, Stage};
@@ -787,31 +787,17 @@ impl Session {
                     // --send-only: what the peer sends is read and dropped.
                     None => self.conn.deliver(|data| data.len()),
                 },
-                Local::Exec { child, .. } => {
-                    let mut failed = None;
-                    let n = self.conn.deliver(|data| match child {
-                        Some(child) => match child.feed(data) {
-                            Ok(Fed::Took(n)) => {
-                                stalled = n == 0;
-                                n
-                            }
-                            // The child stopped reading: what it would have got is dropped.
-                            Ok(Fed::Closed) => data.len(),
-                            Err(e) => {
-                                failed = Some(e);
-                                0
-                            }
-                        },
-                        None => 0,
-                    });
-                    if let Some(e) = failed {
-                        // A backend address that refused: the next one, if any.
-                        match child.as_mut().map(|c| c.retry(sh.registry, self.key)) {
-                            Some(Ok(true)) => continue,
-                            _ => break Err(self.local_failed(&e)),
-                        }
+                Local::Exec { .. } => {
+                    let (registry, key) = (sh.registry, self.key);
+                    match self
+                        .local
+                        .receive_from(&mut self.conn, registry, key, &mut stalled)
+                    {
+                        Ok(Some(n)) => n,
+                        // A backend address that refused gave way to the next.
+                        Ok(None) => continue,
+                        Err(e) => break Err(self.local_failed(&e)),
                     }
-                    n
                 }
             };
             if n == 0 {
@@ -885,62 +871,26 @@ impl Session {
                     }
                 }
             }
-            Local::Exec { child, leftover } => {
-                let Some(child) = child else {
-                    return Ok(false);
-                };
-                // A PROXY header goes to the backend at once: it may speak first.
-                if let Err(e) = child.flush_first() {
-                    return Err(self.local_failed(&e));
-                }
-                // Read the child only when the socket has taken everything: that is the
-                // backpressure, and it means rustls takes a whole read.
-                while !self.conn.wants_write() {
-                    if !leftover.is_empty() {
-                        let n = self.conn.send(leftover);
-                        leftover.drain(..n);
-                        moved |= n > 0;
-                        continue;
-                    }
-                    let drained = match child.drain(sh.scratch) {
-                        Ok(drained) => drained,
-                        // A backend address that refused: the next one, if any.
-                        Err(_) if matches!(child.retry(sh.registry, self.key), Ok(true)) => {
-                            break;
-                        }
-                        Err(e) => return Err(self.local_failed(&e)),
-                    };
-                    match drained {
-                        None => break,
-                        Some(0) => {
-                            self.outbound = Outbound::Exiting;
-                            moved = true;
-                            break;
-                        }
-                        // Output after the peer ended the whole connection (TLS 1.2).
-                        Some(_) if late => {
-                            ended = true;
-                            break;
-                        }
-                        Some(n) => {
-                            let took = self.conn.send(&sh.scratch[..n]);
-                            leftover.extend_from_slice(&sh.scratch[took..n]);
-                            self.sent += n as u64;
-                            moved = true;
-                        }
-                    }
-                }
-                if ended {
-                    return Err(self.too_late());
+            Local::Exec { child: None, .. } => return Ok(false),
+            Local::Exec { .. } => {
+                let out = self
+                    .local
+                    .send_to(&mut self.conn, sh.scratch, late, sh.registry, self.key)
+                    .map_err(|e| self.local_failed(&e))?;
+                self.sent += out.sent;
+                match out.end {
+                    Some(OutputEnd::Late) => return Err(self.too_late()),
+                    Some(OutputEnd::Eof) => self.outbound = Outbound::Exiting,
+                    None => {}
                 }
                 // A tunnel whose TLS peer takes none of what the local side sends: bounded
                 // by --stall-timeout, as for stdin.
-                if self.local.is_tcp() && self.conn.wants_write() && !moved {
+                if self.local.is_tcp() && self.conn.wants_write() && !out.moved {
                     self.stalled_since.get_or_insert_with(Instant::now);
                 } else {
                     self.stalled_since = None;
                 }
-                return Ok(moved);
+                return Ok(out.moved);
             }
         }
         if unsent {
@@ -1010,26 +960,13 @@ impl Session {
             },
             Local::Exec { child: Some(_), .. } => {} // a tunnel's accepted connection
             Local::Exec { .. } => {
-                if let LocalEnd::Backend(backend) = &sh.opts.local {
-                    // The client is admitted: only now is the backend connected.
-                    let end = backend
-                        .dial(self.addr, self.conn.sock.tcp.local_addr().ok())
-                        .map_err(|e| e.context(self.label.clone()))?;
-                    self.local.attach_tcp(end, sh.registry, self.key)?;
-                    report::verbose(format_args!("{prefix}connecting to {}", backend.name));
-                    return Ok(());
+                let peer = (self.label.as_str(), self.addr);
+                let started =
+                    self.local
+                        .start(&sh.opts.local, &self.conn, peer, sh.registry, self.key)?;
+                if let Some(what) = started {
+                    report::verbose(format_args!("{prefix}{what}"));
                 }
-                let LocalEnd::Exec(program) = &sh.opts.local else {
-                    return Ok(());
-                };
-                let env = describe::child_env(&self.conn.tls);
-                let pid = self
-                    .local
-                    .spawn(program, self.addr, &env, sh.registry, self.key)?;
-                report::verbose(format_args!(
-                    "{prefix}started '{}' (pid {pid})",
-                    report::escape(&program.text),
-                ));
             }
         }
         Ok(())
