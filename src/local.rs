@@ -2,8 +2,10 @@
 //! of the run (see `stdio`), or a stream of its own — a child process (`-e`/`-c`, see
 //! `exec`) or a plain TCP connection (a tunnel: `listen --to`, `connect --from`).
 //!
-//! The session moves bytes between its TLS socket and this; here is what each kind of local
-//! end holds, and how its descriptors are registered, woken and let go.
+//! Which local end a run's connections have is one value, [`LocalEnd`], decided in
+//! `settings`. Here is what each kind holds, how it is started, registered, woken and let go,
+//! and how bytes of a connection's own local end move to and from its TLS socket; the session
+//! decides when, by its rules.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
