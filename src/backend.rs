@@ -5,8 +5,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::Result;
+use mio::net::TcpStream;
 
-use crate::local::TcpEnd;
 use crate::net::{self, Dialer};
 
 /// A tunnel's backend (`listen --to`).
@@ -20,14 +20,23 @@ pub(crate) struct Backend {
     pub proxy_protocol: Option<u8>,
 }
 
+/// A connection to a backend, being made.
+pub(crate) struct Dialed {
+    pub sock: TcpStream,
+    /// What goes first: the PROXY header, if any.
+    pub header: Vec<u8>,
+    /// The addresses still to try.
+    pub dialer: Dialer,
+}
+
 impl Backend {
     /// Start connecting, without blocking, for a client at `client` that reached us at
-    /// `ours`: the local end, which tries the next address if one refuses.
+    /// `ours`.
     pub(crate) fn dial(
         &self,
         client: Option<SocketAddr>,
         ours: Option<SocketAddr>,
-    ) -> Result<TcpEnd> {
+    ) -> Result<Dialed> {
         let host = net::host_of(&self.name);
         let mut dialer = Dialer::new(self.name.clone(), &host, self.addrs.clone(), None);
         let sock = dialer.open()?;
@@ -38,7 +47,11 @@ impl Backend {
             (Some(v), Some(from), Some(to)) => proxy_header(v, from, to),
             _ => Vec::new(),
         };
-        Ok(TcpEnd::new(sock, header).or_else(dialer))
+        Ok(Dialed {
+            sock,
+            header,
+            dialer,
+        })
     }
 }
 

@@ -512,10 +512,10 @@ impl Local {
         match end {
             LocalEnd::Backend(backend) => {
                 // Only now, the client admitted, is the backend connected.
-                let tcp = backend
+                let dialed = backend
                     .dial(addr, conn.sock.tcp.local_addr().ok())
                     .map_err(|e| e.context(label.to_string()))?;
-                *self = Local::tcp(tcp);
+                *self = Local::tcp(TcpEnd::new(dialed.sock, dialed.header).or_else(dialed.dialer));
                 self.register(registry, key)?;
                 Ok(Some(format!("connecting to {}", backend.name)))
             }
