@@ -13,7 +13,7 @@ use crate::net::HostPort;
 use crate::route::Route;
 use crate::starttls::{self, Proto};
 
-use crate::local::TcpEnd;
+use crate::local::{LocalEnd, TcpEnd};
 use crate::net::{self, Dialer};
 use crate::relay::{Listening, Relay};
 use crate::report;
@@ -84,7 +84,7 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
             Some(_) => (at, HandshakeLimit::Wait),
             None => (at, HandshakeLimit::StartTlsDefault),
         }),
-        s.common.exec.is_some(),
+        &s.common.local,
         route.stages,
     )
     .via_proxy(route.hops.first().map(|hop| hop.to_string()));
@@ -172,7 +172,6 @@ fn tunnel(s: &Connect, host: &str, port: u16) -> Result<()> {
     )?;
     let mut relay = Relay::new(Options {
         many: true,
-        tunnel: true,
         ..s.common.options(s.explain.clone())
     })?;
     // A name a socks5:// proxy is given is looked up for each connection, off the loop.
@@ -204,7 +203,7 @@ fn tunnel(s: &Connect, host: &str, port: u16) -> Result<()> {
             format!("{target} for {from}"),
             Some(from),
             Some((until, option)),
-            true,
+            &LocalEnd::Accepted,
             route.stages,
         )
         .via_proxy(route.hops.first().map(|hop| hop.to_string()))

@@ -35,7 +35,9 @@
 //! - `events`: what the loop's tokens mean and the readiness each descriptor remembers.
 //! - `session`: one connection (a TLS socket and its local end) and its finishing rules.
 //! - `tls_socket`: TLS over a connection's wire.
-//! - `local`: a connection's local end, which is `stdio` or `exec` (or a tunnel's socket).
+//! - `local`: a connection's local end (stdin/stdout, a child, a tunnel's socket), decided
+//!   in settings as a `LocalEnd`, and how each kind pumps its bytes.
+//! - `backend`: a tunnel's backend (`listen --to`): dialing it, and the PROXY header.
 //! - `stdio`: stdin and stdout, served by threads that wake the loop.
 //! - `exec`: the child of `-e`/`-c`, one per connection.
 //! - `error`: failure classes and exit statuses.
@@ -46,6 +48,7 @@
 #![deny(unsafe_code)]
 
 mod argv;
+mod backend;
 mod certgen;
 mod cli;
 mod client;

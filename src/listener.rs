@@ -13,6 +13,7 @@ use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 use rustls::{ServerConfig, ServerConnection};
 
 use crate::error::{classify, Class};
+use crate::local::LocalEnd;
 use crate::net;
 use crate::relay::{Listening, Relay};
 use crate::report;
@@ -112,16 +113,17 @@ fn setup(
     main: bool,
 ) -> Result<(Relay, SocketAddr)> {
     let local = sock.local_addr()?;
+    let end = match &s.common.local {
+        LocalEnd::Exec(program) => LocalEnd::Exec(program.clone().with_nofile(nofile)),
+        other => other.clone(),
+    };
     let mut relay = Relay::new(Options {
         stall: s.keep_open.then_some(s.stall_timeout),
-        exec: s.common.exec.clone().map(|p| p.with_nofile(nofile)),
-        to: s.to.clone(),
-        tunnel: s.to.is_some(),
+        local: end.clone(),
         many: s.keep_open,
         ..s.common.options(s.explain.clone())
     })?;
     let (limit, option) = s.handshake_limit;
-    let exec = s.local_per_connection;
     let current = config.clone();
     let starttls = s.starttls.clone();
     let accept = move |sock: TcpStream, addr: SocketAddr| -> Result<Session> {
@@ -137,7 +139,7 @@ fn setup(
             format!("client {addr}"),
             Some(addr),
             Some((Instant::now() + limit, option)),
-            exec,
+            &end,
             Route::server(
                 starttls
                     .as_ref()

@@ -2,22 +2,68 @@
 //! of the run (see `stdio`), or a stream of its own — a child process (`-e`/`-c`, see
 //! `exec`) or a plain TCP connection (a tunnel: `listen --to`, `connect --from`).
 //!
-//! The session moves bytes between its TLS socket and this; here is what each kind of local
-//! end holds, and how its descriptors are registered, woken and let go.
+//! Which local end a run's connections have is one value, [`LocalEnd`], decided in
+//! `settings`. Here is what each kind holds, how it is started, registered, woken and let go,
+//! and how bytes of a connection's own local end move to and from its TLS socket; the session
+//! decides when, by its rules.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::process::ExitStatus;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Interest, Registry};
 
+use crate::backend::Backend;
+use crate::describe;
 use crate::events::{attempt, token, Part, Ready};
 use crate::exec::{Child, Fed, Program};
-use crate::net::Dialer;
+use crate::net::{Dialer, CONNECT_TIMEOUT};
+use crate::report;
+use crate::tls_socket::TlsSocket;
+
+/// Which local end the connections of a run have: decided once, from the flags, and carried
+/// to each session as it is.
+#[derive(Clone, Debug)]
+pub(crate) enum LocalEnd {
+    /// stdin/stdout, shared by every connection; `crlf` (`-C`): stdin's LF goes out as CR LF.
+    Stdio { direction: Direction, crlf: bool },
+    /// `-e` / `-c`: this program, run for each connection.
+    Exec(Program),
+    /// `listen --to`: each admitted client's own connection to this backend.
+    Backend(Backend),
+    /// `connect --from`: the plain connection each TLS connection was made for.
+    Accepted,
+}
+
+/// Which ways stdin/stdout carry data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Both,
+    /// `--send-only`: nothing goes to stdout, and close_notify goes at stdin EOF whatever
+    /// the TLS version.
+    SendOnly,
+    /// `--recv-only`: stdin is never read; our direction is complete from the start.
+    RecvOnly,
+}
+
+impl LocalEnd {
+    /// stdin/stdout's direction, if they are the local end.
+    pub(crate) fn stdio(&self) -> Option<Direction> {
+        match self {
+            LocalEnd::Stdio { direction, .. } => Some(*direction),
+            _ => None,
+        }
+    }
+
+    /// Whether the local end is a TCP connection (a tunnel).
+    pub(crate) fn is_tunnel(&self) -> bool {
+        matches!(self, LocalEnd::Backend(_) | LocalEnd::Accepted)
+    }
+}
 
 pub(crate) enum Local {
     /// stdin/stdout: the next stdin chunk to send and how far into it.
@@ -58,6 +104,9 @@ pub(crate) struct TcpEnd {
     header: Vec<u8>,
     /// The connection was made (a byte moved, or the socket has a peer): no more retries.
     connected: bool,
+    /// Until when the address being tried may take to answer, as the dialer gives each one
+    /// without `-w`; then the next is tried.
+    until: Option<Instant>,
 }
 
 impl TcpEnd {
@@ -68,6 +117,7 @@ impl TcpEnd {
             header: first.clone(),
             dial: None,
             connected: false,
+            until: None,
             first,
             shut: false,
             shut_wanted: false,
@@ -78,6 +128,7 @@ impl TcpEnd {
     /// The connection is `dialer`'s, which tries the next address if this one refuses.
     pub(crate) fn or_else(mut self, dialer: Dialer) -> TcpEnd {
         self.dial = Some(Box::new(dialer));
+        self.until = Some(Instant::now() + CONNECT_TIMEOUT);
         self
     }
 }
@@ -132,10 +183,39 @@ impl End {
             return Ok(false);
         }
         t.ready = Ready::default();
+        t.until = Some(Instant::now() + CONNECT_TIMEOUT);
         t.first = t.header.clone();
         t.eof = false;
         t.shut = false;
         Ok(true)
+    }
+
+    /// The address being tried had its time without answering: the next one, if there is
+    /// one; else the error that says so.
+    pub(crate) fn overdue(&mut self, registry: &Registry, key: usize) -> io::Result<()> {
+        let End::Tcp(t) = self else {
+            return Ok(());
+        };
+        match t.until {
+            Some(until) if !t.connected && Instant::now() >= until => {}
+            _ => return Ok(()),
+        }
+        if t.sock.peer_addr().is_ok() {
+            t.connected = true;
+            return Ok(());
+        }
+        let addr = t.dial.as_ref().and_then(|d| d.addr());
+        if self.retry(registry, key)? {
+            return Ok(());
+        }
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "{} did not answer in {}s",
+                addr.map_or("the backend".to_string(), |a| a.to_string()),
+                CONNECT_TIMEOUT.as_secs()
+            ),
+        ))
     }
 
     /// Offer the peer's bytes to the local end.
@@ -203,14 +283,129 @@ impl End {
     }
 }
 
+/// What a connection's own local end gave the peer in a turn.
+pub(crate) struct Output {
+    /// Bytes read from it (some may wait in `leftover` for TLS).
+    pub sent: u64,
+    pub moved: bool,
+    pub end: Option<OutputEnd>,
+}
+
+/// How a local end's output stopped.
+pub(crate) enum OutputEnd {
+    /// Its EOF: a child's exit status, if any, says whether that is complete.
+    Eof,
+    /// Output after the peer ended the whole connection (TLS 1.2): it cannot be delivered.
+    Late,
+}
+
 impl Local {
-    pub(crate) fn new(exec: bool) -> Local {
-        match exec {
-            true => Local::Exec {
+    /// The peer's next decrypted bytes (`conn`'s) → the connection's own local end: how many
+    /// it took (`full` says whether it took none for want of room), or `None` when a backend
+    /// address that refused gave way to the next (try again). An error fails the connection.
+    pub(crate) fn receive_from(
+        &mut self,
+        conn: &mut TlsSocket,
+        registry: &Registry,
+        key: usize,
+        full: &mut bool,
+    ) -> io::Result<Option<usize>> {
+        let Local::Exec { child, .. } = self else {
+            return Ok(Some(0));
+        };
+        let mut failed = None;
+        let n = conn.deliver(|data| match child {
+            Some(child) => match child.feed(data) {
+                Ok(Fed::Took(n)) => {
+                    *full = n == 0;
+                    n
+                }
+                // The child stopped reading: what it would have got is dropped.
+                Ok(Fed::Closed) => data.len(),
+                Err(e) => {
+                    failed = Some(e);
+                    0
+                }
+            },
+            None => 0,
+        });
+        let Some(e) = failed else {
+            return Ok(Some(n));
+        };
+        match child.as_mut().map(|c| c.retry(registry, key)) {
+            Some(Ok(true)) => Ok(None),
+            _ => Err(e),
+        }
+    }
+
+    /// The connection's own local end → `conn`, while rustls's send buffer takes more
+    /// (`late`: the peer ended the whole connection). An error fails the connection.
+    pub(crate) fn send_to(
+        &mut self,
+        conn: &mut TlsSocket,
+        scratch: &mut [u8],
+        late: bool,
+        registry: &Registry,
+        key: usize,
+    ) -> io::Result<Output> {
+        let mut out = Output {
+            sent: 0,
+            moved: false,
+            end: None,
+        };
+        let Local::Exec {
+            child: Some(child),
+            leftover,
+        } = self
+        else {
+            return Ok(out);
+        };
+        // A PROXY header goes to the backend at once: it may speak first.
+        child.flush_first()?;
+        // Read the child only when the socket has taken everything: that is the
+        // backpressure, and it means rustls takes a whole read.
+        while !conn.wants_write() {
+            if !leftover.is_empty() {
+                let n = conn.send(leftover);
+                leftover.drain(..n);
+                out.moved |= n > 0;
+                continue;
+            }
+            let drained = match child.drain(scratch) {
+                Ok(drained) => drained,
+                // A backend address that refused: the next one, if any.
+                Err(_) if matches!(child.retry(registry, key), Ok(true)) => break,
+                Err(e) => return Err(e),
+            };
+            match drained {
+                None => break,
+                Some(0) => {
+                    out.end = Some(OutputEnd::Eof);
+                    out.moved = true;
+                    break;
+                }
+                Some(_) if late => {
+                    out.end = Some(OutputEnd::Late);
+                    break;
+                }
+                Some(n) => {
+                    let took = conn.send(&scratch[..n]);
+                    leftover.extend_from_slice(&scratch[took..n]);
+                    out.sent += n as u64;
+                    out.moved = true;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn new(end: &LocalEnd) -> Local {
+        match end {
+            LocalEnd::Stdio { .. } => Local::Stdio { next: 0, offset: 0 },
+            _ => Local::Exec {
                 child: None,
                 leftover: Vec::new(),
             },
-            false => Local::Stdio { next: 0, offset: 0 },
         }
     }
 
@@ -249,6 +444,27 @@ impl Local {
         t.sock.take_error().ok().flatten()
     }
 
+    /// Until when the backend address being tried may take to answer, while it has not.
+    pub(crate) fn dial_deadline(&self) -> Option<Instant> {
+        match self {
+            Local::Exec {
+                child: Some(End::Tcp(t)),
+                ..
+            } if !t.connected => t.until,
+            _ => None,
+        }
+    }
+
+    /// The backend address being tried had its time: see [`End::overdue`].
+    pub(crate) fn overdue(&mut self, registry: &Registry, key: usize) -> io::Result<()> {
+        match self {
+            Local::Exec {
+                child: Some(end), ..
+            } => end.overdue(registry, key),
+            Local::Exec { .. } | Local::Stdio { .. } => Ok(()),
+        }
+    }
+
     /// Whether the local end is a TCP connection (a tunnel).
     pub(crate) fn is_tcp(&self) -> bool {
         matches!(
@@ -284,20 +500,43 @@ impl Local {
         Ok(())
     }
 
-    /// A TCP local end connected once the client is admitted (`listen --to`).
-    pub(crate) fn attach_tcp(
+    /// The peer is admitted (the handshake is done): start connection `key`'s own local end
+    /// as `end` says — run its program, or connect to its backend — and register it. `peer`
+    /// is how messages name the peer, and its address; what `-v` says of the start comes
+    /// back.
+    pub(crate) fn start(
         &mut self,
-        end: TcpEnd,
+        end: &LocalEnd,
+        conn: &TlsSocket,
+        peer: (&str, Option<SocketAddr>),
         registry: &Registry,
         key: usize,
-    ) -> Result<()> {
-        *self = Local::tcp(end);
-        self.register(registry, key)?;
-        Ok(())
+    ) -> Result<Option<String>> {
+        let (label, addr) = peer;
+        match end {
+            LocalEnd::Backend(backend) => {
+                // Only now, the client admitted, is the backend connected.
+                let dialed = backend
+                    .dial(addr, conn.sock.tcp.local_addr().ok())
+                    .map_err(|e| e.context(label.to_string()))?;
+                *self = Local::tcp(TcpEnd::new(dialed.sock, dialed.header).or_else(dialed.dialer));
+                self.register(registry, key)?;
+                Ok(Some(format!("connecting to {}", backend.name)))
+            }
+            LocalEnd::Exec(program) => {
+                let env = describe::child_env(&conn.tls);
+                let pid = self.spawn(program, addr, &env, registry, key)?;
+                Ok(Some(format!(
+                    "started '{}' (pid {pid})",
+                    report::escape(&program.text)
+                )))
+            }
+            LocalEnd::Stdio { .. } | LocalEnd::Accepted => Ok(None),
+        }
     }
 
     /// Start `program` for connection `key` (from `addr`) and register its pipes.
-    pub(crate) fn spawn(
+    fn spawn(
         &mut self,
         program: &Program,
         addr: Option<SocketAddr>,

@@ -32,6 +32,7 @@ use slab::Slab;
 use crate::error::{classify, io_phrase, Class};
 use crate::events::{part_of, LISTENER, SIGNALS, WAKER};
 use crate::exec::Child;
+use crate::local::{Direction, LocalEnd};
 use crate::report;
 use crate::session::{HandshakeLimit, Options, Session, Shared, Timer, Turn};
 use crate::stdio::{Broadcast, Sink, Source};
@@ -91,17 +92,18 @@ impl Relay {
         // The loop keeps the waker: were it dropped with the last thread holding it, the
         // wakeup that thread sent last would go with it.
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let stdio = opts.exec.is_none() && !opts.tunnel;
-        let stdin = match stdio && !opts.recv_only {
-            true => Some(Broadcast::new(Source::stdin(waker.clone(), opts.crlf))),
-            false => None,
+        let stdin = match opts.local {
+            LocalEnd::Stdio { direction, crlf } if direction != Direction::RecvOnly => {
+                Some(Broadcast::new(Source::stdin(waker.clone(), crlf)))
+            }
+            _ => None,
         };
-        let stdout = match stdio && !opts.send_only {
-            true => Some(
+        let stdout = match opts.local.stdio() {
+            Some(Direction::Both | Direction::RecvOnly) => Some(
                 Sink::stdout(waker.clone())
                     .map_err(|e| anyhow!("cannot write to stdout: {}", io_phrase(&e)))?,
             ),
-            false => None,
+            _ => None,
         };
         let mut signals = catch_signals()?;
         poll.registry()

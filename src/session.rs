@@ -45,9 +45,9 @@ use mio::{Interest, Registry};
 use crate::describe;
 use crate::error::{io_phrase, socket_class, Class};
 use crate::events::{token, Part, Ready};
-use crate::exec::{describe_status, Child, Fed, Program};
-use crate::local::{Local, TcpEnd};
-use crate::net::{self, Dialer, Dialing};
+use crate::exec::{describe_status, Child};
+use crate::local::{Direction, Local, LocalEnd, OutputEnd, TcpEnd};
+use crate::net::{Dialer, Dialing};
 use crate::report;
 use crate::route::{self, Stage};
 use crate::stdio::{Broadcast, Chunk, Next, Sink};
@@ -82,91 +82,17 @@ pub(crate) struct Options {
     /// `--linger`: after stdin's EOF, how long the peer may be silent before our
     /// close_notify ends the conversation (0 with `--send-only`).
     pub linger: Duration,
-    /// `--send-only`: nothing goes to stdout, and close_notify goes at stdin EOF whatever the
-    /// TLS version.
-    pub send_only: bool,
-    /// `--recv-only`: stdin is never read; our direction is complete from the start.
-    pub recv_only: bool,
-    /// `-C`: stdin's LF goes out as CR LF.
-    pub crlf: bool,
+    /// What each connection's plaintext meets on our side.
+    pub local: LocalEnd,
     /// `-i`: give up after this long without a byte from or to the peer.
     pub idle: Option<Duration>,
     /// `--stall-timeout` (`listen -k`): drop a connection that takes none of the stdin
     /// waiting for it for this long, since stdin goes at the pace of the slowest connection.
     pub stall: Option<Duration>,
-    /// `-e` / `-c`: run this for each connection instead of using stdin/stdout.
-    pub exec: Option<Program>,
-    /// `listen --to`: connect each admitted client to this backend.
-    pub to: Option<Backend>,
-    /// A tunnel (`listen --to`, `connect --from`): each connection has a TCP connection of
-    /// its own on our side, and stdin/stdout are not used.
-    pub tunnel: bool,
     /// Several connections at once: prefix `-v` lines with the peer's name.
     pub many: bool,
     /// stdin is a terminal (never waited for after the peer closed).
     pub stdin_tty: bool,
-}
-
-/// A tunnel's backend (`listen --to`).
-#[derive(Clone, Debug)]
-pub(crate) struct Backend {
-    /// Its addresses, tried in turn.
-    pub addrs: Vec<SocketAddr>,
-    /// How messages name it: HOST:PORT as given.
-    pub name: String,
-    /// `--proxy-protocol`: the version of the header that tells the backend who the client is.
-    pub proxy_protocol: Option<u8>,
-}
-
-/// A PROXY protocol header (haproxy's spec) for a TCP connection from `from` to `to`.
-pub(crate) fn proxy_header(version: u8, from: SocketAddr, to: SocketAddr) -> Vec<u8> {
-    let (from, to) = match (from, to) {
-        // Mixed families: both as IPv6.
-        (SocketAddr::V4(f), SocketAddr::V6(_)) => (
-            SocketAddr::new(f.ip().to_ipv6_mapped().into(), f.port()),
-            to,
-        ),
-        (SocketAddr::V6(_), SocketAddr::V4(t)) => (
-            from,
-            SocketAddr::new(t.ip().to_ipv6_mapped().into(), t.port()),
-        ),
-        _ => (from, to),
-    };
-    if version == 1 {
-        let family = if from.is_ipv4() { "TCP4" } else { "TCP6" };
-        return format!(
-            "PROXY {family} {} {} {} {}\r\n",
-            from.ip(),
-            to.ip(),
-            from.port(),
-            to.port()
-        )
-        .into_bytes();
-    }
-    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-    h.push(0x21); // version 2, PROXY
-    let mut addrs = Vec::new();
-    match (from.ip(), to.ip()) {
-        (std::net::IpAddr::V4(f), std::net::IpAddr::V4(t)) => {
-            h.push(0x11); // TCP over IPv4
-            addrs.extend_from_slice(&f.octets());
-            addrs.extend_from_slice(&t.octets());
-        }
-        (f, t) => {
-            let six = |ip: std::net::IpAddr| match ip {
-                std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-                std::net::IpAddr::V6(v6) => v6,
-            };
-            h.push(0x21); // TCP over IPv6
-            addrs.extend_from_slice(&six(f).octets());
-            addrs.extend_from_slice(&six(t).octets());
-        }
-    }
-    addrs.extend_from_slice(&from.port().to_be_bytes());
-    addrs.extend_from_slice(&to.port().to_be_bytes());
-    h.extend_from_slice(&(addrs.len() as u16).to_be_bytes());
-    h.extend_from_slice(&addrs);
-    h
 }
 
 /// What a connection's turn may use besides itself.
@@ -262,6 +188,9 @@ pub(crate) enum Timer {
     Stalled,
     /// `--stall-timeout`, in a tunnel: the local side took none of the peer's data.
     Backlogged,
+    /// The backend address being tried had its time (the dialer's, per address): the
+    /// connection gets a turn, which tries the next.
+    Backend,
     /// Our close_notify may go now (the peer was silent for `--linger`, or its FIN did not
     /// follow its close_notify): the connection gets a turn.
     Close,
@@ -340,7 +269,7 @@ impl Session {
         label: String,
         addr: Option<SocketAddr>,
         handshake_deadline: Option<(Instant, HandshakeLimit)>,
-        exec: bool,
+        local: &LocalEnd,
         stages: VecDeque<Stage>,
     ) -> Session {
         let now = Instant::now();
@@ -350,7 +279,7 @@ impl Session {
             stages,
             label,
             addr,
-            local: Local::new(exec),
+            local: Local::new(local),
             key: 0,
             phase: Phase::Handshake,
             outbound: Outbound::Sending,
@@ -478,6 +407,9 @@ impl Session {
                 Err(e) => return Err(e.context(self.label.clone())),
             }
         }
+        if let Err(e) = self.local.overdue(sh.registry, self.key) {
+            return Err(self.local_failed(&e));
+        }
         if !self.stages.is_empty() {
             // Nothing of TLS moves until the proxies and the dialogue say it may start.
             if !route::advance(&mut self.stages, &mut self.conn.sock, &mut self.conn.ready)? {
@@ -557,7 +489,7 @@ impl Session {
     /// discarded), or once an `-e` command has exited (its input is closed). Our FIN can
     /// then go with our close_notify: it cannot promise too much.
     fn keeps_no_more(&self, opts: &Options) -> bool {
-        opts.send_only
+        opts.local.stdio() == Some(Direction::SendOnly)
             || (matches!(self.local, Local::Exec { .. })
                 && !self.local.is_tcp()
                 && self.outbound == Outbound::Closed)
@@ -762,7 +694,7 @@ impl Session {
             }
             return self.peer_closed_at.map(|at| at + opts.linger.min(FIN_WAIT));
         }
-        if opts.no_shutdown || opts.recv_only {
+        if opts.no_shutdown || opts.local.stdio() == Some(Direction::RecvOnly) {
             return None; // the peer ends it
         }
         match self.local {
@@ -888,31 +820,17 @@ impl Session {
                     // --send-only: what the peer sends is read and dropped.
                     None => self.conn.deliver(|data| data.len()),
                 },
-                Local::Exec { child, .. } => {
-                    let mut failed = None;
-                    let n = self.conn.deliver(|data| match child {
-                        Some(child) => match child.feed(data) {
-                            Ok(Fed::Took(n)) => {
-                                stalled = n == 0;
-                                n
-                            }
-                            // The child stopped reading: what it would have got is dropped.
-                            Ok(Fed::Closed) => data.len(),
-                            Err(e) => {
-                                failed = Some(e);
-                                0
-                            }
-                        },
-                        None => 0,
-                    });
-                    if let Some(e) = failed {
-                        // A backend address that refused: the next one, if any.
-                        match child.as_mut().map(|c| c.retry(sh.registry, self.key)) {
-                            Some(Ok(true)) => continue,
-                            _ => break Err(self.local_failed(&e)),
-                        }
+                Local::Exec { .. } => {
+                    let (registry, key) = (sh.registry, self.key);
+                    match self
+                        .local
+                        .receive_from(&mut self.conn, registry, key, &mut stalled)
+                    {
+                        Ok(Some(n)) => n,
+                        // A backend address that refused gave way to the next.
+                        Ok(None) => continue,
+                        Err(e) => break Err(self.local_failed(&e)),
                     }
-                    n
                 }
             };
             if n == 0 {
@@ -990,62 +908,26 @@ impl Session {
                     }
                 }
             }
-            Local::Exec { child, leftover } => {
-                let Some(child) = child else {
-                    return Ok(false);
-                };
-                // A PROXY header goes to the backend at once: it may speak first.
-                if let Err(e) = child.flush_first() {
-                    return Err(self.local_failed(&e));
-                }
-                // Read the child only when the socket has taken everything: that is the
-                // backpressure, and it means rustls takes a whole read.
-                while !self.conn.wants_write() {
-                    if !leftover.is_empty() {
-                        let n = self.conn.send(leftover);
-                        leftover.drain(..n);
-                        moved |= n > 0;
-                        continue;
-                    }
-                    let drained = match child.drain(sh.scratch) {
-                        Ok(drained) => drained,
-                        // A backend address that refused: the next one, if any.
-                        Err(_) if matches!(child.retry(sh.registry, self.key), Ok(true)) => {
-                            break;
-                        }
-                        Err(e) => return Err(self.local_failed(&e)),
-                    };
-                    match drained {
-                        None => break,
-                        Some(0) => {
-                            self.outbound = Outbound::Exiting;
-                            moved = true;
-                            break;
-                        }
-                        // Output after the peer ended the whole connection (TLS 1.2).
-                        Some(_) if late => {
-                            ended = true;
-                            break;
-                        }
-                        Some(n) => {
-                            let took = self.conn.send(&sh.scratch[..n]);
-                            leftover.extend_from_slice(&sh.scratch[took..n]);
-                            self.sent += n as u64;
-                            moved = true;
-                        }
-                    }
-                }
-                if ended {
-                    return Err(self.too_late());
+            Local::Exec { child: None, .. } => return Ok(false),
+            Local::Exec { .. } => {
+                let out = self
+                    .local
+                    .send_to(&mut self.conn, sh.scratch, late, sh.registry, self.key)
+                    .map_err(|e| self.local_failed(&e))?;
+                self.sent += out.sent;
+                match out.end {
+                    Some(OutputEnd::Late) => return Err(self.too_late()),
+                    Some(OutputEnd::Eof) => self.outbound = Outbound::Exiting,
+                    None => {}
                 }
                 // A tunnel whose TLS peer takes none of what the local side sends: bounded
                 // by --stall-timeout, as for stdin.
-                if self.local.is_tcp() && self.conn.wants_write() && !moved {
+                if self.local.is_tcp() && self.conn.wants_write() && !out.moved {
                     self.stalled_since.get_or_insert_with(Instant::now);
                 } else {
                     self.stalled_since = None;
                 }
-                return Ok(moved);
+                return Ok(out.moved);
             }
         }
         if unsent {
@@ -1088,7 +970,10 @@ impl Session {
             Some(Err(status)) => Err(anyhow!(
                 "{}: '{}' {}; the connection is reset, without close_notify",
                 self.label,
-                report::escape(opts.exec.as_ref().map_or("", |p| p.text.as_str())),
+                report::escape(match &opts.local {
+                    LocalEnd::Exec(program) => program.text.as_str(),
+                    _ => "",
+                }),
                 describe_status(status)
             )),
         }
@@ -1112,40 +997,13 @@ impl Session {
             },
             Local::Exec { child: Some(_), .. } => {} // a tunnel's accepted connection
             Local::Exec { .. } => {
-                if let Some(backend) = &sh.opts.to {
-                    // The client is admitted: only now is the backend connected.
-                    let (name, host) = (backend.name.clone(), net::host_of(&backend.name));
-                    let mut dialer = Dialer::new(name, &host, backend.addrs.clone(), None);
-                    let sock = dialer.open().map_err(|e| e.context(self.label.clone()))?;
-                    // A dual-stack socket's IPv4 address reads as ::ffff:a.b.c.d: unmapped,
-                    // so that an IPv4 client's header is TCP4.
-                    let local = self
-                        .conn
-                        .sock
-                        .tcp
-                        .local_addr()
-                        .ok()
-                        .map(|a| SocketAddr::new(a.ip().to_canonical(), a.port()));
-                    let header = match (backend.proxy_protocol, self.addr, local) {
-                        (Some(v), Some(from), Some(to)) => proxy_header(v, from, to),
-                        _ => Vec::new(),
-                    };
-                    let end = TcpEnd::new(sock, header).or_else(dialer);
-                    self.local.attach_tcp(end, sh.registry, self.key)?;
-                    report::verbose(format_args!("{prefix}connecting to {}", backend.name));
-                    return Ok(());
+                let peer = (self.label.as_str(), self.addr);
+                let started =
+                    self.local
+                        .start(&sh.opts.local, &self.conn, peer, sh.registry, self.key)?;
+                if let Some(what) = started {
+                    report::verbose(format_args!("{prefix}{what}"));
                 }
-                let Some(program) = &sh.opts.exec else {
-                    return Ok(());
-                };
-                let env = describe::child_env(&self.conn.tls);
-                let pid = self
-                    .local
-                    .spawn(program, self.addr, &env, sh.registry, self.key)?;
-                report::verbose(format_args!(
-                    "{prefix}started '{}' (pid {pid})",
-                    report::escape(&program.text),
-                ));
             }
         }
         Ok(())
@@ -1195,16 +1053,19 @@ impl Session {
             }
             _ => None,
         };
-        [handshake, idle, stalled, backlogged, close, confirm]
-            .into_iter()
-            .flatten()
-            .min_by_key(|(at, _)| *at)
+        let backend = self.local.dial_deadline().map(|at| (at, Timer::Backend));
+        [
+            handshake, idle, stalled, backlogged, close, confirm, backend,
+        ]
+        .into_iter()
+        .flatten()
+        .min_by_key(|(at, _)| *at)
     }
 
     /// A timer fired: the outcome it gives the connection, or None if it goes on.
     pub(crate) fn expire(&mut self, timer: Timer, opts: &Options) -> Option<Result<()>> {
         Some(match timer {
-            Timer::Close => return None,
+            Timer::Close | Timer::Backend => return None,
             Timer::Confirm => return self.unconfirmed(),
             Timer::Unsent => Err(self.too_late()),
             Timer::Handshake(option) => {

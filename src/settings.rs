@@ -10,6 +10,7 @@ use anyhow::Result;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, KeyLog, ServerConfig, SupportedProtocolVersion};
 
+use crate::backend::Backend;
 use crate::cli::{
     CommonArgs, ConnectArgs, InspectArgs, ListenArgs, NetArgs, ProxyArgs, ProxyProtocol, TlsArgs,
     TlsVersion, TrustStore, VerifyArgs,
@@ -19,11 +20,12 @@ use crate::exec::Program;
 use crate::files;
 use crate::fingerprint::{fingerprint_text, parse_pins, sha256};
 use crate::identity;
+use crate::local::{Direction, LocalEnd};
 use crate::names;
 use crate::net::{self, Family, HostPort};
 use crate::proxy::{self, Proxies};
 use crate::report;
-use crate::session::{Backend, HandshakeLimit, Options};
+use crate::session::{HandshakeLimit, Options};
 use crate::starttls::Proto;
 use crate::tls::{self, provider, versions, KeyLogTo, Protocol};
 use crate::trust::{self, Crls, Explainer, Presented, ServerVerifier, Side, Trust};
@@ -41,12 +43,9 @@ pub(crate) struct Common {
     pub no_shutdown: bool,
     /// `--linger` (0 with `--send-only`).
     pub linger: Duration,
-    pub send_only: bool,
-    pub recv_only: bool,
-    /// `-C`: stdin's LF goes out as CR LF.
-    pub crlf: bool,
-    /// `-e` / `-c`: run this per connection instead of using stdin/stdout.
-    pub exec: Option<Program>,
+    /// What each connection's plaintext meets on our side: stdin/stdout, `-e` / `-c`'s
+    /// program; `listen --to` and `connect --from` put their tunnel's end here.
+    pub local: LocalEnd,
     pub wait: Option<Duration>,
     pub idle: Option<Duration>,
     pub family: Family,
@@ -55,10 +54,17 @@ pub(crate) struct Common {
 impl Common {
     fn from_args(args: &CommonArgs) -> Result<Common> {
         report::set_level(args.net.quiet, args.net.verbose);
-        let exec = match (&args.exec, &args.sh_exec) {
-            (Some(cmd), _) => Some(Program::exec(cmd)?),
-            (None, Some(cmd)) => Some(Program::shell(cmd)),
-            (None, None) => None,
+        let local = match (&args.exec, &args.sh_exec) {
+            (Some(cmd), _) => LocalEnd::Exec(Program::exec(cmd)?),
+            (None, Some(cmd)) => LocalEnd::Exec(Program::shell(cmd)),
+            (None, None) => LocalEnd::Stdio {
+                direction: match (args.send_only, args.recv_only) {
+                    (true, _) => Direction::SendOnly,
+                    (_, true) => Direction::RecvOnly,
+                    _ => Direction::Both,
+                },
+                crlf: args.crlf,
+            },
         };
         Ok(Common {
             no_shutdown: args.no_shutdown,
@@ -66,10 +72,7 @@ impl Common {
                 true => Duration::ZERO,
                 false => args.linger.unwrap_or(DEFAULT_LINGER),
             },
-            send_only: args.send_only,
-            recv_only: args.recv_only,
-            crlf: args.crlf,
-            exec,
+            local,
             wait: args.net.wait,
             idle: args.idle,
             family: family(&args.net),
@@ -85,14 +88,9 @@ impl Common {
             explain,
             no_shutdown: self.no_shutdown,
             linger: self.linger,
-            send_only: self.send_only,
-            recv_only: self.recv_only,
-            crlf: self.crlf,
+            local: self.local.clone(),
             idle: self.idle,
             stall: None,
-            exec: self.exec.clone(),
-            to: None,
-            tunnel: false,
             many: false,
             stdin_tty: std::io::stdin().is_terminal(),
         }
@@ -127,7 +125,6 @@ pub(crate) struct Listen {
     pub keep_open: bool,
     /// Each connection has one of its own on our side: a child (`-e`/`-c`) or the backend
     /// (`--to`).
-    pub local_per_connection: bool,
     pub max_conns: usize,
     pub max_handshakes: usize,
     /// What bounds a client's handshake: `-w` when it is the shorter, else
@@ -137,8 +134,6 @@ pub(crate) struct Listen {
     pub stall_timeout: Duration,
     /// `--starttls`, and the name our greetings give.
     pub starttls: Option<(Proto, String)>,
-    /// `--to`: the backend of a tunnel.
-    pub to: Option<Backend>,
     /// Event loops: `--threads`, by default one per core for a tunnel, else one.
     pub threads: usize,
     pub common: Common,
@@ -146,7 +141,10 @@ pub(crate) struct Listen {
 
 pub(crate) fn connect(args: &ConnectArgs) -> Result<Connect> {
     check_trust_flags(&args.verify)?;
-    let common = Common::from_args(&args.common)?;
+    let mut common = Common::from_args(&args.common)?;
+    if args.from.is_some() {
+        common.local = LocalEnd::Accepted;
+    }
     let target = target(&args.target, args.port.as_deref(), &args.verify)?;
     let proto = protocol(&args.common.tls)?;
     let client = client_tls(
@@ -583,7 +581,10 @@ fn check_trust_flags(args: &VerifyArgs) -> Result<()> {
 }
 
 pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
-    let common = Common::from_args(&args.common)?;
+    let mut common = Common::from_args(&args.common)?;
+    if let Some(text) = &args.to {
+        common.local = LocalEnd::Backend(backend(text, args.proxy_protocol, common.family)?);
+    }
     let (host, port) = net::parse_listen(&args.addr).map_err(|m| Class::Usage.err(m))?;
     let host = match host {
         Some(h) => Some(
@@ -660,12 +661,7 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
         fingerprint,
         ephemeral,
         keep_open: many,
-        local_per_connection: common.exec.is_some() || args.to.is_some(),
-        threads: threads(args),
-        to: match &args.to {
-            Some(text) => Some(backend(text, args.proxy_protocol, common.family)?),
-            None => None,
-        },
+        threads: threads(&common.local, args.threads),
         max_conns: args.max_conns.unwrap_or(1000) as usize,
         max_handshakes: args.max_handshakes as usize,
         handshake_limit: match common.wait {
@@ -685,8 +681,8 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
 
 /// How many event loops `listen` runs: tunnels (by default one per core) and -k -e services
 /// (with --threads) one per thread; stdin/stdout, shared by every client, stays on one.
-fn threads(args: &ListenArgs) -> usize {
-    match (args.to.is_some(), args.threads) {
+fn threads(local: &LocalEnd, threads: Option<u32>) -> usize {
+    match (local.is_tunnel(), threads) {
         (_, Some(n)) => n as usize,
         (true, None) => std::thread::available_parallelism().map_or(1, |n| n.get()),
         (false, None) => 1,

@@ -887,3 +887,37 @@ fn allow_san_takes_a_type_and_a_comma_cannot_forge_a_name() {
     .expect_code(2)
     .expect_stderr("--allow-san 'ip:alice': 'alice' is not an IP address");
 }
+
+#[test]
+fn a_backend_address_that_never_answers_is_given_up_after_ten_seconds() {
+    let pki = Pki::new();
+    // A listener whose accept queue is full: the kernel drops further SYNs, so a connection
+    // to it neither succeeds nor fails until someone gives up.
+    let full = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    full.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    full.listen(0).unwrap();
+    let addr = full.local_addr().unwrap().as_socket().unwrap();
+    let _held: Vec<_> = (0..3)
+        .filter_map(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok())
+        .collect();
+    let l = tunnel_to(&pki, &addr.to_string(), &[]);
+    let started = std::time::Instant::now();
+    let done = connect(
+        &format!("localhost:{}", l.port),
+        &["--cacert", s(&pki.ca.cert)],
+        Input::Held,
+    );
+    assert_ne!(done.code(), 0);
+    assert!(done.stdout.is_empty());
+    l.wait_line(&format!(
+        "the local connection failed ({addr} did not answer in 10s)"
+    ));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+}
