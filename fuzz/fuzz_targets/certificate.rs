@@ -9,7 +9,10 @@ use stls::{certificate_text, is_invisible};
 fuzz_target!(|data: &[u8]| {
     if let Some(text) = certificate_text(data) {
         for c in text.chars() {
-            assert!(c == '\n' || !(c.is_control() || is_invisible(c)), "{c:?} in {text}");
+            assert!(
+                c == '\n' || !(c.is_control() || is_invisible(c)),
+                "{c:?} in {text}"
+            );
         }
     }
 });
