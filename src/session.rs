@@ -680,36 +680,23 @@ impl Session {
     }
 
     /// When our close_notify may go, our direction being complete: `Some(at)` (`at` may have
-    /// passed), or None while only an event can allow it.
+    /// passed), or None while only an event can allow it. The rule is [`close_at`]'s.
     fn close_at(&self, opts: &Options) -> Option<Instant> {
-        if self.inbound == Inbound::Ended {
-            // Nothing can be cut short any more, but our close_notify acknowledges what
-            // the peer sent: only once it is stored. And a peer that closes its socket right
-            // after its close_notify would turn ours into a reset without FIN: its FIN first.
-            if !self.stored {
-                return None;
-            }
-            if self.conn.tcp_eof() || !self.fin_wait {
-                return Some(self.started);
-            }
-            return self.peer_closed_at.map(|at| at + opts.linger.min(FIN_WAIT));
-        }
-        if opts.no_shutdown || opts.local.stdio() == Some(Direction::RecvOnly) {
-            return None; // the peer ends it
-        }
-        match self.local {
-            // The conversation is over when the peer has had its say: silent for --linger
-            // since our EOF or its last byte, whichever came later. While our output holds
-            // its bytes up, it is not silent.
-            Local::Stdio { .. } if self.output_stalled => None,
-            Local::Stdio { .. } => self
-                .input_ended_at
-                .map(|ended| ended.max(self.last_heard) + opts.linger),
-            // A child's end of output (with exit 0) or a tunnel's FIN: the local program is
-            // the author and says it is done. (Under TLS 1.2 this ends the whole connection:
-            // holding it would leave both ends waiting, see TUNNELS.)
-            Local::Exec { .. } => Some(self.started),
-        }
+        let facts = CloseFacts {
+            peer_closed_at: self
+                .peer_closed_at
+                .filter(|_| self.inbound == Inbound::Ended),
+            stored: self.stored,
+            peer_fin: self.conn.tcp_eof(),
+            fin_wait: self.fin_wait,
+            stdio: matches!(self.local, Local::Stdio { .. }),
+            output_stalled: self.output_stalled,
+            input_ended_at: self.input_ended_at,
+            last_heard: self.last_heard,
+            started: self.started,
+        };
+        let never_first = opts.no_shutdown || opts.local.stdio() == Some(Direction::RecvOnly);
+        close_at(&facts, opts.linger, never_first)
     }
 
     /// Whether the protocol lets each direction close on its own (TLS 1.3).
@@ -1165,5 +1152,185 @@ impl Session {
             self.sent
         ));
         self.local.close(registry, ok).map(|child| (label, child))
+    }
+}
+
+/// What decides when our close_notify may go, our direction being complete.
+#[allow(clippy::struct_excessive_bools)] // independent facts about a moment, not modes
+#[derive(Clone, Copy, Debug)]
+struct CloseFacts {
+    /// When the peer's close_notify arrived (its direction is over).
+    peer_closed_at: Option<Instant>,
+    /// Everything received is written to our output.
+    stored: bool,
+    /// The peer's FIN is in.
+    peer_fin: bool,
+    /// After the peer's close_notify, ours waits for its FIN (we had nothing left to send).
+    fin_wait: bool,
+    /// The local end is stdin/stdout (else a child or a tunnel's socket: the author).
+    stdio: bool,
+    /// Our output holds up what the peer sends.
+    output_stalled: bool,
+    /// When our input ended, and when the peer last sent us data.
+    input_ended_at: Option<Instant>,
+    last_heard: Instant,
+    /// When the connection began: "at once".
+    started: Instant,
+}
+
+/// The rule for our close_notify (the module's doc says it for users): `Some(at)` once it may
+/// go (`at` may have passed), None while only an event can allow it. `never_first`:
+/// `--no-shutdown` or `--recv-only`.
+fn close_at(f: &CloseFacts, linger: Duration, never_first: bool) -> Option<Instant> {
+    if let Some(closed) = f.peer_closed_at {
+        // Nothing can be cut short any more, but our close_notify acknowledges what the peer
+        // sent: only once it is stored. And a peer that closes its socket right after its
+        // close_notify would turn ours into a reset without FIN: its FIN first.
+        if !f.stored {
+            return None;
+        }
+        if f.peer_fin || !f.fin_wait {
+            return Some(f.started);
+        }
+        return Some(closed + linger.min(FIN_WAIT));
+    }
+    if never_first {
+        return None; // the peer ends it
+    }
+    if !f.stdio {
+        // A child's end of output (with exit 0) or a tunnel's FIN: the local program is the
+        // author and says it is done. (Under TLS 1.2 this ends the whole connection: holding
+        // it would leave both ends waiting, see TUNNELS.)
+        return Some(f.started);
+    }
+    // The conversation is over when the peer has had its say: silent for --linger since our
+    // EOF or its last byte, whichever came later. While our output holds its bytes up, it is
+    // not silent.
+    match f.output_stalled {
+        true => None,
+        false => f
+            .input_ended_at
+            .map(|ended| ended.max(f.last_heard) + linger),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINGER: Duration = Duration::from_secs(2);
+
+    /// A stdio connection that began at `t0`, our input not ended, the peer open.
+    fn open(t0: Instant) -> CloseFacts {
+        CloseFacts {
+            peer_closed_at: None,
+            stored: true,
+            peer_fin: false,
+            fin_wait: false,
+            stdio: true,
+            output_stalled: false,
+            input_ended_at: None,
+            last_heard: t0,
+            started: t0,
+        }
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn stdin_eof_waits_for_the_peers_silence() {
+        let t0 = Instant::now();
+        // Our EOF at 1 s, the peer's last byte at 3 s: silent for --linger from 3 s.
+        let f = CloseFacts {
+            input_ended_at: Some(t0 + secs(1)),
+            last_heard: t0 + secs(3),
+            ..open(t0)
+        };
+        assert_eq!(close_at(&f, LINGER, false), Some(t0 + secs(5)));
+        // The peer quiet since before our EOF: from our EOF.
+        let f = CloseFacts {
+            input_ended_at: Some(t0 + secs(4)),
+            ..f
+        };
+        assert_eq!(close_at(&f, LINGER, false), Some(t0 + secs(6)));
+        // --linger 0 (--send-only): at our EOF.
+        assert_eq!(close_at(&f, Duration::ZERO, false), Some(t0 + secs(4)));
+    }
+
+    #[test]
+    fn no_close_while_input_runs_our_output_stalls_or_the_peer_must_end_it() {
+        let t0 = Instant::now();
+        assert_eq!(
+            close_at(&open(t0), LINGER, false),
+            None,
+            "input still running"
+        );
+        let ended = CloseFacts {
+            input_ended_at: Some(t0),
+            ..open(t0)
+        };
+        let stalled = CloseFacts {
+            output_stalled: true,
+            ..ended
+        };
+        assert_eq!(
+            close_at(&stalled, LINGER, false),
+            None,
+            "the peer is not silent"
+        );
+        assert_eq!(
+            close_at(&ended, LINGER, true),
+            None,
+            "--no-shutdown, --recv-only"
+        );
+    }
+
+    #[test]
+    fn a_child_or_a_tunnel_closes_at_once() {
+        let t0 = Instant::now();
+        let f = CloseFacts {
+            stdio: false,
+            ..open(t0)
+        };
+        assert_eq!(close_at(&f, LINGER, false), Some(t0));
+    }
+
+    #[test]
+    fn after_the_peers_close_notify_store_first_then_let_its_fin_come() {
+        let t0 = Instant::now();
+        let closed = CloseFacts {
+            peer_closed_at: Some(t0 + secs(1)),
+            input_ended_at: Some(t0),
+            fin_wait: true,
+            ..open(t0)
+        };
+        // Our output has not taken everything: not even --no-shutdown's rule matters yet.
+        let unstored = CloseFacts {
+            stored: false,
+            ..closed
+        };
+        assert_eq!(close_at(&unstored, LINGER, false), None);
+        // Stored: its FIN is waited for, at most FIN_WAIT (never longer than --linger).
+        assert_eq!(
+            close_at(&closed, LINGER, true),
+            Some(t0 + secs(1) + FIN_WAIT)
+        );
+        assert_eq!(
+            close_at(&closed, Duration::from_millis(100), false),
+            Some(t0 + secs(1) + Duration::from_millis(100))
+        );
+        // Its FIN is in, or we were still sending when it closed: at once.
+        let fin = CloseFacts {
+            peer_fin: true,
+            ..closed
+        };
+        assert_eq!(close_at(&fin, LINGER, false), Some(t0));
+        let sending = CloseFacts {
+            fin_wait: false,
+            ..closed
+        };
+        assert_eq!(close_at(&sending, LINGER, false), Some(t0));
     }
 }
