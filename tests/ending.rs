@@ -89,22 +89,29 @@ fn a_side_whose_stdout_fails_resets_rather_than_closing() {
     l.finish().expect_code(1);
 }
 
+/// A file through `listen LISTEN_ARGS` from `connect CLIENT_ARGS`: both exit 0 and the
+/// listener's stdout is the file, byte for byte.
+fn file_arrives_whole(listen_args: &[&str], client_args: &[&str], size: usize, what: &str) {
+    let data = random_bytes(size, 5);
+    let l = Listener::start(listen_args, Input::Null);
+    let sender = client(&l, client_args, Input::Bytes(data.clone())).finish();
+    let receiver = l.finish();
+    sender.expect_code(0);
+    receiver.expect_code(0);
+    assert_same(&receiver.stdout, &data, what);
+    assert!(sender.stdout.is_empty());
+}
+
 #[test]
 fn send_a_file_works_under_tls12_and_tls13() {
     // The README's recipe: the receiver takes, the sender only sends.
     for version in ["1.2", "1.3"] {
-        let data = random_bytes(10 << 20, 5);
-        let l = Listener::start(&["--tls-max", version, "--recv-only"], Input::Held);
-        let sender = client(&l, &["--send-only"], Input::Bytes(data.clone())).finish();
-        let receiver = l.finish();
-        sender.expect_code(0);
-        receiver.expect_code(0);
-        assert_same(
-            &receiver.stdout,
-            &data,
+        file_arrives_whole(
+            &["--tls-max", version, "--recv-only"],
+            &["--send-only"],
+            10 << 20,
             &format!("received under TLS {version}"),
         );
-        assert!(sender.stdout.is_empty());
     }
 }
 
@@ -128,16 +135,11 @@ fn send_a_file_without_saying_which_way_under_tls12_and_tls13() {
     // shorter first), close_notify ends the conversation: nothing is lost, nobody waits for
     // ever (under TLS 1.2 both sides used to wait for the other to close first).
     for (version, linger) in [("1.2", "2"), ("1.3", "2"), ("1.2", "0.5")] {
-        let data = random_bytes(3 << 20, 15);
-        let l = Listener::start(&["--tls-max", version, "--linger", linger], Input::Null);
-        let sender = client(&l, &[], Input::Bytes(data.clone())).finish();
-        let receiver = l.finish();
-        sender.expect_code(0);
-        receiver.expect_code(0);
-        assert_same(
-            &receiver.stdout,
-            &data,
-            &format!("received under TLS {version}"),
+        file_arrives_whole(
+            &["--tls-max", version, "--linger", linger],
+            &[],
+            3 << 20,
+            &format!("received under TLS {version}, --linger {linger}"),
         );
     }
 }

@@ -86,11 +86,8 @@ impl DeadDns {
                 s(&self.resolv),
                 s(&self.hosts)
             ))
-            .arg(env!("CARGO_BIN_EXE_stls"))
-            .env_remove("https_proxy")
-            .env_remove("HTTPS_PROXY")
-            .env_remove("all_proxy")
-            .env_remove("ALL_PROXY");
+            .arg(env!("CARGO_BIN_EXE_stls"));
+        without_proxy_env(&mut cmd);
         cmd
     }
 

@@ -32,11 +32,8 @@ fn via(pki: &Pki, port: u16, proxy: &[&str], extra: &[&str]) -> Done {
     cmd.args(["connect", &format!("localhost:{port}"), "--no-shutdown"])
         .args(["--cacert", s(&pki.ca.cert)])
         .args(proxy)
-        .args(extra)
-        .env_remove("https_proxy")
-        .env_remove("HTTPS_PROXY")
-        .env_remove("all_proxy")
-        .env_remove("ALL_PROXY");
+        .args(extra);
+    without_proxy_env(&mut cmd);
     Proc::spawn(&mut cmd, Input::Null).finish()
 }
 
@@ -537,11 +534,8 @@ fn an_end_right_after_our_close_notify_through_a_proxy_names_it() {
     let proxy = format!("http://127.0.0.1:{}", http.port);
     let mut cmd = stls();
     cmd.args(["connect", &format!("localhost:{port}"), "--linger", "0.2"])
-        .args(["--cacert", s(&pki.ca.cert), "--proxy", &proxy])
-        .env_remove("https_proxy")
-        .env_remove("HTTPS_PROXY")
-        .env_remove("all_proxy")
-        .env_remove("ALL_PROXY");
+        .args(["--cacert", s(&pki.ca.cert), "--proxy", &proxy]);
+    without_proxy_env(&mut cmd);
     let done = Proc::spawn(&mut cmd, Input::Bytes(request.clone())).finish();
     done.expect_code(6)
         .expect_stderr("goes through proxy ")

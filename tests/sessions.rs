@@ -425,11 +425,8 @@ fn an_https_request_through_tinyproxy_and_microsocks() {
     ] {
         let mut cmd = stls();
         cmd.args(["connect", &format!("localhost:{}", server.port)])
-            .args(["--proxy", &proxy, "--cacert", s(&pki.ca.cert)])
-            .env_remove("https_proxy")
-            .env_remove("HTTPS_PROXY")
-            .env_remove("all_proxy")
-            .env_remove("ALL_PROXY");
+            .args(["--proxy", &proxy, "--cacert", s(&pki.ca.cert)]);
+        without_proxy_env(&mut cmd);
         let done = Proc::spawn(&mut cmd, Input::Bytes(b"GET / HTTP/1.0\r\n\r\n".to_vec())).finish();
         assert_same(&done.stdout, &response, &proxy);
         assert_eq!(done.code(), 0, "through {proxy}; stderr:\n{}", done.stderr);

@@ -126,8 +126,7 @@ default_crl_days = 30\\nunique_subject = no\\npolicy = p\\ncopy_extensions = cop
          openssl ca -config ca.cnf -gencrl -out crl.pem 2>/dev/null && \
          openssl crl -in crl.pem -outform DER -out crl.der"
     );
-    let status = Command::new("sh").arg("-c").arg(&script).status().unwrap();
-    assert!(status.success(), "making the CA failed");
+    sh_ok(&script, "making the CA");
     ca
 }
 
@@ -349,12 +348,7 @@ fn an_ocsp_staple_is_served_and_read() {
            openssl ocsp -index index.txt -rsigner ca.pem -rkey ca.key -CA ca.pem \
              -reqin $c.req -respout $c.ocsp -ndays 7 2>/dev/null || exit 1; done"
     );
-    assert!(Command::new("sh")
-        .arg("-c")
-        .arg(&script)
-        .status()
-        .unwrap()
-        .success());
+    sh_ok(&script, "making the OCSP responses");
     let l = serve_k(&leaf("good"), &["--ocsp", s(&p("good.ocsp"))], Input::Null);
     // openssl s_client -status sees it.
     let out = Command::new("openssl")
@@ -488,12 +482,7 @@ fn a_revocation_list_of_100000_entries_is_read() {
            i + 65536, i }}' >> index.txt && \
          openssl ca -config ca.cnf -gencrl -out big.pem 2>/dev/null"
     );
-    assert!(Command::new("sh")
-        .arg("-c")
-        .arg(&script)
-        .status()
-        .unwrap()
-        .success());
+    sh_ok(&script, "making the 100,000-entry CRL");
     let big = ca.path("big.pem");
     assert!(std::fs::metadata(&big).unwrap().len() > 2 * 1024 * 1024);
     let l = serve_k(&ca.leaf("srv"), &[], Input::Null);
@@ -537,8 +526,7 @@ fn pem_and_chain_errors_are_said_in_words() {
          cat leaf.pem 7.pem 6.pem 5.pem 4.pem 3.pem 2.pem 1.pem > chain.pem && \
          head -3 0.pem > cut.pem"
     );
-    let status = Command::new("sh").arg("-c").arg(&script).status().unwrap();
-    assert!(status.success(), "making the chain failed");
+    sh_ok(&script, "making the chain");
     let p = |name: &str| dir.path().join(name);
     // Rust's Debug text says nothing to a user: no byte lists, no variant names.
     let in_words = |done: &Done| {

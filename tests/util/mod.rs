@@ -19,6 +19,21 @@ pub(crate) fn stls() -> Command {
     Command::new(env!("CARGO_BIN_EXE_stls"))
 }
 
+/// `cmd` without the proxy variables of the environment the tests run in, so that only the
+/// proxies a test names are used.
+pub(crate) fn without_proxy_env(cmd: &mut Command) -> &mut Command {
+    cmd.env_remove("https_proxy")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("all_proxy")
+        .env_remove("ALL_PROXY")
+}
+
+/// Run `script` with `sh -c`; its failure fails the test, saying `what` failed.
+pub(crate) fn sh_ok(script: &str, what: &str) {
+    let status = Command::new("sh").arg("-c").arg(script).status();
+    assert!(matches!(status, Ok(s) if s.success()), "{what} failed");
+}
+
 /// What a process gets on stdin.
 pub(crate) enum Input {
     Bytes(Vec<u8>),
