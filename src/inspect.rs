@@ -144,6 +144,8 @@ pub(crate) fn run(s: &Inspect) -> Result<()> {
             Err(e) => return Err(e.into()),
         }
         let mut woken = false;
+        // The probes with something to do, turned once every event is taken in.
+        let mut ready = Vec::new();
         for event in events.iter() {
             if event.token() == WAKER {
                 // A lookup answered: a target waiting for its own is taken at the top of the
@@ -159,6 +161,17 @@ pub(crate) fn run(s: &Inspect) -> Result<()> {
                 continue;
             };
             probe.on_event(event);
+            ready.push(key);
+        }
+        if woken {
+            ready.extend(
+                probes
+                    .iter()
+                    .filter(|(_, p)| p.awaits_lookup())
+                    .map(|(k, _)| k),
+            );
+        }
+        for key in ready.drain(..) {
             turn(
                 s,
                 &mut probes,
@@ -167,23 +180,6 @@ pub(crate) fn run(s: &Inspect) -> Result<()> {
                 &mut out,
                 poll.registry(),
             )?;
-        }
-        if woken {
-            let keys: Vec<usize> = probes
-                .iter()
-                .filter(|(_, p)| p.awaits_lookup())
-                .map(|(k, _)| k)
-                .collect();
-            for key in keys {
-                turn(
-                    s,
-                    &mut probes,
-                    key,
-                    &mut statuses,
-                    &mut out,
-                    poll.registry(),
-                )?;
-            }
         }
         let now = Instant::now();
         let expired: Vec<usize> = probes
