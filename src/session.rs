@@ -683,9 +683,8 @@ impl Session {
     /// passed), or None while only an event can allow it. The rule is [`close_at`]'s.
     fn close_at(&self, opts: &Options) -> Option<Instant> {
         let facts = CloseFacts {
-            peer_closed_at: self
-                .peer_closed_at
-                .filter(|_| self.inbound == Inbound::Ended),
+            // Set when the peer's close_notify ended its direction (Inbound::Ended).
+            peer_closed_at: self.peer_closed_at,
             stored: self.stored,
             peer_fin: self.conn.tcp_eof(),
             fin_wait: self.fin_wait,
