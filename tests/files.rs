@@ -27,12 +27,8 @@ fn capped(args: &[&str], vars: &[(&str, &str)]) -> Done {
         "ulimit -v 1048576 && exec \"$0\" \"$@\"",
         env!("CARGO_BIN_EXE_stls"),
     ])
-    .args(args)
-    .env_remove("SSL_CERT_FILE")
-    .env_remove("SSL_CERT_DIR");
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
+    .args(args);
+    with_trust_env(&mut cmd, vars);
     Proc::spawn(&mut cmd, Input::Null).finish()
 }
 

@@ -46,13 +46,8 @@ fn public_key_pins_right_wrong_and_lists() {
 /// `stls connect` with the trust environment replaced by `vars`.
 fn connect_env(addr: &str, args: &[&str], vars: &[(&str, &str)]) -> Done {
     let mut cmd = stls();
-    cmd.args(["connect", addr])
-        .args(args)
-        .env_remove("SSL_CERT_FILE")
-        .env_remove("SSL_CERT_DIR");
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
+    cmd.args(["connect", addr]).args(args);
+    with_trust_env(&mut cmd, vars);
     Proc::spawn(&mut cmd, Input::Null).finish()
 }
 

@@ -28,6 +28,15 @@ pub(crate) fn without_proxy_env(cmd: &mut Command) -> &mut Command {
         .env_remove("ALL_PROXY")
 }
 
+/// `cmd` with the trust store's environment (SSL_CERT_FILE, SSL_CERT_DIR) replaced by `vars`.
+pub(crate) fn with_trust_env<'c>(cmd: &'c mut Command, vars: &[(&str, &str)]) -> &'c mut Command {
+    cmd.env_remove("SSL_CERT_FILE").env_remove("SSL_CERT_DIR");
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
 /// Run `script` with `sh -c`; its failure fails the test, saying `what` failed.
 pub(crate) fn sh_ok(script: &str, what: &str) {
     let status = Command::new("sh").arg("-c").arg(script).status();
