@@ -140,7 +140,8 @@ order (3 network, 4 handshake, 5 certificate rejected, 7 timeout, 8 expires with
 
 #[derive(Debug, Args)]
 pub(crate) struct InspectArgs {
-    /// Servers to inspect: HOST:PORT or [IPv6]:PORT.
+    /// Servers to inspect: HOST:PORT, [IPv6]:PORT, or unix:PATH / unix:@NAME (a Unix
+    /// socket; with --servername).
     #[arg(value_name = "HOST:PORT")]
     pub targets: Vec<String>,
 
@@ -196,7 +197,9 @@ Examples:
 
 #[derive(Debug, Args)]
 pub(crate) struct ConnectArgs {
-    /// Where to connect: HOST:PORT, [IPv6]:PORT, or HOST followed by PORT.
+    /// Where to connect: HOST:PORT, [IPv6]:PORT, HOST followed by PORT, or unix:PATH /
+    /// unix:@NAME (a Unix socket, or a Linux abstract name; the server's name then comes from
+    /// --servername).
     #[arg(value_name = "HOST:PORT")]
     pub target: String,
 
@@ -204,8 +207,9 @@ pub(crate) struct ConnectArgs {
     #[arg(value_name = "PORT")]
     pub port: Option<String>,
 
-    /// Accept plain TCP on [ADDR:]PORT (ADDR default 127.0.0.1) and open a TLS connection to
-    /// HOST:PORT for each: a local port for a TLS service.
+    /// Accept plain TCP on [ADDR:]PORT (ADDR default 127.0.0.1), or plain clients on a Unix
+    /// socket (unix:PATH), and open a TLS connection to HOST:PORT for each: a local port for
+    /// a TLS service.
     #[arg(long, value_name = "[ADDR:]PORT",
           conflicts_with_all = ["exec", "sh_exec", "recv_only", "send_only", "crlf"])]
     pub from: Option<String>,
@@ -222,7 +226,8 @@ pub(crate) struct ConnectArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ListenArgs {
-    /// Where to listen: PORT (all interfaces), ADDR:PORT or [IPv6]:PORT; port 0 picks a free port.
+    /// Where to listen: PORT (all interfaces), ADDR:PORT or [IPv6]:PORT (port 0 picks a free
+    /// port), or unix:PATH / unix:@NAME (a Unix socket, or a Linux abstract name).
     #[arg(value_name = "[ADDR:]PORT")]
     pub addr: String,
 
@@ -262,8 +267,8 @@ pub(crate) struct ListenArgs {
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
     pub handshake_timeout: Duration,
 
-    /// Terminate TLS in front of a plain TCP service: each client gets its own connection to
-    /// HOST:PORT, made once the client is admitted (implies -k).
+    /// Terminate TLS in front of a plain service at HOST:PORT or unix:PATH: each client gets
+    /// its own connection to it, made once the client is admitted (implies -k).
     #[arg(long, value_name = "HOST:PORT",
           conflicts_with_all = ["exec", "sh_exec", "recv_only", "send_only", "crlf"])]
     pub to: Option<String>,
@@ -274,9 +279,13 @@ pub(crate) struct ListenArgs {
     pub threads: Option<u32>,
 
     /// With --to: first send the backend a PROXY protocol header (v1 text, v2 binary) naming
-    /// the client's address.
+    /// the client's address (a Unix socket's client: v1 UNKNOWN, v2 the AF_UNIX form).
     #[arg(long, value_name = "VERSION", requires = "to")]
     pub proxy_protocol: Option<ProxyProtocol>,
+
+    /// The permissions of the socket file made for `listen unix:PATH` (octal).
+    #[arg(long, value_name = "MODE", default_value = "660", value_parser = parse_mode)]
+    pub unix_mode: u32,
 
     /// Staple this OCSP response (DER, as `openssl ocsp -respout` writes it) to the handshake
     /// for clients that ask for one.
@@ -532,6 +541,16 @@ fn parse_secs(text: &str) -> Result<Duration, String> {
         return Err(format!("'{text}' is not a positive number of seconds"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// `--unix-mode`: permission bits in octal (`660`, `0600`).
+fn parse_mode(text: &str) -> Result<u32, String> {
+    match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err(format!(
+            "'{text}' is not a file mode (octal permission bits, such as 660 or 600)"
+        )),
+    }
 }
 
 /// `--linger`: like [`parse_secs`], and 0 is allowed.

@@ -19,6 +19,8 @@
 //! - `ocsp`: reading a stapled OCSP response.
 //! - `names`: host names (IDN) and `--san` values.
 //! - `net`: addresses, connecting (each address in turn), binding.
+//! - `unix`: Unix-domain socket addresses (`unix:PATH`, `unix:@NAME`), binding, credentials.
+//! - `stream`: a socket of either family (TCP, Unix), connected or listening, and its peer.
 //! - `resolve`: name lookups off the event loop, on a small shared pool.
 //! - `client`: `stls connect`, and its tunnel (`--from`).
 //! - `listener`: `stls listen`, one event loop per thread.
@@ -78,8 +80,10 @@ mod starttls;
 mod stdio;
 mod tls;
 mod tls_socket;
+mod stream;
 mod tofu;
 mod trust;
+mod unix;
 mod wire;
 
 // What the fuzz targets (fuzz/) and the tests call: the parsers of what users type or name,
