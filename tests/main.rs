@@ -28,4 +28,5 @@ mod starttls;
 mod stream;
 mod trust;
 mod tunnels;
+mod unix;
 mod verify;

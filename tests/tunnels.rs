@@ -22,7 +22,7 @@ fn tunnel_to(pki: &Pki, backend: &str, extra: &[&str]) -> Listener {
 }
 
 /// `python3 -m http.server` serving `dir` on a free port.
-fn http_server(dir: &std::path::Path) -> (u16, Proc) {
+pub(crate) fn http_server(dir: &std::path::Path) -> (u16, Proc) {
     let port = free_port();
     let mut cmd = Command::new("python3");
     cmd.args([
@@ -38,7 +38,7 @@ fn http_server(dir: &std::path::Path) -> (u16, Proc) {
     (port, proc)
 }
 
-fn curl(args: &[&str]) -> Done {
+pub(crate) fn curl(args: &[&str]) -> Done {
     let mut cmd = Command::new("curl");
     cmd.args(["-s", "-S"]).args(args);
     Proc::spawn(&mut cmd, Input::Null).finish()
@@ -115,7 +115,7 @@ fn connect_from_gives_a_local_port_for_openssl_s_server() {
 }
 
 /// A plain backend that reads a PROXY header (and then echoes), returning the header.
-fn proxy_backend(v2: bool) -> (u16, JoinHandle<Vec<u8>>) {
+pub(crate) fn proxy_backend(v2: bool) -> (u16, JoinHandle<Vec<u8>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let thread = std::thread::spawn(move || {

@@ -434,10 +434,7 @@ impl Listener {
             .next()
             .and_then(|p| p.trim().parse().ok())
             .unwrap_or_else(|| panic!("no port in {line:?}"));
-        let fingerprint = proc.stderr.lock().unwrap().lines().find_map(|l| {
-            l.strip_prefix("stls: sha256 fingerprint ")
-                .map(str::to_string)
-        });
+        let fingerprint = announced_fingerprint(&proc);
         Listener {
             proc,
             port,
@@ -466,6 +463,73 @@ impl Listener {
 
     pub(crate) fn signal(&self, sig: i32) {
         self.proc.signal(sig)
+    }
+
+    /// Stop a `-k` listener with SIGTERM and collect what it did.
+    pub(crate) fn stop(self) -> Done {
+        self.signal(libc::SIGTERM);
+        self.finish()
+    }
+}
+
+/// The fingerprint of the ephemeral certificate a listener printed, if it printed one.
+fn announced_fingerprint(proc: &Proc) -> Option<String> {
+    proc.stderr.lock().unwrap().lines().find_map(|l| {
+        l.strip_prefix("stls: sha256 fingerprint ")
+            .map(str::to_string)
+    })
+}
+
+/// A running stls that listens on a Unix socket (`listen unix:…`, `connect --from unix:…`),
+/// with the address and fingerprint it announced.
+pub(crate) struct UnixServer {
+    pub proc: Proc,
+    /// As announced: `unix:PATH` or `unix:@NAME`.
+    pub addr: String,
+    pub fingerprint: Option<String>,
+}
+
+impl UnixServer {
+    /// `stls listen ADDR ARGS…`, ADDR being `unix:PATH` or `unix:@NAME`.
+    pub(crate) fn start(addr: &str, args: &[&str], input: Input) -> UnixServer {
+        let mut cmd = stls();
+        cmd.arg("listen").arg(addr).args(args);
+        Self::start_cmd(&mut cmd, input)
+    }
+
+    /// Start `cmd` and wait for its `listening on unix:…` line.
+    pub(crate) fn start_cmd(cmd: &mut Command, input: Input) -> UnixServer {
+        let proc = Proc::spawn(cmd, input);
+        let line = proc.wait_line("listening on ");
+        let addr = line
+            .split_once("listening on ")
+            .map(|(_, addr)| addr.trim().to_string())
+            .filter(|addr| addr.starts_with("unix:"))
+            .unwrap_or_else(|| panic!("no unix: address in {line:?}"));
+        let fingerprint = announced_fingerprint(&proc);
+        UnixServer {
+            proc,
+            addr,
+            fingerprint,
+        }
+    }
+
+    pub(crate) fn pin(&self) -> String {
+        self.fingerprint
+            .clone()
+            .expect("listener printed a fingerprint")
+    }
+
+    pub(crate) fn wait_line(&self, needle: &str) -> String {
+        self.proc.wait_line(needle)
+    }
+
+    pub(crate) fn signal(&self, sig: i32) {
+        self.proc.signal(sig)
+    }
+
+    pub(crate) fn finish(self) -> Done {
+        self.proc.finish()
     }
 
     /// Stop a `-k` listener with SIGTERM and collect what it did.
@@ -614,6 +678,25 @@ pub(crate) fn wait_listening(port: u16) {
         std::thread::sleep(Duration::from_millis(10));
     }
     panic!("nothing listens on port {port}");
+}
+
+/// Wait until something listens on the Unix socket `name`, as /proc/net/unix shows it (a
+/// path, or `@NAME` for an abstract one), for peers that do not say when they are ready.
+pub(crate) fn wait_unix_listening(name: &str) {
+    let until = Instant::now() + HANG;
+    while Instant::now() < until {
+        let text = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+        // Columns: Num RefCount Protocol Flags Type St Inode Path; flag 00010000 is a
+        // listening socket.
+        if text.lines().any(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols.len() > 7 && cols[3] == "00010000" && cols[7] == name
+        }) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("nothing listens on the Unix socket {name}");
 }
 
 /// The parent of each process, from /proc (a process that is gone is left out).

@@ -1,8 +1,10 @@
 //! A scripted TLS server in the test process (rustls over std sockets), for behaviours a real
 //! stls peer never shows: replying only after the client's close_notify, dropping TCP without
-//! close_notify, resetting the connection.
+//! close_notify, resetting the connection. Over TCP or a Unix socket.
 
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -13,6 +15,9 @@ use rustls::StreamOwned;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
 
 pub(crate) type Tls = StreamOwned<ServerConnection, TcpStream>;
+
+/// The same over a Unix socket.
+pub(crate) type UnixTls = StreamOwned<ServerConnection, UnixStream>;
 
 /// Serve one connection on 127.0.0.1 with `script`; returns the port and the thread, whose
 /// join yields what the script returned.
@@ -32,6 +37,23 @@ pub(crate) fn serve<T: Send + 'static>(
     (port, thread)
 }
 
+/// Serve one connection on the Unix socket at `path` (bound before this returns) with
+/// `script`; the thread's join yields what the script returned.
+pub(crate) fn serve_unix<T: Send + 'static>(
+    path: &Path,
+    cert: &Path,
+    key: &Path,
+    script: impl FnOnce(&mut UnixTls) -> T + Send + 'static,
+) -> JoinHandle<T> {
+    let config = server_config(cert, key);
+    let listener = UnixListener::bind(path).expect("bind the Unix socket");
+    std::thread::spawn(move || {
+        let (sock, _) = listener.accept().expect("accept");
+        let mut tls = handshake(config, sock);
+        script(&mut tls)
+    })
+}
+
 fn server_config(cert: &Path, key: &Path) -> Arc<ServerConfig> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .expect("cert file")
@@ -45,7 +67,10 @@ fn server_config(cert: &Path, key: &Path) -> Arc<ServerConfig> {
     Arc::new(config)
 }
 
-fn handshake(config: Arc<ServerConfig>, sock: TcpStream) -> Tls {
+fn handshake<S: Read + Write>(
+    config: Arc<ServerConfig>,
+    sock: S,
+) -> StreamOwned<ServerConnection, S> {
     let conn = ServerConnection::new(config).expect("server connection");
     let mut tls = StreamOwned::new(conn, sock);
     while tls.conn.is_handshaking() {
@@ -82,16 +107,16 @@ pub(crate) fn connect_on(
 }
 
 /// Read until the client's close_notify; returns what came before it.
-pub(crate) fn read_to_close_notify(tls: &mut Tls) -> Vec<u8> {
-    use std::io::Read;
+pub(crate) fn read_to_close_notify<S: Read + Write>(
+    tls: &mut StreamOwned<ServerConnection, S>,
+) -> Vec<u8> {
     let mut got = Vec::new();
     tls.read_to_end(&mut got).expect("read until close_notify");
     got
 }
 
 /// Send close_notify and flush it.
-pub(crate) fn close_notify(tls: &mut Tls) {
-    use std::io::Write;
+pub(crate) fn close_notify<S: Read + Write>(tls: &mut StreamOwned<ServerConnection, S>) {
     tls.conn.send_close_notify();
     tls.flush().expect("flush close_notify");
 }
