@@ -625,6 +625,94 @@ fn stls_as_stunnel_both_ways() {
     assert_eq!(back, b"through two tunnels\n");
 }
 
+const UNIX_FRONT: &str =
+    "stls listen 8443 --to unix:/run/app.sock --cert server.pem --key server.key";
+const UNIX_TLS: &str =
+    "stls listen unix:/run/app-tls.sock --to 127.0.0.1:8080 --cert server.pem --key server.key
+curl --unix-socket /run/app-tls.sock --cacert ca.pem https://app.example/";
+const UNIX_CONNECT: &str =
+    "stls connect unix:/run/app-tls.sock --servername app.example --cacert ca.pem";
+
+/// Answer one HTTP request on `sock` with `body`, then close.
+fn answer_http(mut sock: impl Read + Write, body: &str) {
+    let mut request = Vec::new();
+    let mut byte = [0u8; 1];
+    while !request.ends_with(b"\r\n\r\n") {
+        match sock.read(&mut byte) {
+            Ok(1) => request.push(byte[0]),
+            _ => return,
+        }
+    }
+    let _ = write!(
+        sock,
+        "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+#[test]
+fn tls_in_front_of_a_unix_socket_service() {
+    let pki = Pki::new();
+    let dir = site(&pki);
+    // The service on a Unix socket, and one on a local port; the recipes' absolute paths
+    // become files in the test's directory.
+    let app = std::os::unix::net::UnixListener::bind(dir.path().join("app.sock")).unwrap();
+    std::thread::spawn(move || {
+        for sock in app.incoming().flatten() {
+            answer_http(sock, "from the unix socket\n");
+        }
+    });
+    let web = TcpListener::bind("127.0.0.1:0").unwrap();
+    let web_port = web.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for sock in web.incoming().flatten() {
+            answer_http(sock, "from port 8080\n");
+        }
+    });
+    let get = |target: &str| {
+        format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | stls connect {target} --cacert ca.pem")
+    };
+
+    // TLS on a TCP port in front of the Unix-socket service.
+    let front = free_port();
+    let script = recipe(UNIX_FRONT)
+        .replace("8443", &format!("127.0.0.1:{front}"))
+        .replace("/run/", "");
+    let _front = sh(&script, dir.path(), Input::Null);
+    wait_listening(front);
+    let got = run_sh(&get(&format!("localhost:{front}")), dir.path());
+    got.expect_code(0);
+    assert!(got.stdout.ends_with(b"\r\n\r\nfrom the unix socket\n"));
+
+    // TLS on a Unix socket in front of a TCP port, for curl and for stls.
+    let lines: Vec<String> = recipe(UNIX_TLS)
+        .replace("/run/", "")
+        .replace("8080", &web_port.to_string())
+        .replace("app.example", "localhost")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    // `exec`: the process is the listener itself, to be stopped by a signal.
+    let listener = sh(&format!("exec {}", lines[0]), dir.path(), Input::Null);
+    listener.wait_line("listening on unix:");
+    if util::have("curl") {
+        let got = run_sh(&lines[1], dir.path());
+        got.expect_code(0);
+        assert_eq!(got.stdout, b"from port 8080\n");
+    }
+    let connect = recipe(UNIX_CONNECT)
+        .replace("/run/", "")
+        .replace("app.example", "localhost");
+    let request = b"GET / HTTP/1.0\r\n\r\n".to_vec();
+    let got = sh(&connect, dir.path(), Input::Bytes(request)).finish();
+    got.expect_code(0);
+    assert!(got.stdout.ends_with(b"\r\n\r\nfrom port 8080\n"));
+    // The socket file goes with the listener.
+    listener.signal(libc::SIGTERM);
+    listener.finish().expect_code(143);
+    assert!(!dir.path().join("app-tls.sock").exists());
+}
+
 const TOFU: &str = "stls connect --tofu nas.home:8443";
 
 #[test]
