@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """stls beside openssl, ncat and socat, in one run on one machine.
 
-    python3 bench/bench.py [--quick] [--only bulk,handshakes,latency,idle]
+    python3 bench/bench.py [--quick] [--only bulk,handshakes,latency,idle,unix] [--binary PATH]
 
 Builds stls (release), makes a certificate, then for every tool, alternating tools and
 repeating, measures:
@@ -11,8 +11,18 @@ repeating, measures:
               (`openssl s_time -new`), and the listener's CPU per handshake.
   latency     process start -> first byte from a local server -> exit (hyperfine).
   idle        listener RSS holding 1,000 idle TLS connections.
+  unix        1 GiB (client -> server) through `stls connect unix:` -> `stls listen unix:`,
+              beside the same over TCP loopback (goal: MB/s >= 1.0x), and beside socat, by
+              CPU seconds per GiB of the two TLS ends (goal: <= 0.6x). socat cannot speak TLS
+              over a Unix socket (its OPENSSL addresses are TCP only), so what is measured for
+              it is the closest: Unix sockets at both plain ends, TLS over TCP loopback between
+              its two ends (feeder -> UNIX-LISTEN,OPENSSL: -> OPENSSL-LISTEN,UNIX-CONNECT: ->
+              sink), default buffers and -b 131072; stls in that same shape (`connect --from
+              unix:` -> `listen --to unix:`) is measured too, for a comparison shape for shape.
+              Only the TLS ends' CPU counts (from wait4), not the feeder's or the sink's.
 Medians are reported with ratios against each peer; raw numbers go to bench/results/
 (latest.json, latest.csv) and a chart to bench/results/chart.svg. Only loopback is used.
+`--binary PATH` uses that stls instead of building one (release) here.
 """
 
 import argparse
@@ -20,6 +30,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import statistics
@@ -31,7 +42,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "results"
-STLS = ROOT / "target" / "release" / "stls"
+STLS = ROOT / "target" / "release" / "stls"  # --binary replaces it
 GIB = 1 << 30
 TIME = "/usr/bin/time"
 
@@ -413,6 +424,213 @@ def bench_idle(all_tools, n, repeats):
     return results
 
 
+# ---------------------------------------------------------------- unix
+
+
+def wait_unix(path, timeout=10.0):
+    """Wait until something listens on the Unix socket at path (from /proc/net/unix, without
+    connecting: a connection would be the one a one-shot server serves)."""
+    end = time.time() + timeout
+    while time.time() < end:
+        for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+            f = line.split()
+            if len(f) > 7 and f[3] == "00010000" and f[7] == str(path):
+                return True
+        time.sleep(0.02)
+    return False
+
+
+def reap(proc, deadline):
+    """Wait for proc until deadline (time.time()); its CPU seconds from wait4, or None if it
+    had to be killed. (Not its peak RSS: wait4 counts what the forking Python had.)"""
+    while True:
+        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return ru.ru_utime + ru.ru_stime
+        if time.time() > deadline:
+            proc.kill()
+            os.wait4(proc.pid, 0)
+            proc.returncode = -9
+            return None
+        time.sleep(0.005)
+
+
+class Run:
+    """The processes of one transfer: the TLS ends (whose CPU counts; those that serve many
+    connections are stopped with SIGTERM once the data is through) and the rest (feeder, sink,
+    wc), every one killed if the run fails."""
+
+    def __init__(self):
+        self.ends, self.keep_open, self.others = [], [], []
+
+    def start(self, cmd, kind="other", **kw):
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        kw.setdefault("stdout", subprocess.DEVNULL)
+        kw.setdefault("stderr", subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, **kw)
+        {"end": self.ends, "keep_open": self.keep_open, "other": self.others}[kind].append(proc)
+        return proc
+
+    def kill(self):
+        for p in self.ends + self.keep_open + self.others:
+            if p.returncode is None:
+                p.kill()
+                try:
+                    os.wait4(p.pid, 0)
+                except ChildProcessError:
+                    pass
+                p.returncode = -9
+
+
+def unix_tools(cert, key, pin, tmp):
+    """The ways size bytes go from a pipe to a counting sink: each a function of (run, port,
+    size) that starts the parts in `run`, in order, and says whether they all started."""
+    s = str(STLS)
+    sock, inn, out = tmp / "tls.sock", tmp / "in.sock", tmp / "out.sock"
+    count = tmp / "count"
+
+    def counted(run, cmd, kind):
+        """cmd with its stdout counted by wc -c into the count file."""
+        proc = run.start(cmd, kind, stdout=subprocess.PIPE)
+        with open(count, "w") as f:
+            run.start(["wc", "-c"], stdin=proc.stdout, stdout=f)
+        proc.stdout.close()
+
+    def fed(run, cmd, kind, size):
+        """cmd with size zero bytes on its stdin."""
+        head = run.start(["head", "-c", str(size), "/dev/zero"], stdout=subprocess.PIPE)
+        run.start(cmd, kind, stdin=head.stdout)
+        head.stdout.close()
+
+    def stls_pipe(server_addr, client_addr, ready):
+        def start(run, port, size):
+            counted(run, [s, "listen", "-q", server_addr.format(port=port), "--recv-only",
+                          "--cert", str(cert), "--key", str(key)], "end")
+            if not ready(port):
+                return False
+            fed(run, [s, "connect", "-q", client_addr.format(port=port), "--pin", pin,
+                      "--send-only"], "end", size)
+            return True
+        return start
+
+    def unix_ends(tls_server, tls_client, kind):
+        """feeder -> in.sock -> TLS client end -> TCP -> TLS server end -> out.sock -> sink."""
+        def start(run, port, size):
+            counted(run, ["socat", "-b", "131072", "-u", f"UNIX-LISTEN:{out}", "STDOUT"], "other")
+            if not wait_unix(out):
+                return False
+            run.start(tls_server(port), kind)
+            if not wait_listening(port):
+                return False
+            run.start(tls_client(port), kind)
+            if not wait_unix(inn):
+                return False
+            fed(run, ["socat", "-b", "131072", "-u", "STDIN", f"UNIX-CONNECT:{inn}"], "other",
+                size)
+            return True
+        return start
+
+    def socat_ends(b):
+        o = f"cert={cert},key={key},verify=0,reuseaddr"
+        return unix_ends(
+            lambda port: ["socat", *b, "-u", f"OPENSSL-LISTEN:{port},bind=127.0.0.1,{o}",
+                          f"UNIX-CONNECT:{out}"],
+            lambda port: ["socat", *b, "-u", f"UNIX-LISTEN:{inn}",
+                          f"OPENSSL:127.0.0.1:{port},verify=0"],
+            "end",
+        )
+
+    tools = {
+        "stls-unix": stls_pipe(f"unix:{sock}", f"unix:{sock}", lambda _: wait_unix(sock)),
+        "stls-tcp": stls_pipe("127.0.0.1:{port}", "127.0.0.1:{port}", wait_listening),
+        "stls-unix-ends": unix_ends(
+            lambda port: [s, "listen", "-q", f"127.0.0.1:{port}", "--to", f"unix:{out}",
+                          "--cert", str(cert), "--key", str(key)],
+            lambda port: [s, "connect", "-q", f"127.0.0.1:{port}", "--pin", pin,
+                          "--from", f"unix:{inn}"],
+            "keep_open",
+        ),
+    }
+    if have("socat"):
+        tools["socat-unix-ends"] = socat_ends([])
+        tools["socat-b128k-unix-ends"] = socat_ends(["-b", "131072"])
+
+    def clean():
+        for p in (sock, inn, out, count):
+            p.unlink(missing_ok=True)
+
+    return tools, count, clean
+
+
+def unix_once(name, start, count, clean, size):
+    """One transfer; a dict, or None if it failed or lost a byte."""
+    clean()
+    run = Run()
+    port = free_port()
+    if not start(run, port, size):
+        run.kill()
+        print(f"  unix {name}: a part did not start", file=sys.stderr)
+        return None
+    # The feeder has just started: the clock runs from here until the sink has counted
+    # everything and every one-shot part has exited.
+    began = time.time()
+    deadline = began + 120
+    for p in run.others:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            break
+    cpu, whole = 0.0, all(p.returncode is not None for p in run.others)
+    for p in run.ends:
+        got = reap(p, deadline) if whole else None
+        whole = whole and got is not None
+        cpu += got or 0.0
+    wall = time.time() - began
+    for p in run.keep_open:
+        p.send_signal(signal.SIGTERM)
+        got = reap(p, time.time() + 10) if whole else None
+        whole = whole and got is not None
+        cpu += got or 0.0
+    if not whole:
+        run.kill()
+        print(f"  unix {name}: the transfer did not finish in 120 s; run refused", file=sys.stderr)
+        return None
+    got = int(count.read_text().strip() or 0)
+    if got != size:
+        print(f"  unix {name}: {got} of {size} bytes arrived; run refused", file=sys.stderr)
+        return None
+    return {"mb_per_s": size / wall / 1e6, "cpu_per_gib": cpu / (size / GIB)}
+
+
+def bench_unix(cert, key, pin, size, repeats, tmp):
+    tools, count, clean = unix_tools(cert, key, pin, tmp)
+    results = {}
+    for r in range(repeats):
+        for name, start in tools.items():  # alternate within each repeat
+            res = unix_once(name, start, count, clean, size)
+            if res:
+                results.setdefault(name, []).append(res)
+            print(f"  unix #{r + 1} {name}: {fmt(res)}", file=sys.stderr)
+    return results
+
+
+def unix_table(summary):
+    """The README's table: each way's medians, and stls over a Unix socket divided by it."""
+    rows = {k.split(" ", 1)[1]: v for k, v in summary.items() if k.startswith("unix ")}
+    ours = rows.get("stls-unix")
+    lines = ["| 1 GiB, client -> server | MB/s | CPU s per GiB, both TLS ends | "
+             "stls unix: / this, MB/s | stls unix: / this, CPU |", "|---|---|---|---|---|"]
+    for name, v in rows.items():
+        mb, cpu = v.get("mb_per_s"), v.get("cpu_per_gib")
+        if mb is None or cpu is None:
+            continue
+        mb_ratio = f"{ours['mb_per_s'] / mb:.2f}" if ours and name != "stls-unix" else ""
+        cpu_ratio = f"{ours['cpu_per_gib'] / cpu:.2f}" if ours and name != "stls-unix" else ""
+        lines.append(f"| {name} | {mb:.0f} | {cpu:.2f} | {mb_ratio} | {cpu_ratio} |")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -433,6 +651,8 @@ def summarise(raw):
         s[f"latency {name}"] = {"ms": median(rows, "ms")}
     for name, rows in raw.get("idle", {}).items():
         s[f"idle {name}"] = {k: median(rows, k) for k in ("kib", "kib_per_conn")}
+    for name, rows in raw.get("unix", {}).items():
+        s[f"unix {name}"] = {k: median(rows, k) for k in ("mb_per_s", "cpu_per_gib")}
     return s
 
 
@@ -441,6 +661,8 @@ def table(summary):
     groups = {}
     for key, vals in summary.items():
         kind, name = key.split(" ", 1)
+        if kind == "unix":
+            continue  # a table of its own (unix_table)
         tool = name.split("/")[0]
         sub = name.split("/")[1] if "/" in name else ""
         for metric, v in vals.items():
@@ -509,8 +731,9 @@ def chart(summary, path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes and one repeat (a smoke run)")
-    ap.add_argument("--only", default="bulk,handshakes,latency,idle")
+    ap.add_argument("--only", default="bulk,handshakes,latency,idle,unix")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--binary", help="this stls instead of a release build of the tree")
     args = ap.parse_args()
     parts = set(args.only.split(","))
     size = (64 << 20) if args.quick else GIB
@@ -519,7 +742,11 @@ def main():
     for prog in ("openssl", TIME):
         if not have(prog):
             sys.exit(f"bench: {prog} is needed")
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    global STLS
+    if args.binary:
+        STLS = Path(args.binary).resolve()
+    else:
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     tmp = Path(tempfile.mkdtemp(prefix="stls-bench-"))
     pki = tmp / "pki"
     out = subprocess.run([str(STLS), "cert", "server", "--out", str(pki)], capture_output=True, text=True,
@@ -539,6 +766,8 @@ def main():
         raw["latency"] = bench_latency(all_tools, 10 if args.quick else 40)
     if "idle" in parts:
         raw["idle"] = bench_idle(all_tools, 200 if args.quick else 1000, repeats)
+    if "unix" in parts:
+        raw["unix"] = bench_unix(cert, key, pin, size, repeats, tmp)
     summary = summarise(raw)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "latest.json").write_text(json.dumps({"raw": raw, "summary": summary}, indent=1) + "\n")
@@ -549,6 +778,8 @@ def main():
                 f.write(f"{k},{metric},{'' if v is None else f'{v:.6g}'}\n")
     chart(summary, OUT / "chart.svg")
     md = table(summary)
+    if "unix" in parts:
+        md += "\n\n" + unix_table(summary)
     (OUT / "latest.md").write_text(md + "\n")
     print(md)
     shutil.rmtree(tmp, ignore_errors=True)
