@@ -1,15 +1,12 @@
 //! `stls connect`: resolve, connect within `-w`, handshake, relay.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use rustls::ClientConnection;
 
 use crate::error::{classify, Class};
-use crate::net::HostPort;
 use crate::route::Route;
 use crate::starttls::{self, Proto};
 
@@ -20,11 +17,12 @@ use crate::report;
 use crate::resolve::Resolver;
 use crate::session::{HandshakeLimit, Options, Session};
 use crate::settings::Connect;
+use crate::stream::{Address, ListenAt, Peer, Stream};
 use crate::tls_socket::TlsSocket;
 
 pub(crate) fn run(s: &Connect) -> Result<()> {
-    if let Some((host, port)) = &s.from {
-        return tunnel(s, host, *port);
+    if let Some(at) = &s.from {
+        return tunnel(s, at);
     }
     let (wait, deadline) = (s.common.wait, s.common.wait.map(|w| Instant::now() + w));
     // -w bounds the lookups too; a socks5:// proxy's target is looked up meanwhile.
@@ -32,17 +30,23 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
     let route = Route::client(
         &s.proxies, &s.target, &s.name, s.starttls, &resolver, deadline,
     )?;
-    let sock = match route.hops.first() {
-        None => {
-            let addrs = resolver.resolve(&s.target, deadline, wait)?;
-            net::connect(Dialer::to(&s.target, addrs, deadline))?
+    let sock = match (route.hops.first(), &s.target) {
+        (None, Address::Unix(path)) => Stream::Unix(path.connect()?),
+        (None, Address::Tcp(target)) => {
+            let addrs = resolver.resolve(target, deadline, wait)?;
+            Stream::Tcp(net::connect(Dialer::to(target, addrs, deadline))?)
         }
-        Some(proxy) => {
+        (Some(proxy), _) => {
             let addrs = resolver
                 .resolve(&proxy.addr, deadline, wait)
                 .map_err(|e| e.context(format!("proxy {proxy}")))?;
             let name = format!("proxy {proxy}");
-            net::connect(Dialer::new(name, &proxy.addr.host, addrs, deadline))?
+            Stream::Tcp(net::connect(Dialer::new(
+                name,
+                &proxy.addr.host,
+                addrs,
+                deadline,
+            ))?)
         }
     };
     route.settle(deadline, wait)?;
@@ -54,7 +58,10 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
     if let (Some(proto), true) = (s.starttls, route.hops.is_empty()) {
         await_greeting(&mut sock, proto, &s.target, s.common.wait, deadline)?;
     }
-    let addr = sock.peer_addr().ok();
+    let addr = match &sock {
+        Stream::Tcp(tcp) => tcp.peer_addr().ok(),
+        Stream::Unix(_) => None,
+    };
     let tls = ClientConnection::new(s.config.clone(), s.server_name.clone())
         .map_err(|e| anyhow!("TLS setup: {e}"))?;
     let mut relay = Relay::new(s.common.options(s.explain.clone()))?;
@@ -79,7 +86,7 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
     let peer = Session::new(
         conn,
         s.target.to_string(),
-        addr,
+        None,
         deadline.map(|at| match s.common.wait {
             Some(_) => (at, HandshakeLimit::Wait),
             None => (at, HandshakeLimit::StartTlsDefault),
@@ -106,9 +113,9 @@ const GREETING_WAIT: Duration = Duration::from_secs(10);
 /// an implicit-TLS port, which is said rather than waited on for ever. What it sends stays
 /// in the socket for the dialogue.
 fn await_greeting(
-    sock: &mut TcpStream,
+    sock: &mut Stream,
     proto: Proto,
-    target: &HostPort,
+    target: &Address,
     wait: Option<Duration>,
     deadline: Option<Instant>,
 ) -> Result<()> {
@@ -155,21 +162,27 @@ fn await_greeting(
 
 /// `connect --from`: accept plain TCP connections and give each its own TLS connection to
 /// the target, through the same proxies and dialogue; many at once on the one event loop.
-fn tunnel(s: &Connect, host: &str, port: u16) -> Result<()> {
-    let sock = net::bind(Some(host), port, s.common.family, false)?;
-    let local = sock.local_addr()?;
+fn tunnel(s: &Connect, at: &ListenAt) -> Result<()> {
+    let sock = at.bind(s.common.family, false)?;
+    let local = sock.shown();
     // Resolved once, before the loop runs: the first hop's addresses.
-    let first = s.proxies.first_hop(&s.target);
-    let first_name = match s.proxies.chain.first() {
-        Some(proxy) if first != s.target => format!("proxy {proxy}"),
-        _ => first.to_string(),
-    };
     let wait = s.common.wait;
-    let addrs = Resolver::new(s.common.family, None).resolve(
-        &first,
-        wait.map(|w| Instant::now() + w),
-        wait,
-    )?;
+    let first = match &s.target {
+        Address::Tcp(target) => {
+            let first = s.proxies.first_hop(target);
+            let first_name = match s.proxies.chain.first() {
+                Some(proxy) if first != *target => format!("proxy {proxy}"),
+                _ => first.to_string(),
+            };
+            let addrs = Resolver::new(s.common.family, None).resolve(
+                &first,
+                wait.map(|w| Instant::now() + w),
+                wait,
+            )?;
+            Some((first, first_name, addrs))
+        }
+        Address::Unix(_) => None,
+    };
     let mut relay = Relay::new(Options {
         many: true,
         ..s.common.options(s.explain.clone())
@@ -179,8 +192,8 @@ fn tunnel(s: &Connect, host: &str, port: u16) -> Result<()> {
     let (config, server_name) = (s.config.clone(), s.server_name.clone());
     let (target, name, starttls) = (s.target.clone(), s.name.clone(), s.starttls);
     let proxies = s.proxies.clone();
-    let accept = move |plain: TcpStream, from: SocketAddr| -> Result<Session> {
-        let _ = plain.set_nodelay(true);
+    let accept = move |plain: Stream, from: &Peer| -> Result<Session> {
+        plain.set_nodelay();
         // Connecting, any lookup and dialogue, and the handshake: -w, else as long as connect
         // gives one address.
         let (until, option) = match wait {
@@ -191,23 +204,33 @@ fn tunnel(s: &Connect, host: &str, port: u16) -> Result<()> {
             ),
         };
         // Non-blocking: the connection is made while the loop goes on, each address in turn.
-        let mut dialer = Dialer::new(first_name.clone(), &first.host, addrs.clone(), Some(until));
-        let sock = dialer
-            .open()
-            .map_err(|e| e.context(format!("{target} for {from}")))?;
+        let (sock, dialer) = match (&first, &target) {
+            (Some((first, first_name, addrs)), _) => {
+                let mut dialer =
+                    Dialer::new(first_name.clone(), &first.host, addrs.clone(), Some(until));
+                let sock = dialer.open();
+                (sock.map(Stream::Tcp), Some(dialer))
+            }
+            (None, Address::Unix(path)) => (path.connect().map(Stream::Unix), None),
+            (None, Address::Tcp(_)) => (Err(anyhow!("no address to connect to")), None),
+        };
+        let sock = sock.map_err(|e| e.context(format!("{target} for {from}")))?;
         let tls = ClientConnection::new(config.clone(), server_name.clone())
             .map_err(|e| anyhow!("TLS setup: {e}"))?;
         let route = Route::client(&proxies, &target, &name, starttls, &resolver, Some(until))?;
         let session = Session::new(
             TlsSocket::new(sock, tls.into()),
             format!("{target} for {from}"),
-            Some(from),
+            Some(from.clone()),
             Some((until, option)),
             &LocalEnd::Accepted,
             route.stages,
         )
-        .via_proxy(route.hops.first().map(|hop| hop.to_string()))
-        .dialing(dialer);
+        .via_proxy(route.hops.first().map(|hop| hop.to_string()));
+        let session = match dialer {
+            Some(dialer) => session.dialing(dialer),
+            None => session,
+        };
         Ok(session.with_local(TcpEnd::new(plain, Vec::new())))
     };
     relay.listen(Listening {

@@ -21,6 +21,7 @@ use crate::report;
 use crate::resolve::{Lookup, Resolver};
 use crate::route::Route;
 use crate::settings::{Inspect, Target};
+use crate::stream::Address;
 
 /// A target whose name is being looked up; it holds its place among `--parallel`.
 struct Resolving {
@@ -70,10 +71,13 @@ pub(crate) fn run(s: &Inspect) -> Result<()> {
                 break;
             };
             let deadline = Instant::now() + s.wait;
-            let first = s.proxies.first_hop(&s.targets[index].addr);
+            let lookup = match &s.targets[index].addr {
+                Address::Tcp(hp) => resolver.lookup(&s.proxies.first_hop(hp), Some(deadline)),
+                Address::Unix(path) => Lookup::nothing(path.to_string()),
+            };
             resolving.push(Resolving {
                 index,
-                lookup: resolver.lookup(&first, Some(deadline)),
+                lookup,
                 deadline,
             });
             answered = true;

@@ -8,13 +8,12 @@
 //! decides when, by its rules.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::Shutdown;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use mio::event::Event;
-use mio::net::TcpStream;
 use mio::{Interest, Registry};
 
 use crate::backend::Backend;
@@ -23,6 +22,7 @@ use crate::events::{attempt, token, Part, Ready};
 use crate::exec::{Child, Fed, Program};
 use crate::net::{Dialer, CONNECT_TIMEOUT};
 use crate::report;
+use crate::stream::{Peer, Stream};
 use crate::tls_socket::TlsSocket;
 
 /// Which local end the connections of a run have: decided once, from the flags, and carried
@@ -88,7 +88,7 @@ pub(crate) enum End {
     reason = "what the socket has done (connected, EOF, shut down), each observed apart"
 )]
 pub(crate) struct TcpEnd {
-    pub sock: TcpStream,
+    pub sock: Stream,
     pub ready: Ready,
     /// Bytes to send before the peer's (a PROXY protocol header).
     pub first: Vec<u8>,
@@ -110,7 +110,7 @@ pub(crate) struct TcpEnd {
 }
 
 impl TcpEnd {
-    pub(crate) fn new(sock: TcpStream, first: Vec<u8>) -> TcpEnd {
+    pub(crate) fn new(sock: Stream, first: Vec<u8>) -> TcpEnd {
         TcpEnd {
             sock,
             ready: Ready::default(),
@@ -141,7 +141,7 @@ impl End {
         let End::Tcp(t) = self else {
             return Ok(true);
         };
-        if !t.connected && t.sock.peer_addr().is_ok() {
+        if !t.connected && t.sock.connected() {
             t.connected = true;
         }
         while !t.first.is_empty() {
@@ -156,7 +156,7 @@ impl End {
         }
         // Not while the connection is still being made: on Linux that aborts it. The next
         // turn after it is made tries again.
-        if t.shut_wanted && !t.shut && t.sock.peer_addr().is_ok() {
+        if t.shut_wanted && !t.shut && t.sock.connected() {
             t.shut = true;
             let _ = t.sock.shutdown(Shutdown::Write);
         }
@@ -172,12 +172,15 @@ impl End {
         let Some(dial) = t.dial.as_mut() else {
             return Ok(false);
         };
-        if t.connected || t.sock.peer_addr().is_ok() {
+        if t.connected || t.sock.connected() {
             return Ok(false);
         }
         // None left: the error that came is the one to tell.
+        let Stream::Tcp(tcp) = &mut t.sock else {
+            return Ok(false);
+        };
         if dial
-            .reopen(&mut t.sock, registry, token(key, Part::ChildStdout))
+            .reopen(tcp, registry, token(key, Part::ChildStdout))
             .is_err()
         {
             return Ok(false);
@@ -200,7 +203,7 @@ impl End {
             Some(until) if !t.connected && Instant::now() >= until => {}
             _ => return Ok(()),
         }
-        if t.sock.peer_addr().is_ok() {
+        if t.sock.connected() {
             t.connected = true;
             return Ok(());
         }
@@ -508,7 +511,7 @@ impl Local {
         &mut self,
         end: &LocalEnd,
         conn: &TlsSocket,
-        peer: (&str, Option<SocketAddr>),
+        peer: (&str, Option<&Peer>),
         registry: &Registry,
         key: usize,
     ) -> Result<Option<String>> {
@@ -517,11 +520,15 @@ impl Local {
             LocalEnd::Backend(backend) => {
                 // Only now, the client admitted, is the backend connected.
                 let dialed = backend
-                    .dial(addr, conn.sock.tcp.local_addr().ok())
+                    .dial(addr, conn.sock.stream.local())
                     .map_err(|e| e.context(label.to_string()))?;
-                *self = Local::tcp(TcpEnd::new(dialed.sock, dialed.header).or_else(dialed.dialer));
+                let end = TcpEnd::new(dialed.sock, dialed.header);
+                *self = Local::tcp(match dialed.dialer {
+                    Some(dialer) => end.or_else(dialer),
+                    None => end,
+                });
                 self.register(registry, key)?;
-                Ok(Some(format!("connecting to {}", backend.name)))
+                Ok(Some(format!("connecting to {}", backend.name())))
             }
             LocalEnd::Exec(program) => {
                 let env = describe::child_env(&conn.tls);
@@ -539,7 +546,7 @@ impl Local {
     fn spawn(
         &mut self,
         program: &Program,
-        addr: Option<SocketAddr>,
+        addr: Option<&Peer>,
         env: &[(&'static str, String)],
         registry: &Registry,
         key: usize,

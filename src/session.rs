@@ -36,7 +36,6 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
@@ -51,6 +50,7 @@ use crate::net::{Dialer, Dialing};
 use crate::report;
 use crate::route::{self, Stage};
 use crate::stdio::{Broadcast, Chunk, Next, Sink};
+use crate::stream::{Peer, Stream};
 use crate::tls_socket::{handshake_io_error, ConnError, PeerClose, PeerEnd, TlsSocket};
 use crate::trust::Explainer;
 
@@ -214,7 +214,8 @@ pub(crate) struct Session {
     stages: VecDeque<Stage>,
     /// How messages name the peer: "example.com:443", "client 192.0.2.1:50000".
     pub label: String,
-    addr: Option<SocketAddr>,
+    /// Who the peer is, when it is a client we accepted.
+    peer: Option<Peer>,
     local: Local,
     /// Its number in the loop, which its tokens are made from.
     key: usize,
@@ -267,7 +268,7 @@ impl Session {
     pub(crate) fn new(
         conn: TlsSocket,
         label: String,
-        addr: Option<SocketAddr>,
+        peer: Option<Peer>,
         handshake_deadline: Option<(Instant, HandshakeLimit)>,
         local: &LocalEnd,
         stages: VecDeque<Stage>,
@@ -278,7 +279,7 @@ impl Session {
             dial: None,
             stages,
             label,
-            addr,
+            peer,
             local: Local::new(local),
             key: 0,
             phase: Phase::Handshake,
@@ -311,7 +312,7 @@ impl Session {
     pub(crate) fn register(&mut self, registry: &Registry, key: usize) -> io::Result<()> {
         self.key = key;
         registry.register(
-            &mut self.conn.sock.tcp,
+            &mut self.conn.sock.stream,
             token(key, Part::Socket),
             Interest::READABLE | Interest::WRITABLE,
         )?;
@@ -395,9 +396,9 @@ impl Session {
             return self.confirmed(sh);
         }
         let mut moved = false;
-        if let Some(dial) = &mut self.dial {
+        if let (Some(dial), Stream::Tcp(tcp)) = (&mut self.dial, &mut self.conn.sock.stream) {
             let socket = token(self.key, Part::Socket);
-            match dial.advance(&mut self.conn.sock.tcp, sh.registry, socket) {
+            match dial.advance(tcp, sh.registry, socket) {
                 Ok(Dialing::Connected) => self.dial = None,
                 Ok(Dialing::Pending) => return Ok(Turn::Idle),
                 Ok(Dialing::Retried) => {
@@ -532,7 +533,7 @@ impl Session {
                 }
                 // Its FIN came before its TCP had taken all our bytes: it must still take
                 // them ([`Timer::Confirm`] looks again), and not reset them.
-                if let Ok(Some(e)) = self.conn.sock.tcp.take_error() {
+                if let Ok(Some(e)) = self.conn.sock.stream.take_error() {
                     return Err(self.not_delivered(&e));
                 }
                 match self.conn.acked_at_eof() == Some(false) && self.conn.app_acked() != Some(true)
@@ -983,7 +984,7 @@ impl Session {
             },
             Local::Exec { child: Some(_), .. } => {} // a tunnel's accepted connection
             Local::Exec { .. } => {
-                let peer = (self.label.as_str(), self.addr);
+                let peer = (self.label.as_str(), self.peer.as_ref());
                 let started =
                     self.local
                         .start(&sh.opts.local, &self.conn, peer, sh.registry, self.key)?;
@@ -1138,7 +1139,7 @@ impl Session {
     /// The connection is over: deregister, close (abortively unless it ended well), log under
     /// `-v`, and hand back its child, if any, to be reaped.
     pub(crate) fn close(mut self, registry: &Registry, ok: bool) -> Option<(String, Child)> {
-        let _ = registry.deregister(&mut self.conn.sock.tcp);
+        let _ = registry.deregister(&mut self.conn.sock.stream);
         if !ok {
             self.conn.abort();
         }
