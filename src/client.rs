@@ -67,6 +67,9 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
     let mut relay = Relay::new(s.common.options(s.explain.clone()))?;
     // Said once signals are ours (the relay catches them): from here SIGINT/SIGTERM end the
     // connection with 130/143.
+    if let Stream::Unix(_) = &sock {
+        report::verbose(format_args!("connected to {}", s.target));
+    }
     if let Some(addr) = addr {
         match route.hops.first() {
             None => report::verbose(format_args!("connected to {} ({addr})", s.target)),

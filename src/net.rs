@@ -700,7 +700,18 @@ pub(crate) fn acks(sock: &impl std::os::fd::AsRawFd) -> Option<Acks> {
     None
 }
 
-/// Bytes written to a TCP socket and not acknowledged yet (SIOCOUTQ).
+/// What the peer of a Unix socket has read of the `written` bytes we wrote: the kernel counts
+/// what it has not read yet (SIOCOUTQ), in the memory it takes, which is more than its bytes:
+/// the count of what was read errs low, and is exact once the peer has read everything.
+pub(crate) fn unix_acks(sock: &impl std::os::fd::AsRawFd, written: u64) -> Option<Acks> {
+    let unacked = unacked(sock.as_raw_fd())?.min(written);
+    Some(Acks {
+        acked: written - unacked,
+        unacked,
+    })
+}
+
+/// Bytes written to a socket and not acknowledged (TCP) or not read (Unix) yet (SIOCOUTQ).
 #[allow(unsafe_code)] // SIOCOUTQ: no safe wrapper in the tree reads it
 fn unacked(fd: std::os::fd::RawFd) -> Option<u64> {
     let mut unacked: libc::c_int = 0;

@@ -9,7 +9,7 @@ use std::io::{self, BufRead, Read, Write};
 
 use crate::error::{io_phrase, socket_class, Class};
 use crate::events::{attempt, Ready};
-use crate::net::{self, Acks};
+use crate::net::Acks;
 use crate::stream::Stream;
 use crate::trust::Explainer;
 use crate::wire::Wire;
@@ -119,7 +119,7 @@ impl TlsSocket {
 
     /// What the peer's TCP has acknowledged of our stream.
     pub(crate) fn acks(&self) -> Option<Acks> {
-        net::acks(&self.sock.stream)
+        self.sock.acks()
     }
 
     /// Whether the peer's TCP has acknowledged every application byte we sent (None: the

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use rustls::ClientConnection;
 
+use crate::net::{self, Acks};
 use crate::stream::Stream;
 
 pub(crate) struct Wire {
@@ -25,6 +26,8 @@ pub(crate) struct Wire {
     closing: bool,
     /// Where the peer's first bytes are kept, until there are enough of them.
     first: Option<FirstBytes>,
+    /// Bytes written to the socket so far (for a Unix socket's acknowledgements).
+    written: u64,
 }
 
 /// How many of the peer's first bytes [`Wire::keep_first`] keeps.
@@ -59,6 +62,7 @@ impl Wire {
             unread: Vec::new(),
             closing: false,
             first: None,
+            written: 0,
         }
     }
 
@@ -85,6 +89,15 @@ impl Wire {
         if !bytes.is_empty() {
             let mut rest = std::mem::replace(&mut self.unread, bytes);
             self.unread.append(&mut rest);
+        }
+    }
+
+    /// What the peer has taken of our stream: acknowledged by its TCP, or read from a Unix
+    /// socket (counted from what we wrote: no proxy is ever in between there).
+    pub(crate) fn acks(&self) -> Option<Acks> {
+        match &self.stream {
+            Stream::Tcp(tcp) => net::acks(tcp),
+            Stream::Unix(unix) => net::unix_acks(unix, self.written),
         }
     }
 
@@ -137,14 +150,20 @@ impl Read for Wire {
 
 impl Write for Wire {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        write_plain(&mut self.stream, &mut self.layers, buf)
+        let n = write_plain(&mut self.stream, &mut self.layers, buf)?;
+        self.written += n as u64;
+        Ok(n)
     }
 
     /// rustls writes its queued records as one vector: straight to the socket (one writev,
     /// all of them, as the TCP socket itself would) when no proxy session is in between.
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         match self.layers.is_empty() {
-            true => self.stream.write_vectored(bufs),
+            true => {
+                let n = self.stream.write_vectored(bufs)?;
+                self.written += n as u64;
+                Ok(n)
+            }
             false => {
                 let buf = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| b);
                 self.write(buf)
