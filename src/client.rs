@@ -18,8 +18,8 @@ use crate::net::{self, Dialer};
 use crate::relay::{Listening, Relay};
 use crate::report;
 use crate::resolve::Resolver;
-use crate::session::{HandshakeLimit, Options, Session};
-use crate::settings::Connect;
+use crate::session::{Options, Session};
+use crate::settings::{Connect, GREETING_WAIT};
 use crate::tls_socket::TlsSocket;
 
 pub(crate) fn run(s: &Connect) -> Result<()> {
@@ -49,7 +49,8 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
     // Without -w, a STARTTLS dialogue (and the handshake after it) gets the bound inspect and
     // --from give it: a server that greets and then says nothing more must not hold the run
     // for ever. The wait for the greeting is part of it.
-    let deadline = deadline.or_else(|| s.starttls.map(|_| Instant::now() + GREETING_WAIT));
+    let limit = s.handshake_limit;
+    let deadline = deadline.or_else(|| limit.map(|(d, _)| Instant::now() + d));
     let mut sock = sock;
     if let (Some(proto), true) = (s.starttls, route.hops.is_empty()) {
         await_greeting(&mut sock, proto, &s.target, s.common.wait, deadline)?;
@@ -80,10 +81,7 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
         conn,
         s.target.to_string(),
         addr,
-        deadline.map(|at| match s.common.wait {
-            Some(_) => (at, HandshakeLimit::Wait),
-            None => (at, HandshakeLimit::StartTlsDefault),
-        }),
+        deadline.zip(limit.map(|(_, option)| option)),
         &s.common.local,
         route.stages,
     )
@@ -96,10 +94,6 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
         plain.unwrap_or(e)
     })
 }
-
-/// How long `connect --starttls` gives the server's greeting, the dialogue and the handshake
-/// without `-w`.
-const GREETING_WAIT: Duration = Duration::from_secs(10);
 
 /// For a protocol whose server speaks first: wait for it to (until `deadline`, or
 /// [`GREETING_WAIT`]). A server that stays silent is most likely waiting for a ClientHello:
@@ -179,17 +173,14 @@ fn tunnel(s: &Connect, host: &str, port: u16) -> Result<()> {
     let (config, server_name) = (s.config.clone(), s.server_name.clone());
     let (target, name, starttls) = (s.target.clone(), s.name.clone(), s.starttls);
     let proxies = s.proxies.clone();
+    let limit = s
+        .handshake_limit
+        .expect("settings decide a handshake limit for --from");
     let accept = move |plain: TcpStream, from: SocketAddr| -> Result<Session> {
         let _ = plain.set_nodelay(true);
         // Connecting, any lookup and dialogue, and the handshake: -w, else as long as connect
         // gives one address.
-        let (until, option) = match wait {
-            Some(w) => (Instant::now() + w, HandshakeLimit::Wait),
-            None => (
-                Instant::now() + net::CONNECT_TIMEOUT,
-                HandshakeLimit::FromDefault,
-            ),
-        };
+        let (until, option) = (Instant::now() + limit.0, limit.1);
         // Non-blocking: the connection is made while the loop goes on, each address in turn.
         let mut dialer = Dialer::new(first_name.clone(), &first.host, addrs.clone(), Some(until));
         let sock = dialer
