@@ -50,7 +50,7 @@ use crate::local::{Direction, Local, LocalEnd, OutputEnd, TcpEnd};
 use crate::net::{Dialer, Dialing};
 use crate::report;
 use crate::route::{self, Stage};
-use crate::stdio::{Broadcast, Chunk, Next, Sink};
+use crate::stdio::{Broadcast, Next, Sink};
 use crate::tls_socket::{handshake_io_error, ConnError, PeerClose, PeerEnd, TlsSocket};
 use crate::trust::Explainer;
 
@@ -253,8 +253,6 @@ pub(crate) struct Session {
     stored: bool,
     /// The proxy the connection goes through, for messages.
     via: Option<String>,
-    /// The stdout chunk number by which everything received is written.
-    output_upto: u64,
     received: u64,
     sent: u64,
     /// Waiting in the loop's run queue.
@@ -299,7 +297,6 @@ impl Session {
             confirm: None,
             stored: true,
             via: None,
-            output_upto: 0,
             received: 0,
             sent: 0,
             queued: false,
@@ -450,7 +447,7 @@ impl Session {
                 )));
             }
         }
-        self.stored = self.output_written(sh);
+        self.stored = self.local.output_written(sh.stdout.as_deref());
         if self.phase == Phase::Open {
             moved |= self.settle(sh)?;
         }
@@ -490,7 +487,7 @@ impl Session {
     /// then go with our close_notify: it cannot promise too much.
     fn keeps_no_more(&self, opts: &Options) -> bool {
         opts.local.stdio() == Some(Direction::SendOnly)
-            || (matches!(self.local, Local::Exec { .. })
+            || (matches!(self.local, Local::Own { .. })
                 && !self.local.is_tcp()
                 && self.outbound == Outbound::Closed)
     }
@@ -608,10 +605,10 @@ impl Session {
     /// The peer's close_notify arrived while our direction may still be open.
     fn peer_finished(&mut self, sh: &mut Shared<'_>) -> Result<()> {
         let half_close = self.half_close();
-        if let Local::Exec { child, leftover } = &mut self.local {
+        if let Local::Own { end, leftover } = &mut self.local {
             // The child gets EOF and may still answer (under TLS 1.2 an answer is too late).
-            if let Some(child) = child {
-                child.close_input();
+            if let Some(end) = end {
+                end.close_input();
             }
             if !leftover.is_empty() && !half_close {
                 return Err(self.too_late());
@@ -651,7 +648,7 @@ impl Session {
     /// reached its end).
     fn sending_stdin(&self, sh: &Shared<'_>) -> bool {
         match (&self.local, sh.stdin.as_deref()) {
-            (Local::Stdio { next, offset }, Some(stdin))
+            (Local::Stdio { next, offset, .. }, Some(stdin))
                 if self.outbound == Outbound::Sending && !sh.opts.stdin_tty =>
             {
                 !matches!(stdin.at(*next, *offset), Next::End)
@@ -663,7 +660,7 @@ impl Session {
     /// Whether stdin holds bytes this connection has not sent.
     fn input_pending(&self, sh: &Shared<'_>) -> bool {
         match (&self.local, sh.stdin.as_deref()) {
-            (Local::Stdio { next, offset }, Some(stdin)) => {
+            (Local::Stdio { next, offset, .. }, Some(stdin)) => {
                 matches!(stdin.at(*next, *offset), Next::Data(b) if !b.is_empty())
             }
             _ => false,
@@ -701,15 +698,6 @@ impl Session {
     /// Whether the protocol lets each direction close on its own (TLS 1.3).
     fn half_close(&self) -> bool {
         self.conn.tls.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
-    }
-
-    /// Whether everything received has reached our output (stdout written, or the child's
-    /// pipe).
-    fn output_written(&self, sh: &Shared<'_>) -> bool {
-        match (&self.local, sh.stdout.as_deref()) {
-            (Local::Stdio { .. }, Some(sink)) => sink.written(self.output_upto),
-            _ => true,
-        }
     }
 
     fn fail(&mut self, e: ConnError, opts: &Options) -> anyhow::Error {
@@ -775,50 +763,24 @@ impl Session {
     /// Socket → TLS → our end, while our end takes bytes.
     fn receive(&mut self, sh: &mut Shared<'_>) -> Result<bool> {
         let mut moved = false;
-        let mut out: Option<Chunk> = None;
         let mut stalled = false;
+        let (registry, key) = (sh.registry, self.key);
         let result = loop {
             match self.conn.fill() {
                 Ok(m) => moved |= m,
                 Err(e) => break Err(self.fail(e, sh.opts)),
             }
-            let n = match &mut self.local {
-                Local::Stdio { .. } => match sh.stdout.as_deref_mut() {
-                    Some(sink) => {
-                        let n = self.conn.deliver(|data| {
-                            if out.is_none() {
-                                out = sink.buffer();
-                            }
-                            let Some(chunk) = out.as_mut() else {
-                                stalled = true;
-                                return 0;
-                            };
-                            let n = data.len().min(chunk.buf.len() - chunk.len);
-                            chunk.buf[chunk.len..chunk.len + n].copy_from_slice(&data[..n]);
-                            chunk.len += n;
-                            n
-                        });
-                        if let Some(full) = out.take_if(|c| c.len == c.buf.len()) {
-                            self.output_upto = sink.send(full);
-                        }
-                        n
-                    }
-                    // --send-only: what the peer sends is read and dropped.
-                    None => self.conn.deliver(|data| data.len()),
-                },
-                Local::Exec { .. } => {
-                    let (registry, key) = (sh.registry, self.key);
-                    match self
-                        .local
-                        .receive_from(&mut self.conn, registry, key, &mut stalled)
-                    {
-                        Ok(Some(n)) => n,
-                        // A backend address that refused gave way to the next.
-                        Ok(None) => continue,
-                        Err(e) => break Err(self.local_failed(&e)),
-                    }
-                }
-            };
+            let stdout = sh.stdout.as_deref_mut();
+            let n =
+                match self
+                    .local
+                    .receive_from(&mut self.conn, stdout, registry, key, &mut stalled)
+                {
+                    Ok(Some(n)) => n,
+                    // A backend address that refused gave way to the next.
+                    Ok(None) => continue,
+                    Err(e) => break Err(self.local_failed(&e)),
+                };
             if n == 0 {
                 break Ok(());
             }
@@ -826,13 +788,7 @@ impl Session {
             self.last_heard = Instant::now();
             moved = true;
         };
-        if let (Some(chunk), Some(sink)) = (out, sh.stdout.as_deref_mut()) {
-            let partial = chunk.len > 0;
-            let upto = sink.send(chunk);
-            if partial {
-                self.output_upto = upto;
-            }
-        }
+        self.local.received(sh.stdout.as_deref_mut());
         self.output_stalled = stalled;
         // A tunnel whose local side takes none of what the peer sends: bounded too.
         match stalled && !moved && self.local.is_tcp() {
@@ -844,87 +800,46 @@ impl Session {
         result.map(|()| moved)
     }
 
-    /// Our end → TLS, while rustls's send buffer takes more.
-    #[allow(
-        clippy::too_many_lines,
-        reason = "one branch for each kind of local end"
-    )]
+    /// Our end → TLS, while rustls's send buffer takes more; what our end's output ending
+    /// means for our direction.
     fn send(&mut self, sh: &mut Shared<'_>) -> Result<bool> {
-        let mut moved = false;
-        let mut ended = false;
-        let mut unsent = false;
         let late = self.inbound == Inbound::Ended && !self.half_close();
-        match &mut self.local {
-            Local::Stdio { next, offset } => {
-                while let Some(stdin) = sh.stdin.as_deref() {
-                    match stdin.at(*next, *offset) {
-                        Next::Data(bytes) if late && !bytes.is_empty() => {
-                            unsent = true;
-                            break;
-                        }
-                        Next::Data(bytes) => {
-                            let n = self.conn.send(bytes);
-                            if n == 0 {
-                                self.stalled_since.get_or_insert_with(Instant::now);
-                                break;
-                            }
-                            self.stalled_since = None;
-                            self.sent += n as u64;
-                            moved = true;
-                            *offset += n;
-                            if n == bytes.len() {
-                                *next += 1;
-                                *offset = 0;
-                                sh.stdin_wanted = true;
-                            }
-                        }
-                        Next::Wait => {
-                            self.stalled_since = None;
-                            sh.stdin_wanted = true;
-                            break;
-                        }
-                        Next::End => {
-                            self.stalled_since = None;
-                            if let Some(e) = stdin.error() {
-                                return Err(anyhow!("reading stdin: {}", io_phrase(e)));
-                            }
-                            ended = true;
-                            break;
-                        }
-                    }
+        let out = match &self.local {
+            Local::Stdio { .. } => match sh.stdin.as_deref() {
+                Some(stdin) => {
+                    self.local
+                        .send_stdin(stdin, &mut self.conn, late, &mut sh.stdin_wanted)
                 }
+                None => return Ok(false),
+            },
+            Local::Own { end: None, .. } => return Ok(false),
+            Local::Own { .. } => self
+                .local
+                .send_to(&mut self.conn, sh.scratch, late, sh.registry, self.key)
+                .map_err(|e| self.local_failed(&e))?,
+        };
+        self.sent += out.sent;
+        // --stall-timeout counts from the first turn the peer took none of it.
+        match out.stalled {
+            Some(true) => {
+                self.stalled_since.get_or_insert_with(Instant::now);
             }
-            Local::Exec { child: None, .. } => return Ok(false),
-            Local::Exec { .. } => {
-                let out = self
-                    .local
-                    .send_to(&mut self.conn, sh.scratch, late, sh.registry, self.key)
-                    .map_err(|e| self.local_failed(&e))?;
-                self.sent += out.sent;
-                match out.end {
-                    Some(OutputEnd::Late) => return Err(self.too_late()),
-                    Some(OutputEnd::Eof) => self.outbound = Outbound::Exiting,
-                    None => {}
-                }
-                // A tunnel whose TLS peer takes none of what the local side sends: bounded
-                // by --stall-timeout, as for stdin.
-                if self.local.is_tcp() && self.conn.wants_write() && !out.moved {
-                    self.stalled_since.get_or_insert_with(Instant::now);
-                } else {
-                    self.stalled_since = None;
-                }
-                return Ok(out.moved);
+            Some(false) => self.stalled_since = None,
+            None => {}
+        }
+        match out.end {
+            Some(OutputEnd::Failed(e)) => return Err(e),
+            Some(OutputEnd::Late) => return Err(self.too_late()),
+            // stdin's EOF: our input is complete, and --linger counts from now.
+            Some(OutputEnd::Eof) if matches!(self.local, Local::Stdio { .. }) => {
+                self.outbound = Outbound::Complete;
+                self.input_ended_at = Some(Instant::now());
             }
+            // A child's exit status decides; a tunnel's FIN completes it at once.
+            Some(OutputEnd::Eof) => self.outbound = Outbound::Exiting,
+            None => {}
         }
-        if unsent {
-            return Err(self.too_late());
-        }
-        if ended {
-            self.outbound = Outbound::Complete;
-            self.input_ended_at = Some(Instant::now());
-            moved = true;
-        }
-        Ok(moved)
+        Ok(out.moved)
     }
 
     /// The local stream failed (the tunnel's TCP connection was reset or refused): the TLS
@@ -940,8 +855,8 @@ impl Session {
     /// The child closed its output: once it has exited, its status says whether our direction
     /// is complete.
     fn child_exited(&mut self, opts: &Options) -> Result<bool> {
-        let Local::Exec {
-            child: Some(child), ..
+        let Local::Own {
+            end: Some(child), ..
         } = &mut self.local
         else {
             self.outbound = Outbound::Complete;
@@ -981,8 +896,8 @@ impl Session {
                 // --recv-only: there is nothing to send.
                 None => self.outbound = Outbound::Complete,
             },
-            Local::Exec { child: Some(_), .. } => {} // a tunnel's accepted connection
-            Local::Exec { .. } => {
+            Local::Own { end: Some(_), .. } => {} // a tunnel's accepted connection
+            Local::Own { .. } => {
                 let peer = (self.label.as_str(), self.addr);
                 let started =
                     self.local
