@@ -134,7 +134,7 @@ pub(crate) fn run(s: &Inspect) -> Result<()> {
         }
         let next = probes
             .iter()
-            .map(|(_, p)| p.deadline)
+            .map(|(_, p)| p.wake_at())
             .chain(resolving.iter().map(|r| r.deadline))
             .min();
         let timeout = next.map(|d| d.saturating_duration_since(Instant::now()));
@@ -181,13 +181,26 @@ pub(crate) fn run(s: &Inspect) -> Result<()> {
                 poll.registry(),
             )?;
         }
+        // Those past -w fail; one whose address had its own time gets a turn, which tries
+        // the next.
         let now = Instant::now();
-        let expired: Vec<usize> = probes
+        let due: Vec<usize> = probes
             .iter()
-            .filter(|(_, p)| p.deadline <= now)
+            .filter(|(_, p)| p.wake_at() <= now)
             .map(|(k, _)| k)
             .collect();
-        for key in expired {
+        for key in due {
+            if probes[key].deadline > now {
+                turn(
+                    s,
+                    &mut probes,
+                    key,
+                    &mut statuses,
+                    &mut out,
+                    poll.registry(),
+                )?;
+                continue;
+            }
             let mut probe = probes.remove(key);
             let outcome = probe.expire(s.wait, poll.registry());
             statuses[probe.index] = finish(s, probe.index, outcome, &mut out)?;
