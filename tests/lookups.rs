@@ -259,15 +259,21 @@ fn connect_from_tries_the_next_address_when_the_first_refuses() {
     let pki = Pki::new();
     // The server listens on 127.0.0.1 only; the name is ::1 first (loopback IPv6 is preferred).
     let echo = serve_k(&pki.server, &["-e", "cat"], Input::Null);
+    echo_from_both(&dns, &pki, echo.port, 30);
+}
+
+/// `connect --from` to both.invalid.example:`port` (::1 first, then 127.0.0.1) with -w
+/// `wait`: a client's line comes back from the echo server there.
+fn echo_from_both(dns: &DeadDns, pki: &Pki, port: u16, wait: u64) {
     dns.set_hosts("::1 both.invalid.example\n127.0.0.1 both.invalid.example");
     let mut cmd = dns.stls();
-    cmd.args(["connect", &format!("both.invalid.example:{}", echo.port)])
-        .args(["--from", "127.0.0.1:0", "-w", "30"])
+    cmd.args(["connect", &format!("both.invalid.example:{port}")])
+        .args(["--from", "127.0.0.1:0", "-w", &wait.to_string()])
         .args(["--cacert", s(&pki.ca.cert), "--servername", "localhost"]);
     let from = Listener::start_cmd(&mut cmd, Input::Null);
     let mut client = TcpStream::connect(("127.0.0.1", from.port)).expect("client");
     client
-        .set_read_timeout(Some(Duration::from_secs(30)))
+        .set_read_timeout(Some(Duration::from_secs(wait)))
         .unwrap();
     client.write_all(b"hello\n").unwrap();
     let mut echoed = [0u8; 6];
@@ -312,24 +318,7 @@ fn connect_from_tries_the_next_address_when_the_first_does_not_answer() {
     let Some(_silent) = silent_v6(echo.port) else {
         return;
     };
-    dns.set_hosts("::1 both.invalid.example\n127.0.0.1 both.invalid.example");
-    let mut cmd = dns.stls();
-    cmd.args(["connect", &format!("both.invalid.example:{}", echo.port)])
-        .args(["--from", "127.0.0.1:0", "-w", "60"])
-        .args(["--cacert", s(&pki.ca.cert), "--servername", "localhost"]);
-    let from = Listener::start_cmd(&mut cmd, Input::Null);
-    let mut client = TcpStream::connect(("127.0.0.1", from.port)).expect("client");
-    client
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    client.write_all(b"hello\n").unwrap();
-    let mut echoed = [0u8; 6];
-    client
-        .read_exact(&mut echoed)
-        .unwrap_or_else(|e| panic!("no echo ({e}); stderr:\n{}", from.proc.stderr_text()));
-    assert_eq!(&echoed, b"hello\n");
-    drop(client);
-    from.stop();
+    echo_from_both(&dns, &pki, echo.port, 60);
 }
 
 #[test]
