@@ -188,8 +188,8 @@ pub(crate) enum Timer {
     Stalled,
     /// `--stall-timeout`, in a tunnel: the local side took none of the peer's data.
     Backlogged,
-    /// The backend address being tried had its time (the dialer's, per address): the
-    /// connection gets a turn, which tries the next.
+    /// The address being tried (a backend's, or the target's for `connect --from`) had its
+    /// time (the dialer's, per address): the connection gets a turn, which tries the next.
     Backend,
     /// Our close_notify may go now (the peer was silent for `--linger`, or its FIN did not
     /// follow its close_notify): the connection gets a turn.
@@ -948,8 +948,11 @@ impl Session {
             _ => None,
         };
         let backend = self.local.dial_deadline().map(|at| (at, Timer::Backend));
+        // `connect --from`: the address being tried has its own time, then the next is.
+        let dialing = self.dial.as_ref().and_then(Dialer::attempt_deadline);
+        let dialing = dialing.map(|at| (at, Timer::Backend));
         [
-            handshake, idle, stalled, backlogged, close, confirm, backend,
+            handshake, idle, stalled, backlogged, close, confirm, backend, dialing,
         ]
         .into_iter()
         .flatten()
