@@ -111,9 +111,6 @@ pub(crate) struct TcpEnd {
     header: Vec<u8>,
     /// The connection was made (a byte moved, or the socket has a peer): no more retries.
     connected: bool,
-    /// Until when the address being tried may take to answer, as the dialer gives each one
-    /// without `-w`; then the next is tried.
-    until: Option<Instant>,
 }
 
 impl TcpEnd {
@@ -124,7 +121,6 @@ impl TcpEnd {
             header: first.clone(),
             dial: None,
             connected: false,
-            until: None,
             first,
             shut: false,
             shut_wanted: false,
@@ -132,10 +128,15 @@ impl TcpEnd {
         }
     }
 
+    /// Until when the address being tried may take to answer (the dialer gives each its
+    /// time); then the next is tried.
+    fn until(&self) -> Option<Instant> {
+        self.dial.as_ref().and_then(|d| d.attempt_deadline())
+    }
+
     /// The connection is `dialer`'s, which tries the next address if this one refuses.
     pub(crate) fn or_else(mut self, dialer: Dialer) -> TcpEnd {
         self.dial = Some(Box::new(dialer));
-        self.until = Some(Instant::now() + CONNECT_TIMEOUT);
         self
     }
 }
@@ -190,7 +191,6 @@ impl End {
             return Ok(false);
         }
         t.ready = Ready::default();
-        t.until = Some(Instant::now() + CONNECT_TIMEOUT);
         t.first = t.header.clone();
         t.eof = false;
         t.shut = false;
@@ -203,7 +203,7 @@ impl End {
         let End::Tcp(t) = self else {
             return Ok(());
         };
-        match t.until {
+        match t.until() {
             Some(until) if !t.connected && Instant::now() >= until => {}
             _ => return Ok(()),
         }
@@ -555,7 +555,7 @@ impl Local {
             Local::Own {
                 end: Some(End::Tcp(t)),
                 ..
-            } if !t.connected => t.until,
+            } if !t.connected => t.until(),
             _ => None,
         }
     }
