@@ -15,10 +15,11 @@ use crate::net::{self, Dialer};
 use crate::relay::{Listening, Relay};
 use crate::report;
 use crate::resolve::Resolver;
-use crate::session::{HandshakeLimit, Options, Session};
-use crate::settings::Connect;
+use crate::session::{Options, Session};
+use crate::settings::{Connect, GREETING_WAIT};
 use crate::stream::{Address, ListenAt, Peer, Stream};
 use crate::tls_socket::TlsSocket;
+use crate::unix::Credentials;
 
 pub(crate) fn run(s: &Connect) -> Result<()> {
     if let Some(at) = &s.from {
@@ -53,7 +54,8 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
     // Without -w, a STARTTLS dialogue (and the handshake after it) gets the bound inspect and
     // --from give it: a server that greets and then says nothing more must not hold the run
     // for ever. The wait for the greeting is part of it.
-    let deadline = deadline.or_else(|| s.starttls.map(|_| Instant::now() + GREETING_WAIT));
+    let limit = s.handshake_limit;
+    let deadline = deadline.or_else(|| limit.map(|(d, _)| Instant::now() + d));
     let mut sock = sock;
     if let (Some(proto), true) = (s.starttls, route.hops.is_empty()) {
         await_greeting(&mut sock, proto, &s.target, s.common.wait, deadline)?;
@@ -61,6 +63,14 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
     let addr = match &sock {
         Stream::Tcp(tcp) => tcp.peer_addr().ok(),
         Stream::Unix(_) => None,
+    };
+    // What an -e command is told of the server: its address, or a Unix socket's credentials.
+    let server = match (&sock, &s.target) {
+        (Stream::Unix(unix), Address::Unix(path)) => Some(Peer::Unix {
+            at: path.clone(),
+            cred: Credentials::of(unix),
+        }),
+        _ => addr.map(Peer::Ip),
     };
     let tls = ClientConnection::new(s.config.clone(), s.server_name.clone())
         .map_err(|e| anyhow!("TLS setup: {e}"))?;
@@ -89,11 +99,8 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
     let peer = Session::new(
         conn,
         s.target.to_string(),
-        None,
-        deadline.map(|at| match s.common.wait {
-            Some(_) => (at, HandshakeLimit::Wait),
-            None => (at, HandshakeLimit::StartTlsDefault),
-        }),
+        server,
+        deadline.zip(limit.map(|(_, option)| option)),
         &s.common.local,
         route.stages,
     )
@@ -106,10 +113,6 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
         plain.unwrap_or(e)
     })
 }
-
-/// How long `connect --starttls` gives the server's greeting, the dialogue and the handshake
-/// without `-w`.
-const GREETING_WAIT: Duration = Duration::from_secs(10);
 
 /// For a protocol whose server speaks first: wait for it to (until `deadline`, or
 /// [`GREETING_WAIT`]). A server that stays silent is most likely waiting for a ClientHello:
@@ -195,17 +198,14 @@ fn tunnel(s: &Connect, at: &ListenAt) -> Result<()> {
     let (config, server_name) = (s.config.clone(), s.server_name.clone());
     let (target, name, starttls) = (s.target.clone(), s.name.clone(), s.starttls);
     let proxies = s.proxies.clone();
+    let limit = s
+        .handshake_limit
+        .expect("settings decide a handshake limit for --from");
     let accept = move |plain: Stream, from: &Peer| -> Result<Session> {
         plain.set_nodelay();
         // Connecting, any lookup and dialogue, and the handshake: -w, else as long as connect
         // gives one address.
-        let (until, option) = match wait {
-            Some(w) => (Instant::now() + w, HandshakeLimit::Wait),
-            None => (
-                Instant::now() + net::CONNECT_TIMEOUT,
-                HandshakeLimit::FromDefault,
-            ),
-        };
+        let (until, option) = (Instant::now() + limit.0, limit.1);
         // Non-blocking: the connection is made while the loop goes on, each address in turn.
         let (sock, dialer) = match (&first, &target) {
             (Some((first, first_name, addrs)), _) => {

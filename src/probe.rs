@@ -1,7 +1,7 @@
-//! One `inspect` target on the event loop: connect (each address in turn), the TLS handshake,
-//! then close_notify and a close; no data is relayed. These are a session's first phases
-//! (see `session`), without a local end; the route's proxy hops and STARTTLS dialogue (see
-//! `route`) are played before the handshake, as in a session.
+//! One `inspect` target on the event loop: connect (each address in turn, each with its own
+//! time), the TLS handshake, then close_notify and a close; no data is relayed. These are a
+//! session's first phases (see `session`), without a local end; the route's proxy hops and
+//! STARTTLS dialogue (see `route`) are played before the handshake, as in a session.
 //!
 //! The verifier defers its verdict (see `trust::ServerVerifier::deferring`), so a rejected
 //! chain is shown with the parameters of a completed handshake; the verdict is read from
@@ -113,6 +113,15 @@ impl Probe {
         )?;
         probe.step = Step::Connecting(sock);
         Ok(probe)
+    }
+
+    /// When the probe needs a turn without an event: at -w, or before it when the address
+    /// being connected to has had its own time and the next is to be tried.
+    pub(crate) fn wake_at(&self) -> Instant {
+        match (&self.step, self.dial.attempt_deadline()) {
+            (Step::Connecting(_), Some(at)) => at.min(self.deadline),
+            _ => self.deadline,
+        }
     }
 
     /// Whether a proxy hop waits for a lookup: a lookup's answer is its event.

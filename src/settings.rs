@@ -110,8 +110,16 @@ pub(crate) struct Connect {
     pub server_name: ServerName<'static>,
     pub config: Arc<ClientConfig>,
     pub explain: Explainer,
+    /// What bounds the connecting, any dialogue and the handshake: `-w`; without it, for
+    /// `--from` as long as connect gives one address, for `--starttls` [`GREETING_WAIT`];
+    /// else nothing.
+    pub handshake_limit: Option<(Duration, HandshakeLimit)>,
     pub common: Common,
 }
+
+/// How long `connect --starttls` gives the server's greeting, the dialogue and the handshake
+/// without `-w`.
+pub(crate) const GREETING_WAIT: Duration = Duration::from_secs(10);
 
 pub(crate) struct Listen {
     pub at: ListenAt,
@@ -166,9 +174,16 @@ pub(crate) fn connect(args: &ConnectArgs) -> Result<Connect> {
         }),
         None => None,
     };
+    let handshake_limit = match (common.wait, &from, args.common.tls.starttls) {
+        (Some(w), _, _) => Some((w, HandshakeLimit::Wait)),
+        (None, Some(_), _) => Some((net::CONNECT_TIMEOUT, HandshakeLimit::FromDefault)),
+        (None, None, Some(_)) => Some((GREETING_WAIT, HandshakeLimit::StartTlsDefault)),
+        (None, None, None) => None,
+    };
     Ok(Connect {
         from,
         starttls: args.common.tls.starttls,
+        handshake_limit,
         name: target.name(),
         // A Unix socket is reached directly.
         proxies: match target.addr {
