@@ -244,6 +244,10 @@ fn tunnel(s: &Connect, at: &ListenAt) -> Result<()> {
         accept: Box::new(accept),
         reload: None,
     })?;
-    report::info(format_args!("listening on {local}"));
+    report::note(
+        report::Event::Listening,
+        format_args!("listening on {local}"),
+    );
+    crate::metrics::set_ready();
     relay.run()
 }

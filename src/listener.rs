@@ -12,6 +12,7 @@ use rustls::{ServerConfig, ServerConnection};
 
 use crate::error::{classify, Class};
 use crate::local::LocalEnd;
+use crate::metrics;
 use crate::relay::{Listening, Relay};
 use crate::report;
 use crate::route::Route;
@@ -71,7 +72,11 @@ fn announce(s: &Listen, local: &str) {
             s.fingerprint
         ));
     }
-    report::info(format_args!("listening on {local}"));
+    report::note(
+        report::Event::Listening,
+        format_args!("listening on {local}"),
+    );
+    metrics::set_ready();
 }
 
 /// One event loop on `sock`; the first (`main`) also answers SIGHUP for all.

@@ -31,7 +31,7 @@ use crate::error::{classify, io_phrase, Class};
 use crate::events::{part_of, LISTENER, SIGNALS, WAKER};
 use crate::exec::Child;
 use crate::local::{Direction, LocalEnd};
-use crate::report;
+use crate::report::{self, Event};
 use crate::session::{HandshakeLimit, Options, Session, Shared, Timer, Turn};
 use crate::stdio::{Broadcast, Sink, Source};
 use crate::stream::{Listener, Peer, Stream};
@@ -508,11 +508,14 @@ impl Relay {
         let Some(reload) = self.listening.as_ref().and_then(|l| l.reload.as_ref()) else {
             return;
         };
-        match reload() {
-            Ok(what) => report::info(format_args!("SIGHUP: reloaded; {what}")),
-            Err(e) => report::warn(format_args!(
-                "SIGHUP: {e:#}; the certificates loaded before are kept"
-            )),
+        let result = reload();
+        crate::metrics::reloaded(result.is_ok());
+        match result {
+            Ok(what) => report::note(Event::Reloaded, format_args!("SIGHUP: reloaded; {what}")),
+            Err(e) => report::note_warn(
+                Event::Reloaded,
+                format_args!("SIGHUP: {e:#}; the certificates loaded before are kept"),
+            ),
         }
     }
 
