@@ -1,50 +1,65 @@
-//! A tunnel's backend (`listen --to`): where it is, and how each admitted client's
-//! connection to it is made — every address in turn, with the PROXY protocol header that
-//! tells it who the client is first.
+//! A tunnel's backend (`listen --to`): where it is — a TCP service, or a Unix socket — and
+//! how each admitted client's connection to it is made: every address in turn, with the
+//! PROXY protocol header that tells it who the client is first.
 
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::Result;
-use mio::net::TcpStream;
 
 use crate::net::{self, Dialer};
+use crate::stream::{Endpoint, Peer, Stream};
+use crate::unix::UnixPath;
 
 /// A tunnel's backend (`listen --to`).
 #[derive(Clone, Debug)]
 pub(crate) struct Backend {
-    /// Its addresses, tried in turn.
-    pub addrs: Vec<SocketAddr>,
-    /// How messages name it: HOST:PORT as given.
-    pub name: String,
+    pub place: Place,
     /// `--proxy-protocol`: the version of the header that tells the backend who the client is.
     pub proxy_protocol: Option<u8>,
 }
 
+/// Where a backend is.
+#[derive(Clone, Debug)]
+pub(crate) enum Place {
+    /// A TCP service: its addresses, tried in turn, and HOST:PORT as given, for messages.
+    Tcp {
+        addrs: Vec<SocketAddr>,
+        name: String,
+    },
+    /// A Unix socket.
+    Unix(UnixPath),
+}
+
 /// A connection to a backend, being made.
 pub(crate) struct Dialed {
-    pub sock: TcpStream,
+    pub sock: Stream,
     /// What goes first: the PROXY header, if any.
     pub header: Vec<u8>,
-    /// The addresses still to try.
-    pub dialer: Dialer,
+    /// The addresses still to try (TCP).
+    pub dialer: Option<Dialer>,
 }
 
 impl Backend {
-    /// Start connecting, without blocking, for a client at `client` that reached us at
-    /// `ours`.
-    pub(crate) fn dial(
-        &self,
-        client: Option<SocketAddr>,
-        ours: Option<SocketAddr>,
-    ) -> Result<Dialed> {
-        let host = net::host_of(&self.name);
-        let mut dialer = Dialer::new(self.name.clone(), &host, self.addrs.clone(), None);
-        let sock = dialer.open()?;
-        // A dual-stack socket's IPv4 address reads as ::ffff:a.b.c.d: unmapped, so that an
-        // IPv4 client's header is TCP4.
-        let ours = ours.map(|a| SocketAddr::new(a.ip().to_canonical(), a.port()));
+    /// How messages name it.
+    pub(crate) fn name(&self) -> String {
+        match &self.place {
+            Place::Tcp { name, .. } => name.clone(),
+            Place::Unix(path) => path.to_string(),
+        }
+    }
+
+    /// Start connecting, without blocking, for `client`, which reached us at `ours`.
+    pub(crate) fn dial(&self, client: Option<&Peer>, ours: Option<Endpoint>) -> Result<Dialed> {
+        let (sock, dialer) = match &self.place {
+            Place::Tcp { addrs, name } => {
+                let mut dialer =
+                    Dialer::new(name.clone(), &net::host_of(name), addrs.clone(), None);
+                (Stream::Tcp(dialer.open()?), Some(dialer))
+            }
+            Place::Unix(path) => (Stream::Unix(path.connect()?), None),
+        };
         let header = match (self.proxy_protocol, client, ours) {
-            (Some(v), Some(from), Some(to)) => proxy_header(v, from, to),
+            (Some(v), Some(from), Some(to)) => proxy_header(v, &from.endpoint(), &to),
             _ => Vec::new(),
         };
         Ok(Dialed {
@@ -55,19 +70,34 @@ impl Backend {
     }
 }
 
-/// A PROXY protocol header (haproxy's spec) for a TCP connection from `from` to `to`.
-pub(crate) fn proxy_header(version: u8, from: SocketAddr, to: SocketAddr) -> Vec<u8> {
-    let (from, to) = match (from, to) {
+/// The PROXY protocol's signature, which starts a v2 header.
+const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
+
+/// A PROXY protocol header (haproxy's spec) for a connection from `from` to `to`: TCP over
+/// IPv4 or IPv6, or a Unix socket (v1 has no form for it: UNKNOWN).
+pub(crate) fn proxy_header(version: u8, from: &Endpoint, to: &Endpoint) -> Vec<u8> {
+    match (from, to) {
+        (Endpoint::Ip(from), Endpoint::Ip(to)) => ip_header(version, *from, *to),
+        (from, to) if version == 2 => unix_header(from, to),
+        _ => b"PROXY UNKNOWN\r\n".to_vec(),
+    }
+}
+
+fn ip_header(version: u8, from: SocketAddr, to: SocketAddr) -> Vec<u8> {
+    // A dual-stack socket's IPv4 address reads as ::ffff:a.b.c.d: unmapped, so that an IPv4
+    // client's header is TCP4.
+    let canonical = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
+    let (from, to) = match (canonical(from), canonical(to)) {
         // Mixed families: both as IPv6.
-        (SocketAddr::V4(f), SocketAddr::V6(_)) => (
+        (SocketAddr::V4(f), to @ SocketAddr::V6(_)) => (
             SocketAddr::new(f.ip().to_ipv6_mapped().into(), f.port()),
             to,
         ),
-        (SocketAddr::V6(_), SocketAddr::V4(t)) => (
+        (from @ SocketAddr::V6(_), SocketAddr::V4(t)) => (
             from,
             SocketAddr::new(t.ip().to_ipv6_mapped().into(), t.port()),
         ),
-        _ => (from, to),
+        pair => pair,
     };
     if version == 1 {
         let family = if from.is_ipv4() { "TCP4" } else { "TCP6" };
@@ -80,28 +110,86 @@ pub(crate) fn proxy_header(version: u8, from: SocketAddr, to: SocketAddr) -> Vec
         )
         .into_bytes();
     }
-    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-    h.push(0x21); // version 2, PROXY
     let mut addrs = Vec::new();
-    match (from.ip(), to.ip()) {
+    let family = match (from.ip(), to.ip()) {
         (IpAddr::V4(f), IpAddr::V4(t)) => {
-            h.push(0x11); // TCP over IPv4
             addrs.extend_from_slice(&f.octets());
             addrs.extend_from_slice(&t.octets());
+            0x11 // TCP over IPv4
         }
         (f, t) => {
             let six = |ip: IpAddr| match ip {
                 IpAddr::V4(v4) => v4.to_ipv6_mapped(),
                 IpAddr::V6(v6) => v6,
             };
-            h.push(0x21); // TCP over IPv6
             addrs.extend_from_slice(&six(f).octets());
             addrs.extend_from_slice(&six(t).octets());
+            0x21 // TCP over IPv6
         }
-    }
+    };
     addrs.extend_from_slice(&from.port().to_be_bytes());
     addrs.extend_from_slice(&to.port().to_be_bytes());
+    v2_header(family, &addrs)
+}
+
+/// v2's AF_UNIX form: each side's `sun_path`, 108 bytes, NUL-padded (an unnamed socket's
+/// all NUL).
+fn unix_header(from: &Endpoint, to: &Endpoint) -> Vec<u8> {
+    const SUN_PATH: usize = 108;
+    let path = |e: &Endpoint| {
+        let mut bytes = match e {
+            Endpoint::Unix(Some(path)) => path.sun_path(),
+            _ => Vec::new(),
+        };
+        bytes.resize(SUN_PATH, 0);
+        bytes
+    };
+    v2_header(0x31, &[path(from), path(to)].concat()) // stream over AF_UNIX
+}
+
+fn v2_header(family: u8, addrs: &[u8]) -> Vec<u8> {
+    let mut h = V2_SIGNATURE.to_vec();
+    h.push(0x21); // version 2, PROXY
+    h.push(family);
+    // At most 216 bytes of addresses: the length fits.
     h.extend_from_slice(&(addrs.len() as u16).to_be_bytes());
-    h.extend_from_slice(&addrs);
+    h.extend_from_slice(addrs);
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_headers() {
+        let from = Endpoint::Ip("192.0.2.1:5000".parse().unwrap());
+        let to = Endpoint::Ip("[::ffff:192.0.2.9]:443".parse().unwrap());
+        assert_eq!(
+            proxy_header(1, &from, &to),
+            b"PROXY TCP4 192.0.2.1 192.0.2.9 5000 443\r\n"
+        );
+        let v2 = proxy_header(2, &from, &to);
+        assert_eq!(&v2[..12], V2_SIGNATURE);
+        assert_eq!(v2[12..16], [0x21, 0x11, 0, 12]);
+        assert_eq!(v2[16..20], [192, 0, 2, 1]);
+        let six = Endpoint::Ip("[2001:db8::1]:5000".parse().unwrap());
+        assert_eq!(
+            proxy_header(1, &six, &to),
+            b"PROXY TCP6 2001:db8::1 ::ffff:192.0.2.9 5000 443\r\n"
+        );
+    }
+
+    #[test]
+    fn unix_headers() {
+        let from = Endpoint::Unix(None);
+        let to = Endpoint::Unix(Some(UnixPath::File("/run/s.sock".into())));
+        assert_eq!(proxy_header(1, &from, &to), b"PROXY UNKNOWN\r\n");
+        let v2 = proxy_header(2, &from, &to);
+        assert_eq!(v2[12..16], [0x21, 0x31, 0, 216]);
+        assert_eq!(v2.len(), 16 + 216);
+        assert!(v2[16..16 + 108].iter().all(|&b| b == 0));
+        assert_eq!(&v2[124..135], b"/run/s.sock");
+        assert!(v2[135..].iter().all(|&b| b == 0));
+    }
 }

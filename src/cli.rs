@@ -214,6 +214,10 @@ pub(crate) struct ConnectArgs {
           conflicts_with_all = ["exec", "sh_exec", "recv_only", "send_only", "crlf"])]
     pub from: Option<String>,
 
+    /// With --from unix:PATH: the permissions of the socket file (octal).
+    #[arg(long, value_name = "MODE", default_value = "660", value_parser = parse_mode)]
+    pub unix_mode: u32,
+
     #[command(flatten)]
     pub verify: VerifyArgs,
 

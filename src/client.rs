@@ -1,15 +1,12 @@
 //! `stls connect`: resolve, connect within `-w`, handshake, relay.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use rustls::ClientConnection;
 
 use crate::error::{classify, Class};
-use crate::net::HostPort;
 use crate::route::Route;
 use crate::starttls::{self, Proto};
 
@@ -18,13 +15,15 @@ use crate::net::{self, Dialer};
 use crate::relay::{Listening, Relay};
 use crate::report;
 use crate::resolve::Resolver;
-use crate::session::{HandshakeLimit, Options, Session};
-use crate::settings::Connect;
+use crate::session::{Options, Session};
+use crate::settings::{Connect, GREETING_WAIT};
+use crate::stream::{Address, ListenAt, Peer, Stream};
 use crate::tls_socket::TlsSocket;
+use crate::unix::Credentials;
 
 pub(crate) fn run(s: &Connect) -> Result<()> {
-    if let Some((host, port)) = &s.from {
-        return tunnel(s, host, *port);
+    if let Some(at) = &s.from {
+        return tunnel(s, at);
     }
     let (wait, deadline) = (s.common.wait, s.common.wait.map(|w| Instant::now() + w));
     // -w bounds the lookups too; a socks5:// proxy's target is looked up meanwhile.
@@ -32,34 +31,55 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
     let route = Route::client(
         &s.proxies, &s.target, &s.name, s.starttls, &resolver, deadline,
     )?;
-    let sock = match route.hops.first() {
-        None => {
-            let addrs = resolver.resolve(&s.target, deadline, wait)?;
-            net::connect(Dialer::to(&s.target, addrs, deadline))?
+    let sock = match (route.hops.first(), &s.target) {
+        (None, Address::Unix(path)) => Stream::Unix(path.connect()?),
+        (None, Address::Tcp(target)) => {
+            let addrs = resolver.resolve(target, deadline, wait)?;
+            Stream::Tcp(net::connect(Dialer::to(target, addrs, deadline))?)
         }
-        Some(proxy) => {
+        (Some(proxy), _) => {
             let addrs = resolver
                 .resolve(&proxy.addr, deadline, wait)
                 .map_err(|e| e.context(format!("proxy {proxy}")))?;
             let name = format!("proxy {proxy}");
-            net::connect(Dialer::new(name, &proxy.addr.host, addrs, deadline))?
+            Stream::Tcp(net::connect(Dialer::new(
+                name,
+                &proxy.addr.host,
+                addrs,
+                deadline,
+            ))?)
         }
     };
     route.settle(deadline, wait)?;
     // Without -w, a STARTTLS dialogue (and the handshake after it) gets the bound inspect and
     // --from give it: a server that greets and then says nothing more must not hold the run
     // for ever. The wait for the greeting is part of it.
-    let deadline = deadline.or_else(|| s.starttls.map(|_| Instant::now() + GREETING_WAIT));
+    let limit = s.handshake_limit;
+    let deadline = deadline.or_else(|| limit.map(|(d, _)| Instant::now() + d));
     let mut sock = sock;
     if let (Some(proto), true) = (s.starttls, route.hops.is_empty()) {
         await_greeting(&mut sock, proto, &s.target, s.common.wait, deadline)?;
     }
-    let addr = sock.peer_addr().ok();
+    let addr = match &sock {
+        Stream::Tcp(tcp) => tcp.peer_addr().ok(),
+        Stream::Unix(_) => None,
+    };
+    // What an -e command is told of the server: its address, or a Unix socket's credentials.
+    let server = match (&sock, &s.target) {
+        (Stream::Unix(unix), Address::Unix(path)) => Some(Peer::Unix {
+            at: path.clone(),
+            cred: Credentials::of(unix),
+        }),
+        _ => addr.map(Peer::Ip),
+    };
     let tls = ClientConnection::new(s.config.clone(), s.server_name.clone())
         .map_err(|e| anyhow!("TLS setup: {e}"))?;
     let mut relay = Relay::new(s.common.options(s.explain.clone()))?;
     // Said once signals are ours (the relay catches them): from here SIGINT/SIGTERM end the
     // connection with 130/143.
+    if let Stream::Unix(_) = &sock {
+        report::verbose(format_args!("connected to {}", s.target));
+    }
     if let Some(addr) = addr {
         match route.hops.first() {
             None => report::verbose(format_args!("connected to {} ({addr})", s.target)),
@@ -79,11 +99,8 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
     let peer = Session::new(
         conn,
         s.target.to_string(),
-        addr,
-        deadline.map(|at| match s.common.wait {
-            Some(_) => (at, HandshakeLimit::Wait),
-            None => (at, HandshakeLimit::StartTlsDefault),
-        }),
+        server,
+        deadline.zip(limit.map(|(_, option)| option)),
         &s.common.local,
         route.stages,
     )
@@ -97,18 +114,14 @@ pub(crate) fn run(s: &Connect) -> Result<()> {
     })
 }
 
-/// How long `connect --starttls` gives the server's greeting, the dialogue and the handshake
-/// without `-w`.
-const GREETING_WAIT: Duration = Duration::from_secs(10);
-
 /// For a protocol whose server speaks first: wait for it to (until `deadline`, or
 /// [`GREETING_WAIT`]). A server that stays silent is most likely waiting for a ClientHello:
 /// an implicit-TLS port, which is said rather than waited on for ever. What it sends stays
 /// in the socket for the dialogue.
 fn await_greeting(
-    sock: &mut TcpStream,
+    sock: &mut Stream,
     proto: Proto,
-    target: &HostPort,
+    target: &Address,
     wait: Option<Duration>,
     deadline: Option<Instant>,
 ) -> Result<()> {
@@ -155,21 +168,27 @@ fn await_greeting(
 
 /// `connect --from`: accept plain TCP connections and give each its own TLS connection to
 /// the target, through the same proxies and dialogue; many at once on the one event loop.
-fn tunnel(s: &Connect, host: &str, port: u16) -> Result<()> {
-    let sock = net::bind(Some(host), port, s.common.family, false)?;
-    let local = sock.local_addr()?;
+fn tunnel(s: &Connect, at: &ListenAt) -> Result<()> {
+    let sock = at.bind(s.common.family, false)?;
+    let local = sock.shown();
     // Resolved once, before the loop runs: the first hop's addresses.
-    let first = s.proxies.first_hop(&s.target);
-    let first_name = match s.proxies.chain.first() {
-        Some(proxy) if first != s.target => format!("proxy {proxy}"),
-        _ => first.to_string(),
-    };
     let wait = s.common.wait;
-    let addrs = Resolver::new(s.common.family, None).resolve(
-        &first,
-        wait.map(|w| Instant::now() + w),
-        wait,
-    )?;
+    let first = match &s.target {
+        Address::Tcp(target) => {
+            let first = s.proxies.first_hop(target);
+            let first_name = match s.proxies.chain.first() {
+                Some(proxy) if first != *target => format!("proxy {proxy}"),
+                _ => first.to_string(),
+            };
+            let addrs = Resolver::new(s.common.family, None).resolve(
+                &first,
+                wait.map(|w| Instant::now() + w),
+                wait,
+            )?;
+            Some((first, first_name, addrs))
+        }
+        Address::Unix(_) => None,
+    };
     let mut relay = Relay::new(Options {
         many: true,
         ..s.common.options(s.explain.clone())
@@ -179,35 +198,42 @@ fn tunnel(s: &Connect, host: &str, port: u16) -> Result<()> {
     let (config, server_name) = (s.config.clone(), s.server_name.clone());
     let (target, name, starttls) = (s.target.clone(), s.name.clone(), s.starttls);
     let proxies = s.proxies.clone();
-    let accept = move |plain: TcpStream, from: SocketAddr| -> Result<Session> {
-        let _ = plain.set_nodelay(true);
+    let limit = s
+        .handshake_limit
+        .expect("settings decide a handshake limit for --from");
+    let accept = move |plain: Stream, from: &Peer| -> Result<Session> {
+        plain.set_nodelay();
         // Connecting, any lookup and dialogue, and the handshake: -w, else as long as connect
         // gives one address.
-        let (until, option) = match wait {
-            Some(w) => (Instant::now() + w, HandshakeLimit::Wait),
-            None => (
-                Instant::now() + net::CONNECT_TIMEOUT,
-                HandshakeLimit::FromDefault,
-            ),
-        };
+        let (until, option) = (Instant::now() + limit.0, limit.1);
         // Non-blocking: the connection is made while the loop goes on, each address in turn.
-        let mut dialer = Dialer::new(first_name.clone(), &first.host, addrs.clone(), Some(until));
-        let sock = dialer
-            .open()
-            .map_err(|e| e.context(format!("{target} for {from}")))?;
+        let (sock, dialer) = match (&first, &target) {
+            (Some((first, first_name, addrs)), _) => {
+                let mut dialer =
+                    Dialer::new(first_name.clone(), &first.host, addrs.clone(), Some(until));
+                let sock = dialer.open();
+                (sock.map(Stream::Tcp), Some(dialer))
+            }
+            (None, Address::Unix(path)) => (path.connect().map(Stream::Unix), None),
+            (None, Address::Tcp(_)) => (Err(anyhow!("no address to connect to")), None),
+        };
+        let sock = sock.map_err(|e| e.context(format!("{target} for {from}")))?;
         let tls = ClientConnection::new(config.clone(), server_name.clone())
             .map_err(|e| anyhow!("TLS setup: {e}"))?;
         let route = Route::client(&proxies, &target, &name, starttls, &resolver, Some(until))?;
         let session = Session::new(
             TlsSocket::new(sock, tls.into()),
             format!("{target} for {from}"),
-            Some(from),
+            Some(from.clone()),
             Some((until, option)),
             &LocalEnd::Accepted,
             route.stages,
         )
-        .via_proxy(route.hops.first().map(|hop| hop.to_string()))
-        .dialing(dialer);
+        .via_proxy(route.hops.first().map(|hop| hop.to_string()));
+        let session = match dialer {
+            Some(dialer) => session.dialing(dialer),
+            None => session,
+        };
         Ok(session.with_local(TcpEnd::new(plain, Vec::new())))
     };
     relay.listen(Listening {
@@ -218,6 +244,10 @@ fn tunnel(s: &Connect, host: &str, port: u16) -> Result<()> {
         accept: Box::new(accept),
         reload: None,
     })?;
-    report::info(format_args!("listening on {local}"));
+    report::note(
+        report::Event::Listening,
+        format_args!("listening on {local}"),
+    );
+    crate::metrics::set_ready();
     relay.run()
 }

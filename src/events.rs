@@ -3,7 +3,8 @@
 //!
 //! Tokens: the listening socket, the waker (stdin/stdout threads) and the signal pipe have
 //! fixed tokens; connection `key` owns [`PARTS`] tokens after them, one per descriptor it may
-//! register (its socket, and a child's stdin and stdout pipes).
+//! register (its TLS socket; a child's stdin and stdout pipes, or a tunnel's plain TCP
+//! connection).
 //!
 //! Readiness: every descriptor is edge-triggered and registered once, so an event only says
 //! "ready"; the descriptor stays ready until an operation on it would block. [`Ready`]
@@ -20,14 +21,17 @@ pub(crate) const SIGNALS: Token = Token(2);
 /// The first token of connection 0.
 const FIRST: usize = 3;
 /// Tokens per connection.
-const PARTS: usize = 3;
+const PARTS: usize = 4;
 
 /// Which of a connection's descriptors an event is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Part {
+    /// The TLS connection's socket.
     Socket,
     ChildStdin,
     ChildStdout,
+    /// A tunnel's plain TCP connection: the local end of `listen --to` and `connect --from`.
+    Tunnel,
 }
 
 /// The token of connection `key`'s `part`.
@@ -41,7 +45,8 @@ pub(crate) fn part_of(token: Token) -> Option<(usize, Part)> {
     let part = match t % PARTS {
         0 => Part::Socket,
         1 => Part::ChildStdin,
-        _ => Part::ChildStdout,
+        2 => Part::ChildStdout,
+        _ => Part::Tunnel,
     };
     Some((t / PARTS, part))
 }
@@ -106,7 +111,12 @@ mod tests {
     #[test]
     fn tokens_round_trip() {
         for key in [0, 1, 7, 65_535] {
-            for part in [Part::Socket, Part::ChildStdin, Part::ChildStdout] {
+            for part in [
+                Part::Socket,
+                Part::ChildStdin,
+                Part::ChildStdout,
+                Part::Tunnel,
+            ] {
                 let t = token(key, part);
                 assert!(![LISTENER, WAKER, SIGNALS].contains(&t));
                 assert_eq!(part_of(t), Some((key, part)));

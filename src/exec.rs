@@ -6,7 +6,6 @@
 //! setting O_NONBLOCK on them affects nobody else.
 
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 
@@ -17,6 +16,7 @@ use rustix::process::{setrlimit, Resource, Rlimit};
 use crate::error::{io_phrase, Class};
 use crate::events::{attempt, Ready};
 use crate::report;
+use crate::stream::Peer;
 
 /// What to run for each connection.
 #[derive(Clone, Debug)]
@@ -72,7 +72,7 @@ impl Program {
     #[allow(unsafe_code)] // pre_exec is unsafe by signature
     pub(crate) fn spawn(
         &self,
-        peer: Option<SocketAddr>,
+        peer: Option<&Peer>,
         env: &[(&'static str, String)],
     ) -> Result<Child> {
         let mut cmd = Command::new(&self.argv[0]);
@@ -80,12 +80,13 @@ impl Program {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        if let Some(addr) = peer {
-            cmd.env("STLS_PEER_ADDR", addr.ip().to_string())
-                .env("STLS_PEER_PORT", addr.port().to_string());
-        }
         // Never inherited from our own environment: absent means absent.
         for name in [
+            "STLS_PEER_ADDR",
+            "STLS_PEER_PORT",
+            "STLS_PEER_UID",
+            "STLS_PEER_GID",
+            "STLS_PEER_PID",
             "STLS_PEER_CN",
             "STLS_PEER_SANS",
             "STLS_PEER_SHA256",
@@ -95,6 +96,18 @@ impl Program {
             "STLS_SNI",
         ] {
             cmd.env_remove(name);
+        }
+        match peer {
+            Some(Peer::Ip(addr)) => {
+                cmd.env("STLS_PEER_ADDR", addr.ip().to_string())
+                    .env("STLS_PEER_PORT", addr.port().to_string());
+            }
+            Some(Peer::Unix { cred: Some(c), .. }) => {
+                cmd.env("STLS_PEER_UID", c.uid.to_string())
+                    .env("STLS_PEER_GID", c.gid.to_string())
+                    .env("STLS_PEER_PID", c.pid.to_string());
+            }
+            _ => {}
         }
         cmd.envs(env.iter().map(|(k, v)| (k, v)));
         if let Some(limit) = self.nofile {

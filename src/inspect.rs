@@ -5,11 +5,12 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Result};
-use mio::{Events, Poll, Registry, Waker};
+use mio::{Events, Poll, Waker};
 use serde_json::{json, Value};
 use slab::Slab;
 
@@ -21,6 +22,7 @@ use crate::report;
 use crate::resolve::{Lookup, Resolver};
 use crate::route::Route;
 use crate::settings::{Inspect, Target};
+use crate::stream::Address;
 
 /// A target whose name is being looked up; it holds its place among `--parallel`.
 struct Resolving {
@@ -39,125 +41,206 @@ struct Verdict {
     certs: Vec<Option<CertInfo>>,
 }
 
-#[allow(
-    clippy::too_many_lines,
-    reason = "the event loop: its steps share the state of the resolving and probing targets"
-)]
 pub(crate) fn run(s: &Inspect) -> Result<()> {
-    let mut poll = Poll::new()?;
-    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let mut inspection = Inspection::new(s)?;
     let mut events = Events::with_capacity(1024);
-    let mut waiting: VecDeque<usize> = (0..s.targets.len()).collect();
-    // Names are looked up off the loop, each answer waking it; an address is answered at
-    // once, so it never waits behind a name.
-    let resolver = Resolver::new(s.family, Some(waker));
-    let mut resolving: Vec<Resolving> = Vec::new();
-    // Whether a lookup may have answered since the last look (each answer wakes the loop).
-    let mut answered = true;
-    let mut probes: Slab<Probe> = Slab::new();
-    let mut statuses: Vec<u8> = vec![0; s.targets.len()];
-    let mut out = Output::new(s.json);
     report::verbose(format_args!(
         "inspecting {} target(s), at most {} at once",
         s.targets.len(),
         s.parallel
     ));
     loop {
-        // Look targets up while there is room: a target holds its place from its lookup to
-        // its close.
-        while resolving.len() + probes.len() < s.parallel {
-            let Some(index) = waiting.pop_front() else {
+        inspection.look_up_more();
+        inspection.start_answered()?;
+        if inspection.is_over() {
+            break;
+        }
+        if inspection.has_room() {
+            continue;
+        }
+        if !inspection.wait(&mut events)? {
+            continue;
+        }
+        inspection.take_events(&events)?;
+        inspection.on_timers()?;
+    }
+    inspection.save_chain()?;
+    inspection.status()
+}
+
+/// The targets of one run, wherever each is: waiting for its turn, being looked up, being
+/// probed, or done with its status.
+struct Inspection<'a> {
+    s: &'a Inspect,
+    poll: Poll,
+    /// Names are looked up off the loop, each answer waking it; an address is answered at
+    /// once, so it never waits behind a name.
+    resolver: Resolver,
+    waiting: VecDeque<usize>,
+    resolving: Vec<Resolving>,
+    /// Whether a lookup may have answered since the last look (each answer wakes the loop).
+    answered: bool,
+    probes: Slab<Probe>,
+    statuses: Vec<u8>,
+    out: Output,
+}
+
+impl<'a> Inspection<'a> {
+    /// Every target waiting, the loop and its lookups ready.
+    fn new(s: &'a Inspect) -> Result<Inspection<'a>> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        Ok(Inspection {
+            s,
+            poll,
+            resolver: Resolver::new(s.family, Some(waker)),
+            waiting: (0..s.targets.len()).collect(),
+            resolving: Vec::new(),
+            answered: true,
+            probes: Slab::new(),
+            statuses: vec![0; s.targets.len()],
+            out: Output::new(s.json),
+        })
+    }
+
+    /// Whether a target may start now: one holds its place among `--parallel` from its
+    /// lookup to its close.
+    fn room(&self) -> bool {
+        self.resolving.len() + self.probes.len() < self.s.parallel
+    }
+
+    /// Look targets up while there is room.
+    fn look_up_more(&mut self) {
+        while self.room() {
+            let Some(index) = self.waiting.pop_front() else {
                 break;
             };
-            let deadline = Instant::now() + s.wait;
-            let first = s.proxies.first_hop(&s.targets[index].addr);
-            resolving.push(Resolving {
+            let deadline = Instant::now() + self.s.wait;
+            let lookup = match &self.s.targets[index].addr {
+                Address::Tcp(hp) => self
+                    .resolver
+                    .lookup(&self.s.proxies.first_hop(hp), Some(deadline)),
+                Address::Unix(path) => Lookup::nothing(path.to_string()),
+            };
+            self.resolving.push(Resolving {
                 index,
-                lookup: resolver.lookup(&first, Some(deadline)),
+                lookup,
                 deadline,
             });
-            answered = true;
+            self.answered = true;
         }
-        // Start those answered; those whose -w ran out first fail.
+    }
+
+    /// Start probing the targets whose lookup answered; those whose -w ran out first fail.
+    fn start_answered(&mut self) -> Result<()> {
         let now = Instant::now();
         let mut i = 0;
-        if !answered && resolving.iter().all(|r| r.deadline > now) {
-            i = resolving.len();
+        if !self.answered && self.resolving.iter().all(|r| r.deadline > now) {
+            i = self.resolving.len();
         }
-        answered = false;
-        while i < resolving.len() {
-            let answer = match resolving[i].lookup.poll() {
+        self.answered = false;
+        while i < self.resolving.len() {
+            let answer = match self.resolving[i].lookup.poll() {
                 Some(answer) => answer,
-                None if resolving[i].deadline <= now => {
-                    Err(resolving[i].lookup.timed_out(Some(s.wait)))
+                None if self.resolving[i].deadline <= now => {
+                    Err(self.resolving[i].lookup.timed_out(Some(self.s.wait)))
                 }
                 None => {
                     i += 1;
                     continue;
                 }
             };
-            let Resolving {
-                index, deadline, ..
-            } = resolving.swap_remove(i);
-            let target = &s.targets[index];
-            let entry = probes.vacant_entry();
-            let key = entry.key();
-            let started = answer.and_then(|addrs| {
-                let route = Route::client(
-                    &s.proxies,
-                    &target.addr,
-                    &target.name(),
-                    s.starttls,
-                    &resolver,
-                    Some(deadline),
-                )?;
-                Probe::start(index, target, addrs, deadline, route, poll.registry(), key)
-            });
-            match started {
-                Ok(probe) => {
-                    entry.insert(probe);
-                }
-                Err(e) => {
-                    let outcome = Outcome {
-                        error: Some(e),
-                        ..Outcome::default()
-                    };
-                    statuses[index] = finish(s, index, outcome, &mut out)?;
-                }
+            let resolving = self.resolving.swap_remove(i);
+            self.start(resolving, answer)?;
+        }
+        Ok(())
+    }
+
+    /// Start probing a target with the answer to its lookup; it fails now if it cannot.
+    fn start(&mut self, resolving: Resolving, answer: Result<Vec<SocketAddr>>) -> Result<()> {
+        let Resolving {
+            index, deadline, ..
+        } = resolving;
+        let s = self.s;
+        let target = &s.targets[index];
+        let entry = self.probes.vacant_entry();
+        let key = entry.key();
+        let started = answer.and_then(|addrs| {
+            let route = Route::client(
+                &s.proxies,
+                &target.addr,
+                &target.name(),
+                s.starttls,
+                &self.resolver,
+                Some(deadline),
+            )?;
+            Probe::start(
+                index,
+                target,
+                addrs,
+                deadline,
+                route,
+                self.poll.registry(),
+                key,
+            )
+        });
+        match started {
+            Ok(probe) => {
+                entry.insert(probe);
+            }
+            Err(e) => {
+                let outcome = Outcome {
+                    error: Some(e),
+                    ..Outcome::default()
+                };
+                self.statuses[index] = finish(s, index, outcome, &mut self.out)?;
             }
         }
-        if waiting.is_empty() && resolving.is_empty() && probes.is_empty() {
-            break;
-        }
-        if !waiting.is_empty() && resolving.len() + probes.len() < s.parallel {
-            continue;
-        }
-        let next = probes
+        Ok(())
+    }
+
+    /// Whether every target is done.
+    fn is_over(&self) -> bool {
+        self.waiting.is_empty() && self.resolving.is_empty() && self.probes.is_empty()
+    }
+
+    /// Whether a waiting target may start without waiting for an event.
+    fn has_room(&self) -> bool {
+        !self.waiting.is_empty() && self.room()
+    }
+
+    /// Wait for events until the next time a target needs a turn; false if interrupted.
+    fn wait(&mut self, events: &mut Events) -> Result<bool> {
+        let next = self
+            .probes
             .iter()
-            .map(|(_, p)| p.deadline)
-            .chain(resolving.iter().map(|r| r.deadline))
+            .map(|(_, p)| p.wake_at())
+            .chain(self.resolving.iter().map(|r| r.deadline))
             .min();
         let timeout = next.map(|d| d.saturating_duration_since(Instant::now()));
-        match poll.poll(&mut events, timeout) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.into()),
+        match self.poll.poll(events, timeout) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+            Err(e) => Err(e.into()),
         }
+    }
+
+    /// Give a turn to the probes the events concern, once every event is taken in.
+    fn take_events(&mut self, events: &Events) -> Result<()> {
         let mut woken = false;
-        // The probes with something to do, turned once every event is taken in.
         let mut ready = Vec::new();
         for event in events.iter() {
             if event.token() == WAKER {
                 // A lookup answered: a target waiting for its own is taken at the top of the
                 // loop; a proxy hop waiting for the next name's address needs a turn.
                 woken = true;
-                answered = true;
+                self.answered = true;
                 continue;
             }
             let Some((key, Part::Socket)) = part_of(event.token()) else {
                 continue;
             };
-            let Some(probe) = probes.get_mut(key) else {
+            let Some(probe) = self.probes.get_mut(key) else {
                 continue;
             };
             probe.on_event(event);
@@ -165,68 +248,80 @@ pub(crate) fn run(s: &Inspect) -> Result<()> {
         }
         if woken {
             ready.extend(
-                probes
+                self.probes
                     .iter()
                     .filter(|(_, p)| p.awaits_lookup())
                     .map(|(k, _)| k),
             );
         }
-        for key in ready.drain(..) {
-            turn(
-                s,
-                &mut probes,
-                key,
-                &mut statuses,
-                &mut out,
-                poll.registry(),
-            )?;
+        for key in ready {
+            self.turn(key)?;
         }
+        Ok(())
+    }
+
+    /// Give probe `key` a turn; print it if it is over.
+    fn turn(&mut self, key: usize) -> Result<()> {
+        let Some(probe) = self.probes.get_mut(key) else {
+            return Ok(());
+        };
+        let target = &self.s.targets[probe.index];
+        if let Some(outcome) = probe.turn(&self.s.client, target, self.poll.registry()) {
+            let index = probe.index;
+            self.probes.remove(key);
+            self.statuses[index] = finish(self.s, index, outcome, &mut self.out)?;
+        }
+        Ok(())
+    }
+
+    /// The probes whose time came: those past -w fail; one whose address had its own time
+    /// gets a turn, which tries the next.
+    fn on_timers(&mut self) -> Result<()> {
         let now = Instant::now();
-        let expired: Vec<usize> = probes
+        let due: Vec<usize> = self
+            .probes
             .iter()
-            .filter(|(_, p)| p.deadline <= now)
+            .filter(|(_, p)| p.wake_at() <= now)
             .map(|(k, _)| k)
             .collect();
-        for key in expired {
-            let mut probe = probes.remove(key);
-            let outcome = probe.expire(s.wait, poll.registry());
-            statuses[probe.index] = finish(s, probe.index, outcome, &mut out)?;
+        for key in due {
+            if self.probes[key].deadline > now {
+                self.turn(key)?;
+                continue;
+            }
+            let mut probe = self.probes.remove(key);
+            let outcome = probe.expire(self.s.wait, self.poll.registry());
+            self.statuses[probe.index] = finish(self.s, probe.index, outcome, &mut self.out)?;
         }
+        Ok(())
     }
-    let failed = statuses.iter().find(|&&st| st != 0);
-    if let Some(path) = &s.save_chain {
-        match (out.save_chain(path), failed) {
+
+    /// The first failing target in input order, if any.
+    fn first_failure(&self) -> Option<u8> {
+        self.statuses.iter().copied().find(|&st| st != 0)
+    }
+
+    /// `--save-chain`: write the file; a failure to is the run's only when every target
+    /// passed, else it is said and the target's failure decides the status.
+    fn save_chain(&self) -> Result<()> {
+        let Some(path) = &self.s.save_chain else {
+            return Ok(());
+        };
+        match (self.out.save_chain(path), self.first_failure()) {
             (Ok(()), _) => {}
             (Err(e), None) => return Err(e),
-            // The target's own failure decides the status; the file's is said as well.
             (Err(e), Some(_)) => report::error(format_args!("{e:#}")),
         }
+        Ok(())
     }
-    match failed {
-        None => Ok(()),
-        Some(&status) => Err(reported(class_of(status))),
-    }
-}
 
-/// Give probe `key` a turn; print it if it is over.
-fn turn(
-    s: &Inspect,
-    probes: &mut Slab<Probe>,
-    key: usize,
-    statuses: &mut [u8],
-    out: &mut Output,
-    registry: &Registry,
-) -> Result<()> {
-    let Some(probe) = probes.get_mut(key) else {
-        return Ok(());
-    };
-    let target = &s.targets[probe.index];
-    if let Some(outcome) = probe.turn(&s.client, target, registry) {
-        let index = probe.index;
-        probes.remove(key);
-        statuses[index] = finish(s, index, outcome, out)?;
+    /// The run's outcome: that of the first failing target in input order.
+    fn status(&self) -> Result<()> {
+        match self.first_failure() {
+            None => Ok(()),
+            Some(status) => Err(reported(class_of(status))),
+        }
     }
-    Ok(())
 }
 
 /// Judge a finished target, print it, and return its exit status.

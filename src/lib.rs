@@ -44,6 +44,7 @@
 //! - `exec`: the child of `-e`/`-c`, one per connection.
 //! - `error`: failure classes and exit statuses.
 //! - `report`: what goes to stderr, escaped.
+//! - `metrics`: what a long-running stls counts, and whether it is ready (`--status`).
 //! - `describe`: what `-v` says about a session and its certificates.
 
 // Unsafe code only where a system call has no safe wrapper; each such function says which.
@@ -64,6 +65,7 @@ mod identity;
 mod inspect;
 mod listener;
 mod local;
+mod metrics;
 mod names;
 mod net;
 mod ocsp;
@@ -78,9 +80,9 @@ mod session;
 mod settings;
 mod starttls;
 mod stdio;
+mod stream;
 mod tls;
 mod tls_socket;
-mod stream;
 mod tofu;
 mod trust;
 mod unix;

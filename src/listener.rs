@@ -2,39 +2,36 @@
 //! then accept: one session (the first client to complete its handshake; those that fail
 //! before are logged and forgotten), or with `-k` many at once on the one event loop.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, RwLock};
 use std::time::Instant;
 
 use anyhow::{anyhow, Result};
-use mio::net::{TcpListener, TcpStream};
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 use rustls::{ServerConfig, ServerConnection};
 
 use crate::error::{classify, Class};
 use crate::local::LocalEnd;
-use crate::net;
+use crate::metrics;
 use crate::relay::{Listening, Relay};
 use crate::report;
 use crate::route::Route;
 use crate::session::{Options, Session};
 use crate::settings::Listen;
+use crate::stream::{Listener, Peer, Stream};
 use crate::tls_socket::TlsSocket;
 
 pub(crate) fn run(s: &Listen) -> Result<()> {
     // An event loop per thread, each with its own listening socket on the same port
     // (SO_REUSEPORT: the kernel spreads the clients).
     let threads = s.threads;
-    let sock = net::bind(s.host.as_deref(), s.port, s.common.family, threads > 1)?;
-    let bound = sock.local_addr()?;
+    let sock = s.at.bind(s.common.family, threads > 1)?;
     let nofile = raise_fd_limit();
     // SIGHUP swaps in a new configuration for the handshakes that follow, in every loop.
     let config = Arc::new(RwLock::new(s.config.clone()));
     let extra = (1..threads)
-        .map(|_| net::bind_again(&sock))
+        .map(|_| sock.again())
         .collect::<Result<Vec<_>>>()?;
-    let _ = bound;
     // Every loop catches its signals before the address is announced: a signal sent once
     // the address is known reaches them all.
     let ready = Start {
@@ -66,7 +63,7 @@ struct Start {
 }
 
 /// Say where we listen (and the ephemeral certificate's fingerprint).
-fn announce(s: &Listen, local: SocketAddr) {
+fn announce(s: &Listen, local: &str) {
     if s.ephemeral {
         report::info(format_args!("sha256 fingerprint {}", s.fingerprint));
     } else {
@@ -75,13 +72,17 @@ fn announce(s: &Listen, local: SocketAddr) {
             s.fingerprint
         ));
     }
-    report::info(format_args!("listening on {local}"));
+    report::note(
+        report::Event::Listening,
+        format_args!("listening on {local}"),
+    );
+    metrics::set_ready();
 }
 
 /// One event loop on `sock`; the first (`main`) also answers SIGHUP for all.
 fn serve(
     s: &Listen,
-    sock: TcpListener,
+    sock: Listener,
     config: Arc<RwLock<Arc<ServerConfig>>>,
     nofile: Option<Rlimit>,
     threads: usize,
@@ -98,7 +99,7 @@ fn serve(
         return Err(anyhow!("another event loop could not start"));
     }
     if main {
-        announce(s, local);
+        announce(s, &local);
     }
     relay.run()
 }
@@ -106,13 +107,13 @@ fn serve(
 /// One loop's relay, listening on `sock`.
 fn setup(
     s: &Listen,
-    sock: TcpListener,
+    sock: Listener,
     config: Arc<RwLock<Arc<ServerConfig>>>,
     nofile: Option<Rlimit>,
     threads: usize,
     main: bool,
-) -> Result<(Relay, SocketAddr)> {
-    let local = sock.local_addr()?;
+) -> Result<(Relay, String)> {
+    let local = sock.shown();
     let end = match &s.common.local {
         LocalEnd::Exec(program) => LocalEnd::Exec(program.clone().with_nofile(nofile)),
         other => other.clone(),
@@ -126,25 +127,25 @@ fn setup(
     let (limit, option) = s.handshake_limit;
     let current = config.clone();
     let starttls = s.starttls.clone();
-    let accept = move |sock: TcpStream, addr: SocketAddr| -> Result<Session> {
-        let _ = sock.set_nodelay(true);
-        // `addr` is canonical (the relay names an IPv4 client of a [::] socket by its IPv4
-        // address), and so is what its command is told (STLS_PEER_ADDR).
+    let accept = move |sock: Stream, peer: &Peer| -> Result<Session> {
+        sock.set_nodelay();
+        // A TCP peer's address is canonical (an IPv4 client of a [::] socket is named by its
+        // IPv4 address), and so is what its command is told (STLS_PEER_ADDR).
         let served = current
             .read()
             .map_or_else(|e| e.into_inner().clone(), |c| c.clone());
         let tls = ServerConnection::new(served).map_err(|e| anyhow!("TLS setup: {e}"))?;
         Ok(Session::new(
             TlsSocket::new(sock, tls.into()),
-            format!("client {addr}"),
-            Some(addr),
+            format!("client {peer}"),
+            Some(peer.clone()),
             Some((Instant::now() + limit, option)),
             &end,
             Route::server(
                 starttls
                     .as_ref()
                     .map(|(proto, name)| (*proto, name.as_str())),
-                &format!("client {addr}"),
+                &format!("client {peer}"),
             )
             .stages,
         ))

@@ -4,25 +4,28 @@
 //!
 //! Which local end a run's connections have is one value, [`LocalEnd`], decided in
 //! `settings`. Here is what each kind holds, how it is started, registered, woken and let go,
-//! and how bytes of a connection's own local end move to and from its TLS socket; the session
-//! decides when, by its rules.
+//! and how each kind moves its bytes to and from the connection's TLS socket (stdin → TLS →
+//! stdout; the own stream's output → TLS → its input); the session decides when, by its
+//! rules.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::Shutdown;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{anyhow, Result};
 use mio::event::Event;
-use mio::net::TcpStream;
 use mio::{Interest, Registry};
 
 use crate::backend::Backend;
 use crate::describe;
+use crate::error::io_phrase;
 use crate::events::{attempt, token, Part, Ready};
 use crate::exec::{Child, Fed, Program};
 use crate::net::{Dialer, CONNECT_TIMEOUT};
 use crate::report;
+use crate::stdio::{Broadcast, Chunk, Next, Sink};
+use crate::stream::{Peer, Stream};
 use crate::tls_socket::TlsSocket;
 
 /// Which local end the connections of a run have: decided once, from the flags, and carried
@@ -66,14 +69,18 @@ impl LocalEnd {
 }
 
 pub(crate) enum Local {
-    /// stdin/stdout: the next stdin chunk to send and how far into it.
-    Stdio { next: u64, offset: usize },
+    /// stdin/stdout: the next stdin chunk to send and how far into it; the stdout chunk being
+    /// filled during a turn, and the stdout chunk number by which everything received is
+    /// written.
+    Stdio {
+        next: u64,
+        offset: usize,
+        out: Option<Chunk>,
+        upto: u64,
+    },
     /// A stream of this connection's own: a child, or a TCP connection, started once the
     /// handshake is done (or there from the start); `leftover` is output TLS did not take.
-    Exec {
-        child: Option<End>,
-        leftover: Vec<u8>,
-    },
+    Own { end: Option<End>, leftover: Vec<u8> },
 }
 
 /// A connection's own local stream.
@@ -88,7 +95,7 @@ pub(crate) enum End {
     reason = "what the socket has done (connected, EOF, shut down), each observed apart"
 )]
 pub(crate) struct TcpEnd {
-    pub sock: TcpStream,
+    pub sock: Stream,
     pub ready: Ready,
     /// Bytes to send before the peer's (a PROXY protocol header).
     pub first: Vec<u8>,
@@ -104,20 +111,16 @@ pub(crate) struct TcpEnd {
     header: Vec<u8>,
     /// The connection was made (a byte moved, or the socket has a peer): no more retries.
     connected: bool,
-    /// Until when the address being tried may take to answer, as the dialer gives each one
-    /// without `-w`; then the next is tried.
-    until: Option<Instant>,
 }
 
 impl TcpEnd {
-    pub(crate) fn new(sock: TcpStream, first: Vec<u8>) -> TcpEnd {
+    pub(crate) fn new(sock: Stream, first: Vec<u8>) -> TcpEnd {
         TcpEnd {
             sock,
             ready: Ready::default(),
             header: first.clone(),
             dial: None,
             connected: false,
-            until: None,
             first,
             shut: false,
             shut_wanted: false,
@@ -125,10 +128,15 @@ impl TcpEnd {
         }
     }
 
+    /// Until when the address being tried may take to answer (the dialer gives each its
+    /// time); then the next is tried.
+    fn until(&self) -> Option<Instant> {
+        self.dial.as_ref().and_then(|d| d.attempt_deadline())
+    }
+
     /// The connection is `dialer`'s, which tries the next address if this one refuses.
     pub(crate) fn or_else(mut self, dialer: Dialer) -> TcpEnd {
         self.dial = Some(Box::new(dialer));
-        self.until = Some(Instant::now() + CONNECT_TIMEOUT);
         self
     }
 }
@@ -141,7 +149,7 @@ impl End {
         let End::Tcp(t) = self else {
             return Ok(true);
         };
-        if !t.connected && t.sock.peer_addr().is_ok() {
+        if !t.connected && t.sock.connected() {
             t.connected = true;
         }
         while !t.first.is_empty() {
@@ -156,7 +164,7 @@ impl End {
         }
         // Not while the connection is still being made: on Linux that aborts it. The next
         // turn after it is made tries again.
-        if t.shut_wanted && !t.shut && t.sock.peer_addr().is_ok() {
+        if t.shut_wanted && !t.shut && t.sock.connected() {
             t.shut = true;
             let _ = t.sock.shutdown(Shutdown::Write);
         }
@@ -172,18 +180,20 @@ impl End {
         let Some(dial) = t.dial.as_mut() else {
             return Ok(false);
         };
-        if t.connected || t.sock.peer_addr().is_ok() {
+        if t.connected || t.sock.connected() {
             return Ok(false);
         }
         // None left: the error that came is the one to tell.
+        let Stream::Tcp(tcp) = &mut t.sock else {
+            return Ok(false);
+        };
         if dial
-            .reopen(&mut t.sock, registry, token(key, Part::ChildStdout))
+            .reopen(tcp, registry, token(key, Part::Tunnel))
             .is_err()
         {
             return Ok(false);
         }
         t.ready = Ready::default();
-        t.until = Some(Instant::now() + CONNECT_TIMEOUT);
         t.first = t.header.clone();
         t.eof = false;
         t.shut = false;
@@ -196,11 +206,11 @@ impl End {
         let End::Tcp(t) = self else {
             return Ok(());
         };
-        match t.until {
+        match t.until() {
             Some(until) if !t.connected && Instant::now() >= until => {}
             _ => return Ok(()),
         }
-        if t.sock.peer_addr().is_ok() {
+        if t.sock.connected() {
             t.connected = true;
             return Ok(());
         }
@@ -283,11 +293,15 @@ impl End {
     }
 }
 
-/// What a connection's own local end gave the peer in a turn.
+/// What a local end gave the peer in a turn.
+#[derive(Default)]
 pub(crate) struct Output {
-    /// Bytes read from it (some may wait in `leftover` for TLS).
+    /// Bytes taken from it (an own stream's may wait in `leftover` for TLS).
     pub sent: u64,
     pub moved: bool,
+    /// Whether the peer took none of what waited for it, as `--stall-timeout` counts it
+    /// (`None`: nothing said so this turn).
+    pub stalled: Option<bool>,
     pub end: Option<OutputEnd>,
 }
 
@@ -297,21 +311,32 @@ pub(crate) enum OutputEnd {
     Eof,
     /// Output after the peer ended the whole connection (TLS 1.2): it cannot be delivered.
     Late,
+    /// It could not be read (stdin's error).
+    Failed(anyhow::Error),
 }
 
 impl Local {
-    /// The peer's next decrypted bytes (`conn`'s) → the connection's own local end: how many
-    /// it took (`full` says whether it took none for want of room), or `None` when a backend
-    /// address that refused gave way to the next (try again). An error fails the connection.
+    /// The peer's next decrypted bytes (`conn`'s) → our local end (`stdout`, absent with
+    /// `--send-only`, for stdio): how many it took (`full` is set when it took none for want
+    /// of room), or `None` when a backend address that refused gave way to the next (try
+    /// again). An error fails the connection.
     pub(crate) fn receive_from(
         &mut self,
         conn: &mut TlsSocket,
+        stdout: Option<&mut Sink>,
         registry: &Registry,
         key: usize,
         full: &mut bool,
     ) -> io::Result<Option<usize>> {
-        let Local::Exec { child, .. } = self else {
-            return Ok(Some(0));
+        let child = match self {
+            Local::Stdio { out, upto, .. } => {
+                return Ok(Some(match stdout {
+                    Some(sink) => to_stdout(conn, sink, out, upto, full),
+                    // --send-only: what the peer sends is read and dropped.
+                    None => conn.deliver(|data| data.len()),
+                }));
+            }
+            Local::Own { end, .. } => end,
         };
         let mut failed = None;
         let n = conn.deliver(|data| match child {
@@ -338,6 +363,85 @@ impl Local {
         }
     }
 
+    /// The turn's receiving is over: the stdout chunk being filled goes to stdout as it is.
+    pub(crate) fn received(&mut self, stdout: Option<&mut Sink>) {
+        if let (Local::Stdio { out, upto, .. }, Some(sink)) = (self, stdout) {
+            if let Some(chunk) = out.take() {
+                let partial = chunk.len > 0;
+                let sent = sink.send(chunk);
+                if partial {
+                    *upto = sent;
+                }
+            }
+        }
+    }
+
+    /// Whether everything received has reached our output: stdout has written it (a child's
+    /// pipe or a socket took it as it came).
+    pub(crate) fn output_written(&self, stdout: Option<&Sink>) -> bool {
+        match (self, stdout) {
+            (Local::Stdio { upto, .. }, Some(sink)) => sink.written(*upto),
+            _ => true,
+        }
+    }
+
+    /// stdin → `conn`, from where this connection is in it, while rustls's send buffer takes
+    /// more (`late`: the peer ended the whole connection, so what stdin still holds cannot
+    /// go). `wanted` is set when the connection waits for stdin or has sent a whole chunk.
+    pub(crate) fn send_stdin(
+        &mut self,
+        stdin: &Broadcast,
+        conn: &mut TlsSocket,
+        late: bool,
+        wanted: &mut bool,
+    ) -> Output {
+        let mut out = Output::default();
+        let Local::Stdio { next, offset, .. } = self else {
+            return out;
+        };
+        loop {
+            match stdin.at(*next, *offset) {
+                Next::Data(bytes) if late && !bytes.is_empty() => {
+                    out.end = Some(OutputEnd::Late);
+                    break;
+                }
+                Next::Data(bytes) => {
+                    let n = conn.send(bytes);
+                    // The peer takes none of the stdin waiting for it.
+                    out.stalled = Some(n == 0);
+                    if n == 0 {
+                        break;
+                    }
+                    out.sent += n as u64;
+                    out.moved = true;
+                    *offset += n;
+                    if n == bytes.len() {
+                        *next += 1;
+                        *offset = 0;
+                        *wanted = true;
+                    }
+                }
+                Next::Wait => {
+                    out.stalled = Some(false);
+                    *wanted = true;
+                    break;
+                }
+                Next::End => {
+                    out.stalled = Some(false);
+                    out.end = Some(match stdin.error() {
+                        Some(e) => OutputEnd::Failed(anyhow!("reading stdin: {}", io_phrase(e))),
+                        None => {
+                            out.moved = true;
+                            OutputEnd::Eof
+                        }
+                    });
+                    break;
+                }
+            }
+        }
+        out
+    }
+
     /// The connection's own local end → `conn`, while rustls's send buffer takes more
     /// (`late`: the peer ended the whole connection). An error fails the connection.
     pub(crate) fn send_to(
@@ -348,13 +452,9 @@ impl Local {
         registry: &Registry,
         key: usize,
     ) -> io::Result<Output> {
-        let mut out = Output {
-            sent: 0,
-            moved: false,
-            end: None,
-        };
-        let Local::Exec {
-            child: Some(child),
+        let mut out = Output::default();
+        let Local::Own {
+            end: Some(child),
             leftover,
         } = self
         else {
@@ -396,14 +496,22 @@ impl Local {
                 }
             }
         }
+        // A tunnel whose TLS peer takes none of what the local side sends: bounded by
+        // --stall-timeout, as for stdin (a child's output is not).
+        out.stalled = Some(matches!(child, End::Tcp(_)) && conn.wants_write() && !out.moved);
         Ok(out)
     }
 
     pub(crate) fn new(end: &LocalEnd) -> Local {
         match end {
-            LocalEnd::Stdio { .. } => Local::Stdio { next: 0, offset: 0 },
-            _ => Local::Exec {
-                child: None,
+            LocalEnd::Stdio { .. } => Local::Stdio {
+                next: 0,
+                offset: 0,
+                out: None,
+                upto: 0,
+            },
+            _ => Local::Own {
+                end: None,
                 leftover: Vec::new(),
             },
         }
@@ -412,16 +520,16 @@ impl Local {
     /// A readiness event for one of a child's pipes, or for the TCP connection.
     pub(crate) fn on_event(&mut self, part: Part, event: &Event) {
         match self {
-            Local::Exec {
-                child: Some(End::Child(child)),
+            Local::Own {
+                end: Some(End::Child(child)),
                 ..
             } => match part {
                 Part::ChildStdin => child.ready.write = true,
                 Part::ChildStdout => child.ready.read = true,
-                Part::Socket => {}
+                Part::Socket | Part::Tunnel => {}
             },
-            Local::Exec {
-                child: Some(End::Tcp(t)),
+            Local::Own {
+                end: Some(End::Tcp(t)),
                 ..
             } => t.ready.update(event),
             _ => {}
@@ -431,8 +539,8 @@ impl Local {
     /// The error a TCP local end reported while it may not have been read or written (a
     /// reset under back-pressure), if any.
     pub(crate) fn failure(&mut self) -> Option<io::Error> {
-        let Local::Exec {
-            child: Some(End::Tcp(t)),
+        let Local::Own {
+            end: Some(End::Tcp(t)),
             ..
         } = self
         else {
@@ -447,10 +555,10 @@ impl Local {
     /// Until when the backend address being tried may take to answer, while it has not.
     pub(crate) fn dial_deadline(&self) -> Option<Instant> {
         match self {
-            Local::Exec {
-                child: Some(End::Tcp(t)),
+            Local::Own {
+                end: Some(End::Tcp(t)),
                 ..
-            } if !t.connected => t.until,
+            } if !t.connected => t.until(),
             _ => None,
         }
     }
@@ -458,10 +566,8 @@ impl Local {
     /// The backend address being tried had its time: see [`End::overdue`].
     pub(crate) fn overdue(&mut self, registry: &Registry, key: usize) -> io::Result<()> {
         match self {
-            Local::Exec {
-                child: Some(end), ..
-            } => end.overdue(registry, key),
-            Local::Exec { .. } | Local::Stdio { .. } => Ok(()),
+            Local::Own { end: Some(end), .. } => end.overdue(registry, key),
+            Local::Own { .. } | Local::Stdio { .. } => Ok(()),
         }
     }
 
@@ -469,8 +575,8 @@ impl Local {
     pub(crate) fn is_tcp(&self) -> bool {
         matches!(
             self,
-            Local::Exec {
-                child: Some(End::Tcp(_)),
+            Local::Own {
+                end: Some(End::Tcp(_)),
                 ..
             }
         )
@@ -478,22 +584,22 @@ impl Local {
 
     /// A TCP local end there from the start (`connect --from`).
     pub(crate) fn tcp(end: TcpEnd) -> Local {
-        Local::Exec {
-            child: Some(End::Tcp(end)),
+        Local::Own {
+            end: Some(End::Tcp(end)),
             leftover: Vec::new(),
         }
     }
 
     /// Register a TCP local end, if there is one, as connection `key`'s.
     pub(crate) fn register(&mut self, registry: &Registry, key: usize) -> io::Result<()> {
-        if let Local::Exec {
-            child: Some(End::Tcp(t)),
+        if let Local::Own {
+            end: Some(End::Tcp(t)),
             ..
         } = self
         {
             registry.register(
                 &mut t.sock,
-                token(key, Part::ChildStdout),
+                token(key, Part::Tunnel),
                 Interest::READABLE | Interest::WRITABLE,
             )?;
         }
@@ -508,7 +614,7 @@ impl Local {
         &mut self,
         end: &LocalEnd,
         conn: &TlsSocket,
-        peer: (&str, Option<SocketAddr>),
+        peer: (&str, Option<&Peer>),
         registry: &Registry,
         key: usize,
     ) -> Result<Option<String>> {
@@ -517,11 +623,15 @@ impl Local {
             LocalEnd::Backend(backend) => {
                 // Only now, the client admitted, is the backend connected.
                 let dialed = backend
-                    .dial(addr, conn.sock.tcp.local_addr().ok())
+                    .dial(addr, conn.sock.stream.local())
                     .map_err(|e| e.context(label.to_string()))?;
-                *self = Local::tcp(TcpEnd::new(dialed.sock, dialed.header).or_else(dialed.dialer));
+                let end = TcpEnd::new(dialed.sock, dialed.header);
+                *self = Local::tcp(match dialed.dialer {
+                    Some(dialer) => end.or_else(dialer),
+                    None => end,
+                });
                 self.register(registry, key)?;
-                Ok(Some(format!("connecting to {}", backend.name)))
+                Ok(Some(format!("connecting to {}", backend.name())))
             }
             LocalEnd::Exec(program) => {
                 let env = describe::child_env(&conn.tls);
@@ -539,12 +649,12 @@ impl Local {
     fn spawn(
         &mut self,
         program: &Program,
-        addr: Option<SocketAddr>,
+        addr: Option<&Peer>,
         env: &[(&'static str, String)],
         registry: &Registry,
         key: usize,
     ) -> Result<u32> {
-        let Local::Exec { child, .. } = self else {
+        let Local::Own { end, .. } = self else {
             return Ok(0);
         };
         let mut spawned = program.spawn(addr, env)?;
@@ -555,15 +665,15 @@ impl Local {
             registry.register(pipe, token(key, Part::ChildStdout), Interest::READABLE)?;
         }
         let pid = spawned.proc.id();
-        *child = Some(End::Child(spawned));
+        *end = Some(End::Child(spawned));
         Ok(pid)
     }
 
     /// The pid of the child, while there is one.
     pub(crate) fn child_pid(&self) -> Option<u32> {
         match self {
-            Local::Exec {
-                child: Some(End::Child(child)),
+            Local::Own {
+                end: Some(End::Child(child)),
                 ..
             } => Some(child.proc.id()),
             _ => None,
@@ -572,8 +682,8 @@ impl Local {
 
     /// The child has exited: reap it, keeping its status for when its output ends.
     pub(crate) fn reap_child(&mut self) {
-        if let Local::Exec {
-            child: Some(End::Child(child)),
+        if let Local::Own {
+            end: Some(End::Child(child)),
             ..
         } = self
         {
@@ -585,10 +695,7 @@ impl Local {
     /// back to be reaped; a TCP local end is closed, with a reset unless the connection
     /// ended well (`ok`).
     pub(crate) fn close(self, registry: &Registry, ok: bool) -> Option<Child> {
-        let Local::Exec {
-            child: Some(end), ..
-        } = self
-        else {
+        let Local::Own { end: Some(end), .. } = self else {
             return None;
         };
         let mut child = match end {
@@ -610,4 +717,33 @@ impl Local {
         child.close();
         Some(child)
     }
+}
+
+/// The peer's next decrypted bytes → the stdout chunk being filled (`out`, a new one when
+/// there is none; `full` is set when stdout has none free); a full chunk goes to stdout, and
+/// `upto` becomes its number.
+fn to_stdout(
+    conn: &mut TlsSocket,
+    sink: &mut Sink,
+    out: &mut Option<Chunk>,
+    upto: &mut u64,
+    full: &mut bool,
+) -> usize {
+    let n = conn.deliver(|data| {
+        if out.is_none() {
+            *out = sink.buffer();
+        }
+        let Some(chunk) = out.as_mut() else {
+            *full = true;
+            return 0;
+        };
+        let n = data.len().min(chunk.buf.len() - chunk.len);
+        chunk.buf[chunk.len..chunk.len + n].copy_from_slice(&data[..n]);
+        chunk.len += n;
+        n
+    });
+    if let Some(chunk) = out.take_if(|c| c.len == c.buf.len()) {
+        *upto = sink.send(chunk);
+    }
+    n
 }

@@ -206,10 +206,11 @@ pub(crate) fn admit(
 /// How long `connect` waits for one address to answer when `-w` sets no limit.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The one rule for making a connection: every resolved address in turn, each given the
-/// time left before the deadline (without one, [`CONNECT_TIMEOUT`]), and one wording for
-/// the failure once none is left. Used blocking ([`connect`]) and on an event loop (a probe,
-/// a tunnel's backend, each `connect --from` connection).
+/// The one rule for making a connection: every resolved address in turn, each with its own
+/// time — [`CONNECT_TIMEOUT`], or less when the deadline (-w) comes first; the last address
+/// has whatever is left of the deadline — and one wording for the failure once none is left.
+/// Used blocking ([`connect`]) and on an event loop (a probe, a tunnel's backend, each
+/// `connect --from` connection), where the caller wakes at [`Dialer::attempt_deadline`].
 pub(crate) struct Dialer {
     /// How messages name the destination: HOST:PORT, or "proxy URL".
     name: String,
@@ -221,6 +222,11 @@ pub(crate) struct Dialer {
     /// The address being tried.
     current: Option<SocketAddr>,
     deadline: Option<Instant>,
+    /// Until when the address being tried may take to answer: the deadline itself when it
+    /// was given all that was left of it.
+    attempt_until: Option<Instant>,
+    /// The most an address is given: [`CONNECT_TIMEOUT`] (shorter in tests).
+    per_address: Duration,
     /// Why the last address failed, for when none is left.
     last_err: Option<(SocketAddr, std::io::Error)>,
 }
@@ -250,8 +256,17 @@ impl Dialer {
             next: 0,
             current: None,
             deadline,
+            attempt_until: None,
+            per_address: CONNECT_TIMEOUT,
             last_err: None,
         }
+    }
+
+    /// The same, giving each address at most `time` instead of [`CONNECT_TIMEOUT`].
+    #[cfg(test)]
+    fn per_address(mut self, time: Duration) -> Dialer {
+        self.per_address = time;
+        self
     }
 
     /// A connection to `hp`, named as it is written.
@@ -264,6 +279,18 @@ impl Dialer {
         self.current
     }
 
+    /// Until when the address being tried may take to answer; then the next is tried. The
+    /// deadline itself for the last address, or when less than an address's time is left.
+    pub(crate) fn attempt_deadline(&self) -> Option<Instant> {
+        self.current.and(self.attempt_until)
+    }
+
+    /// Whether the address being tried has all that is left of the deadline: when its time
+    /// is up, the deadline is, and no other address is tried.
+    fn has_the_rest(&self) -> bool {
+        self.deadline.is_some() && self.attempt_until == self.deadline
+    }
+
     /// Take the next address to try, with the time it has; `None` once none is left, an
     /// error once the deadline has passed.
     fn next_addr(&mut self) -> Result<Option<(SocketAddr, Duration)>> {
@@ -272,13 +299,17 @@ impl Dialer {
         };
         self.next += 1;
         self.current = Some(addr);
-        let time = match self.deadline {
-            None => CONNECT_TIMEOUT,
-            Some(d) => match d.checked_duration_since(Instant::now()) {
-                Some(left) if !left.is_zero() => left,
+        let now = Instant::now();
+        let last = self.next == self.addrs.len();
+        let (until, time) = match self.deadline {
+            None => (now + self.per_address, self.per_address),
+            Some(d) => match d.checked_duration_since(now) {
+                Some(left) if !left.is_zero() && (last || left <= self.per_address) => (d, left),
+                Some(left) if !left.is_zero() => (now + self.per_address, self.per_address),
                 _ => return Err(Class::Timeout.err(self.timed_out(""))),
             },
         };
+        self.attempt_until = Some(until);
         Ok(Some((addr, time)))
     }
 
@@ -292,13 +323,14 @@ impl Dialer {
             self.last_err = Some((addr, e));
             return Ok(());
         }
-        if self.deadline.is_some() {
+        if self.has_the_rest() {
             return Err(Class::Timeout.err(self.timed_out("")));
         }
-        let why = format!(
-            "no answer in {}s (-w sets the limit)",
-            CONNECT_TIMEOUT.as_secs()
-        );
+        let limit = match self.deadline {
+            None => " (-w sets the limit)",
+            Some(_) => "",
+        };
+        let why = format!("no answer in {}s{limit}", self.per_address.as_secs());
         self.last_err = Some((addr, std::io::Error::new(e.kind(), why)));
         Ok(())
     }
@@ -343,8 +375,10 @@ impl Dialer {
         Err(self.exhausted())
     }
 
-    /// Look at `sock`, which [`Dialer::open`] gave: once it failed, a socket to the next
-    /// address replaces it, registered for `token`; the error once none is left.
+    /// Look at `sock`, which [`Dialer::open`] gave: once it failed, or its address had its
+    /// time (an [`attempt_deadline`](Dialer::attempt_deadline) short of the deadline), a
+    /// socket to the next address replaces it, registered for `token`; the error once none
+    /// is left. The deadline itself is the caller's to keep, with its own wording.
     pub(crate) fn advance(
         &mut self,
         sock: &mut TcpStream,
@@ -352,7 +386,12 @@ impl Dialer {
         token: mio::Token,
     ) -> Result<Dialing> {
         let e = match connected(sock) {
-            Ok(false) => return Ok(Dialing::Pending),
+            Ok(false) => match self.attempt_until {
+                Some(until) if Instant::now() >= until && !self.has_the_rest() => {
+                    std::io::Error::from(std::io::ErrorKind::TimedOut)
+                }
+                _ => return Ok(Dialing::Pending),
+            },
             Ok(true) => {
                 let _ = sock.set_nodelay(true);
                 return Ok(Dialing::Connected);
@@ -632,6 +671,67 @@ mod tests {
         assert_eq!(sock.peer_addr().ok(), Some(open));
     }
 
+    /// A port on 127.0.0.1 that never answers: its listener (backlog 0) has a connection
+    /// queued that is never accepted, so the kernel drops every further SYN. The listener
+    /// and the queued connection are kept with it.
+    fn silent() -> (socket2::Socket, std::net::TcpStream, SocketAddr) {
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a socket");
+        sock.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
+            .expect("bind");
+        sock.listen(0).expect("listen");
+        let addr = sock.local_addr().expect("bound").as_socket().expect("inet");
+        let queued = std::net::TcpStream::connect(addr).expect("the one queued connection");
+        let probe = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200));
+        assert!(probe.is_err(), "the full listener still answers");
+        (sock, queued, addr)
+    }
+
+    #[test]
+    fn an_address_that_does_not_answer_gives_way_to_the_next_in_its_own_time() {
+        let (_listener, _queued, silent) = silent();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        let open = listener.local_addr().expect("bound");
+        let each = Duration::from_millis(300);
+        let dialer = || {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let addrs = vec![silent, open];
+            Dialer::new(
+                "both.example:1".into(),
+                "both.example",
+                addrs,
+                Some(deadline),
+            )
+            .per_address(each)
+        };
+        let mut first = dialer();
+        let _sock = first.open().expect("a socket to the first address");
+        let until = first.attempt_deadline().expect("an address is being tried");
+        assert!(
+            until <= Instant::now() + each,
+            "the first address has its own time"
+        );
+        let (dialer_after, sock) = dial(dialer()).expect("the second address answers");
+        assert_eq!(dialer_after.addr(), Some(open));
+        assert_eq!(sock.peer_addr().ok(), Some(open));
+        // The blocking connect keeps the same rule.
+        let sock = connect(dialer()).expect("the second address answers");
+        assert_eq!(sock.peer_addr().ok(), Some(open));
+        // The last address has what is left of the deadline, which says it passed.
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let alone = Dialer::new(
+            "both.example:1".into(),
+            "both.example",
+            vec![silent],
+            Some(deadline),
+        )
+        .per_address(each);
+        let err = connect(alone).expect_err("nothing answers");
+        assert_eq!(
+            format!("{err:#}"),
+            format!("timed out connecting to both.example:1 ({silent})")
+        );
+    }
+
     #[test]
     fn when_every_address_refuses_the_last_one_is_named() {
         let (_one, first) = refusing();
@@ -700,7 +800,18 @@ pub(crate) fn acks(sock: &impl std::os::fd::AsRawFd) -> Option<Acks> {
     None
 }
 
-/// Bytes written to a TCP socket and not acknowledged yet (SIOCOUTQ).
+/// What the peer of a Unix socket has read of the `written` bytes we wrote: the kernel counts
+/// what it has not read yet (SIOCOUTQ), in the memory it takes, which is more than its bytes:
+/// the count of what was read errs low, and is exact once the peer has read everything.
+pub(crate) fn unix_acks(sock: &impl std::os::fd::AsRawFd, written: u64) -> Option<Acks> {
+    let unacked = unacked(sock.as_raw_fd())?.min(written);
+    Some(Acks {
+        acked: written - unacked,
+        unacked,
+    })
+}
+
+/// Bytes written to a socket and not acknowledged (TCP) or not read (Unix) yet (SIOCOUTQ).
 #[allow(unsafe_code)] // SIOCOUTQ: no safe wrapper in the tree reads it
 fn unacked(fd: std::os::fd::RawFd) -> Option<u64> {
     let mut unacked: libc::c_int = 0;

@@ -1,7 +1,7 @@
-//! One `inspect` target on the event loop: connect (each address in turn), the TLS handshake,
-//! then close_notify and a close; no data is relayed. These are a session's first phases
-//! (see `session`), without a local end; the route's proxy hops and STARTTLS dialogue (see
-//! `route`) are played before the handshake, as in a session.
+//! One `inspect` target on the event loop: connect (each address in turn, each with its own
+//! time), the TLS handshake, then close_notify and a close; no data is relayed. These are a
+//! session's first phases (see `session`), without a local end; the route's proxy hops and
+//! STARTTLS dialogue (see `route`) are played before the handshake, as in a session.
 //!
 //! The verifier defers its verdict (see `trust::ServerVerifier::deferring`), so a rejected
 //! chain is shown with the parameters of a completed handshake; the verdict is read from
@@ -12,7 +12,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use mio::net::TcpStream;
 use mio::{Interest, Registry};
 use rustls::ClientConnection;
 
@@ -23,6 +22,7 @@ use crate::net::{Dialer, Dialing};
 use crate::route::{self, Route, Stage};
 use crate::settings::{ClientTls, Target};
 use crate::starttls;
+use crate::stream::{Address, Stream};
 use crate::tls_socket::{handshake_io_error, ConnError, TlsSocket};
 use crate::trust::Shown;
 use crate::wire::FirstBytes;
@@ -43,7 +43,7 @@ pub(crate) struct Outcome {
 enum Step {
     /// Between sockets.
     Idle,
-    Connecting(TcpStream),
+    Connecting(Stream),
     Handshake(Box<TlsSocket>),
 }
 
@@ -77,6 +77,7 @@ impl Probe {
         key: usize,
     ) -> anyhow::Result<Probe> {
         // The TCP connection goes to the first proxy, when there is one.
+        let route_is_direct = route.hops.is_empty();
         let dial = match route.hops.first() {
             Some(proxy) => Dialer::new(
                 format!("proxy {proxy}"),
@@ -84,7 +85,10 @@ impl Probe {
                 addrs,
                 Some(deadline),
             ),
-            None => Dialer::to(&target.addr, addrs, Some(deadline)),
+            None => match &target.addr {
+                Address::Tcp(hp) => Dialer::to(hp, addrs, Some(deadline)),
+                Address::Unix(path) => Dialer::new(path.to_string(), "", addrs, Some(deadline)),
+            },
         };
         let mut probe = Probe {
             index,
@@ -97,7 +101,10 @@ impl Probe {
             first: None,
             outcome: Outcome::default(),
         };
-        let mut sock = probe.dial.open()?;
+        let mut sock = match (&target.addr, route_is_direct) {
+            (Address::Unix(path), true) => Stream::Unix(path.connect()?),
+            _ => Stream::Tcp(probe.dial.open()?),
+        };
         probe.outcome.addr = probe.dial.addr();
         registry.register(
             &mut sock,
@@ -106,6 +113,15 @@ impl Probe {
         )?;
         probe.step = Step::Connecting(sock);
         Ok(probe)
+    }
+
+    /// When the probe needs a turn without an event: at -w, or before it when the address
+    /// being connected to has had its own time and the next is to be tried.
+    pub(crate) fn wake_at(&self) -> Instant {
+        match (&self.step, self.dial.attempt_deadline()) {
+            (Step::Connecting(_), Some(at)) => at.min(self.deadline),
+            _ => self.deadline,
+        }
     }
 
     /// Whether a proxy hop waits for a lookup: a lookup's answer is its event.
@@ -145,7 +161,10 @@ impl Probe {
     ) -> anyhow::Result<bool> {
         if let Step::Connecting(sock) = &mut self.step {
             let socket = token(self.key, Part::Socket);
-            let dialing = self.dial.advance(sock, registry, socket);
+            let dialing = match sock {
+                Stream::Tcp(tcp) => self.dial.advance(tcp, registry, socket),
+                Stream::Unix(_) => Ok(Dialing::Connected),
+            };
             self.outcome.addr = self.dial.addr();
             match dialing? {
                 Dialing::Pending | Dialing::Retried => return Ok(false),
@@ -193,7 +212,7 @@ impl Probe {
                 conn.send_close_notify();
                 let _ = conn.flush();
                 conn.shutdown_write();
-                let _ = registry.deregister(&mut conn.sock.tcp);
+                let _ = registry.deregister(&mut conn.sock.stream);
                 return Ok(true);
             }
             if conn.tcp_eof() || conn.peer_end.is_some() {
@@ -235,7 +254,7 @@ impl Probe {
             Step::Idle => self.dial.timed_out(&format!(" after {secs}s (-w)")),
             Step::Handshake(conn) => {
                 conn.abort();
-                let _ = registry.deregister(&mut conn.sock.tcp);
+                let _ = registry.deregister(&mut conn.sock.stream);
                 match route::current(&self.stages) {
                     Some(what) => format!(
                         "{}: the {what} dialogue was not done within {secs}s (-w){}",

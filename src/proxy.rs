@@ -270,8 +270,8 @@ fn in_block(ip: IpAddr, net: &str, bits: &str) -> bool {
     shift >= 128 || (a >> shift) == (b >> shift)
 }
 
-/// The proxies of a run, as the flags and the environment say.
-#[derive(Clone)]
+/// The proxies of a run, as the flags and the environment say (none by default).
+#[derive(Clone, Default)]
 pub(crate) struct Proxies {
     /// First hop first; empty: connect directly.
     pub chain: Vec<ProxyUrl>,

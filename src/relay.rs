@@ -17,13 +17,11 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
-use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Waker};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
@@ -33,18 +31,22 @@ use crate::error::{classify, io_phrase, Class};
 use crate::events::{part_of, LISTENER, SIGNALS, WAKER};
 use crate::exec::Child;
 use crate::local::{Direction, LocalEnd};
-use crate::report;
+use crate::report::{self, Event};
 use crate::session::{HandshakeLimit, Options, Session, Shared, Timer, Turn};
 use crate::stdio::{Broadcast, Sink, Source};
+use crate::stream::{Listener, Peer, Stream};
 
 /// How long the end of a run waits for the children of failed connections to exit.
 const CHILD_GRACE: Duration = Duration::from_secs(2);
 /// How long to wait before accepting again after running out of descriptors.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
+/// What sets a session up for a socket accepted from a peer.
+pub(crate) type Accept = dyn Fn(Stream, &Peer) -> Result<Session>;
+
 /// A listening socket and what to do with what it accepts.
 pub(crate) struct Listening {
-    pub sock: TcpListener,
+    pub sock: Listener,
     /// `-k`: go on accepting; otherwise the first connection to complete its handshake is
     /// the only one (the session), and those that fail before are logged and forgotten.
     pub keep_open: bool,
@@ -53,7 +55,7 @@ pub(crate) struct Listening {
     /// `--max-handshakes`: at most this many of them still in their handshake.
     pub max_handshakes: usize,
     /// Set up TLS for an accepted socket.
-    pub accept: Box<dyn Fn(TcpStream, SocketAddr) -> Result<Session>>,
+    pub accept: Box<Accept>,
     /// SIGHUP: read the certificate, key and CA files again for new handshakes; says what
     /// is served now. Connections already open keep what they have.
     pub reload: Option<Box<dyn Fn() -> Result<String>>>,
@@ -394,7 +396,7 @@ impl Relay {
                 return;
             };
             let (max_conns, max_handshakes) = (listening.max_conns, listening.max_handshakes);
-            let (sock, addr) = match listening.sock.accept() {
+            let (sock, peer) = match listening.sock.accept() {
                 Ok(pair) => pair,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 // A client that gave up before we got to it.
@@ -433,9 +435,6 @@ impl Relay {
                 }
             };
             self.accept_failing = false;
-            // An IPv4 client of a dual-stack ([::]) socket arrives as ::ffff:a.b.c.d: it is
-            // named, here and by the accept closure, by its IPv4 address.
-            let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
             if self.handshaking.len() >= max_handshakes {
                 let why = format!(
                     "the oldest of {} unfinished (--max-handshakes)",
@@ -446,17 +445,17 @@ impl Relay {
                 && !self.drop_oldest_handshake("to make room for a new client (--max-conns)")
             {
                 report::info(format_args!(
-                    "refused client {addr}: {} connections open, all established (--max-conns)",
+                    "refused client {peer}: {} connections open, all established (--max-conns)",
                     self.peers.len()
                 ));
                 continue;
             }
-            report::verbose(format_args!("connection from {addr}"));
+            report::verbose(format_args!("connection from {peer}"));
             let Some(listening) = self.listening.as_ref() else {
                 return;
             };
-            if let Err(e) = (listening.accept)(sock, addr).and_then(|peer| self.add(peer)) {
-                report::info(format_args!("client {addr}: {e:#}"));
+            if let Err(e) = (listening.accept)(sock, &peer).and_then(|s| self.add(s)) {
+                report::info(format_args!("client {peer}: {e:#}"));
             }
         }
     }
@@ -509,11 +508,14 @@ impl Relay {
         let Some(reload) = self.listening.as_ref().and_then(|l| l.reload.as_ref()) else {
             return;
         };
-        match reload() {
-            Ok(what) => report::info(format_args!("SIGHUP: reloaded; {what}")),
-            Err(e) => report::warn(format_args!(
-                "SIGHUP: {e:#}; the certificates loaded before are kept"
-            )),
+        let result = reload();
+        crate::metrics::reloaded(result.is_ok());
+        match result {
+            Ok(what) => report::note(Event::Reloaded, format_args!("SIGHUP: reloaded; {what}")),
+            Err(e) => report::note_warn(
+                Event::Reloaded,
+                format_args!("SIGHUP: {e:#}; the certificates loaded before are kept"),
+            ),
         }
     }
 
@@ -637,7 +639,7 @@ impl Relay {
 }
 
 /// Whether a client waits in `sock`'s backlog (without taking it).
-fn pending(sock: &TcpListener) -> bool {
+fn pending(sock: &Listener) -> bool {
     use rustix::event::{poll, PollFd, PollFlags};
     let mut fds = [PollFd::new(sock, PollFlags::IN)];
     let zero = rustix::event::Timespec {

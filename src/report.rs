@@ -35,6 +35,30 @@ fn line(prefix: &str, msg: impl Display) {
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
+/// What a line is about: `event` in `--log-format json`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(dead_code, reason = "each is said as its place in the loops comes in")]
+pub(crate) enum Event {
+    Listening,
+    Accepted,
+    Established,
+    Closed,
+    Refused,
+    Reloaded,
+    Draining,
+    Stopped,
+}
+
+/// A line about `event`, shown unless `-q`.
+pub(crate) fn note(_event: Event, msg: impl Display) {
+    info(msg);
+}
+
+/// A warning about `event`: always shown.
+pub(crate) fn note_warn(_event: Event, msg: impl Display) {
+    warn(msg);
+}
+
 /// A line shown unless `-q`.
 pub(crate) fn info(msg: impl Display) {
     if level() >= 0 {

@@ -18,6 +18,7 @@ use crate::preamble::{Fed, Talk};
 use crate::proxy::{self, bypass, Hop, Proxies, ProxyUrl, Scheme, Then};
 use crate::resolve::Resolver;
 use crate::starttls::{Proto, StartTls};
+use crate::stream::Address;
 use crate::wire::Wire;
 
 /// A phase before the handshake.
@@ -40,25 +41,29 @@ pub(crate) struct Route {
 
 impl Route {
     /// The stages to reach `target` through `proxies` (named `name` in a STARTTLS dialogue),
-    /// then `starttls`. A name a `socks5://` proxy is to be given as an address is looked up
+    /// then `starttls`. A Unix socket is reached directly. A name a `socks5://` proxy is to be given as an address is looked up
     /// from here on, by `resolver`, until `deadline`; the hop waits for the answer when it
     /// needs it.
     pub(crate) fn client(
         proxies: &Proxies,
-        target: &HostPort,
+        target: &Address,
         name: &str,
         starttls: Option<Proto>,
         resolver: &Resolver,
         deadline: Option<Instant>,
     ) -> Result<Route> {
-        let chain: Vec<ProxyUrl> = match bypass(&proxies.no_proxy, &target.host) {
-            true => Vec::new(),
-            false => proxies.chain.clone(),
+        let (chain, last): (Vec<ProxyUrl>, _) = match target {
+            Address::Tcp(hp) if !bypass(&proxies.no_proxy, &hp.host) => {
+                (proxies.chain.clone(), Some(hp))
+            }
+            _ => (Vec::new(), None),
         };
         let peer = target.to_string();
         let mut stages = VecDeque::new();
         for (i, proxy) in chain.iter().enumerate() {
-            let next = chain.get(i + 1).map_or(target, |p| &p.addr).clone();
+            let Some(next) = chain.get(i + 1).map(|p| &p.addr).or(last).cloned() else {
+                break;
+            };
             let mut explain = None;
             if proxy.scheme == Scheme::Https {
                 let Some((config, explainer)) = &proxies.tls else {

@@ -36,7 +36,6 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
@@ -50,7 +49,8 @@ use crate::local::{Direction, Local, LocalEnd, OutputEnd, TcpEnd};
 use crate::net::{Dialer, Dialing};
 use crate::report;
 use crate::route::{self, Stage};
-use crate::stdio::{Broadcast, Chunk, Next, Sink};
+use crate::stdio::{Broadcast, Next, Sink};
+use crate::stream::{Peer, Stream};
 use crate::tls_socket::{handshake_io_error, ConnError, PeerClose, PeerEnd, TlsSocket};
 use crate::trust::Explainer;
 
@@ -188,8 +188,8 @@ pub(crate) enum Timer {
     Stalled,
     /// `--stall-timeout`, in a tunnel: the local side took none of the peer's data.
     Backlogged,
-    /// The backend address being tried had its time (the dialer's, per address): the
-    /// connection gets a turn, which tries the next.
+    /// The address being tried (a backend's, or the target's for `connect --from`) had its
+    /// time (the dialer's, per address): the connection gets a turn, which tries the next.
     Backend,
     /// Our close_notify may go now (the peer was silent for `--linger`, or its FIN did not
     /// follow its close_notify): the connection gets a turn.
@@ -214,7 +214,9 @@ pub(crate) struct Session {
     stages: VecDeque<Stage>,
     /// How messages name the peer: "example.com:443", "client 192.0.2.1:50000".
     pub label: String,
-    addr: Option<SocketAddr>,
+    /// Who the peer is (an accepted client, or the server `connect` reached), as a command
+    /// is told.
+    peer: Option<Peer>,
     local: Local,
     /// Its number in the loop, which its tokens are made from.
     key: usize,
@@ -253,8 +255,6 @@ pub(crate) struct Session {
     stored: bool,
     /// The proxy the connection goes through, for messages.
     via: Option<String>,
-    /// The stdout chunk number by which everything received is written.
-    output_upto: u64,
     received: u64,
     sent: u64,
     /// Waiting in the loop's run queue.
@@ -267,7 +267,7 @@ impl Session {
     pub(crate) fn new(
         conn: TlsSocket,
         label: String,
-        addr: Option<SocketAddr>,
+        peer: Option<Peer>,
         handshake_deadline: Option<(Instant, HandshakeLimit)>,
         local: &LocalEnd,
         stages: VecDeque<Stage>,
@@ -278,7 +278,7 @@ impl Session {
             dial: None,
             stages,
             label,
-            addr,
+            peer,
             local: Local::new(local),
             key: 0,
             phase: Phase::Handshake,
@@ -299,7 +299,6 @@ impl Session {
             confirm: None,
             stored: true,
             via: None,
-            output_upto: 0,
             received: 0,
             sent: 0,
             queued: false,
@@ -311,7 +310,7 @@ impl Session {
     pub(crate) fn register(&mut self, registry: &Registry, key: usize) -> io::Result<()> {
         self.key = key;
         registry.register(
-            &mut self.conn.sock.tcp,
+            &mut self.conn.sock.stream,
             token(key, Part::Socket),
             Interest::READABLE | Interest::WRITABLE,
         )?;
@@ -395,9 +394,9 @@ impl Session {
             return self.confirmed(sh);
         }
         let mut moved = false;
-        if let Some(dial) = &mut self.dial {
+        if let (Some(dial), Stream::Tcp(tcp)) = (&mut self.dial, &mut self.conn.sock.stream) {
             let socket = token(self.key, Part::Socket);
-            match dial.advance(&mut self.conn.sock.tcp, sh.registry, socket) {
+            match dial.advance(tcp, sh.registry, socket) {
                 Ok(Dialing::Connected) => self.dial = None,
                 Ok(Dialing::Pending) => return Ok(Turn::Idle),
                 Ok(Dialing::Retried) => {
@@ -450,7 +449,7 @@ impl Session {
                 )));
             }
         }
-        self.stored = self.output_written(sh);
+        self.stored = self.local.output_written(sh.stdout.as_deref());
         if self.phase == Phase::Open {
             moved |= self.settle(sh)?;
         }
@@ -474,11 +473,7 @@ impl Session {
             {
                 // Now the peer's FIN, after it stored what we sent, completes the end.
                 self.phase = Phase::Closing;
-                self.await_confirmation(if self.sent == 0 {
-                    NOTHING_SENT
-                } else {
-                    CONFIRM
-                });
+                self.await_confirmation(confirm_within(true, self.sent));
                 moved = true;
             }
         }
@@ -490,7 +485,7 @@ impl Session {
     /// then go with our close_notify: it cannot promise too much.
     fn keeps_no_more(&self, opts: &Options) -> bool {
         opts.local.stdio() == Some(Direction::SendOnly)
-            || (matches!(self.local, Local::Exec { .. })
+            || (matches!(self.local, Local::Own { .. })
                 && !self.local.is_tcp()
                 && self.outbound == Outbound::Closed)
     }
@@ -532,13 +527,12 @@ impl Session {
                 }
                 // Its FIN came before its TCP had taken all our bytes: it must still take
                 // them ([`Timer::Confirm`] looks again), and not reset them.
-                if let Ok(Some(e)) = self.conn.sock.tcp.take_error() {
+                if let Ok(Some(e)) = self.conn.sock.stream.take_error() {
                     return Err(self.not_delivered(&e));
                 }
-                match self.conn.acked_at_eof() == Some(false) && self.conn.app_acked() != Some(true)
-                {
-                    true => Ok(Turn::Idle),
-                    false => Ok(Turn::Done(Ok(()))),
+                match fin_confirms(self.conn.acked_at_eof(), self.conn.app_acked()) {
+                    true => Ok(Turn::Done(Ok(()))),
+                    false => Ok(Turn::Idle),
                 }
             }
         }
@@ -571,13 +565,11 @@ impl Session {
                 self.inbound = Inbound::Ended;
                 self.peer_closed_at = Some(Instant::now());
                 self.crossed = self.outbound == Outbound::Closed;
-                // A peer that closes while we still send must go on reading (or our bytes
-                // meet a reset anyway): only one that closes after we were done (or a person
-                // at a terminal who will type no more) may be closing its socket already.
-                // (And without data of ours, a reset loses nothing: no wait.)
-                self.fin_wait = self.sent > 0
-                    && (self.outbound == Outbound::Complete
-                        || (sh.opts.stdin_tty && matches!(self.local, Local::Stdio { .. })));
+                self.fin_wait = waits_for_fin(
+                    self.sent,
+                    self.outbound == Outbound::Complete,
+                    sh.opts.stdin_tty && matches!(self.local, Local::Stdio { .. }),
+                );
                 moved = true;
                 self.peer_finished(sh)?;
             }
@@ -598,7 +590,7 @@ impl Session {
             self.outbound = Outbound::Closed;
             if self.inbound == Inbound::Receiving && !self.half_close() {
                 // TLS 1.2: the peer must answer with its own, after storing what we sent.
-                self.await_confirmation(CONFIRM);
+                self.await_confirmation(confirm_within(false, self.sent));
             }
             moved = true;
         }
@@ -608,10 +600,10 @@ impl Session {
     /// The peer's close_notify arrived while our direction may still be open.
     fn peer_finished(&mut self, sh: &mut Shared<'_>) -> Result<()> {
         let half_close = self.half_close();
-        if let Local::Exec { child, leftover } = &mut self.local {
+        if let Local::Own { end, leftover } = &mut self.local {
             // The child gets EOF and may still answer (under TLS 1.2 an answer is too late).
-            if let Some(child) = child {
-                child.close_input();
+            if let Some(end) = end {
+                end.close_input();
             }
             if !leftover.is_empty() && !half_close {
                 return Err(self.too_late());
@@ -624,18 +616,20 @@ impl Session {
             }
             return Ok(());
         }
-        if self.outbound != Outbound::Sending || (half_close && !sh.opts.stdin_tty) {
-            return Ok(()); // under TLS 1.3, stdin goes on being sent until it ends
-        }
-        if half_close {
-            self.send(sh)?; // what the terminal gave us still goes
-        } else if !sh.opts.stdin_tty {
-            // Under TLS 1.2 nothing more can be sent: if stdin ends now with nothing unsent,
-            // our direction was complete; if it has more, that was not delivered. send() says
-            // which, and the Unsent timer bounds the wait for a pipe that says neither.
-            self.unsent_since = Some(Instant::now());
-            self.send(sh)?;
+        if self.outbound != Outbound::Sending {
             return Ok(());
+        }
+        match stdin_at_peer_close(half_close, sh.opts.stdin_tty) {
+            StdinAtPeerClose::GoesOn => return Ok(()),
+            StdinAtPeerClose::SendThenSettle => {
+                self.send(sh)?;
+            }
+            StdinAtPeerClose::AwaitEnd => {
+                self.unsent_since = Some(Instant::now());
+                self.send(sh)?;
+                return Ok(());
+            }
+            StdinAtPeerClose::Settle => {}
         }
         if self.outbound == Outbound::Sending {
             if self.input_pending(sh) {
@@ -651,7 +645,7 @@ impl Session {
     /// reached its end).
     fn sending_stdin(&self, sh: &Shared<'_>) -> bool {
         match (&self.local, sh.stdin.as_deref()) {
-            (Local::Stdio { next, offset }, Some(stdin))
+            (Local::Stdio { next, offset, .. }, Some(stdin))
                 if self.outbound == Outbound::Sending && !sh.opts.stdin_tty =>
             {
                 !matches!(stdin.at(*next, *offset), Next::End)
@@ -663,7 +657,7 @@ impl Session {
     /// Whether stdin holds bytes this connection has not sent.
     fn input_pending(&self, sh: &Shared<'_>) -> bool {
         match (&self.local, sh.stdin.as_deref()) {
-            (Local::Stdio { next, offset }, Some(stdin)) => {
+            (Local::Stdio { next, offset, .. }, Some(stdin)) => {
                 matches!(stdin.at(*next, *offset), Next::Data(b) if !b.is_empty())
             }
             _ => false,
@@ -701,15 +695,6 @@ impl Session {
     /// Whether the protocol lets each direction close on its own (TLS 1.3).
     fn half_close(&self) -> bool {
         self.conn.tls.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
-    }
-
-    /// Whether everything received has reached our output (stdout written, or the child's
-    /// pipe).
-    fn output_written(&self, sh: &Shared<'_>) -> bool {
-        match (&self.local, sh.stdout.as_deref()) {
-            (Local::Stdio { .. }, Some(sink)) => sink.written(self.output_upto),
-            _ => true,
-        }
     }
 
     fn fail(&mut self, e: ConnError, opts: &Options) -> anyhow::Error {
@@ -775,50 +760,24 @@ impl Session {
     /// Socket → TLS → our end, while our end takes bytes.
     fn receive(&mut self, sh: &mut Shared<'_>) -> Result<bool> {
         let mut moved = false;
-        let mut out: Option<Chunk> = None;
         let mut stalled = false;
+        let (registry, key) = (sh.registry, self.key);
         let result = loop {
             match self.conn.fill() {
                 Ok(m) => moved |= m,
                 Err(e) => break Err(self.fail(e, sh.opts)),
             }
-            let n = match &mut self.local {
-                Local::Stdio { .. } => match sh.stdout.as_deref_mut() {
-                    Some(sink) => {
-                        let n = self.conn.deliver(|data| {
-                            if out.is_none() {
-                                out = sink.buffer();
-                            }
-                            let Some(chunk) = out.as_mut() else {
-                                stalled = true;
-                                return 0;
-                            };
-                            let n = data.len().min(chunk.buf.len() - chunk.len);
-                            chunk.buf[chunk.len..chunk.len + n].copy_from_slice(&data[..n]);
-                            chunk.len += n;
-                            n
-                        });
-                        if let Some(full) = out.take_if(|c| c.len == c.buf.len()) {
-                            self.output_upto = sink.send(full);
-                        }
-                        n
-                    }
-                    // --send-only: what the peer sends is read and dropped.
-                    None => self.conn.deliver(|data| data.len()),
-                },
-                Local::Exec { .. } => {
-                    let (registry, key) = (sh.registry, self.key);
-                    match self
-                        .local
-                        .receive_from(&mut self.conn, registry, key, &mut stalled)
-                    {
-                        Ok(Some(n)) => n,
-                        // A backend address that refused gave way to the next.
-                        Ok(None) => continue,
-                        Err(e) => break Err(self.local_failed(&e)),
-                    }
-                }
-            };
+            let stdout = sh.stdout.as_deref_mut();
+            let n =
+                match self
+                    .local
+                    .receive_from(&mut self.conn, stdout, registry, key, &mut stalled)
+                {
+                    Ok(Some(n)) => n,
+                    // A backend address that refused gave way to the next.
+                    Ok(None) => continue,
+                    Err(e) => break Err(self.local_failed(&e)),
+                };
             if n == 0 {
                 break Ok(());
             }
@@ -826,13 +785,7 @@ impl Session {
             self.last_heard = Instant::now();
             moved = true;
         };
-        if let (Some(chunk), Some(sink)) = (out, sh.stdout.as_deref_mut()) {
-            let partial = chunk.len > 0;
-            let upto = sink.send(chunk);
-            if partial {
-                self.output_upto = upto;
-            }
-        }
+        self.local.received(sh.stdout.as_deref_mut());
         self.output_stalled = stalled;
         // A tunnel whose local side takes none of what the peer sends: bounded too.
         match stalled && !moved && self.local.is_tcp() {
@@ -844,87 +797,46 @@ impl Session {
         result.map(|()| moved)
     }
 
-    /// Our end → TLS, while rustls's send buffer takes more.
-    #[allow(
-        clippy::too_many_lines,
-        reason = "one branch for each kind of local end"
-    )]
+    /// Our end → TLS, while rustls's send buffer takes more; what our end's output ending
+    /// means for our direction.
     fn send(&mut self, sh: &mut Shared<'_>) -> Result<bool> {
-        let mut moved = false;
-        let mut ended = false;
-        let mut unsent = false;
         let late = self.inbound == Inbound::Ended && !self.half_close();
-        match &mut self.local {
-            Local::Stdio { next, offset } => {
-                while let Some(stdin) = sh.stdin.as_deref() {
-                    match stdin.at(*next, *offset) {
-                        Next::Data(bytes) if late && !bytes.is_empty() => {
-                            unsent = true;
-                            break;
-                        }
-                        Next::Data(bytes) => {
-                            let n = self.conn.send(bytes);
-                            if n == 0 {
-                                self.stalled_since.get_or_insert_with(Instant::now);
-                                break;
-                            }
-                            self.stalled_since = None;
-                            self.sent += n as u64;
-                            moved = true;
-                            *offset += n;
-                            if n == bytes.len() {
-                                *next += 1;
-                                *offset = 0;
-                                sh.stdin_wanted = true;
-                            }
-                        }
-                        Next::Wait => {
-                            self.stalled_since = None;
-                            sh.stdin_wanted = true;
-                            break;
-                        }
-                        Next::End => {
-                            self.stalled_since = None;
-                            if let Some(e) = stdin.error() {
-                                return Err(anyhow!("reading stdin: {}", io_phrase(e)));
-                            }
-                            ended = true;
-                            break;
-                        }
-                    }
+        let out = match &self.local {
+            Local::Stdio { .. } => match sh.stdin.as_deref() {
+                Some(stdin) => {
+                    self.local
+                        .send_stdin(stdin, &mut self.conn, late, &mut sh.stdin_wanted)
                 }
+                None => return Ok(false),
+            },
+            Local::Own { end: None, .. } => return Ok(false),
+            Local::Own { .. } => self
+                .local
+                .send_to(&mut self.conn, sh.scratch, late, sh.registry, self.key)
+                .map_err(|e| self.local_failed(&e))?,
+        };
+        self.sent += out.sent;
+        // --stall-timeout counts from the first turn the peer took none of it.
+        match out.stalled {
+            Some(true) => {
+                self.stalled_since.get_or_insert_with(Instant::now);
             }
-            Local::Exec { child: None, .. } => return Ok(false),
-            Local::Exec { .. } => {
-                let out = self
-                    .local
-                    .send_to(&mut self.conn, sh.scratch, late, sh.registry, self.key)
-                    .map_err(|e| self.local_failed(&e))?;
-                self.sent += out.sent;
-                match out.end {
-                    Some(OutputEnd::Late) => return Err(self.too_late()),
-                    Some(OutputEnd::Eof) => self.outbound = Outbound::Exiting,
-                    None => {}
-                }
-                // A tunnel whose TLS peer takes none of what the local side sends: bounded
-                // by --stall-timeout, as for stdin.
-                if self.local.is_tcp() && self.conn.wants_write() && !out.moved {
-                    self.stalled_since.get_or_insert_with(Instant::now);
-                } else {
-                    self.stalled_since = None;
-                }
-                return Ok(out.moved);
+            Some(false) => self.stalled_since = None,
+            None => {}
+        }
+        match out.end {
+            Some(OutputEnd::Failed(e)) => return Err(e),
+            Some(OutputEnd::Late) => return Err(self.too_late()),
+            // stdin's EOF: our input is complete, and --linger counts from now.
+            Some(OutputEnd::Eof) if matches!(self.local, Local::Stdio { .. }) => {
+                self.outbound = Outbound::Complete;
+                self.input_ended_at = Some(Instant::now());
             }
+            // A child's exit status decides; a tunnel's FIN completes it at once.
+            Some(OutputEnd::Eof) => self.outbound = Outbound::Exiting,
+            None => {}
         }
-        if unsent {
-            return Err(self.too_late());
-        }
-        if ended {
-            self.outbound = Outbound::Complete;
-            self.input_ended_at = Some(Instant::now());
-            moved = true;
-        }
-        Ok(moved)
+        Ok(out.moved)
     }
 
     /// The local stream failed (the tunnel's TCP connection was reset or refused): the TLS
@@ -940,8 +852,8 @@ impl Session {
     /// The child closed its output: once it has exited, its status says whether our direction
     /// is complete.
     fn child_exited(&mut self, opts: &Options) -> Result<bool> {
-        let Local::Exec {
-            child: Some(child), ..
+        let Local::Own {
+            end: Some(child), ..
         } = &mut self.local
         else {
             self.outbound = Outbound::Complete;
@@ -981,9 +893,9 @@ impl Session {
                 // --recv-only: there is nothing to send.
                 None => self.outbound = Outbound::Complete,
             },
-            Local::Exec { child: Some(_), .. } => {} // a tunnel's accepted connection
-            Local::Exec { .. } => {
-                let peer = (self.label.as_str(), self.addr);
+            Local::Own { end: Some(_), .. } => {} // a tunnel's accepted connection
+            Local::Own { .. } => {
+                let peer = (self.label.as_str(), self.peer.as_ref());
                 let started =
                     self.local
                         .start(&sh.opts.local, &self.conn, peer, sh.registry, self.key)?;
@@ -999,14 +911,11 @@ impl Session {
     pub(crate) fn deadline(&self, opts: &Options) -> Option<(Instant, Timer)> {
         if self.phase == Phase::Closing {
             let (until, _) = self.confirm?;
-            if self.conn.tcp_eof() {
-                // Its FIN is in, our bytes not all acknowledged: look again shortly.
-                return Some(((Instant::now() + ACK_TICK).min(until), Timer::Confirm));
-            }
-            return Some((until, Timer::Confirm));
+            let at = confirm_look(until, true, self.conn.tcp_eof(), Instant::now());
+            return Some((at, Timer::Confirm));
         }
-        if let (Some(at), Outbound::Sending) = (self.unsent_since, self.outbound) {
-            return Some((at + UNSENT, Timer::Unsent));
+        if let Some(at) = unsent_at(self.unsent_since, self.outbound == Outbound::Sending) {
+            return Some((at, Timer::Unsent));
         }
         let handshake = match (self.phase, self.handshake_deadline) {
             (Phase::Handshake, Some((at, option))) => Some((at, Timer::Handshake(option))),
@@ -1035,13 +944,17 @@ impl Session {
         };
         let confirm = match (self.phase, self.outbound, self.confirm) {
             (Phase::Open, Outbound::Closed, Some((until, _))) if !self.half_close() => {
-                Some((until, Timer::Confirm))
+                let at = confirm_look(until, false, self.conn.tcp_eof(), Instant::now());
+                Some((at, Timer::Confirm))
             }
             _ => None,
         };
         let backend = self.local.dial_deadline().map(|at| (at, Timer::Backend));
+        // `connect --from`: the address being tried has its own time, then the next is.
+        let dialing = self.dial.as_ref().and_then(Dialer::attempt_deadline);
+        let dialing = dialing.map(|at| (at, Timer::Backend));
         [
-            handshake, idle, stalled, backlogged, close, confirm, backend,
+            handshake, idle, stalled, backlogged, close, confirm, backend, dialing,
         ]
         .into_iter()
         .flatten()
@@ -1098,47 +1011,48 @@ impl Session {
     /// The time the peer had to confirm the end is up: more time if its TCP is still taking
     /// our bytes, else the end is not confirmed. None while the connection goes on.
     fn unconfirmed(&mut self) -> Option<Result<()>> {
-        let (until, unacked) = self.confirm?;
-        let now = Instant::now();
-        if now < until {
-            return None; // a look at the acknowledgements: the turn does it
-        }
-        let left = self.conn.acks().map_or(0, |a| a.unacked);
-        if left < unacked {
-            self.confirm = Some((now + CONFIRM, left));
-            return None;
-        }
-        Some(Err(if self.phase != Phase::Closing {
-            // TLS 1.2: our close_notify was not answered.
-            Class::Incomplete.err(format!(
+        let (until, unacked_then) = self.confirm?;
+        let facts = ConfirmFacts {
+            until,
+            unacked_then,
+            unacked: self.conn.acks().map_or(0, |a| a.unacked),
+            closing: self.phase == Phase::Closing,
+            peer_fin: self.conn.tcp_eof(),
+            sent: self.sent,
+        };
+        Some(Err(match confirmation(&facts, Instant::now()) {
+            // A look at the acknowledgements: the turn does it.
+            Confirmation::Pending => return None,
+            Confirmation::Extended(until, unacked) => {
+                self.confirm = Some((until, unacked));
+                return None;
+            }
+            Confirmation::Unanswered => Class::Incomplete.err(format!(
                 "{} did not answer our close_notify (TLS 1.2) within {}s: what it sent may be \
                  incomplete",
                 self.label,
                 CONFIRM.as_secs()
-            ))
-        } else if self.conn.tcp_eof() {
-            Class::Network.err(format!(
+            )),
+            Confirmation::Unacknowledged => Class::Network.err(format!(
                 "{} closed the connection before its TCP acknowledged all of the {} bytes \
                  sent: they were not all delivered",
                 self.label, self.sent
-            ))
-        } else if self.sent == 0 {
-            return Some(Ok(())); // nothing of ours to confirm
-        } else {
-            Class::Incomplete.err(format!(
+            )),
+            Confirmation::NothingToConfirm => return Some(Ok(())),
+            Confirmation::NotClosed => Class::Incomplete.err(format!(
                 "{} did not close the connection within {}s of the close_notify exchange: \
                  whether it stored all of the {} bytes sent is not known",
                 self.label,
                 CONFIRM.as_secs(),
                 self.sent
-            ))
+            )),
         }))
     }
 
     /// The connection is over: deregister, close (abortively unless it ended well), log under
     /// `-v`, and hand back its child, if any, to be reaped.
     pub(crate) fn close(mut self, registry: &Registry, ok: bool) -> Option<(String, Child)> {
-        let _ = registry.deregister(&mut self.conn.sock.tcp);
+        let _ = registry.deregister(&mut self.conn.sock.stream);
         if !ok {
             self.conn.abort();
         }
@@ -1211,6 +1125,127 @@ fn close_at(f: &CloseFacts, linger: Duration, never_first: bool) -> Option<Insta
             .input_ended_at
             .map(|ended| ended.max(f.last_heard) + linger),
     }
+}
+
+/// How long the peer has to confirm the end once it is up to the peer (`closing`: both
+/// close_notifies are exchanged and our FIN sent; else, TLS 1.2, ours awaits its answer).
+fn confirm_within(closing: bool, sent: u64) -> Duration {
+    match closing && sent == 0 {
+        true => NOTHING_SENT,
+        false => CONFIRM,
+    }
+}
+
+/// When to look at the confirmation next (`until`: when its time is up): when closing with
+/// the peer's FIN in but our bytes not all acknowledged, again shortly.
+fn confirm_look(until: Instant, closing: bool, peer_fin: bool, now: Instant) -> Instant {
+    match closing && peer_fin {
+        true => (now + ACK_TICK).min(until),
+        false => until,
+    }
+}
+
+/// What the wait for the peer's confirmation of the end depends on.
+#[derive(Clone, Copy, Debug)]
+struct ConfirmFacts {
+    /// When its time is up, and how many bytes of ours the peer's TCP had not acknowledged
+    /// when it was set.
+    until: Instant,
+    unacked_then: u64,
+    /// How many it has not acknowledged now.
+    unacked: u64,
+    /// Closing (the close_notifies exchanged, our FIN sent), else TLS 1.2's wait for the
+    /// answer to our close_notify.
+    closing: bool,
+    /// The peer's FIN is in.
+    peer_fin: bool,
+    /// Application bytes we sent.
+    sent: u64,
+}
+
+/// What the confirmation wait comes to when it is looked at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Confirmation {
+    /// Its time is not up.
+    Pending,
+    /// The peer's TCP took more of our bytes meanwhile: more time, until then, counting from
+    /// what is still unacknowledged.
+    Extended(Instant, u64),
+    /// TLS 1.2: our close_notify was not answered.
+    Unanswered,
+    /// The peer's FIN came before its TCP acknowledged all our bytes.
+    Unacknowledged,
+    /// The peer did not close, but nothing of ours needed confirming.
+    NothingToConfirm,
+    /// The peer did not close: whether it stored what we sent is not known.
+    NotClosed,
+}
+
+/// The rule of the confirmation wait: more time while the peer's TCP goes on taking our
+/// bytes, else what its silence means.
+fn confirmation(f: &ConfirmFacts, now: Instant) -> Confirmation {
+    if now < f.until {
+        return Confirmation::Pending;
+    }
+    if f.unacked < f.unacked_then {
+        return Confirmation::Extended(now + CONFIRM, f.unacked);
+    }
+    if !f.closing {
+        Confirmation::Unanswered
+    } else if f.peer_fin {
+        Confirmation::Unacknowledged
+    } else if f.sent == 0 {
+        Confirmation::NothingToConfirm
+    } else {
+        Confirmation::NotClosed
+    }
+}
+
+/// Whether the peer's FIN (it did not end in order) completes the connection: its TCP had
+/// acknowledged all our application bytes before it, or has since (`None`: the kernel cannot
+/// say, and nothing says otherwise).
+fn fin_confirms(acked_at_eof: Option<bool>, app_acked: Option<bool>) -> bool {
+    acked_at_eof != Some(false) || app_acked == Some(true)
+}
+
+/// Whether our close_notify, the peer's having come, waits for the peer's FIN (see
+/// [`close_at`]; `complete`: our input was all sent; `tty_stdio`: it comes from a terminal).
+/// A peer that closes while we still send must go on reading (or our bytes meet a reset
+/// anyway): only one that closes after we were done (or a person at a terminal who will type
+/// no more) may be closing its socket already. Without data of ours, a reset loses nothing.
+fn waits_for_fin(sent: u64, complete: bool, tty_stdio: bool) -> bool {
+    sent > 0 && (complete || tty_stdio)
+}
+
+/// What stdin, still being sent, does when the peer's close_notify comes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StdinAtPeerClose {
+    /// TLS 1.3: stdin goes on being sent until it ends.
+    GoesOn,
+    /// TLS 1.3 from a terminal: what it gave us still goes, then our direction is complete
+    /// (or what is left was not delivered).
+    SendThenSettle,
+    /// TLS 1.2 from a pipe or file: nothing more can be sent. If stdin ends now with nothing
+    /// unsent, our direction was complete; if it has more, that was not delivered. Sending
+    /// says which, and [`Timer::Unsent`] bounds the wait for a pipe that says neither.
+    AwaitEnd,
+    /// TLS 1.2 from a terminal: our direction is complete unless it holds unsent bytes.
+    Settle,
+}
+
+fn stdin_at_peer_close(half_close: bool, tty: bool) -> StdinAtPeerClose {
+    match (half_close, tty) {
+        (true, false) => StdinAtPeerClose::GoesOn,
+        (true, true) => StdinAtPeerClose::SendThenSettle,
+        (false, false) => StdinAtPeerClose::AwaitEnd,
+        (false, true) => StdinAtPeerClose::Settle,
+    }
+}
+
+/// When [`Timer::Unsent`] fires: [`UNSENT`] after a TLS 1.2 peer's close_notify found stdin
+/// neither ended nor sent (`since`), while it still has not ended (`sending`).
+fn unsent_at(since: Option<Instant>, sending: bool) -> Option<Instant> {
+    since.filter(|_| sending).map(|at| at + UNSENT)
 }
 
 #[cfg(test)]
@@ -1331,5 +1366,126 @@ mod tests {
             ..closed
         };
         assert_eq!(close_at(&sending, LINGER, false), Some(t0));
+    }
+
+    fn ms(m: u64) -> Duration {
+        Duration::from_millis(m)
+    }
+
+    /// A confirmation wait set at `t0` for our 3 unacknowledged bytes, closing, the peer
+    /// silent.
+    fn waiting(t0: Instant) -> ConfirmFacts {
+        ConfirmFacts {
+            until: t0 + CONFIRM,
+            unacked_then: 3,
+            unacked: 3,
+            closing: true,
+            peer_fin: false,
+            sent: 10,
+        }
+    }
+
+    #[test]
+    fn the_peer_has_5_s_to_confirm_2_s_when_we_sent_nothing() {
+        assert_eq!(confirm_within(true, 10), secs(5));
+        assert_eq!(confirm_within(true, 0), secs(2));
+        // TLS 1.2's answer to our close_notify: 5 s, sent or not.
+        assert_eq!(confirm_within(false, 0), secs(5));
+    }
+
+    #[test]
+    fn the_wait_goes_on_while_the_peers_tcp_takes_our_bytes() {
+        let t0 = Instant::now();
+        let f = waiting(t0);
+        assert_eq!(confirmation(&f, t0 + secs(4)), Confirmation::Pending);
+        let took = ConfirmFacts { unacked: 1, ..f };
+        let up = t0 + CONFIRM;
+        assert_eq!(
+            confirmation(&took, up),
+            Confirmation::Extended(up + CONFIRM, 1)
+        );
+        // Not while it takes none.
+        assert_eq!(confirmation(&f, up), Confirmation::NotClosed);
+    }
+
+    #[test]
+    fn what_an_unconfirmed_end_means() {
+        let t0 = Instant::now();
+        let up = t0 + CONFIRM;
+        let f = waiting(t0);
+        let tls12 = ConfirmFacts {
+            closing: false,
+            ..f
+        };
+        assert_eq!(confirmation(&tls12, up), Confirmation::Unanswered);
+        let fin = ConfirmFacts {
+            peer_fin: true,
+            ..f
+        };
+        assert_eq!(confirmation(&fin, up), Confirmation::Unacknowledged);
+        let nothing = ConfirmFacts { sent: 0, ..f };
+        assert_eq!(confirmation(&nothing, up), Confirmation::NothingToConfirm);
+        assert_eq!(confirmation(&f, up), Confirmation::NotClosed);
+    }
+
+    #[test]
+    fn the_peers_fin_confirms_once_our_bytes_are_acknowledged() {
+        assert!(fin_confirms(Some(true), Some(false)));
+        assert!(fin_confirms(None, None), "the kernel cannot say");
+        assert!(fin_confirms(Some(false), Some(true)), "acknowledged since");
+        assert!(!fin_confirms(Some(false), Some(false)));
+        assert!(!fin_confirms(Some(false), None));
+    }
+
+    #[test]
+    fn the_peers_fin_in_our_bytes_not_acknowledged_is_looked_at_shortly() {
+        let t0 = Instant::now();
+        let until = t0 + CONFIRM;
+        assert_eq!(confirm_look(until, true, true, t0), t0 + ACK_TICK);
+        // Never later than the wait's end.
+        assert_eq!(confirm_look(until, true, true, until - ms(10)), until);
+        assert_eq!(confirm_look(until, true, false, t0), until);
+        assert_eq!(confirm_look(until, false, true, t0), until);
+    }
+
+    #[test]
+    fn our_close_notify_waits_for_the_peers_fin_once_we_had_nothing_left_to_send() {
+        assert!(waits_for_fin(10, true, false));
+        assert!(
+            waits_for_fin(10, false, true),
+            "a terminal will type no more"
+        );
+        assert!(!waits_for_fin(10, false, false), "a pipe still sending");
+        assert!(!waits_for_fin(0, true, true), "nothing of ours to lose");
+        // Waited for: min(--linger, FIN_WAIT) after the peer's close_notify.
+        let t0 = Instant::now();
+        let f = CloseFacts {
+            peer_closed_at: Some(t0 + secs(1)),
+            fin_wait: waits_for_fin(10, true, false),
+            ..open(t0)
+        };
+        assert_eq!(close_at(&f, LINGER, false), Some(t0 + secs(1) + FIN_WAIT));
+    }
+
+    #[test]
+    fn stdin_at_the_peers_close_notify() {
+        assert_eq!(stdin_at_peer_close(true, false), StdinAtPeerClose::GoesOn);
+        assert_eq!(
+            stdin_at_peer_close(true, true),
+            StdinAtPeerClose::SendThenSettle
+        );
+        assert_eq!(
+            stdin_at_peer_close(false, false),
+            StdinAtPeerClose::AwaitEnd
+        );
+        assert_eq!(stdin_at_peer_close(false, true), StdinAtPeerClose::Settle);
+    }
+
+    #[test]
+    fn unsent_stdin_is_waited_for_2_s_while_it_neither_ends_nor_gives_more() {
+        let t0 = Instant::now();
+        assert_eq!(unsent_at(Some(t0), true), Some(t0 + secs(2)));
+        assert_eq!(unsent_at(Some(t0), false), None, "stdin ended");
+        assert_eq!(unsent_at(None, true), None, "no TLS 1.2 close_notify");
     }
 }

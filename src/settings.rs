@@ -10,7 +10,7 @@ use anyhow::Result;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, KeyLog, ServerConfig, SupportedProtocolVersion};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Place};
 use crate::cli::{
     CommonArgs, ConnectArgs, InspectArgs, ListenArgs, NetArgs, ProxyArgs, ProxyProtocol, TlsArgs,
     TlsVersion, TrustStore, VerifyArgs,
@@ -22,13 +22,15 @@ use crate::fingerprint::{fingerprint_text, parse_pins, sha256};
 use crate::identity;
 use crate::local::{Direction, LocalEnd};
 use crate::names;
-use crate::net::{self, Family, HostPort};
+use crate::net::{self, Family};
 use crate::proxy::{self, Proxies};
 use crate::report;
 use crate::session::{HandshakeLimit, Options};
 use crate::starttls::Proto;
+use crate::stream::{Address, ListenAt};
 use crate::tls::{self, provider, versions, KeyLogTo, Protocol};
 use crate::trust::{self, Crls, Explainer, Presented, ServerVerifier, Side, Trust};
+use crate::unix::UnixPath;
 
 /// `--linger`'s default: the slowest reply among the real servers tested (inspircd's welcome,
 /// about 1 s after USER) with room to spare.
@@ -98,22 +100,29 @@ impl Common {
 }
 
 pub(crate) struct Connect {
-    /// `--from`: accept plain TCP here (host, port), a TLS connection for each.
-    pub from: Option<(String, u16)>,
+    /// `--from`: accept plain clients here, a TLS connection for each.
+    pub from: Option<ListenAt>,
     pub starttls: Option<Proto>,
     /// The server's name, as TLS and a STARTTLS dialogue give it.
     pub name: String,
     pub proxies: Proxies,
-    pub target: HostPort,
+    pub target: Address,
     pub server_name: ServerName<'static>,
     pub config: Arc<ClientConfig>,
     pub explain: Explainer,
+    /// What bounds the connecting, any dialogue and the handshake: `-w`; without it, for
+    /// `--from` as long as connect gives one address, for `--starttls` [`GREETING_WAIT`];
+    /// else nothing.
+    pub handshake_limit: Option<(Duration, HandshakeLimit)>,
     pub common: Common,
 }
 
+/// How long `connect --starttls` gives the server's greeting, the dialogue and the handshake
+/// without `-w`.
+pub(crate) const GREETING_WAIT: Duration = Duration::from_secs(10);
+
 pub(crate) struct Listen {
-    pub host: Option<String>,
-    pub port: u16,
+    pub at: ListenAt,
     /// SIGHUP: the files to read again, and where the client verifier records chains.
     pub reload: Option<(Served, Arc<Presented>)>,
     pub config: Arc<ServerConfig>,
@@ -155,18 +164,32 @@ pub(crate) fn connect(args: &ConnectArgs) -> Result<Connect> {
         Some(&target.addr),
     )?;
     let from = match &args.from {
-        Some(spec) => {
-            let (host, port) = net::parse_listen(spec).map_err(|m| Class::Usage.err(m))?;
+        Some(spec) => Some(match listen_at(spec, args.unix_mode)? {
             // Plain text is never exposed beyond loopback unless asked.
-            Some((host.unwrap_or_else(|| "127.0.0.1".to_string()), port))
-        }
+            ListenAt::Tcp { host: None, port } => ListenAt::Tcp {
+                host: Some("127.0.0.1".to_string()),
+                port,
+            },
+            at => at,
+        }),
         None => None,
+    };
+    let handshake_limit = match (common.wait, &from, args.common.tls.starttls) {
+        (Some(w), _, _) => Some((w, HandshakeLimit::Wait)),
+        (None, Some(_), _) => Some((net::CONNECT_TIMEOUT, HandshakeLimit::FromDefault)),
+        (None, None, Some(_)) => Some((GREETING_WAIT, HandshakeLimit::StartTlsDefault)),
+        (None, None, None) => None,
     };
     Ok(Connect {
         from,
         starttls: args.common.tls.starttls,
+        handshake_limit,
         name: target.name(),
-        proxies: proxies(&args.proxy, &args.verify, &proto)?,
+        // A Unix socket is reached directly.
+        proxies: match target.addr {
+            Address::Tcp(_) => proxies(&args.proxy, &args.verify, &proto)?,
+            Address::Unix(_) => Proxies::default(),
+        },
         explain: client.explain,
         target: target.addr,
         server_name: target.server_name,
@@ -179,7 +202,7 @@ pub(crate) fn connect(args: &ConnectArgs) -> Result<Connect> {
 pub(crate) struct Target {
     /// As given: how output names it.
     pub given: String,
-    pub addr: HostPort,
+    pub addr: Address,
     pub server_name: ServerName<'static>,
 }
 
@@ -189,7 +212,7 @@ impl Target {
         match &self.server_name {
             ServerName::DnsName(n) => n.as_ref().to_string(),
             ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
-            _ => self.addr.host.clone(),
+            _ => self.addr.to_string(),
         }
     }
 }
@@ -198,6 +221,9 @@ impl Target {
 /// HOST). An international name is resolved, sent as SNI and checked in the certificate in
 /// its ASCII form, as DNS and certificates have it.
 fn target(text: &str, port: Option<&str>, verify: &VerifyArgs) -> Result<Target> {
+    if let Some(path) = UnixPath::parse(text) {
+        return unix_target(text, path, port, verify);
+    }
     let mut addr = net::parse_target(text, port).map_err(|m| Class::Usage.err(m))?;
     addr.host = names::host_to_ascii(&addr.host)
         .map_err(|m| Class::Usage.err(m))?
@@ -217,7 +243,47 @@ fn target(text: &str, port: Option<&str>, verify: &VerifyArgs) -> Result<Target>
             Some(port) => format!("{text} {port}"),
             None => text.to_string(),
         },
-        addr,
+        addr: Address::Tcp(addr),
+        server_name,
+    })
+}
+
+/// A Unix socket target: there is no host name to check the certificate against, so it
+/// comes from `--servername`, unless the certificate is not checked by name (`--pin`,
+/// `--tofu`, `--insecure`: then no SNI is sent).
+fn unix_target(
+    text: &str,
+    path: Result<UnixPath, String>,
+    port: Option<&str>,
+    verify: &VerifyArgs,
+) -> Result<Target> {
+    let path = path.map_err(|m| Class::Usage.err(m))?;
+    if port.is_some() {
+        return Err(Class::Usage.err(format!("{path} takes no port")));
+    }
+    let server_name = match &verify.servername {
+        Some(name) => {
+            let name = names::host_to_ascii(name).map_err(|m| Class::Usage.err(m))?;
+            ServerName::try_from(name.to_string()).map_err(|_| {
+                Class::Usage.err(format!(
+                    "'{}' is not a valid server name",
+                    report::escape(&name)
+                ))
+            })?
+        }
+        None if verify.pin.is_some() || verify.tofu || verify.insecure => {
+            ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into())
+        }
+        None => {
+            return Err(Class::Usage.err(format!(
+                "{path} has no host name to check the certificate against: give the name it \
+                 is for with --servername NAME (or --pin, --tofu, --insecure)"
+            )))
+        }
+    };
+    Ok(Target {
+        given: text.to_string(),
+        addr: Address::Unix(path),
         server_name,
     })
 }
@@ -235,7 +301,7 @@ fn client_tls(
     args: &TlsArgs,
     proto: &Protocol,
     defer: bool,
-    target: Option<&HostPort>,
+    target: Option<&Address>,
 ) -> Result<ClientTls> {
     let provider = proto.provider.clone();
     let trust = choose_trust(verify, Checked::Target(target))?;
@@ -433,7 +499,7 @@ fn known_hosts(verify: &VerifyArgs) -> Result<PathBuf> {
 enum Checked<'a> {
     /// The target's, at this address; `None` for `inspect`, whose targets are each checked
     /// against `--tofu` once their handshake is done.
-    Target(Option<&'a HostPort>),
+    Target(Option<&'a Address>),
     /// An `https://` proxy's: `--pin` and `--tofu` are the target's, so only `--insecure`,
     /// `--cacert` and `--trust` apply.
     Proxy,
@@ -585,15 +651,7 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
     if let Some(text) = &args.to {
         common.local = LocalEnd::Backend(backend(text, args.proxy_protocol, common.family)?);
     }
-    let (host, port) = net::parse_listen(&args.addr).map_err(|m| Class::Usage.err(m))?;
-    let host = match host {
-        Some(h) => Some(
-            names::host_to_ascii(&h)
-                .map_err(|m| Class::Usage.err(m))?
-                .into_owned(),
-        ),
-        None => None,
-    };
+    let at = listen_at(&args.addr, args.unix_mode)?;
     let many = args.keep_open || args.to.is_some();
     for (given, flag) in [
         (args.max_conns.is_some(), "--max-conns"),
@@ -651,8 +709,7 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
     let (config, fingerprint) = files.load(&presented)?;
     let ephemeral = files.cert.is_none();
     Ok(Listen {
-        host,
-        port,
+        at,
         config: Arc::new(config),
         explain: Explainer::new(Side::Server, proto.alpn.clone(), presented.clone())
             .with_crls(&Crls::load(&args.client_crl)?),
@@ -756,13 +813,40 @@ impl Served {
     }
 }
 
-/// `--to HOST:PORT`: resolved once, at start.
+/// Where to listen: `[ADDR:]PORT` (an international name in its ASCII form), or a Unix
+/// socket made with `mode`.
+fn listen_at(spec: &str, mode: u32) -> Result<ListenAt> {
+    match ListenAt::parse(spec, mode).map_err(|m| Class::Usage.err(m))? {
+        ListenAt::Tcp {
+            host: Some(host),
+            port,
+        } => Ok(ListenAt::Tcp {
+            host: Some(
+                names::host_to_ascii(&host)
+                    .map_err(|m| Class::Usage.err(m))?
+                    .into_owned(),
+            ),
+            port,
+        }),
+        other => Ok(other),
+    }
+}
+
+/// `--to HOST:PORT` (resolved once, at start) or `--to unix:PATH`.
 fn backend(text: &str, version: Option<ProxyProtocol>, family: Family) -> Result<Backend> {
-    let hp = net::parse_target(text, None).map_err(|m| Class::Usage.err(format!("--to: {m}")))?;
-    let addrs = net::resolve(&hp, family)?;
+    let place = match UnixPath::parse(text) {
+        Some(path) => Place::Unix(path.map_err(|m| Class::Usage.err(format!("--to: {m}")))?),
+        None => {
+            let hp = net::parse_target(text, None)
+                .map_err(|m| Class::Usage.err(format!("--to: {m}")))?;
+            Place::Tcp {
+                addrs: net::resolve(&hp, family)?,
+                name: hp.to_string(),
+            }
+        }
+    };
     Ok(Backend {
-        addrs,
-        name: hp.to_string(),
+        place,
         proxy_protocol: version.map(|v| match v {
             ProxyProtocol::V1 => 1,
             ProxyProtocol::V2 => 2,

@@ -6,13 +6,11 @@
 //! ready for is remembered in an `events::Ready`.
 
 use std::io::{self, BufRead, Read, Write};
-use std::time::Duration;
-
-use mio::net::TcpStream;
 
 use crate::error::{io_phrase, socket_class, Class};
 use crate::events::{attempt, Ready};
-use crate::net::{self, Acks};
+use crate::net::Acks;
+use crate::stream::Stream;
 use crate::trust::Explainer;
 use crate::wire::Wire;
 
@@ -71,9 +69,9 @@ pub(crate) struct TlsSocket {
 }
 
 impl TlsSocket {
-    pub(crate) fn new(sock: TcpStream, tls: rustls::Connection) -> TlsSocket {
+    pub(crate) fn new(sock: impl Into<Stream>, tls: rustls::Connection) -> TlsSocket {
         TlsSocket {
-            sock: Wire::new(sock),
+            sock: Wire::new(sock.into()),
             tls,
             ready: Ready::default(),
             tcp_eof: false,
@@ -116,12 +114,12 @@ impl TlsSocket {
         if !std::mem::take(&mut self.ready.failed) {
             return None;
         }
-        self.sock.tcp.take_error().ok().flatten()
+        self.sock.stream.take_error().ok().flatten()
     }
 
     /// What the peer's TCP has acknowledged of our stream.
     pub(crate) fn acks(&self) -> Option<Acks> {
-        net::acks(&self.sock.tcp)
+        self.sock.acks()
     }
 
     /// Whether the peer's TCP has acknowledged every application byte we sent (None: the
@@ -321,7 +319,7 @@ impl TlsSocket {
     /// risk, and a reset could overtake the alert and hide its reason: FIN then.
     pub(crate) fn abort(&mut self) {
         if !self.alerted {
-            let _ = socket2::SockRef::from(&self.sock.tcp).set_linger(Some(Duration::ZERO));
+            self.sock.stream.reset_on_close();
         }
     }
 }

@@ -22,10 +22,6 @@ use crate::report;
 /// them the terminating NUL (or the abstract namespace's leading NUL).
 pub(crate) const MAX_PATH: usize = 107;
 
-/// The default permissions of a listener's socket file (`--unix-mode`): owner and group may
-/// connect.
-pub(crate) const DEFAULT_MODE: u32 = 0o660;
-
 /// Where a Unix-domain socket is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum UnixPath {
@@ -40,7 +36,11 @@ impl std::fmt::Display for UnixPath {
         match self {
             UnixPath::File(path) => write!(f, "unix:{}", shown(path.as_os_str())),
             UnixPath::Abstract(name) => {
-                write!(f, "unix:@{}", report::escape(&String::from_utf8_lossy(name)))
+                write!(
+                    f,
+                    "unix:@{}",
+                    report::escape(&String::from_utf8_lossy(name))
+                )
             }
         }
     }
@@ -78,14 +78,6 @@ impl UnixPath {
         match self {
             UnixPath::File(path) => UnixAddr::from_pathname(path),
             UnixPath::Abstract(name) => UnixAddr::from_abstract_name(name),
-        }
-    }
-
-    /// The path of the socket file, if it has one.
-    pub(crate) fn file(&self) -> Option<&Path> {
-        match self {
-            UnixPath::File(path) => Some(path),
-            UnixPath::Abstract(_) => None,
         }
     }
 
@@ -258,11 +250,20 @@ mod tests {
             Some(Ok(UnixPath::Abstract(b"stls".to_vec())))
         );
         assert_eq!(
-            UnixPath::parse("unix:rel.sock").unwrap().unwrap().to_string(),
+            UnixPath::parse("unix:rel.sock")
+                .unwrap()
+                .unwrap()
+                .to_string(),
             "unix:rel.sock"
         );
-        assert!(UnixPath::parse("unix:").unwrap().unwrap_err().contains("needs a path"));
-        assert!(UnixPath::parse("unix:@").unwrap().unwrap_err().contains("needs a path"));
+        assert!(UnixPath::parse("unix:")
+            .unwrap()
+            .unwrap_err()
+            .contains("needs a path"));
+        assert!(UnixPath::parse("unix:@")
+            .unwrap()
+            .unwrap_err()
+            .contains("needs a path"));
     }
 
     #[test]

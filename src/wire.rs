@@ -1,4 +1,4 @@
-//! The byte stream a connection's TLS runs over: a TCP socket, seen through the TLS sessions
+//! The byte stream a connection's TLS runs over: a TCP or Unix socket, seen through the TLS sessions
 //! of any `https://` proxies on the way (each inside the one before), with bytes put back
 //! for the next phase to read first (what came after a proxy's reply, or after a STARTTLS
 //! go-ahead for MySQL).
@@ -11,11 +11,13 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::sync::{Arc, Mutex};
 
-use mio::net::TcpStream;
 use rustls::ClientConnection;
 
+use crate::net::{self, Acks};
+use crate::stream::Stream;
+
 pub(crate) struct Wire {
-    pub tcp: TcpStream,
+    pub stream: Stream,
     /// TLS sessions with `https://` proxies, outermost first.
     layers: Vec<ClientConnection>,
     /// Bytes to be read before anything else.
@@ -24,6 +26,8 @@ pub(crate) struct Wire {
     closing: bool,
     /// Where the peer's first bytes are kept, until there are enough of them.
     first: Option<FirstBytes>,
+    /// Bytes written to the socket so far (for a Unix socket's acknowledgements).
+    written: u64,
 }
 
 /// How many of the peer's first bytes [`Wire::keep_first`] keeps.
@@ -51,13 +55,14 @@ impl FirstBytes {
 }
 
 impl Wire {
-    pub(crate) fn new(tcp: TcpStream) -> Wire {
+    pub(crate) fn new(stream: Stream) -> Wire {
         Wire {
-            tcp,
+            stream,
             layers: Vec::new(),
             unread: Vec::new(),
             closing: false,
             first: None,
+            written: 0,
         }
     }
 
@@ -87,9 +92,18 @@ impl Wire {
         }
     }
 
+    /// What the peer has taken of our stream: acknowledged by its TCP, or read from a Unix
+    /// socket (counted from what we wrote: no proxy is ever in between there).
+    pub(crate) fn acks(&self) -> Option<Acks> {
+        match &self.stream {
+            Stream::Tcp(tcp) => net::acks(tcp),
+            Stream::Unix(unix) => net::unix_acks(unix, self.written),
+        }
+    }
+
     /// Push what the proxy sessions hold towards the socket, as far as it takes it.
     pub(crate) fn flush_pending(&mut self) -> io::Result<()> {
-        flush_layers(&mut self.tcp, &mut self.layers)
+        flush_layers(&mut self.stream, &mut self.layers)
     }
 
     /// Whether a proxy session holds bytes the socket has not taken.
@@ -110,7 +124,7 @@ impl Wire {
         if self.pending() {
             return false;
         }
-        let _ = self.tcp.shutdown(Shutdown::Write);
+        let _ = self.stream.shutdown(Shutdown::Write);
         true
     }
 }
@@ -123,7 +137,7 @@ impl Read for Wire {
             self.unread.drain(..n);
             n
         } else {
-            read_plain(&mut self.tcp, &mut self.layers, buf)?
+            read_plain(&mut self.stream, &mut self.layers, buf)?
         };
         if let Some(first) = &self.first {
             if !first.keep(&buf[..n]) {
@@ -136,14 +150,20 @@ impl Read for Wire {
 
 impl Write for Wire {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        write_plain(&mut self.tcp, &mut self.layers, buf)
+        let n = write_plain(&mut self.stream, &mut self.layers, buf)?;
+        self.written += n as u64;
+        Ok(n)
     }
 
     /// rustls writes its queued records as one vector: straight to the socket (one writev,
     /// all of them, as the TCP socket itself would) when no proxy session is in between.
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         match self.layers.is_empty() {
-            true => self.tcp.write_vectored(bufs),
+            true => {
+                let n = self.stream.write_vectored(bufs)?;
+                self.written += n as u64;
+                Ok(n)
+            }
             false => {
                 let buf = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| b);
                 self.write(buf)
@@ -158,12 +178,12 @@ impl Write for Wire {
 
 /// The plaintext of the last of `layers` (or the socket's bytes, when there is none).
 fn read_plain(
-    tcp: &mut TcpStream,
+    stream: &mut Stream,
     layers: &mut [ClientConnection],
     buf: &mut [u8],
 ) -> io::Result<usize> {
     let Some(last) = layers.len().checked_sub(1) else {
-        return tcp.read(buf);
+        return stream.read(buf);
     };
     loop {
         match layers[last].reader().read(buf) {
@@ -173,10 +193,13 @@ fn read_plain(
         }
         let (below, top) = layers.split_at_mut(last);
         let top = &mut top[0];
-        let n = top.read_tls(&mut Below { tcp, layers: below })?;
+        let n = top.read_tls(&mut Below {
+            stream,
+            layers: below,
+        })?;
         let processed = top.process_new_packets().map_err(io::Error::other);
         // Handshake messages and alerts go out at once.
-        match flush_layers(tcp, layers) {
+        match flush_layers(stream, layers) {
             Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
             _ => {}
         }
@@ -193,15 +216,15 @@ fn read_plain(
 
 /// Give `buf` to the last of `layers` to encrypt (or to the socket).
 fn write_plain(
-    tcp: &mut TcpStream,
+    stream: &mut Stream,
     layers: &mut [ClientConnection],
     buf: &[u8],
 ) -> io::Result<usize> {
     let Some(top) = layers.last_mut() else {
-        return tcp.write(buf);
+        return stream.write(buf);
     };
     let n = top.writer().write(buf)?;
-    match flush_layers(tcp, layers) {
+    match flush_layers(stream, layers) {
         Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
         _ => {}
     }
@@ -212,19 +235,22 @@ fn write_plain(
 }
 
 /// Push each layer's ciphertext into the one below, innermost first, down to the socket.
-fn flush_layers(tcp: &mut TcpStream, layers: &mut [ClientConnection]) -> io::Result<()> {
+fn flush_layers(stream: &mut Stream, layers: &mut [ClientConnection]) -> io::Result<()> {
     let Some((top, below)) = layers.split_last_mut() else {
         return Ok(());
     };
     while top.wants_write() {
-        match top.write_tls(&mut Below { tcp, layers: below }) {
+        match top.write_tls(&mut Below {
+            stream,
+            layers: below,
+        }) {
             Ok(0) => break,
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) => return Err(e),
         }
     }
-    flush_layers(tcp, below)?;
+    flush_layers(stream, below)?;
     if top.wants_write() {
         return Err(io::ErrorKind::WouldBlock.into());
     }
@@ -233,22 +259,22 @@ fn flush_layers(tcp: &mut TcpStream, layers: &mut [ClientConnection]) -> io::Res
 
 /// The stream under a layer: the plaintext of the layers below it, or the socket.
 struct Below<'a> {
-    tcp: &'a mut TcpStream,
+    stream: &'a mut Stream,
     layers: &'a mut [ClientConnection],
 }
 
 impl Read for Below<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        read_plain(self.tcp, self.layers, buf)
+        read_plain(self.stream, self.layers, buf)
     }
 }
 
 impl Write for Below<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        write_plain(self.tcp, self.layers, buf)
+        write_plain(self.stream, self.layers, buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        flush_layers(self.tcp, self.layers)
+        flush_layers(self.stream, self.layers)
     }
 }

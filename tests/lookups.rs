@@ -259,15 +259,21 @@ fn connect_from_tries_the_next_address_when_the_first_refuses() {
     let pki = Pki::new();
     // The server listens on 127.0.0.1 only; the name is ::1 first (loopback IPv6 is preferred).
     let echo = serve_k(&pki.server, &["-e", "cat"], Input::Null);
+    echo_from_both(&dns, &pki, echo.port, 30);
+}
+
+/// `connect --from` to both.invalid.example:`port` (::1 first, then 127.0.0.1) with -w
+/// `wait`: a client's line comes back from the echo server there.
+fn echo_from_both(dns: &DeadDns, pki: &Pki, port: u16, wait: u64) {
     dns.set_hosts("::1 both.invalid.example\n127.0.0.1 both.invalid.example");
     let mut cmd = dns.stls();
-    cmd.args(["connect", &format!("both.invalid.example:{}", echo.port)])
-        .args(["--from", "127.0.0.1:0", "-w", "30"])
+    cmd.args(["connect", &format!("both.invalid.example:{port}")])
+        .args(["--from", "127.0.0.1:0", "-w", &wait.to_string()])
         .args(["--cacert", s(&pki.ca.cert), "--servername", "localhost"]);
     let from = Listener::start_cmd(&mut cmd, Input::Null);
     let mut client = TcpStream::connect(("127.0.0.1", from.port)).expect("client");
     client
-        .set_read_timeout(Some(Duration::from_secs(30)))
+        .set_read_timeout(Some(Duration::from_secs(wait)))
         .unwrap();
     client.write_all(b"hello\n").unwrap();
     let mut echoed = [0u8; 6];
@@ -277,4 +283,67 @@ fn connect_from_tries_the_next_address_when_the_first_refuses() {
     assert_eq!(&echoed, b"hello\n");
     drop(client);
     from.stop();
+}
+
+/// A socket on [::1]:`port` that never answers: a listener (backlog 0) whose one queued
+/// connection is never accepted, so the kernel drops every further SYN. Kept with that
+/// connection. None, after a SKIP line, where [::1] cannot be listened on.
+fn silent_v6(port: u16) -> Option<(socket2::Socket, TcpStream)> {
+    use socket2::{Domain, Socket, Type};
+    let addr = std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+    let sock = Socket::new(Domain::IPV6, Type::STREAM, None).ok()?;
+    let listening = sock
+        .set_only_v6(true)
+        .and_then(|()| sock.bind(&addr.into()))
+        .and_then(|()| sock.listen(0));
+    if let Err(e) = listening {
+        eprintln!("SKIP: cannot listen on {addr}: {e}");
+        return None;
+    }
+    let queued = TcpStream::connect(addr).expect("the one queued connection");
+    let more = TcpStream::connect_timeout(&addr, Duration::from_millis(300));
+    assert!(more.is_err(), "the full listener on {addr} still answers");
+    Some((sock, queued))
+}
+
+#[test]
+fn connect_from_tries_the_next_address_when_the_first_does_not_answer() {
+    let Some(dns) = DeadDns::new(5) else {
+        return;
+    };
+    let pki = Pki::new();
+    // The name is ::1 first, where nothing answers; the server is on 127.0.0.1. The first
+    // address has its own time (10 s), well short of -w.
+    let echo = serve_k(&pki.server, &["-e", "cat"], Input::Null);
+    let Some(_silent) = silent_v6(echo.port) else {
+        return;
+    };
+    echo_from_both(&dns, &pki, echo.port, 60);
+}
+
+#[test]
+fn inspect_tries_the_next_address_when_the_first_does_not_answer() {
+    let Some(dns) = DeadDns::new(5) else {
+        return;
+    };
+    let pki = Pki::new();
+    let server = serve_k(&pki.server, &[], Input::Null);
+    let Some(_silent) = silent_v6(server.port) else {
+        return;
+    };
+    dns.set_hosts("::1 both.invalid.example\n127.0.0.1 both.invalid.example");
+    let mut cmd = dns.stls();
+    cmd.args(["inspect", "--json", "-w", "60"])
+        .args(["--cacert", s(&pki.ca.cert), "--servername", "localhost"])
+        .arg(format!("both.invalid.example:{}", server.port));
+    let done = Proc::spawn(&mut cmd, Input::Null).finish();
+    let got = lines(&done.stdout);
+    assert_eq!(got.len(), 1, "{}", done.stderr);
+    expect(&got, "");
+    assert_eq!(
+        got[0]["address"].as_str(),
+        Some(format!("127.0.0.1:{}", server.port).as_str()),
+        "{}",
+        got[0]
+    );
 }
