@@ -459,6 +459,16 @@ fn the_socket_file_has_unix_mode_and_goes_when_stls_exits() {
     // Not octal permission bits: a usage error.
     run(&["listen", &addr, "--unix-mode", "999"], Input::Null).expect_code(2);
     assert!(!path.exists());
+    // connect --from unix:PATH makes its socket file the same way.
+    for (extra, want) in [(&[][..], 0o660), (&["--unix-mode", "600"], 0o600)] {
+        let mut cmd = stls();
+        cmd.args(["connect", "127.0.0.1:9", "--insecure", "--from", &addr])
+            .args(extra);
+        let from = UnixServer::start_cmd(&mut cmd, Input::Null);
+        assert_eq!(mode(&path), want, "connect --from {extra:?}");
+        from.stop().expect_code(143);
+        assert!(!path.exists());
+    }
 }
 
 #[test]
