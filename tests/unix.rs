@@ -427,6 +427,13 @@ fn a_leftover_socket_is_replaced_a_live_one_is_in_use_and_another_file_is_left_a
         .expect_stderr("not a socket");
     assert_eq!(std::fs::read(&file).unwrap(), b"precious\n");
 
+    // Exactly as long as the kernel takes: it listens.
+    let base = dir.path().as_os_str().len() + 1;
+    let (path, addr) = unix(dir.path(), &"b".repeat(107 - base));
+    assert_eq!(path.as_os_str().len(), 107);
+    let l = UnixServer::start(&addr, &["-k"], Input::Null);
+    assert!(is_socket(&path));
+    l.stop().expect_code(143);
     // Longer than the kernel takes: a usage error naming the limit, for listen and connect,
     // and nothing made.
     let long = dir.path().join("a".repeat(108));
@@ -669,6 +676,53 @@ fn a_unix_client_in_a_proxy_header() {
         }
         l.stop().expect_code(143);
     }
+    // A listener in the abstract namespace: its name with the leading NUL.
+    let name = abstract_name();
+    let (port, backend) = proxy_backend(true);
+    let backend_addr = format!("127.0.0.1:{port}");
+    let addr = format!("unix:@{name}");
+    let _l = serve(
+        &pki,
+        &addr,
+        &["--to", &backend_addr, "--proxy-protocol", "v2"],
+        Input::Null,
+    );
+    connect(&addr, &verified(&pki), Input::Null).expect_code(0);
+    let header = backend.join().unwrap();
+    let mut ours = [&[0u8][..], name.as_bytes()].concat();
+    ours.resize(108, 0);
+    assert_eq!(
+        header[124..232],
+        ours[..],
+        "@NAME: a NUL, the name, NUL-padded"
+    );
+}
+
+#[test]
+fn unix_connection_failures_are_network_errors_that_name_the_socket() {
+    let pki = Pki::new();
+    let dir = tempdir();
+    // No such file.
+    let (_path, missing) = unix(dir.path(), "missing.sock");
+    connect(&missing, &verified(&pki), Input::Null)
+        .expect_code(3)
+        .expect_stderr(&format!("cannot connect to {missing}: no such socket"));
+    // A socket file nobody listens on.
+    let (path, dead) = unix(dir.path(), "dead.sock");
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    connect(&dead, &verified(&pki), Input::Null)
+        .expect_code(3)
+        .expect_stderr(&format!("cannot connect to {dead}: nobody is listening"));
+    // A tunnel whose Unix backend is down: the client gets nothing, the listener a line.
+    let l = serve_k(&pki.server, &["--to", &missing, "-v"], Input::Null);
+    let done = connect(
+        &format!("localhost:{}", l.port),
+        &["--cacert", s(&pki.ca.cert)],
+        Input::Null,
+    );
+    assert_ne!(done.code(), 0);
+    assert!(done.stdout.is_empty());
+    l.wait_line(&format!("cannot connect to {missing}: no such socket"));
 }
 
 #[test]
