@@ -479,6 +479,27 @@ fn the_socket_file_has_unix_mode_and_goes_when_stls_exits() {
 }
 
 #[test]
+fn a_listener_removes_only_its_own_socket_file() {
+    // The file is removed and another listener takes the path: when the first one exits,
+    // the second one's file stays.
+    let dir = tempdir();
+    let (path, addr) = unix(dir.path(), "taken.sock");
+    let first = UnixServer::start(&addr, &["-k"], Input::Null);
+    std::fs::remove_file(&path).unwrap();
+    let second = UnixServer::start(&addr, &["-k", "-c", "echo second"], Input::Null);
+    first.stop().expect_code(143);
+    assert!(
+        is_socket(&path),
+        "the first listener removed the second one's socket file"
+    );
+    let done = connect(&addr, &["--pin", &second.pin()], Input::Null);
+    done.expect_code(0);
+    assert_eq!(done.stdout, b"second\n");
+    second.stop().expect_code(143);
+    assert!(!path.exists());
+}
+
+#[test]
 fn sigterm_and_sigint_remove_the_socket_file_in_every_kind_of_listener() {
     let pki = Pki::new();
     let dir = tempdir();
