@@ -571,6 +571,45 @@ fn exec_children_learn_the_unix_clients_credentials() {
 }
 
 #[test]
+fn another_users_client_meets_unix_mode_and_is_named_by_its_own_ids() {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP: not root, so no client of another user; this check did not run");
+        return;
+    }
+    if !have("setpriv") {
+        return;
+    }
+    let dir = tempdir();
+    // The client, as nobody, must reach the socket in its directory.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (_path, addr) = unix(dir.path(), "users.sock");
+    let as_nobody = |pin: &str| {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_stls"))
+            .args(["connect", &addr, "--pin", pin]);
+        Proc::spawn(&mut cmd, Input::Null).finish()
+    };
+    let script = "echo uid=$STLS_PEER_UID gid=$STLS_PEER_GID";
+    // The default, 660 with root as the owner: nobody may not connect.
+    let l = UnixServer::start(&addr, &["-k", "-c", script], Input::Null);
+    as_nobody(&l.pin())
+        .expect_code(3)
+        .expect_stderr("permission denied");
+    l.stop().expect_code(143);
+    // 666: anyone may, and the child learns the client's ids, not the listener's.
+    let l = UnixServer::start(
+        &addr,
+        &["-k", "--unix-mode", "666", "-c", script],
+        Input::Null,
+    );
+    let done = as_nobody(&l.pin());
+    done.expect_code(0);
+    assert_eq!(done.stdout, b"uid=65534 gid=65534\n");
+}
+
+#[test]
 fn abstract_names_for_listen_connect_and_from() {
     let name = abstract_name();
     let addr = format!("unix:@{name}");
@@ -581,6 +620,10 @@ fn abstract_names_for_listen_connect_and_from() {
     );
     assert_eq!(l.addr, addr);
     wait_unix_listening(&format!("@{name}"));
+    // One listener per name.
+    run(&["listen", &addr], Input::Null)
+        .expect_code(3)
+        .expect_stderr("in use");
     let done = connect(&addr, &["--pin", &l.pin()], Input::Null);
     done.expect_code(0);
     assert_eq!(done.stdout, b"from the abstract namespace\n");
