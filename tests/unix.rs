@@ -842,6 +842,58 @@ fn half_close_and_truncation_over_a_unix_socket_as_over_tcp() {
 }
 
 #[test]
+fn openssl_s_client_starttls_smtp_to_listen_unix() {
+    if !have("openssl") {
+        return;
+    }
+    let pki = Pki::new();
+    let dir = tempdir();
+    let (path, addr) = unix(dir.path(), "smtp.sock");
+    let l = serve(&pki, &addr, &["--starttls", "smtp"], Input::Null);
+    let client = s_client_unix(
+        &pki,
+        &path,
+        &["-starttls", "smtp", "-no_ign_eof"],
+        Input::Bytes(b"after STARTTLS\n".to_vec()),
+    )
+    .finish();
+    assert_eq!(client.code(), 0, "s_client: {}", client.stderr);
+    let done = l.finish();
+    done.expect_code(0);
+    assert_eq!(done.stdout, b"after STARTTLS\n");
+}
+
+#[test]
+fn a_client_killed_mid_session_ends_the_listener_as_over_tcp() {
+    // Killed, the client's end closes without close_notify while the listener's input is
+    // still open: the same exit status and account over a Unix socket as over TCP.
+    let dir = tempdir();
+    let (_path, addr) = unix(dir.path(), "killed.sock");
+    let mut tcp = Listener::start(&[], Input::Held);
+    let mut unix = UnixServer::start(&addr, &[], Input::Held);
+    let sessions = [
+        (tcp.addr(), tcp.pin(), &mut tcp.proc),
+        (addr.clone(), unix.pin(), &mut unix.proc),
+    ];
+    for (target, pin, listener) in sessions {
+        let mut cmd = stls();
+        cmd.args(["connect", &target, "--pin", &pin]);
+        let client = Proc::spawn(&mut cmd, Input::Held);
+        listener.stdin().write_all(b"hello\n").unwrap();
+        client.wait_stdout(6).unwrap();
+        // Dropped, it is killed (SIGKILL); the listener's stdin stays open until it has
+        // seen that.
+        drop(client);
+        listener.wait_line("closed the connection");
+    }
+    for done in [tcp.finish(), unix.finish()] {
+        done.expect_code(3)
+            .expect_stderr("closed the connection (without close_notify)");
+        assert!(done.stdout.is_empty());
+    }
+}
+
+#[test]
 fn every_listen_mode_and_connect_exec_on_a_unix_socket() {
     let pki = Pki::new();
     let dir = tempdir();
