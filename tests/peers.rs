@@ -43,6 +43,11 @@ const PEERS: &[(&str, &str, &str)] = &[
         "stunnel4",
         "stunnel on the other side of a tunnel",
     ),
+    (
+        "nginx",
+        "nginx",
+        "nginx on a Unix socket behind listen --to",
+    ),
 ];
 
 fn installed(program: &str) -> bool {
