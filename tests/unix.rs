@@ -109,7 +109,10 @@ fn connect_unix_to_openssl_s_server_both_ways() {
     let mut args = verified(&pki).to_vec();
     args.push("-v");
     let client = connect(&addr, &args, Input::Bytes(data.clone()));
-    client.expect_code(0).expect_stderr("TLSv1.3");
+    client
+        .expect_code(0)
+        .expect_stderr(&format!("connected to {addr}"))
+        .expect_stderr("TLSv1.3");
     let server = server.finish_or_kill(Duration::from_secs(10));
     assert_eq!(server.code(), 0, "s_server: {}", server.stderr);
     assert_same(&server.stdout, &data, "stls connect unix: → s_server -unix");
@@ -687,7 +690,7 @@ fn connect_unix_needs_a_servername_unless_the_key_is_pinned() {
     let done = connect(&addr, &["--pin", &l.pin()], Input::Null);
     done.expect_code(0);
     assert_eq!(done.stdout, b"pinned\n");
-    // A proxy in the environment does not apply to a Unix socket.
+    // A proxy, in the environment or given, does not apply to a Unix socket.
     let mut cmd = stls();
     cmd.args(["connect", &addr, "--pin", &l.pin()])
         .env("https_proxy", "http://127.0.0.1:1")
@@ -695,6 +698,17 @@ fn connect_unix_needs_a_servername_unless_the_key_is_pinned() {
     let done = Proc::spawn(&mut cmd, Input::Null).finish();
     done.expect_code(0);
     assert_eq!(done.stdout, b"pinned\n");
+    let done = connect(
+        &addr,
+        &["--pin", &l.pin(), "--proxy", "socks5h://127.0.0.1:1"],
+        Input::Null,
+    );
+    done.expect_code(0);
+    assert_eq!(done.stdout, b"pinned\n");
+    // inspect has the same rule.
+    run(&["inspect", &addr], Input::Null)
+        .expect_code(2)
+        .expect_stderr("--servername");
 }
 
 #[test]
