@@ -712,6 +712,37 @@ fn connect_unix_needs_a_servername_unless_the_key_is_pinned() {
 }
 
 #[test]
+fn tofu_records_a_unix_socket_by_its_address() {
+    let dir = tempdir();
+    let home = tempdir();
+    let (_path, addr) = unix(dir.path(), "tofu.sock");
+    let tofu = || {
+        let mut cmd = stls();
+        cmd.args(["connect", &addr, "--tofu"])
+            .env("HOME", home.path());
+        cmd.env_remove("XDG_CONFIG_HOME");
+        Proc::spawn(&mut cmd, Input::Null).finish()
+    };
+    let l = UnixServer::start(&addr, &["-k", "-c", "echo hi"], Input::Null);
+    let first = tofu();
+    first
+        .expect_code(0)
+        .expect_stderr(&format!("{addr} is new"));
+    assert_eq!(first.stdout, b"hi\n");
+    let known = std::fs::read_to_string(home.path().join(".config/stls/known_hosts")).unwrap();
+    assert!(known.starts_with(&format!("{addr} sha256//")), "{known}");
+    let again = tofu();
+    again.expect_code(0);
+    assert_eq!(again.stderr, "");
+    // Another key behind the same socket (a new ephemeral certificate): refused.
+    l.stop().expect_code(143);
+    let _l = UnixServer::start(&addr, &["-k", "-c", "echo hi"], Input::Null);
+    tofu()
+        .expect_code(5)
+        .expect_stderr("does not have the key recorded for it");
+}
+
+#[test]
 fn a_unix_client_in_a_proxy_header() {
     let pki = Pki::new();
     let dir = tempdir();
