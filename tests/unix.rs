@@ -851,6 +851,37 @@ fn inspect_a_unix_socket() {
 }
 
 #[test]
+fn the_file_transfer_recipe_over_a_unix_socket_under_each_tls_version() {
+    // --recv-only and --send-only: the sender's exit 0 means the receiver stored every byte,
+    // under TLS 1.2 (no half-close) too.
+    let dir = tempdir();
+    let (_path, addr) = unix(dir.path(), "files.sock");
+    let data = random_bytes(3 << 20, 2812);
+    for version in ["1.3", "1.2"] {
+        let l = UnixServer::start(&addr, &["--recv-only", "--tls-max", version], Input::Null);
+        let sender = connect(
+            &addr,
+            &["--pin", &l.pin(), "--send-only"],
+            Input::Bytes(data.clone()),
+        );
+        sender.expect_code(0);
+        let receiver = l.finish();
+        receiver.expect_code(0);
+        assert_same(&receiver.stdout, &data, &format!("TLS {version}, up"));
+        // And the other way: the listener sends.
+        let l = UnixServer::start(
+            &addr,
+            &["--send-only", "--tls-max", version],
+            Input::Bytes(data.clone()),
+        );
+        let receiver = connect(&addr, &["--pin", &l.pin(), "--recv-only"], Input::Null);
+        receiver.expect_code(0);
+        l.finish().expect_code(0);
+        assert_same(&receiver.stdout, &data, &format!("TLS {version}, down"));
+    }
+}
+
+#[test]
 fn half_close_and_truncation_over_a_unix_socket_as_over_tcp() {
     let pki = Pki::new();
     let dir = tempdir();
