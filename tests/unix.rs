@@ -848,6 +848,26 @@ fn inspect_a_unix_socket() {
     assert_eq!(v["target"], addr.as_str(), "{v}");
     assert_eq!(v["verified"], true, "{v}");
     assert_eq!(v["chain"][0]["subject"], "CN=localhost", "{v}");
+    // In a --targets file, beside a TCP target.
+    let tcp = serve_k(&pki.server, &[], Input::Null);
+    let tcp_target = format!("localhost:{}", tcp.port);
+    let list = write(dir.path(), "targets.txt", format!("{addr}\n{tcp_target}\n"));
+    let mut args = vec!["inspect", "--json", "--targets", s(&list)];
+    args.extend(verified(&pki));
+    let done = run(&args, Input::Null);
+    done.expect_code(0);
+    let mut targets: Vec<String> = String::from_utf8_lossy(&done.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a JSON object a line");
+            assert_eq!(v["verified"], true, "{v}");
+            v["target"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    targets.sort();
+    let mut want = vec![addr.clone(), tcp_target];
+    want.sort();
+    assert_eq!(targets, want);
 }
 
 #[test]
