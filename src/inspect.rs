@@ -540,7 +540,11 @@ fn json_line(target: &Target, outcome: &Outcome, verdict: &Verdict) -> Value {
         .collect();
     json!({
         "target": target.given,
-        "address": outcome.addr.map(|a| a.to_string()),
+        // The address connected to: an IP address, or the Unix socket itself.
+        "address": match &target.addr {
+            Address::Unix(path) => Some(path.to_string()),
+            Address::Tcp(_) => outcome.addr.map(|a| a.to_string()),
+        },
         "ok": verdict.status == 0,
         "status": verdict.status,
         "error": verdict.error,

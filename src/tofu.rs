@@ -2,7 +2,8 @@
 //! public key's pin (`sha256//BASE64`) in the known-hosts file and says so; later ones must
 //! present the same key.
 //!
-//! The file is one `HOST:PORT sha256//BASE64` line per host (`#` comments allowed), mode
+//! The file is one `HOST:PORT sha256//BASE64` line per host (or `unix:PATH`, which may hold
+//! spaces: the pin is the line's last word; `#` comments allowed), mode
 //! 0600. A new line is added under an exclusive lock (on the file's directory), by writing the whole
 //! file beside it and renaming it into place, so concurrent runs neither lose nor corrupt
 //! lines. Where the file is a symbolic link, all this is done to the file it points to: the
@@ -125,10 +126,11 @@ fn lookup(file: &Path, host: &str) -> Result<Option<(usize, String)>> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let mut words = line.split_whitespace();
-        let (Some(name), Some(pin), None) = (words.next(), words.next(), words.next()) else {
+        // The pin is the last word: a host written as a Unix socket's path may hold spaces.
+        let Some((name, pin)) = line.rsplit_once(char::is_whitespace) else {
             return Err(corrupt(file, n + 1));
         };
+        let name = name.trim_end();
         let valid = pin
             .strip_prefix("sha256//")
             .and_then(|b| BASE64_STANDARD.decode(b).ok())

@@ -715,7 +715,7 @@ fn connect_unix_needs_a_servername_unless_the_key_is_pinned() {
 fn tofu_records_a_unix_socket_by_its_address() {
     let dir = tempdir();
     let home = tempdir();
-    let (_path, addr) = unix(dir.path(), "tofu.sock");
+    let (_path, addr) = unix(dir.path(), "to fu.sock");
     let tofu = || {
         let mut cmd = stls();
         cmd.args(["connect", &addr, "--tofu"])
@@ -846,6 +846,7 @@ fn inspect_a_unix_socket() {
     done.expect_code(0);
     let v: serde_json::Value = serde_json::from_slice(&done.stdout).expect("one JSON object");
     assert_eq!(v["target"], addr.as_str(), "{v}");
+    assert_eq!(v["address"], addr.as_str(), "{v}");
     assert_eq!(v["verified"], true, "{v}");
     assert_eq!(v["chain"][0]["subject"], "CN=localhost", "{v}");
     // In a --targets file, beside a TCP target.
