@@ -186,9 +186,16 @@ pub(crate) fn connect(args: &ConnectArgs) -> Result<Connect> {
         handshake_limit,
         name: target.name(),
         // A Unix socket is reached directly.
-        proxies: match target.addr {
+        proxies: match &target.addr {
             Address::Tcp(_) => proxies(&args.proxy, &args.verify, &proto)?,
-            Address::Unix(_) => Proxies::default(),
+            Address::Unix(path) => {
+                if !args.proxy.proxy.is_empty() {
+                    report::warn(format_args!(
+                        "--proxy does not apply to {path}: a Unix socket is reached directly"
+                    ));
+                }
+                Proxies::default()
+            }
         },
         explain: client.explain,
         target: target.addr,

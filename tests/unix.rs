@@ -703,7 +703,8 @@ fn connect_unix_needs_a_servername_unless_the_key_is_pinned() {
         &["--pin", &l.pin(), "--proxy", "socks5h://127.0.0.1:1"],
         Input::Null,
     );
-    done.expect_code(0);
+    done.expect_code(0)
+        .expect_stderr("--proxy does not apply to unix:");
     assert_eq!(done.stdout, b"pinned\n");
     // inspect has the same rule.
     run(&["inspect", &addr], Input::Null)
