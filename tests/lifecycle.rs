@@ -1,0 +1,430 @@
+//! A long-running stls's life: reloading its files (SIGHUP, `--reload-every` and a
+//! Kubernetes Secret's `..data` symlink swap), draining on SIGTERM (`--drain`), and systemd
+//! (socket activation with `systemd-socket-activate`, notifications to `NOTIFY_SOCKET`).
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::util::pki::{s, KeyType, Leaf, Pki, VALID};
+use crate::util::*;
+
+/// How long a test polls for what it waits on before it fails.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The fingerprint a new handshake with `addr` is served, as `stls inspect` sees it.
+fn served(addr: &str, ca: &Path) -> String {
+    let done = run(&["inspect", "--json", "--cacert", s(ca), addr], Input::Null);
+    done.expect_code(0);
+    let v: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();
+    v["chain"][0]["sha256"].as_str().unwrap().to_string()
+}
+
+/// Poll `served` until it is not `old`; the new fingerprint.
+fn served_changes(addr: &str, ca: &Path, old: &str) -> String {
+    let until = Instant::now() + PATIENCE;
+    loop {
+        let now = served(addr, ca);
+        if now != old {
+            return now;
+        }
+        assert!(Instant::now() < until, "still served {old}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A Secret as Kubernetes mounts it: `..DIR/` holds the files, `..data` points at it, and
+/// `cert.pem` and `key.pem` point through `..data`.
+fn secret(dir: &Path, version: &str, leaf: &Leaf) {
+    let real = dir.join(version);
+    std::fs::create_dir(&real).unwrap();
+    std::fs::copy(&leaf.cert, real.join("cert.pem")).unwrap();
+    std::fs::copy(&leaf.key, real.join("key.pem")).unwrap();
+    let data = dir.join("..data");
+    if data.exists() {
+        // The swap is atomic: a new link renamed over the old one.
+        let tmp = dir.join("..data_tmp");
+        std::os::unix::fs::symlink(version, &tmp).unwrap();
+        std::fs::rename(&tmp, &data).unwrap();
+    } else {
+        std::os::unix::fs::symlink(version, &data).unwrap();
+        for name in ["cert.pem", "key.pem"] {
+            std::os::unix::fs::symlink(format!("..data/{name}"), dir.join(name)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn reload_every_sees_a_secret_symlink_swap_and_keeps_serving_through_a_bad_one() {
+    let pki = Pki::new();
+    let mount = tempdir();
+    let dir = mount.path();
+    secret(dir, "..2026_a", &pki.server);
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let l = Listener::start(
+        &[
+            "-k",
+            "--cert",
+            s(&cert),
+            "--key",
+            s(&key),
+            "--reload-every",
+            "1",
+        ],
+        Input::Null,
+    );
+    let addr = format!("localhost:{}", l.port);
+    let before = served(&addr, &pki.ca.cert);
+    let next = pki.ca.server("next", &["localhost"], KeyType::P256, VALID);
+    secret(dir, "..2026_b", &next);
+    let after = served_changes(&addr, &pki.ca.cert, &before);
+    l.wait_line("cert.pem changed: reloaded");
+    // A Secret whose key is broken: the certificate served before stays.
+    let bad = dir.join("..2026_c");
+    std::fs::create_dir(&bad).unwrap();
+    std::fs::copy(&pki.server.cert, bad.join("cert.pem")).unwrap();
+    std::fs::write(bad.join("key.pem"), "not a key").unwrap();
+    let tmp = dir.join("..data_tmp");
+    std::os::unix::fs::symlink("..2026_c", &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    l.wait_line("the certificates loaded before are kept");
+    assert_eq!(served(&addr, &pki.ca.cert), after);
+    let done = l.stop();
+    done.expect_code(143);
+}
+
+#[test]
+fn reload_every_needs_files() {
+    run(
+        &["listen", "-k", "127.0.0.1:0", "--reload-every", "1"],
+        Input::Null,
+    )
+    .expect_code(2)
+    .expect_stderr("--reload-every");
+    run(
+        &["connect", "127.0.0.1:1", "--drain", "5", "--insecure"],
+        Input::Null,
+    )
+    .expect_code(2)
+    .expect_stderr("give --from too");
+}
+
+#[test]
+fn sighup_does_not_end_an_ephemeral_listener() {
+    let l = Listener::start(&["-k", "-e", "cat"], Input::Null);
+    l.signal(libc::SIGHUP);
+    l.wait_line("SIGHUP: nothing to reload");
+    // Still serving.
+    let done = connect(
+        &l.addr(),
+        &["--pin", &l.pin()],
+        Input::Bytes(b"still here\n".to_vec()),
+    );
+    done.expect_code(0);
+    assert_eq!(done.stdout, b"still here\n");
+    l.stop().expect_code(143);
+}
+
+/// Through a plain port: send `data`, end our side, read what comes back.
+fn round_trip(port: u16, data: &[u8]) -> Vec<u8> {
+    let mut sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sock.write_all(data).unwrap();
+    sock.shutdown(std::net::Shutdown::Write).unwrap();
+    read_all(&mut sock)
+}
+
+#[test]
+fn sighup_on_connect_from_changes_which_server_it_trusts() {
+    let pki = Pki::new();
+    let other = Pki::new();
+    let server = Listener::start(
+        &[
+            "-k",
+            "--cert",
+            s(&pki.server.cert),
+            "--key",
+            s(&pki.server.key),
+            "-e",
+            "cat",
+        ],
+        Input::Null,
+    );
+    // The tunnel trusts another CA first.
+    let trusted = write(
+        pki.dir.path(),
+        "trusted.pem",
+        std::fs::read(&other.ca.cert).unwrap(),
+    );
+    let mut cmd = stls();
+    cmd.args([
+        "connect",
+        &format!("localhost:{}", server.port),
+        "--from",
+        "127.0.0.1:0",
+        "--cacert",
+        s(&trusted),
+    ]);
+    let tunnel = Listener::start_cmd(&mut cmd, Input::Null);
+    assert_eq!(round_trip(tunnel.port, b"hello\n"), b"");
+    tunnel.wait_line("is --cacert the right CA?");
+    // The file now holds the server's CA: after SIGHUP, new connections trust it.
+    std::fs::copy(&pki.ca.cert, &trusted).unwrap();
+    tunnel.signal(libc::SIGHUP);
+    tunnel.wait_line("SIGHUP: reloaded");
+    assert_eq!(round_trip(tunnel.port, b"hello\n"), b"hello\n");
+    // A bad file keeps what was trusted.
+    std::fs::write(&trusted, "not a certificate").unwrap();
+    tunnel.signal(libc::SIGHUP);
+    tunnel.wait_line("the certificates loaded before are kept");
+    assert_eq!(round_trip(tunnel.port, b"again\n"), b"again\n");
+    tunnel.stop().expect_code(143);
+    server.stop().expect_code(143);
+}
+
+/// A backend that sends `data` to its one client: the first `first` bytes at once, the rest
+/// when told to go on; then it closes.
+fn held_backend(data: Vec<u8>, first: usize) -> (u16, mpsc::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (go, wait) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let (mut sock, _) = listener.accept().unwrap();
+        let _ = sock.write_all(&data[..first]);
+        // Told to go on, or the test is over (the sender dropped): send the rest.
+        let _ = wait.recv();
+        let _ = sock.write_all(&data[first..]);
+    });
+    (port, go)
+}
+
+/// `stls listen --to` the backend at `port` with `extra`, and a client receiving from it
+/// through stls that has had `first` bytes.
+fn tunnel_in_flight(pki: &Pki, port: u16, first: usize, extra: &[&str]) -> (Listener, Proc) {
+    let backend = format!("127.0.0.1:{port}");
+    let mut args = vec!["--to", &backend, "--cert", s(&pki.server.cert)];
+    args.extend(["--key", s(&pki.server.key)]);
+    args.extend(extra);
+    let l = Listener::start(&args, Input::Null);
+    let mut cmd = stls();
+    cmd.args([
+        "connect",
+        &format!("localhost:{}", l.port),
+        "--cacert",
+        s(&pki.ca.cert),
+        "--recv-only",
+    ]);
+    let client = Proc::spawn(&mut cmd, Input::Null);
+    client.wait_stdout(first).unwrap();
+    (l, client)
+}
+
+#[test]
+fn a_drain_lets_a_transfer_in_flight_finish_and_refuses_new_clients() {
+    let pki = Pki::new();
+    let data = random_bytes(20 << 20, 29);
+    let first = 1 << 20;
+    let (port, go) = held_backend(data.clone(), first);
+    let (l, client) = tunnel_in_flight(&pki, port, first, &["--drain", "600", "--threads", "2"]);
+    l.signal(libc::SIGTERM);
+    l.wait_line("draining");
+    // Every loop stops accepting: new clients are refused (each loop closes its socket).
+    let until = Instant::now() + PATIENCE;
+    while TcpStream::connect(("127.0.0.1", l.port)).is_ok() {
+        assert!(Instant::now() < until, "still accepting while draining");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    go.send(()).unwrap();
+    let done = client.finish();
+    done.expect_code(0);
+    assert_same(&done.stdout, &data, "the transfer in flight at SIGTERM");
+    l.finish()
+        .expect_code(143)
+        .expect_stderr("drained: every connection finished");
+}
+
+#[test]
+fn a_second_signal_ends_a_drain_at_once() {
+    let pki = Pki::new();
+    let data = random_bytes(2 << 20, 30);
+    let first = 1 << 20;
+    let (port, _go) = held_backend(data, first);
+    let (l, client) = tunnel_in_flight(&pki, port, first, &["--drain", "600", "--threads", "1"]);
+    l.signal(libc::SIGTERM);
+    l.wait_line("draining");
+    l.signal(libc::SIGTERM);
+    let done = l.finish();
+    done.expect_code(143);
+    assert!(!done.stderr.contains("drained"), "{}", done.stderr);
+    // The client's transfer was cut short: it does not end well.
+    assert_ne!(client.finish().code(), 0);
+}
+
+#[test]
+fn listen_systemd_without_socket_activation_is_a_usage_error() {
+    let mut cmd = stls();
+    cmd.args(["listen", "systemd:"]).env_remove("LISTEN_FDS");
+    Proc::spawn(&mut cmd, Input::Null)
+        .finish()
+        .expect_code(2)
+        .expect_stderr("systemd passed no socket");
+}
+
+/// What stls tells systemd, as datagrams on a socket of the test's.
+struct Notifications {
+    sock: UnixDatagram,
+    path: std::path::PathBuf,
+    seen: Vec<String>,
+}
+
+impl Notifications {
+    fn new(dir: &Path) -> Notifications {
+        let path = dir.join("notify.sock");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        Notifications {
+            sock,
+            path,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Wait for a datagram holding `line`; the datagram.
+    fn wait(&mut self, line: &str) -> String {
+        let until = Instant::now() + PATIENCE;
+        loop {
+            let mut buf = [0u8; 4096];
+            if let Ok(n) = self.sock.recv(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                self.seen.push(text.clone());
+                if text.lines().any(|l| l == line) {
+                    return text;
+                }
+            }
+            assert!(
+                Instant::now() < until,
+                "no {line} from stls; seen: {:?}",
+                self.seen
+            );
+        }
+    }
+}
+
+/// `systemd-socket-activate` listening on `at`, starting `stls listen systemd: ARGS…` with
+/// `NOTIFY_SOCKET` and a watchdog.
+fn activated(at: &str, notify: &Notifications, args: &[&str]) -> Proc {
+    let mut cmd = Command::new("systemd-socket-activate");
+    cmd.args(["-l", at])
+        .arg("-E")
+        .arg(format!("NOTIFY_SOCKET={}", notify.path.display()))
+        .args(["-E", "WATCHDOG_USEC=1000000"])
+        .arg(env!("CARGO_BIN_EXE_stls"))
+        .args(["listen", "systemd:"])
+        .args(args);
+    let proc = Proc::spawn(&mut cmd, Input::Null);
+    // Its own line, once its socket is there.
+    proc.wait_line("Listening on");
+    proc
+}
+
+#[test]
+fn socket_activation_serves_curl_and_tells_systemd() {
+    if !have("systemd-socket-activate") || !have("curl") {
+        return;
+    }
+    let pki = Pki::new();
+    let port = free_port();
+    let mut notify = Notifications::new(pki.dir.path());
+    let reply = "printf 'HTTP/1.0 200 OK\\r\\nContent-Length: 6\\r\\n\\r\\nhello\\n'";
+    let (cert, key) = (s(&pki.server.cert), s(&pki.server.key));
+    let stls = activated(
+        &format!("127.0.0.1:{port}"),
+        &notify,
+        &["-k", "--cert", cert, "--key", key, "-c", reply],
+    );
+    // systemd-socket-activate starts stls at the first client, which waits in the backlog.
+    let curl = Command::new("curl")
+        .args(["-sS", "--max-time", "30", "--cacert", s(&pki.ca.cert)])
+        .arg(format!("https://localhost:{port}/"))
+        .output()
+        .unwrap();
+    notify.wait("READY=1");
+    assert_eq!(
+        curl.stdout,
+        b"hello\n",
+        "curl: {}",
+        String::from_utf8_lossy(&curl.stderr)
+    );
+    notify.wait("WATCHDOG=1");
+    stls.signal(libc::SIGHUP);
+    let reloading = notify.wait("RELOADING=1");
+    assert!(
+        reloading.lines().any(|l| l
+            .strip_prefix("MONOTONIC_USEC=")
+            .is_some_and(|v| v.parse::<u64>().is_ok())),
+        "{reloading}"
+    );
+    notify.wait("READY=1");
+    stls.signal(libc::SIGTERM);
+    notify.wait("STOPPING=1");
+    let done = stls.finish();
+    done.expect_code(143);
+}
+
+#[test]
+fn socket_activation_of_a_unix_socket() {
+    if !have("systemd-socket-activate") {
+        return;
+    }
+    let pki = Pki::new();
+    let sock = pki.dir.path().join("stls.sock");
+    let mut notify = Notifications::new(pki.dir.path());
+    let (cert, key) = (s(&pki.server.cert), s(&pki.server.key));
+    let stls = activated(
+        s(&sock),
+        &notify,
+        &["-k", "--cert", cert, "--key", key, "-e", "cat"],
+    );
+    // Started at the first client.
+    let done = connect(
+        &format!("unix:{}", s(&sock)),
+        &["--cacert", s(&pki.ca.cert), "--servername", "localhost"],
+        Input::Bytes(b"over systemd's socket\n".to_vec()),
+    );
+    done.expect_code(0);
+    assert_eq!(done.stdout, b"over systemd's socket\n");
+    notify.wait("READY=1");
+    stls.signal(libc::SIGTERM);
+    stls.finish().expect_code(143);
+    // The socket file is systemd's: stls leaves it.
+    assert!(sock.exists());
+}
+
+#[test]
+fn a_drain_tells_systemd_it_is_stopping() {
+    if !have("systemd-socket-activate") {
+        return;
+    }
+    let pki = Pki::new();
+    let port = free_port();
+    let mut notify = Notifications::new(pki.dir.path());
+    let (cert, key) = (s(&pki.server.cert), s(&pki.server.key));
+    let stls = activated(
+        &format!("127.0.0.1:{port}"),
+        &notify,
+        &[
+            "-k", "--cert", cert, "--key", key, "--drain", "5", "-e", "cat",
+        ],
+    );
+    // Started at the first client, which then goes.
+    drop(TcpStream::connect(("127.0.0.1", port)).unwrap());
+    notify.wait("READY=1");
+    stls.signal(libc::SIGTERM);
+    notify.wait("STOPPING=1");
+    let done = stls.finish();
+    done.expect_code(143).expect_stderr("drained:");
+}
