@@ -266,5 +266,7 @@ fn tunnel(s: &Connect, at: &ListenAt) -> Result<()> {
     );
     crate::metrics::set_ready();
     systemd::ready();
-    relay.run()
+    let result = relay.run();
+    crate::relay::say_drained();
+    result
 }

@@ -40,7 +40,7 @@ pub(crate) fn run(s: &Listen) -> Result<()> {
         barrier: Barrier::new(threads),
         failed: AtomicBool::new(false),
     };
-    std::thread::scope(|scope| {
+    let result = std::thread::scope(|scope| {
         for sock in extra {
             let (config, ready) = (config.clone(), &ready);
             scope.spawn(move || {
@@ -54,7 +54,10 @@ pub(crate) fn run(s: &Listen) -> Result<()> {
         }
         // This loop's outcome is the run's.
         serve(s, sock, config, nofile, threads, &ready, true)
-    })
+    });
+    // Every loop has ended.
+    crate::relay::say_drained();
+    result
 }
 
 /// How the loops start together: each waits for the others to catch their signals; if one

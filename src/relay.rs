@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -591,6 +591,7 @@ impl Relay {
             crate::metrics::set_draining();
             crate::systemd::stopping();
             let open = match self.peers.len() {
+                0 => "no connection is open, and none".to_string(),
                 1 => "1 open connection has".to_string(),
                 n => format!("{n} open connections have"),
             };
@@ -643,13 +644,9 @@ impl Relay {
             crate::systemd::stopping();
         }
         let reset = self.close_all();
-        if self.main && self.draining.is_some() {
-            let what = match reset {
-                0 => "every connection finished".to_string(),
-                1 => "1 connection reset, unfinished".to_string(),
-                n => format!("{n} connections reset, unfinished"),
-            };
-            report::note(Event::Stopped, format_args!("drained: {what}"));
+        if self.draining.is_some() {
+            DRAIN_RESETS.fetch_add(reset, Ordering::Relaxed);
+            DRAINED.store(true, Ordering::Relaxed);
         }
         let (class, name) = if sig == SIGINT {
             (Class::Interrupted, "SIGINT")
@@ -733,6 +730,23 @@ impl Relay {
             _ => result,
         }
     }
+}
+
+/// Whether a drain ended, and the connections it reset, over every loop of the run.
+static DRAINED: AtomicBool = AtomicBool::new(false);
+static DRAIN_RESETS: AtomicUsize = AtomicUsize::new(0);
+
+/// Once every loop has ended: how a drain went, said once for the run.
+pub(crate) fn say_drained() {
+    if !DRAINED.load(Ordering::Relaxed) {
+        return;
+    }
+    let what = match DRAIN_RESETS.load(Ordering::Relaxed) {
+        0 => "every connection finished".to_string(),
+        1 => "1 connection reset, unfinished".to_string(),
+        n => format!("{n} connections reset, unfinished"),
+    };
+    report::note(Event::Stopped, format_args!("drained: {what}"));
 }
 
 fn signal_name(sig: i32) -> &'static str {
