@@ -693,10 +693,13 @@ impl Relay {
 
     /// Before returning `result`: let stdout take what it was given and let the children of
     /// ended connections exit (for at most `CHILD_GRACE`), still answering signals. After a
-    /// signal nothing is waited for.
+    /// signal nothing is waited for, unless it was drained.
     fn finish(mut self, result: Result<()>) -> Result<()> {
         if let Err(e) = &result {
-            if matches!(classify(e), Class::Interrupted | Class::Terminated) {
+            // After a drain, what the finished connections sent still goes to stdout.
+            if matches!(classify(e), Class::Interrupted | Class::Terminated)
+                && self.draining.is_none()
+            {
                 return result;
             }
         }

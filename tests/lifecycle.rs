@@ -481,3 +481,138 @@ fn a_drain_tells_systemd_it_is_stopping() {
     let done = stls.finish();
     done.expect_code(143).expect_stderr("drained:");
 }
+
+#[test]
+fn socket_activation_picks_a_socket_by_name() {
+    if !have("systemd-socket-activate") {
+        return;
+    }
+    let pki = Pki::new();
+    let (admin, web) = (free_port(), free_port());
+    let (cert, key) = (s(&pki.server.cert), s(&pki.server.key));
+    let start = |spec: &str, args: &[&str]| {
+        let mut cmd = Command::new("systemd-socket-activate");
+        cmd.arg("-l")
+            .arg(format!("127.0.0.1:{admin}"))
+            .arg("-l")
+            .arg(format!("127.0.0.1:{web}"))
+            .arg("--fdname=admin:web")
+            .arg(env!("CARGO_BIN_EXE_stls"))
+            .args(["listen", spec])
+            .args(args);
+        let proc = Proc::spawn(&mut cmd, Input::Null);
+        proc.wait_line(&format!("Listening on 127.0.0.1:{web}"));
+        proc
+    };
+    let stls = start(
+        "systemd:web",
+        &["-k", "--cert", cert, "--key", key, "-e", "cat"],
+    );
+    let done = connect(
+        &format!("localhost:{web}"),
+        &["--cacert", s(&pki.ca.cert)],
+        Input::Bytes(b"by name\n".to_vec()),
+    );
+    done.expect_code(0);
+    assert_eq!(done.stdout, b"by name\n");
+    stls.signal(libc::SIGTERM);
+    stls.finish().expect_code(143);
+    // A name systemd did not pass, and two sockets without a name, are usage errors that
+    // name what was passed. stls starts at the first client.
+    for (spec, says) in [
+        (
+            "systemd:nope",
+            "no socket of that name (LISTEN_FDNAMES: admin, web)",
+        ),
+        (
+            "systemd:",
+            "passed 2 sockets (admin, web): name one with systemd:NAME",
+        ),
+    ] {
+        let stls = start(spec, &[]);
+        let _client = TcpStream::connect(("127.0.0.1", web)).unwrap();
+        stls.finish().expect_code(2).expect_stderr(says);
+    }
+}
+
+/// The README's systemd recipe, tried by hand as it says.
+const BY_HAND: &str =
+    "systemd-socket-activate -l 8443 stls listen systemd: --to 127.0.0.1:8080 --cert cert.pem";
+
+#[test]
+fn the_readmes_socket_activation_recipe() {
+    let readme = std::fs::read_to_string("README.md").expect("README");
+    assert!(
+        readme.contains(&format!("    {BY_HAND}\n")),
+        "README.md no longer has the line {BY_HAND:?}"
+    );
+    if !have("systemd-socket-activate") || !have("curl") {
+        return;
+    }
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    // The key in the certificate's file, as --cert allows.
+    let mut pem = std::fs::read(&pki.server.cert).unwrap();
+    pem.extend(std::fs::read(&pki.server.key).unwrap());
+    write(dir, "cert.pem", pem);
+    // The backend: a plain HTTP reply to one client.
+    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+    let to = backend.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        if let Ok((mut sock, _)) = backend.accept() {
+            let mut buf = [0u8; 4096];
+            let _ = std::io::Read::read(&mut sock, &mut buf);
+            let _ = sock.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n");
+        }
+    });
+    let port = free_port();
+    let line = BY_HAND
+        .replace("-l 8443", &format!("-l 127.0.0.1:{port}"))
+        .replace("127.0.0.1:8080", &to);
+    let bin = Path::new(env!("CARGO_BIN_EXE_stls")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("exec {line}"))
+        .current_dir(dir)
+        .env("PATH", path);
+    let stls = Proc::spawn(&mut cmd, Input::Null);
+    stls.wait_line("Listening on");
+    let curl = Command::new("curl")
+        .args(["-sS", "--max-time", "30", "--cacert", s(&pki.ca.cert)])
+        .arg(format!("https://localhost:{port}/"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        curl.stdout,
+        b"ok\n",
+        "curl: {}",
+        String::from_utf8_lossy(&curl.stderr)
+    );
+    stls.signal(libc::SIGTERM);
+    stls.finish().expect_code(143);
+}
+
+#[test]
+fn a_drain_delivers_what_k_receives_to_stdout() {
+    let data = random_bytes(4 << 20, 32);
+    let half = data.len() / 2;
+    let l = Listener::start(&["-k", "--recv-only", "--drain", "600"], Input::Null);
+    let mut cmd = stls();
+    cmd.args(["connect", &l.addr(), "--pin", &l.pin(), "--send-only"]);
+    let mut client = Proc::spawn(&mut cmd, Input::Held);
+    client.stdin().write_all(&data[..half]).unwrap();
+    l.proc.wait_stdout(1).unwrap();
+    l.signal(libc::SIGTERM);
+    l.wait_line("draining");
+    client.stdin().write_all(&data[half..]).unwrap();
+    client.close_stdin();
+    client.finish().expect_code(0);
+    let done = l.finish();
+    done.expect_code(143);
+    assert_same(&done.stdout, &data, "what the client sent during the drain");
+}
