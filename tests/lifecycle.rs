@@ -329,7 +329,8 @@ fn listen_systemd_without_socket_activation_is_a_usage_error() {
 /// What stls tells systemd, as datagrams on a socket of the test's.
 struct Notifications {
     sock: UnixDatagram,
-    path: std::path::PathBuf,
+    /// What `NOTIFY_SOCKET` says: a path, or `@` and an abstract name.
+    path: String,
     seen: Vec<String>,
 }
 
@@ -341,7 +342,22 @@ impl Notifications {
             .unwrap();
         Notifications {
             sock,
-            path,
+            path: s(&path).to_string(),
+            seen: Vec::new(),
+        }
+    }
+
+    /// On an abstract socket (`NOTIFY_SOCKET=@NAME`), as systemd's own is.
+    fn abstract_socket() -> Notifications {
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("stls-test-notify-{}-{:x}", std::process::id(), rand_u64());
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let sock = UnixDatagram::bind_addr(&addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        Notifications {
+            sock,
+            path: format!("@{name}"),
             seen: Vec::new(),
         }
     }
@@ -373,7 +389,7 @@ fn activated(at: &str, notify: &Notifications, args: &[&str]) -> Proc {
     let mut cmd = Command::new("systemd-socket-activate");
     cmd.args(["-l", at])
         .arg("-E")
-        .arg(format!("NOTIFY_SOCKET={}", notify.path.display()))
+        .arg(format!("NOTIFY_SOCKET={}", notify.path))
         .args(["-E", "WATCHDOG_USEC=1000000"])
         .arg(env!("CARGO_BIN_EXE_stls"))
         .args(["listen", "systemd:"])
@@ -615,4 +631,36 @@ fn a_drain_delivers_what_k_receives_to_stdout() {
     let done = l.finish();
     done.expect_code(143);
     assert_same(&done.stdout, &data, "what the client sent during the drain");
+}
+
+/// A number that differs between runs, for names that must not clash.
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+#[test]
+fn notifications_reach_an_abstract_socket() {
+    if !have("systemd-socket-activate") {
+        return;
+    }
+    let port = free_port();
+    let mut notify = Notifications::abstract_socket();
+    let stls = activated(&format!("127.0.0.1:{port}"), &notify, &["-k"]);
+    // Started at the first client, which then goes.
+    drop(TcpStream::connect(("127.0.0.1", port)).unwrap());
+    notify.wait("READY=1");
+    // An ephemeral certificate: SIGHUP reloads nothing, and the service goes on.
+    stls.signal(libc::SIGHUP);
+    stls.wait_line("nothing to reload");
+    notify.wait("WATCHDOG=1");
+    stls.signal(libc::SIGTERM);
+    notify.wait("STOPPING=1");
+    stls.finish().expect_code(143);
 }
