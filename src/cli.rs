@@ -225,13 +225,17 @@ pub(crate) struct ConnectArgs {
     pub proxy: ProxyArgs,
 
     #[command(flatten)]
+    pub lifecycle: LifecycleArgs,
+
+    #[command(flatten)]
     pub common: CommonArgs,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct ListenArgs {
     /// Where to listen: PORT (all interfaces), ADDR:PORT or [IPv6]:PORT (port 0 picks a free
-    /// port), or unix:PATH / unix:@NAME (a Unix socket, or a Linux abstract name).
+    /// port), unix:PATH / unix:@NAME (a Unix socket, or a Linux abstract name), or systemd:
+    /// / systemd:NAME (the socket systemd passed, by socket activation).
     #[arg(value_name = "[ADDR:]PORT")]
     pub addr: String,
 
@@ -313,7 +317,27 @@ pub(crate) struct ListenArgs {
     pub allow_san: Vec<String>,
 
     #[command(flatten)]
+    pub lifecycle: LifecycleArgs,
+
+    #[command(flatten)]
     pub common: CommonArgs,
+}
+
+/// A long-running stls (`listen -k`, `--to`, `connect --from`): reloading its files, and
+/// how it stops.
+#[derive(Debug, Args)]
+pub(crate) struct LifecycleArgs {
+    /// Every SECS, look at the files given (--cert, --key, --client-ca, --crl, --ocsp;
+    /// connect --from: --cacert, --cert, --key, --crl) and reload them when one changed: its
+    /// path after symlinks, inode, size or modification time (as SIGHUP does).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub reload_every: Option<Duration>,
+
+    /// On SIGTERM or SIGINT, stop accepting at once and let open connections finish for up
+    /// to SECS, then reset the rest (default 0: reset them at once). A second signal ends at
+    /// once.
+    #[arg(long, value_name = "SECS", value_parser = parse_linger, default_value = "0")]
+    pub drain: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -329,7 +353,7 @@ pub(crate) enum ProxyProtocol {
 }
 
 /// TLS options of every subcommand that makes TLS connections.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub(crate) struct TlsArgs {
     /// PEM certificate chain to present, leaf first: connect and inspect, a client
     /// certificate for servers that ask for one (mutual TLS); listen, the server's, replacing
@@ -478,7 +502,7 @@ pub(crate) struct ProxyArgs {
 }
 
 /// How the server's certificate is verified (connect, inspect).
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub(crate) struct VerifyArgs {
     /// Which CA certificates to trust: the system's (SSL_CERT_FILE, SSL_CERT_DIR, else the
     /// platform's store; the built-in roots when it is empty), or only the built-in Mozilla

@@ -1,5 +1,7 @@
 //! `stls connect`: resolve, connect within `-w`, handshake, relay.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
@@ -13,11 +15,13 @@ use crate::starttls::{self, Proto};
 use crate::local::{LocalEnd, TcpEnd};
 use crate::net::{self, Dialer};
 use crate::relay::{Listening, Relay};
+use crate::reload::Reload;
 use crate::report;
 use crate::resolve::Resolver;
 use crate::session::{Options, Session};
 use crate::settings::{Connect, GREETING_WAIT};
 use crate::stream::{Address, ListenAt, Peer, Stream};
+use crate::systemd;
 use crate::tls_socket::TlsSocket;
 use crate::unix::Credentials;
 
@@ -195,7 +199,10 @@ fn tunnel(s: &Connect, at: &ListenAt) -> Result<()> {
     })?;
     // A name a socks5:// proxy is given is looked up for each connection, off the loop.
     let resolver = Resolver::new(s.common.family, Some(relay.waker()));
-    let (config, server_name) = (s.config.clone(), s.server_name.clone());
+    // SIGHUP and --reload-every put a new configuration here, for the connections after.
+    let current = Rc::new(RefCell::new(s.config.clone()));
+    let config = current.clone();
+    let server_name = s.server_name.clone();
     let (target, name, starttls) = (s.target.clone(), s.name.clone(), s.starttls);
     let proxies = s.proxies.clone();
     let limit = s
@@ -218,7 +225,7 @@ fn tunnel(s: &Connect, at: &ListenAt) -> Result<()> {
             (None, Address::Tcp(_)) => (Err(anyhow!("no address to connect to")), None),
         };
         let sock = sock.map_err(|e| e.context(format!("{target} for {from}")))?;
-        let tls = ClientConnection::new(config.clone(), server_name.clone())
+        let tls = ClientConnection::new(config.borrow().clone(), server_name.clone())
             .map_err(|e| anyhow!("TLS setup: {e}"))?;
         let route = Route::client(&proxies, &target, &name, starttls, &resolver, Some(until))?;
         let session = Session::new(
@@ -242,12 +249,24 @@ fn tunnel(s: &Connect, at: &ListenAt) -> Result<()> {
         max_conns: 1000,
         max_handshakes: 256,
         accept: Box::new(accept),
-        reload: None,
+        reload: s.reload.clone().map(|files| {
+            let paths = files.paths();
+            let load = Box::new(move || {
+                *current.borrow_mut() = files.load()?;
+                Ok("new connections use the files as they are now".to_string())
+            });
+            Reload::new(Some(load), paths, s.reload_every)
+        }),
+        drain: s.drain,
+        main: true,
     })?;
     report::note(
         report::Event::Listening,
         format_args!("listening on {local}"),
     );
     crate::metrics::set_ready();
-    relay.run()
+    systemd::ready();
+    let result = relay.run();
+    crate::relay::say_drained();
+    result
 }

@@ -21,6 +21,7 @@
 //! - `net`: addresses, connecting (each address in turn), binding.
 //! - `unix`: Unix-domain socket addresses (`unix:PATH`, `unix:@NAME`), binding, credentials.
 //! - `stream`: a socket of either family (TCP, Unix), connected or listening, and its peer.
+//! - `systemd`: socket activation (`listen systemd:`) and notifications to systemd.
 //! - `resolve`: name lookups off the event loop, on a small shared pool.
 //! - `client`: `stls connect`, and its tunnel (`--from`).
 //! - `listener`: `stls listen`, one event loop per thread.
@@ -34,6 +35,7 @@
 //! - `preamble`: the engine that plays each dialogue before TLS, with its bounds.
 //! - `wire`: the byte stream under TLS (TCP, through any `https://` proxies).
 //! - `relay`: the event loop for every connection.
+//! - `reload`: reading a long-running stls's files again (SIGHUP, `--reload-every`).
 //! - `events`: what the loop's tokens mean and the readiness each descriptor remembers.
 //! - `session`: one connection (a TLS socket and its local end) and its finishing rules.
 //! - `tls_socket`: TLS over a connection's wire.
@@ -73,6 +75,7 @@ mod preamble;
 mod probe;
 mod proxy;
 mod relay;
+mod reload;
 mod report;
 mod resolve;
 mod route;
@@ -81,6 +84,7 @@ mod settings;
 mod starttls;
 mod stdio;
 mod stream;
+mod systemd;
 mod tls;
 mod tls_socket;
 mod tofu;
@@ -121,6 +125,8 @@ pub fn main() -> ExitCode {
     };
     // Before anything else is done: from here `ps` shows no proxy password.
     argv::hide_proxy_credentials(proxy_urls(&cli));
+    // Before any thread starts: systemd's variables are taken out of the environment.
+    systemd::take_environment();
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -14,11 +14,13 @@ use crate::error::{classify, Class};
 use crate::local::LocalEnd;
 use crate::metrics;
 use crate::relay::{Listening, Relay};
+use crate::reload::Reload;
 use crate::report;
 use crate::route::Route;
 use crate::session::{Options, Session};
 use crate::settings::Listen;
 use crate::stream::{Listener, Peer, Stream};
+use crate::systemd;
 use crate::tls_socket::TlsSocket;
 
 pub(crate) fn run(s: &Listen) -> Result<()> {
@@ -30,7 +32,7 @@ pub(crate) fn run(s: &Listen) -> Result<()> {
     // SIGHUP swaps in a new configuration for the handshakes that follow, in every loop.
     let config = Arc::new(RwLock::new(s.config.clone()));
     let extra = (1..threads)
-        .map(|_| sock.again())
+        .map(|_| s.at.again(&sock))
         .collect::<Result<Vec<_>>>()?;
     // Every loop catches its signals before the address is announced: a signal sent once
     // the address is known reaches them all.
@@ -38,7 +40,7 @@ pub(crate) fn run(s: &Listen) -> Result<()> {
         barrier: Barrier::new(threads),
         failed: AtomicBool::new(false),
     };
-    std::thread::scope(|scope| {
+    let result = std::thread::scope(|scope| {
         for sock in extra {
             let (config, ready) = (config.clone(), &ready);
             scope.spawn(move || {
@@ -52,7 +54,10 @@ pub(crate) fn run(s: &Listen) -> Result<()> {
         }
         // This loop's outcome is the run's.
         serve(s, sock, config, nofile, threads, &ready, true)
-    })
+    });
+    // Every loop has ended.
+    crate::relay::say_drained();
+    result
 }
 
 /// How the loops start together: each waits for the others to catch their signals; if one
@@ -77,6 +82,7 @@ fn announce(s: &Listen, local: &str) {
         format_args!("listening on {local}"),
     );
     metrics::set_ready();
+    systemd::ready();
 }
 
 /// One event loop on `sock`; the first (`main`) also answers SIGHUP for all.
@@ -157,18 +163,30 @@ fn setup(
         max_conns: (s.max_conns / threads).max(1),
         max_handshakes: (s.max_handshakes / threads).max(1),
         accept: Box::new(accept),
-        reload: s.reload.clone().filter(|_| main).map(|(files, presented)| {
-            Box::new(move || {
-                let (new, fingerprint) = files.load(&presented)?;
-                let mut slot = config.write().unwrap_or_else(|e| e.into_inner());
-                *slot = Arc::new(new);
-                Ok(format!(
-                    "serving the certificate with sha256 fingerprint {fingerprint}"
-                ))
-            }) as Box<dyn Fn() -> Result<String>>
-        }),
+        reload: main.then(|| reload(s, config)).flatten(),
+        drain: s.drain,
+        main,
     })?;
     Ok((relay, local))
+}
+
+/// What SIGHUP and `--reload-every` do: read the files again, for the handshakes of every
+/// loop. A long-running listener with an ephemeral certificate answers SIGHUP too, with
+/// nothing to reload; a one-shot one leaves SIGHUP as it is.
+fn reload(s: &Listen, config: Arc<RwLock<Arc<ServerConfig>>>) -> Option<Reload> {
+    let Some((files, presented)) = s.reload.clone() else {
+        return s.keep_open.then(|| Reload::new(None, Vec::new(), None));
+    };
+    let paths = files.paths();
+    let load = Box::new(move || {
+        let (new, fingerprint) = files.load(&presented)?;
+        let mut slot = config.write().unwrap_or_else(|e| e.into_inner());
+        *slot = Arc::new(new);
+        Ok(format!(
+            "serving the certificate with sha256 fingerprint {fingerprint}"
+        ))
+    });
+    Some(Reload::new(Some(load), paths, s.reload_every))
 }
 
 /// Many connections need many descriptors: raise the soft limit to the hard one (running out

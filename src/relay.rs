@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,7 @@ use crate::error::{classify, io_phrase, Class};
 use crate::events::{part_of, LISTENER, SIGNALS, WAKER};
 use crate::exec::Child;
 use crate::local::{Direction, LocalEnd};
+use crate::reload::Reload;
 use crate::report::{self, Event};
 use crate::session::{HandshakeLimit, Options, Session, Shared, Timer, Turn};
 use crate::stdio::{Broadcast, Sink, Source};
@@ -56,9 +57,20 @@ pub(crate) struct Listening {
     pub max_handshakes: usize,
     /// Set up TLS for an accepted socket.
     pub accept: Box<Accept>,
-    /// SIGHUP: read the certificate, key and CA files again for new handshakes; says what
-    /// is served now. Connections already open keep what they have.
-    pub reload: Option<Box<dyn Fn() -> Result<String>>>,
+    /// SIGHUP and `--reload-every`: read the files again for new handshakes. Connections
+    /// already open keep what they have. Given to the one loop that answers for the run.
+    pub reload: Option<Reload>,
+    /// `--drain`: on SIGTERM or SIGINT, how long open connections have to finish.
+    pub drain: Duration,
+    /// This loop speaks for the run (`--threads` runs several): it says that it drains, and
+    /// tells systemd.
+    pub main: bool,
+}
+
+/// A signal asked us to stop, and open connections are finishing (`--drain`).
+struct Draining {
+    sig: i32,
+    until: Instant,
 }
 
 pub(crate) struct Relay {
@@ -86,6 +98,15 @@ pub(crate) struct Relay {
     children: Vec<(String, Child)>,
     /// Without `-k`: the outcome of the one connection.
     outcome: Option<Result<()>>,
+    /// What SIGHUP and `--reload-every` reload.
+    reload: Option<Reload>,
+    /// `--drain`: how long open connections have after SIGTERM or SIGINT.
+    drain: Duration,
+    draining: Option<Draining>,
+    /// This loop speaks for the run.
+    main: bool,
+    /// systemd's watchdog: how often to say we are alive, and when next.
+    watchdog: Option<(Duration, Instant)>,
 }
 
 impl Relay {
@@ -128,6 +149,11 @@ impl Relay {
             scratch: vec![0; 16 * 1024],
             children: Vec::new(),
             outcome: None,
+            reload: None,
+            drain: Duration::ZERO,
+            draining: None,
+            main: false,
+            watchdog: None,
         })
     }
 
@@ -142,8 +168,14 @@ impl Relay {
         self.poll
             .registry()
             .register(&mut listening.sock, LISTENER, Interest::READABLE)?;
-        if listening.reload.is_some() && !ignored(SIGHUP) {
+        self.reload = listening.reload.take();
+        if self.reload.is_some() && !ignored(SIGHUP) {
             self.signals.add_signal(SIGHUP)?;
+        }
+        self.drain = listening.drain;
+        self.main = listening.main;
+        if self.main {
+            self.watchdog = crate::systemd::watchdog_interval().map(|d| (d, Instant::now()));
         }
         self.waiting = !listening.keep_open;
         self.listening = Some(listening);
@@ -201,10 +233,17 @@ impl Relay {
             if let Some(e) = self.stdout.as_mut().and_then(Sink::take_failure) {
                 return self.output_failed(e);
             }
+            if let Some(d) = &self.draining {
+                if self.peers.is_empty() || Instant::now() >= d.until {
+                    let sig = d.sig;
+                    return self.interrupted(sig);
+                }
+            }
             if self.peers.is_empty() && self.listening.is_none() {
                 return Ok(());
             }
             let timeout = self.timers();
+            let timeout = self.housekeeping(timeout);
             if !self.queue.is_empty() || self.outcome.is_some() {
                 continue;
             }
@@ -222,7 +261,10 @@ impl Relay {
                     }
                     SIGNALS => {
                         if let Some(sig) = self.signals_arrived() {
-                            return self.interrupted(sig);
+                            if self.drain.is_zero() || self.draining.is_some() {
+                                return self.interrupted(sig);
+                            }
+                            self.start_draining(sig);
                         }
                     }
                     token => {
@@ -505,17 +547,62 @@ impl Relay {
     /// SIGHUP: new handshakes use the files as they are now; a bad file keeps the old
     /// configuration, and says why.
     fn reload(&mut self) {
-        let Some(reload) = self.listening.as_ref().and_then(|l| l.reload.as_ref()) else {
-            return;
-        };
-        let result = reload();
-        crate::metrics::reloaded(result.is_ok());
-        match result {
-            Ok(what) => report::note(Event::Reloaded, format_args!("SIGHUP: reloaded; {what}")),
-            Err(e) => report::note_warn(
-                Event::Reloaded,
-                format_args!("SIGHUP: {e:#}; the certificates loaded before are kept"),
-            ),
+        if let Some(reload) = self.reload.as_mut() {
+            reload.signalled();
+        }
+    }
+
+    /// The run's own timers — `--reload-every`'s look at the files and systemd's watchdog —
+    /// and `--drain`'s end; the time until the earliest of them and the connections' `next`.
+    fn housekeeping(&mut self, next: Option<Duration>) -> Option<Duration> {
+        let now = Instant::now();
+        if let Some(reload) = self.reload.as_mut() {
+            reload.tick(now);
+        }
+        if let Some((every, at)) = self.watchdog {
+            if now >= at {
+                crate::systemd::watchdog();
+                self.watchdog = Some((every, now + every));
+            }
+        }
+        [
+            self.reload.as_ref().and_then(Reload::next),
+            self.watchdog.map(|(_, at)| at),
+            self.draining.as_ref().map(|d| d.until),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|at| at.saturating_duration_since(now))
+        .chain(next)
+        .min()
+    }
+
+    /// `--drain`: a signal asked us to stop. Stop accepting at once (the listening socket is
+    /// closed, so new clients are refused) and give open connections until the drain ends.
+    fn start_draining(&mut self, sig: i32) {
+        if let Some(mut listening) = self.listening.take() {
+            let _ = self.poll.registry().deregister(&mut listening.sock);
+        }
+        self.draining = Some(Draining {
+            sig,
+            until: Instant::now() + self.drain,
+        });
+        if self.main {
+            crate::metrics::set_draining();
+            crate::systemd::stopping();
+            let open = match self.peers.len() {
+                0 => "no connection is open, and none".to_string(),
+                1 => "1 open connection has".to_string(),
+                n => format!("{n} open connections have"),
+            };
+            report::note(
+                Event::Draining,
+                format_args!(
+                    "{}: draining: no new connections; {open} up to {}s to finish (--drain)",
+                    signal_name(sig),
+                    self.drain.as_secs_f64()
+                ),
+            );
         }
     }
 
@@ -553,7 +640,14 @@ impl Relay {
     /// had already ended well close in order; the rest are reset, since their transfer was cut
     /// short and the peer must not take it for complete.
     fn interrupted(&mut self, sig: i32) -> Result<()> {
+        if self.main && self.draining.is_none() {
+            crate::systemd::stopping();
+        }
         let reset = self.close_all();
+        if self.draining.is_some() {
+            DRAIN_RESETS.fetch_add(reset, Ordering::Relaxed);
+            DRAINED.store(true, Ordering::Relaxed);
+        }
         let (class, name) = if sig == SIGINT {
             (Class::Interrupted, "SIGINT")
         } else {
@@ -599,10 +693,13 @@ impl Relay {
 
     /// Before returning `result`: let stdout take what it was given and let the children of
     /// ended connections exit (for at most `CHILD_GRACE`), still answering signals. After a
-    /// signal nothing is waited for.
+    /// signal nothing is waited for, unless it was drained.
     fn finish(mut self, result: Result<()>) -> Result<()> {
         if let Err(e) = &result {
-            if matches!(classify(e), Class::Interrupted | Class::Terminated) {
+            // After a drain, what the finished connections sent still goes to stdout.
+            if matches!(classify(e), Class::Interrupted | Class::Terminated)
+                && self.draining.is_none()
+            {
                 return result;
             }
         }
@@ -635,6 +732,30 @@ impl Relay {
             Some(Err(e)) => result.and(Err(anyhow!("writing to stdout: {}", io_phrase(&e)))),
             _ => result,
         }
+    }
+}
+
+/// Whether a drain ended, and the connections it reset, over every loop of the run.
+static DRAINED: AtomicBool = AtomicBool::new(false);
+static DRAIN_RESETS: AtomicUsize = AtomicUsize::new(0);
+
+/// Once every loop has ended: how a drain went, said once for the run.
+pub(crate) fn say_drained() {
+    if !DRAINED.load(Ordering::Relaxed) {
+        return;
+    }
+    let what = match DRAIN_RESETS.load(Ordering::Relaxed) {
+        0 => "every connection finished".to_string(),
+        1 => "1 connection reset, unfinished".to_string(),
+        n => format!("{n} connections reset, unfinished"),
+    };
+    report::note(Event::Stopped, format_args!("drained: {what}"));
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        SIGINT => "SIGINT",
+        _ => "SIGTERM",
     }
 }
 

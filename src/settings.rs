@@ -114,7 +114,50 @@ pub(crate) struct Connect {
     /// `--from` as long as connect gives one address, for `--starttls` [`GREETING_WAIT`];
     /// else nothing.
     pub handshake_limit: Option<(Duration, HandshakeLimit)>,
+    /// `--from`: what SIGHUP and `--reload-every` read again.
+    pub reload: Option<ClientFiles>,
+    pub reload_every: Option<Duration>,
+    /// `--drain`: how long open tunnels have after SIGTERM or SIGINT.
+    pub drain: Duration,
     pub common: Common,
+}
+
+/// The files `connect --from` builds its TLS client from (`--cacert`, `--cert`, `--key`,
+/// `--crl`), kept to be read again.
+#[derive(Clone)]
+pub(crate) struct ClientFiles {
+    verify: VerifyArgs,
+    tls: TlsArgs,
+    proto: Protocol,
+    target: Address,
+    /// Where every configuration's verifier records the chains it is shown, for the
+    /// messages of a rejected one.
+    seen: Arc<Presented>,
+}
+
+impl ClientFiles {
+    /// The client configuration from the files as they are now.
+    pub(crate) fn load(&self) -> Result<Arc<ClientConfig>> {
+        let client = client_tls(
+            &self.verify,
+            &self.tls,
+            &self.proto,
+            false,
+            Some(&self.target),
+            Some(self.seen.clone()),
+        )?;
+        Ok(client.config)
+    }
+
+    /// Every file it reads, for `--reload-every` to look at.
+    pub(crate) fn paths(&self) -> Vec<PathBuf> {
+        [&self.verify.cacert, &self.tls.cert, &self.tls.key]
+            .into_iter()
+            .flatten()
+            .chain(&self.verify.crl)
+            .cloned()
+            .collect()
+    }
 }
 
 /// How long `connect --starttls` gives the server's greeting, the dialogue and the handshake
@@ -145,6 +188,10 @@ pub(crate) struct Listen {
     pub starttls: Option<(Proto, String)>,
     /// Event loops: `--threads`, by default one per core for a tunnel, else one.
     pub threads: usize,
+    /// `--reload-every`: how often to look at the files for a change.
+    pub reload_every: Option<Duration>,
+    /// `--drain`: how long open connections have after SIGTERM or SIGINT.
+    pub drain: Duration,
     pub common: Common,
 }
 
@@ -162,7 +209,27 @@ pub(crate) fn connect(args: &ConnectArgs) -> Result<Connect> {
         &proto,
         false,
         Some(&target.addr),
+        None,
     )?;
+    if args.from.is_none() {
+        for (given, flag) in [
+            (args.lifecycle.reload_every.is_some(), "--reload-every"),
+            (!args.lifecycle.drain.is_zero(), "--drain"),
+        ] {
+            if given {
+                return Err(Class::Usage.err(format!(
+                    "{flag} is for a long-running connect --from: give --from too"
+                )));
+            }
+        }
+    }
+    let reload = ClientFiles {
+        verify: args.verify.clone(),
+        tls: args.common.tls.clone(),
+        proto: proto.clone(),
+        target: target.addr.clone(),
+        seen: client.presented.clone(),
+    };
     let from = match &args.from {
         Some(spec) => Some(match listen_at(spec, args.unix_mode)? {
             // Plain text is never exposed beyond loopback unless asked.
@@ -201,6 +268,9 @@ pub(crate) fn connect(args: &ConnectArgs) -> Result<Connect> {
         target: target.addr,
         server_name: target.server_name,
         config: client.config,
+        reload: args.from.is_some().then_some(reload),
+        reload_every: args.lifecycle.reload_every,
+        drain: args.lifecycle.drain,
         common,
     })
 }
@@ -302,15 +372,20 @@ pub(crate) struct ClientTls {
     pub explain: Explainer,
 }
 
-/// `defer`: record the verifier's verdict instead of failing the handshake (`inspect`).
+/// `defer`: record the verifier's verdict instead of failing the handshake (`inspect`);
+/// `seen`: where the verifier records the chains it is shown (a reload's, the first
+/// configuration's place).
 fn client_tls(
     verify: &VerifyArgs,
     args: &TlsArgs,
     proto: &Protocol,
     defer: bool,
     target: Option<&Address>,
+    seen: Option<Arc<Presented>>,
 ) -> Result<ClientTls> {
     let provider = proto.provider.clone();
+    // A reload says no warning a second time.
+    let seen_first = seen.is_none();
     let trust = choose_trust(verify, Checked::Target(target))?;
     let identity = match &args.cert {
         Some(cert) => Some(identity::load_identity(
@@ -325,6 +400,9 @@ fn client_tls(
     if defer {
         verifier = verifier.deferring();
     }
+    if let Some(seen) = seen {
+        verifier = verifier.recording_into(seen);
+    }
     let verifier = Arc::new(verifier);
     // inspect verifies every handshake: a resumed session would skip the verifier.
     let proto = Protocol {
@@ -332,7 +410,7 @@ fn client_tls(
         ..proto.clone()
     };
     let config = tls::client_config(&proto, verifier.clone(), identity, !verify.no_sni)?;
-    if verify.insecure {
+    if verify.insecure && seen_first {
         report::warn(
             "--insecure: the server's certificate is not verified; anyone on the path can read \
              and change this connection",
@@ -432,7 +510,7 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<Inspect> {
         files::check_output(path, "--save-chain")?;
     }
     let proto = protocol(&args.tls)?;
-    let client = client_tls(&args.verify, &args.tls, &proto, true, None)?;
+    let client = client_tls(&args.verify, &args.tls, &proto, true, None, None)?;
     if let (Some(days), true) = (args.expires_within, args.verify.insecure) {
         report::warn(format!(
             "--expires-within {days} is not applied: with --insecure the chain is not \
@@ -715,6 +793,12 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
     let presented = Arc::<Presented>::default();
     let (config, fingerprint) = files.load(&presented)?;
     let ephemeral = files.cert.is_none();
+    if ephemeral && args.lifecycle.reload_every.is_some() {
+        return Err(Class::Usage.err(
+            "--reload-every looks for changes in the files of --cert (--key, --client-ca, \
+             --crl, --ocsp): with an ephemeral certificate there is none",
+        ));
+    }
     Ok(Listen {
         at,
         config: Arc::new(config),
@@ -726,6 +810,8 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
         ephemeral,
         keep_open: many,
         threads: threads(&common.local, args.threads),
+        reload_every: args.lifecycle.reload_every,
+        drain: args.lifecycle.drain,
         max_conns: args.max_conns.unwrap_or(1000) as usize,
         max_handshakes: args.max_handshakes as usize,
         handshake_limit: match common.wait {
@@ -777,6 +863,22 @@ pub(crate) struct Served {
 }
 
 impl Served {
+    /// Every file it reads, for `--reload-every` to look at.
+    pub(crate) fn paths(&self) -> Vec<PathBuf> {
+        [
+            &self.cert,
+            &self.key,
+            &self.client_ca,
+            &self.client_ca_optional,
+            &self.ocsp,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(&self.crl)
+        .cloned()
+        .collect()
+    }
+
     /// The server configuration from the files as they are now, and the fingerprint of the
     /// certificate served; client chains are recorded in `presented`.
     pub(crate) fn load(&self, presented: &Arc<Presented>) -> Result<(ServerConfig, String)> {

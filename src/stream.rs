@@ -209,11 +209,21 @@ pub(crate) enum ListenAt {
         path: UnixPath,
         mode: u32,
     },
+    /// The socket systemd passed (socket activation): `systemd:`, or `systemd:NAME` by
+    /// `LISTEN_FDNAMES`.
+    Systemd {
+        name: Option<String>,
+    },
 }
 
 impl ListenAt {
     /// `[ADDR:]PORT`, `unix:PATH` or `unix:@NAME`; `mode` for a socket file.
     pub(crate) fn parse(spec: &str, mode: u32) -> Result<ListenAt, String> {
+        if let Some(name) = spec.strip_prefix("systemd:") {
+            return Ok(ListenAt::Systemd {
+                name: (!name.is_empty()).then(|| name.to_string()),
+            });
+        }
         if let Some(path) = UnixPath::parse(spec) {
             return Ok(ListenAt::Unix { path: path?, mode });
         }
@@ -239,6 +249,35 @@ impl ListenAt {
                     bound: Arc::new(bound),
                 })
             }
+            ListenAt::Systemd { name } => {
+                let fd = crate::systemd::listener(name.as_deref())
+                    .map_err(|m| crate::error::Class::Usage.err(m))?;
+                Listener::inherited(fd, self)
+            }
+        }
+    }
+
+    /// Another listener for another event loop (`--threads`), on the same port or socket.
+    pub(crate) fn again(&self, first: &Listener) -> anyhow::Result<Listener> {
+        match self {
+            // Not ours to bind again: each loop accepts from systemd's socket.
+            ListenAt::Systemd { .. } => first.shared(),
+            _ => first.again(),
+        }
+    }
+}
+
+impl std::fmt::Display for ListenAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAt::Tcp { host: None, port } => write!(f, "{port}"),
+            ListenAt::Tcp {
+                host: Some(host),
+                port,
+            } => write!(f, "{host}:{port}"),
+            ListenAt::Unix { path, .. } => path.fmt(f),
+            ListenAt::Systemd { name: None } => write!(f, "systemd:"),
+            ListenAt::Systemd { name: Some(name) } => write!(f, "systemd:{name}"),
         }
     }
 }
@@ -275,6 +314,57 @@ impl Listener {
                 };
                 Ok((Stream::Unix(sock), peer))
             }
+        }
+    }
+
+    /// A socket passed to us (`at`: how it was named): TCP or Unix, as the socket says. It must
+    /// be a stream socket that listens.
+    fn inherited(fd: std::os::fd::OwnedFd, at: &ListenAt) -> anyhow::Result<Listener> {
+        let sock = socket2::Socket::from(fd);
+        let not = |what: &str| {
+            crate::error::Class::Usage.err(format!(
+                "{at}: the socket systemd passed is {what}: stls listens on a stream socket \
+                 (ListenStream= in the .socket unit)"
+            ))
+        };
+        if !matches!(sock.r#type(), Ok(t) if t == socket2::Type::STREAM) {
+            return Err(not("not a stream socket"));
+        }
+        if !matches!(sock.is_listener(), Ok(true)) {
+            return Err(not("not listening"));
+        }
+        sock.set_nonblocking(true)?;
+        let local = sock.local_addr()?;
+        if local.is_unix() {
+            let std = std::os::unix::net::UnixListener::from(std::os::fd::OwnedFd::from(sock));
+            let path = std
+                .local_addr()
+                .ok()
+                .and_then(|a| UnixPath::of(&a))
+                .unwrap_or_else(|| UnixPath::Abstract(b"systemd".to_vec()));
+            return Ok(Listener::Unix {
+                sock: UnixListener::from_std(std),
+                at: path,
+                // systemd made the file, and removes it.
+                bound: Arc::new(Bound::borrowed()),
+            });
+        }
+        if local.as_socket().is_none() {
+            return Err(not("neither TCP nor a Unix socket"));
+        }
+        Ok(Listener::Tcp(TcpListener::from_std(sock.into())))
+    }
+
+    /// The same socket again (a duplicate descriptor), for another event loop.
+    fn shared(&self) -> anyhow::Result<Listener> {
+        match self {
+            Listener::Tcp(l) => {
+                let fd = l.as_fd().try_clone_to_owned()?;
+                Ok(Listener::Tcp(TcpListener::from_std(
+                    std::net::TcpListener::from(fd),
+                )))
+            }
+            Listener::Unix { .. } => self.again(),
         }
     }
 

@@ -197,6 +197,13 @@ pub(crate) struct Bound {
     owned: Option<(PathBuf, u64, u64)>,
 }
 
+impl Bound {
+    /// A socket file that is not ours to remove (systemd's, for socket activation).
+    pub(crate) fn borrowed() -> Bound {
+        Bound { owned: None }
+    }
+}
+
 impl Drop for Bound {
     fn drop(&mut self) {
         let Some((path, dev, ino)) = self.owned.take() else {

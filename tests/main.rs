@@ -17,6 +17,7 @@ mod fuzz;
 mod input;
 mod inspect;
 mod interop;
+mod lifecycle;
 mod listen;
 mod load;
 mod lookups;

@@ -151,6 +151,12 @@ impl ServerVerifier {
         self
     }
 
+    /// Record the chains shown in `seen` (a reload's verifier, where the first one did).
+    pub(crate) fn recording_into(mut self, seen: Arc<Presented>) -> Self {
+        self.seen = seen;
+        self
+    }
+
     /// Where the chain the server presents is recorded.
     pub(crate) fn presented(&self) -> Arc<Presented> {
         self.seen.clone()
