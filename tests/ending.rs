@@ -388,10 +388,13 @@ fn a_bad_record_after_the_handshake_is_not_called_a_handshake_failure() {
 #[test]
 fn a_failing_stderr_or_stdout_never_panics() {
     // Diagnostics that cannot be written are dropped; the exit status still tells.
+    // A port nobody listens on (not port 1: a test run as root may listen there).
+    let closed = format!("127.0.0.1:{}", crate::util::free_port());
     let out = Command::new("sh")
         .arg("-c")
-        .arg("exec \"$0\" connect 127.0.0.1:1 2>/dev/full")
+        .arg("exec \"$0\" connect \"$1\" 2>/dev/full")
         .arg(env!("CARGO_BIN_EXE_stls"))
+        .arg(&closed)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{out:?}");
