@@ -22,6 +22,7 @@ mod load;
 mod lookups;
 mod matrix;
 mod proxies;
+mod scaleout;
 mod servers;
 mod sessions;
 mod starttls;
