@@ -305,12 +305,8 @@ fn client_tls(
 ) -> Result<ClientTls> {
     let provider = proto.provider.clone();
     let trust = choose_trust(verify, Checked::Target(target))?;
-    let identity = match &args.cert {
-        Some(cert) => Some(identity::load_identity(
-            cert,
-            args.key.as_deref(),
-            &provider,
-        )?),
+    let identity = match client_cert(args)? {
+        Some((cert, key)) => Some(identity::load_identity(cert, key, &provider)?),
         None => None,
     };
     let crls = Crls::load(&verify.crl)?;
@@ -689,8 +685,8 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
         ));
     }
     let files = Served {
-        cert: args.common.tls.cert.clone(),
-        key: args.common.tls.key.clone(),
+        certs: server_certs(&args.common.tls)?,
+        strict_sni: args.strict_sni,
         client_ca: args.client_ca.clone(),
         client_ca_optional: args.client_ca_optional.clone(),
         crl: args.client_crl.clone(),
@@ -707,7 +703,7 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
     };
     let presented = Arc::<Presented>::default();
     let (config, fingerprint) = files.load(&presented)?;
-    let ephemeral = files.cert.is_none();
+    let ephemeral = files.certs.is_empty();
     Ok(Listen {
         at,
         config: Arc::new(config),
@@ -758,9 +754,11 @@ fn family(args: &NetArgs) -> Family {
 /// on SIGHUP.
 #[derive(Clone)]
 pub(crate) struct Served {
-    /// None: an ephemeral certificate.
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
+    /// `--cert` and its `--key` (None: in the --cert file), in order; none: an ephemeral
+    /// certificate.
+    certs: Vec<(PathBuf, Option<PathBuf>)>,
+    /// `--strict-sni`.
+    strict_sni: bool,
     client_ca: Option<PathBuf>,
     client_ca_optional: Option<PathBuf>,
     crl: Vec<PathBuf>,
@@ -779,10 +777,23 @@ impl Served {
             (None, Some(path)) => tls::ClientAuth::Optional(trust::roots_from_file(path)?),
             (None, None) => tls::ClientAuth::None,
         };
-        let mut identity = match &self.cert {
-            Some(cert) => identity::load_identity(cert, self.key.as_deref(), provider)?,
-            None => identity::ephemeral(provider)?,
-        };
+        let mut served = Vec::new();
+        for (cert, key) in &self.certs {
+            served.push(crate::sni::Served::new(
+                cert.display().to_string(),
+                identity::load_identity(cert, key.as_deref(), provider)?,
+            ));
+        }
+        if served.is_empty() {
+            served.push(crate::sni::Served::new(
+                "the ephemeral certificate".into(),
+                identity::ephemeral(provider)?,
+            ));
+        }
+        let count = served.len();
+        // --ocsp is the first certificate's.
+        let first = &mut served[0];
+        let mut identity = first.key.clone();
         if let Some(path) = &self.ocsp {
             let response = files::read_file(path, files::Kind::Ocsp)?;
             if crate::ocsp::status(&response).is_none() {
@@ -795,15 +806,19 @@ impl Served {
             stapled.ocsp = Some(response);
             identity = Arc::new(stapled);
         }
-        let fingerprint = identity
+        let mut fingerprint = identity
             .cert
             .first()
             .map(|c| fingerprint_text(&sha256(c.as_ref())))
             .unwrap_or_default();
+        if count > 1 {
+            fingerprint = format!("{fingerprint} (the first of {count} certificates)");
+        }
+        first.key = identity;
         let crls = Crls::load(&self.crl)?;
         let config = tls::server_config(
             &self.proto,
-            identity,
+            Arc::new(crate::sni::Certificates::new(served, self.strict_sni)),
             client_auth,
             &crls,
             self.allow.clone(),
@@ -911,4 +926,42 @@ fn tls_version(v: TlsVersion) -> &'static SupportedProtocolVersion {
         TlsVersion::Tls12 => &rustls::version::TLS12,
         TlsVersion::Tls13 => &rustls::version::TLS13,
     }
+}
+
+/// connect's and inspect's `--cert` and `--key`: one client certificate at most.
+fn client_cert(args: &TlsArgs) -> Result<Option<(&Path, Option<&Path>)>> {
+    if args.cert.len() > 1 || args.key.len() > 1 {
+        return Err(Class::Usage.err(
+            "--cert and --key are given more than once: a client presents one certificate \
+             (several are for listen)",
+        ));
+    }
+    Ok(args
+        .cert
+        .first()
+        .map(|c| (c.as_path(), args.key.first().map(PathBuf::as_path))))
+}
+
+/// listen's `--cert` and `--key`, paired in order; each key may be in its --cert file when
+/// no --key is given.
+fn server_certs(args: &TlsArgs) -> Result<Vec<(PathBuf, Option<PathBuf>)>> {
+    if !args.key.is_empty() && args.key.len() != args.cert.len() {
+        let times = |n: usize| match n {
+            1 => "once".to_string(),
+            2 => "twice".to_string(),
+            n => format!("{n} times"),
+        };
+        return Err(Class::Usage.err(format!(
+            "--cert is given {} and --key {}: give one --key for each --cert, in the same \
+             order (or none, each key in its --cert file)",
+            times(args.cert.len()),
+            times(args.key.len())
+        )));
+    }
+    Ok(args
+        .cert
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.clone(), args.key.get(i).cloned()))
+        .collect())
 }

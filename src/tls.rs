@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{anyhow, Result};
 use rustls::crypto::CryptoProvider;
 use rustls::server::danger::ClientCertVerifier;
-use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
+use rustls::server::{NoServerSessionStorage, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{ClientConfig, KeyLog, RootCertStore, ServerConfig, SupportedProtocolVersion};
 
@@ -195,7 +195,7 @@ pub(crate) enum ClientAuth {
 /// The server config, and the client verifier (to name what a rejected client presented).
 pub(crate) fn server_config(
     proto: &Protocol,
-    identity: Arc<CertifiedKey>,
+    certs: Arc<dyn ResolvesServerCert>,
     client_auth: ClientAuth,
     crls: &Crls,
     allow: Allow,
@@ -214,7 +214,7 @@ pub(crate) fn server_config(
         Some(v) => builder.with_client_cert_verifier(v.clone()),
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(identity)));
+    let mut config = builder.with_cert_resolver(certs);
     config.alpn_protocols = proto.alpn.clone();
     if let Some(log) = &proto.key_log {
         config.key_log = log.clone();
