@@ -319,6 +319,12 @@ pub(crate) struct ListenArgs {
     /// none (alert unrecognized_name), instead of serving it the first.
     #[arg(long)]
     pub strict_sni: bool,
+
+    /// Seal session tickets with the keys in FILE (one a line, 64 hex digits, as `openssl
+    /// rand -hex 32` prints; newest last, which seals; all open), so that servers given the
+    /// same file resume each other's sessions. Read again on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub ticket_keys: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -11,6 +11,7 @@
 //! - `identity`: our certificate and key (PEM files, or an ephemeral certificate).
 //! - `sni`: which of `listen`'s certificates a client gets, by the name it asks for
 //!   (`--strict-sni`'s refusals too).
+//! - `tickets`: `listen --ticket-keys`, session tickets sealed with keys replicas share.
 //! - `trust`: verifying the peer, made of:
 //!   - `trust::roots`: the system store, built-in roots, `--ca` files and `--crl` lists;
 //!   - `trust::verify`: the verifiers and the chain each was shown;
@@ -84,6 +85,7 @@ mod sni;
 mod starttls;
 mod stdio;
 mod stream;
+mod tickets;
 mod tls;
 mod tls_socket;
 mod tofu;

@@ -684,9 +684,14 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
              --client-ca (or --client-ca-optional)",
         ));
     }
+    if args.ticket_keys.is_some() && args.common.tls.no_resume {
+        return Err(Class::Usage
+            .err("--ticket-keys seals the tickets that --no-resume turns off: give one of them"));
+    }
     let files = Served {
         certs: server_certs(&args.common.tls)?,
         strict_sni: args.strict_sni,
+        ticket_keys: args.ticket_keys.clone(),
         client_ca: args.client_ca.clone(),
         client_ca_optional: args.client_ca_optional.clone(),
         crl: args.client_crl.clone(),
@@ -759,6 +764,8 @@ pub(crate) struct Served {
     certs: Vec<(PathBuf, Option<PathBuf>)>,
     /// `--strict-sni`.
     strict_sni: bool,
+    /// `--ticket-keys`.
+    ticket_keys: Option<PathBuf>,
     client_ca: Option<PathBuf>,
     client_ca_optional: Option<PathBuf>,
     crl: Vec<PathBuf>,
@@ -815,10 +822,15 @@ impl Served {
             fingerprint = format!("{fingerprint} (the first of {count} certificates)");
         }
         first.key = identity;
+        let tickets = match &self.ticket_keys {
+            Some(path) => Some(Arc::new(crate::tickets::TicketKeys::load(path)?) as _),
+            None => None,
+        };
         let crls = Crls::load(&self.crl)?;
         let config = tls::server_config(
             &self.proto,
             Arc::new(crate::sni::Certificates::new(served, self.strict_sni)),
+            tickets,
             client_auth,
             &crls,
             self.allow.clone(),

@@ -1,6 +1,7 @@
 //! Several stls behind a load balancer: certificates chosen by the client's name (SNI, with
-//! `openssl s_client -servername` and `curl --resolve`), `--strict-sni` refusals, and a port
-//! two listeners share (SO_REUSEPORT).
+//! `openssl s_client -servername` and `curl --resolve`), `--strict-sni` refusals, session
+//! tickets sealed with shared `--ticket-keys` that another replica resumes, and a port two
+//! listeners share (SO_REUSEPORT).
 
 use std::process::Command;
 
@@ -218,6 +219,167 @@ fn a_cert_count_unlike_the_key_count_is_a_usage_error() {
     )
     .expect_code(2)
     .expect_stderr("a client presents one certificate");
+}
+
+/// Two listeners, each its own process, serving the fixture's certificate with `flags`;
+/// s_client saves its session from the first and offers it to the second: whether the second
+/// resumed it.
+fn resumed_by_another(pki: &Pki, flags: &[&str], tls: &str) -> bool {
+    let dir = tempdir();
+    let sess = dir.path().join("session");
+    let mut args = vec!["-c", "echo hello"];
+    args.extend_from_slice(flags);
+    let first = serve_k(&pki.server, &args, Input::Null);
+    let second = serve_k(&pki.server, &args, Input::Null);
+    // The server's reply comes after its tickets: the session saved holds one.
+    let saved = s_client(first.port, None, &[tls, "-sess_out", s(&sess)]);
+    assert!(
+        String::from_utf8_lossy(&saved.stdout).contains("hello"),
+        "no reply from the first: {}",
+        saved.stderr
+    );
+    let again = s_client(second.port, None, &[tls, "-sess_in", s(&sess)]);
+    let out = String::from_utf8_lossy(&again.stdout).to_string();
+    assert!(out.contains("hello"), "no reply from the second: {out}");
+    first.stop();
+    second.stop();
+    let reused = out.lines().any(|l| l.starts_with("Reused,"));
+    let new = out.lines().any(|l| l.starts_with("New,"));
+    assert!(reused != new, "neither New nor Reused, or both: {out}");
+    reused
+}
+
+#[test]
+fn replicas_with_the_same_ticket_keys_resume_each_others_sessions() {
+    if !have("openssl") {
+        return;
+    }
+    let pki = Pki::new();
+    let keys = write(
+        pki.dir.path(),
+        "ticket.keys",
+        "# rotated in, newest last\n\
+         00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n\
+         \n\
+         ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100\n",
+    );
+    for tls in ["-tls1_3", "-tls1_2"] {
+        assert!(
+            resumed_by_another(&pki, &["--ticket-keys", s(&keys)], tls),
+            "{tls}: not resumed with shared keys"
+        );
+        assert!(
+            !resumed_by_another(&pki, &[], tls),
+            "{tls}: resumed by another process without shared keys"
+        );
+    }
+}
+
+#[test]
+fn sighup_reads_the_ticket_keys_again() {
+    if !have("openssl") {
+        return;
+    }
+    let pki = Pki::new();
+    let dir = tempdir();
+    let sess = dir.path().join("session");
+    let old = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let new = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+    let keys = write(dir.path(), "ticket.keys", format!("{old}\n"));
+    let l = serve_k(
+        &pki.server,
+        &["-c", "echo hello", "--ticket-keys", s(&keys)],
+        Input::Null,
+    );
+    let resumed = |saving: bool| {
+        let flag = if saving { "-sess_out" } else { "-sess_in" };
+        let out = s_client(l.port, None, &["-tls1_3", flag, s(&sess)]).stdout;
+        String::from_utf8_lossy(&out)
+            .lines()
+            .any(|l| l.starts_with("Reused,"))
+    };
+    resumed(true);
+    // The old key still opens what it sealed while the new one seals.
+    write(dir.path(), "ticket.keys", format!("{old}\n{new}\n"));
+    l.signal(libc::SIGHUP);
+    l.wait_line("SIGHUP: reloaded");
+    assert!(resumed(false), "the old key no longer opens its tickets");
+    // Removed, it opens nothing: a full handshake.
+    write(dir.path(), "ticket.keys", format!("{new}\n"));
+    l.signal(libc::SIGHUP);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while l.proc.stderr_text().matches("SIGHUP: reloaded").count() < 2 {
+        assert!(
+            std::time::Instant::now() < until,
+            "no second reload: {}",
+            l.proc.stderr_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(!resumed(false), "a ticket of a removed key resumed");
+    l.stop();
+}
+
+#[test]
+fn a_bad_ticket_key_file_stops_listen_naming_the_line() {
+    let pki = Pki::new();
+    let dir = tempdir();
+    let key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let listen = |file: &str| {
+        run(
+            &[
+                "listen",
+                "127.0.0.1:0",
+                "--cert",
+                s(&pki.server.cert),
+                "--key",
+                s(&pki.server.key),
+                "--ticket-keys",
+                file,
+            ],
+            Input::Null,
+        )
+    };
+    let short = write(dir.path(), "short.keys", format!("{key}\n{}\n", &key[..62]));
+    listen(s(&short))
+        .expect_code(1)
+        .expect_stderr("short.keys, line 2: 62 hex digits");
+    let junk = write(
+        dir.path(),
+        "junk.keys",
+        format!("# ok\n\n{key}\nnot a key\n"),
+    );
+    listen(s(&junk))
+        .expect_code(1)
+        .expect_stderr("junk.keys, line 4: not hex digits");
+    let empty = write(dir.path(), "empty.keys", "# none yet\n");
+    listen(s(&empty))
+        .expect_code(1)
+        .expect_stderr("empty.keys: no key in it");
+    // A good file that others may read is used, with a warning.
+    use std::os::unix::fs::PermissionsExt;
+    let good = write(dir.path(), "good.keys", format!("{key}\n"));
+    for (mode, warned) in [(0o644, true), (0o600, false)] {
+        std::fs::set_permissions(&good, std::fs::Permissions::from_mode(mode)).unwrap();
+        let l = serve_k(&pki.server, &["--ticket-keys", s(&good)], Input::Null);
+        let said = l.proc.stderr_text();
+        l.stop();
+        assert_eq!(
+            said.contains("good.keys: others may read these ticket keys"),
+            warned,
+            "mode {mode:o}: {said}"
+        );
+    }
+    run(
+        &["listen", "0", "--ticket-keys", s(&good), "--no-resume"],
+        Input::Null,
+    )
+    .expect_code(2)
+    .expect_stderr("--ticket-keys seals the tickets that --no-resume turns off");
+    let missing = dir.path().join("missing.keys");
+    listen(s(&missing))
+        .expect_code(1)
+        .expect_stderr("missing.keys: ");
 }
 
 #[test]
