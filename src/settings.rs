@@ -26,8 +26,10 @@ use crate::net::{self, Family};
 use crate::proxy::{self, Proxies};
 use crate::report;
 use crate::session::{HandshakeLimit, Options};
+use crate::sni;
 use crate::starttls::Proto;
 use crate::stream::{Address, ListenAt};
+use crate::tickets;
 use crate::tls::{self, provider, versions, KeyLogTo, Protocol};
 use crate::trust::{self, Crls, Explainer, Presented, ServerVerifier, Side, Trust};
 use crate::unix::UnixPath;
@@ -775,8 +777,26 @@ pub(crate) struct Served {
 }
 
 impl Served {
+    /// Every `--cert` with its key, in order; without one, an ephemeral certificate.
+    fn certificates(&self, provider: &rustls::crypto::CryptoProvider) -> Result<Vec<sni::Served>> {
+        let mut served = Vec::new();
+        for (cert, key) in &self.certs {
+            served.push(sni::Served::new(
+                cert.display().to_string(),
+                identity::load_identity(cert, key.as_deref(), provider)?,
+            ));
+        }
+        if served.is_empty() {
+            served.push(sni::Served::new(
+                "the ephemeral certificate".into(),
+                identity::ephemeral(provider)?,
+            ));
+        }
+        Ok(served)
+    }
+
     /// The server configuration from the files as they are now, and the fingerprint of the
-    /// certificate served; client chains are recorded in `presented`.
+    /// (first) certificate served; client chains are recorded in `presented`.
     pub(crate) fn load(&self, presented: &Arc<Presented>) -> Result<(ServerConfig, String)> {
         let provider = &self.proto.provider;
         let client_auth = match (&self.client_ca, &self.client_ca_optional) {
@@ -784,22 +804,12 @@ impl Served {
             (None, Some(path)) => tls::ClientAuth::Optional(trust::roots_from_file(path)?),
             (None, None) => tls::ClientAuth::None,
         };
-        let mut served = Vec::new();
-        for (cert, key) in &self.certs {
-            served.push(crate::sni::Served::new(
-                cert.display().to_string(),
-                identity::load_identity(cert, key.as_deref(), provider)?,
-            ));
-        }
-        if served.is_empty() {
-            served.push(crate::sni::Served::new(
-                "the ephemeral certificate".into(),
-                identity::ephemeral(provider)?,
-            ));
-        }
+        let mut served = self.certificates(provider)?;
         let count = served.len();
         // --ocsp is the first certificate's.
-        let first = &mut served[0];
+        let first = served
+            .first_mut()
+            .expect("certificates() gives one at least: the ephemeral one without --cert");
         let mut identity = first.key.clone();
         if let Some(path) = &self.ocsp {
             let response = files::read_file(path, files::Kind::Ocsp)?;
@@ -823,13 +833,13 @@ impl Served {
         }
         first.key = identity;
         let tickets = match &self.ticket_keys {
-            Some(path) => Some(Arc::new(crate::tickets::TicketKeys::load(path)?) as _),
+            Some(path) => Some(Arc::new(tickets::TicketKeys::load(path)?) as _),
             None => None,
         };
         let crls = Crls::load(&self.crl)?;
         let config = tls::server_config(
             &self.proto,
-            Arc::new(crate::sni::Certificates::new(served, self.strict_sni)),
+            Arc::new(sni::Certificates::new(served, self.strict_sni)),
             tickets,
             client_auth,
             &crls,
