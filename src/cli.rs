@@ -321,6 +321,17 @@ pub(crate) struct ListenArgs {
 
     #[command(flatten)]
     pub common: CommonArgs,
+
+    /// Refuse a client whose server name (SNI) matches none of the certificates, or that sends
+    /// none (alert unrecognized_name), instead of serving it the first.
+    #[arg(long)]
+    pub strict_sni: bool,
+
+    /// Seal session tickets with the keys in FILE (one a line, 64 hex digits, as `openssl
+    /// rand -hex 32` prints; newest last, which seals; all open), so that servers given the
+    /// same file resume each other's sessions. Read again on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub ticket_keys: Option<PathBuf>,
 }
 
 /// A long-running stls (`listen -k`, `--to`, `connect --from`): reloading its files, and
@@ -357,13 +368,15 @@ pub(crate) enum ProxyProtocol {
 pub(crate) struct TlsArgs {
     /// PEM certificate chain to present, leaf first: connect and inspect, a client
     /// certificate for servers that ask for one (mutual TLS); listen, the server's, replacing
-    /// the ephemeral certificate.
+    /// the ephemeral certificate (repeatable: the one whose names match the client's SNI is
+    /// served, else the first).
     #[arg(long, value_name = "FILE")]
-    pub cert: Option<PathBuf>,
+    pub cert: Vec<PathBuf>,
 
     /// PEM private key for --cert (PKCS#8, PKCS#1 or SEC1); default: look in the --cert file.
+    /// With several --cert, one --key each, in the same order.
     #[arg(long, value_name = "FILE", requires = "cert")]
-    pub key: Option<PathBuf>,
+    pub key: Vec<PathBuf>,
 
     /// Lowest TLS version to accept.
     #[arg(long, value_name = "VERSION", default_value = "1.2")]

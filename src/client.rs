@@ -173,7 +173,7 @@ fn await_greeting(
 /// `connect --from`: accept plain TCP connections and give each its own TLS connection to
 /// the target, through the same proxies and dialogue; many at once on the one event loop.
 fn tunnel(s: &Connect, at: &ListenAt) -> Result<()> {
-    let sock = at.bind(s.common.family, false)?;
+    let sock = at.bind(s.common.family)?;
     let local = sock.shown();
     // Resolved once, before the loop runs: the first hop's addresses.
     let wait = s.common.wait;

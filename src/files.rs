@@ -1,5 +1,5 @@
 //! Reading the files stls is told about: the file options (`--cacert`, `--cert`, `--key`,
-//! `--client-ca`, `--client-ca-optional`, `--crl`, `--ocsp`, `--targets`, the CA directory of
+//! `--client-ca`, `--client-ca-optional`, `--crl`, `--ocsp`, `--targets`, `--ticket-keys`, the CA directory of
 //! `stls cert --ca`), the system's store (`SSL_CERT_FILE`, `SSL_CERT_DIR`) and the known-hosts
 //! file of `--tofu`: one reader for all of them, and one writer for what stls saves.
 //!
@@ -32,6 +32,8 @@ pub(crate) enum Kind {
     Targets,
     /// The `--tofu` file, one host a line.
     KnownHosts,
+    /// `listen --ticket-keys`, one key of 64 hex digits a line.
+    TicketKeys,
 }
 
 impl Kind {
@@ -45,12 +47,17 @@ impl Kind {
             Kind::CaBundle | Kind::Targets | Kind::KnownHosts => 16 * MIB,
             // The largest published lists are tens of MB.
             Kind::Crl => 64 * MIB,
+            // About 900 keys: far more than a rotation keeps.
+            Kind::TicketKeys => 64 * 1024,
         }
     }
 
     /// The cap as people write it, for messages.
     pub(crate) fn limit_text(self) -> String {
-        format!("{} MiB", self.limit() / (1024 * 1024))
+        match self.limit() {
+            l if l >= 1024 * 1024 => format!("{} MiB", l / (1024 * 1024)),
+            l => format!("{} KiB", l / 1024),
+        }
     }
 
     /// What such a file is called in messages.
@@ -62,6 +69,7 @@ impl Kind {
             Kind::Ocsp => "an OCSP response",
             Kind::Targets => "a target list",
             Kind::KnownHosts => "a known-hosts file",
+            Kind::TicketKeys => "a ticket key file",
         }
     }
 

@@ -9,6 +9,9 @@
 //! - `files`: the one reader of the files options name, with a cap on each.
 //! - `tls`: protocol versions, cipher suites, ALPN and the crypto provider.
 //! - `identity`: our certificate and key (PEM files, or an ephemeral certificate).
+//! - `sni`: which of `listen`'s certificates a client gets, by the name it asks for
+//!   (`--strict-sni`'s refusals too).
+//! - `tickets`: `listen --ticket-keys`, session tickets sealed with keys replicas share.
 //! - `trust`: verifying the peer, made of:
 //!   - `trust::roots`: the system store, built-in roots, `--ca` files and `--crl` lists;
 //!   - `trust::verify`: the verifiers and the chain each was shown;
@@ -81,10 +84,12 @@ mod resolve;
 mod route;
 mod session;
 mod settings;
+mod sni;
 mod starttls;
 mod stdio;
 mod stream;
 mod systemd;
+mod tickets;
 mod tls;
 mod tls_socket;
 mod tofu;

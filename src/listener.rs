@@ -27,7 +27,7 @@ pub(crate) fn run(s: &Listen) -> Result<()> {
     // An event loop per thread, each with its own listening socket on the same port
     // (SO_REUSEPORT: the kernel spreads the clients).
     let threads = s.threads;
-    let sock = s.at.bind(s.common.family, threads > 1)?;
+    let sock = s.at.bind(s.common.family)?;
     let nofile = raise_fd_limit();
     // SIGHUP swaps in a new configuration for the handshakes that follow, in every loop.
     let config = Arc::new(RwLock::new(s.config.clone()));

@@ -449,13 +449,9 @@ pub(crate) fn connect(mut dialer: Dialer) -> Result<TcpStream> {
     Err(dialer.exhausted())
 }
 
-/// Bind a listening socket. No host: all interfaces, IPv6 and IPv4 together unless `-4`/`-6`.
-pub(crate) fn bind(
-    host: Option<&str>,
-    port: u16,
-    family: Family,
-    reuse_port: bool,
-) -> Result<TcpListener> {
+/// Bind a listening socket (SO_REUSEPORT: see `bind_one`). No host: all interfaces, IPv6 and
+/// IPv4 together unless `-4`/`-6`.
+pub(crate) fn bind(host: Option<&str>, port: u16, family: Family) -> Result<TcpListener> {
     let candidates: Vec<(SocketAddr, bool)> = match host {
         None => match family {
             Family::Any => vec![
@@ -482,7 +478,7 @@ pub(crate) fn bind(
     let dual_stack = host.is_none() && family == Family::Any;
     let mut errors = Vec::new();
     for (addr, v6_only) in candidates {
-        match bind_one(addr, v6_only, reuse_port) {
+        match bind_one(addr, v6_only) {
             Ok(l) => return Ok(l),
             Err(e) => errors.push((addr, e)),
         }
@@ -523,20 +519,21 @@ pub(crate) fn bind_again(first: &TcpListener) -> Result<TcpListener> {
     let addr = first.local_addr()?;
     // As the first one: -6 made it IPv6 only.
     let v6_only = addr.is_ipv6() && socket2::SockRef::from(first).only_v6().unwrap_or(true);
-    bind_one(addr, v6_only, true).map_err(|e| {
+    bind_one(addr, v6_only).map_err(|e| {
         Class::Network.err(format!("cannot listen on {addr} again: {}", io_phrase(&e)))
     })
 }
 
-fn bind_one(addr: SocketAddr, v6_only: bool, reuse_port: bool) -> std::io::Result<TcpListener> {
+fn bind_one(addr: SocketAddr, v6_only: bool) -> std::io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     if addr.is_ipv6() {
         socket.set_only_v6(v6_only)?;
     }
     socket.set_reuse_address(true)?;
-    if reuse_port {
-        socket.set_reuse_port(true)?;
-    }
+    // Always, not only for our own event loops (`bind_again`): a new stls binds the port
+    // while the old one still serves or drains, and the kernel shares new connections
+    // between them (only processes of the same user may share a port).
+    socket.set_reuse_port(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
     socket.set_nonblocking(true)?;

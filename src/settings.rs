@@ -26,8 +26,10 @@ use crate::net::{self, Family};
 use crate::proxy::{self, Proxies};
 use crate::report;
 use crate::session::{HandshakeLimit, Options};
+use crate::sni;
 use crate::starttls::Proto;
 use crate::stream::{Address, ListenAt};
+use crate::tickets;
 use crate::tls::{self, provider, versions, KeyLogTo, Protocol};
 use crate::trust::{self, Crls, Explainer, Presented, ServerVerifier, Side, Trust};
 use crate::unix::UnixPath;
@@ -151,9 +153,11 @@ impl ClientFiles {
 
     /// Every file it reads, for `--reload-every` to look at.
     pub(crate) fn paths(&self) -> Vec<PathBuf> {
-        [&self.verify.cacert, &self.tls.cert, &self.tls.key]
-            .into_iter()
-            .flatten()
+        self.verify
+            .cacert
+            .iter()
+            .chain(&self.tls.cert)
+            .chain(&self.tls.key)
             .chain(&self.verify.crl)
             .cloned()
             .collect()
@@ -387,12 +391,8 @@ fn client_tls(
     // A reload says no warning a second time.
     let seen_first = seen.is_none();
     let trust = choose_trust(verify, Checked::Target(target))?;
-    let identity = match &args.cert {
-        Some(cert) => Some(identity::load_identity(
-            cert,
-            args.key.as_deref(),
-            &provider,
-        )?),
+    let identity = match client_cert(args)? {
+        Some((cert, key)) => Some(identity::load_identity(cert, key, &provider)?),
         None => None,
     };
     let crls = Crls::load(&verify.crl)?;
@@ -773,9 +773,14 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
              --client-ca (or --client-ca-optional)",
         ));
     }
+    if args.ticket_keys.is_some() && args.common.tls.no_resume {
+        return Err(Class::Usage
+            .err("--ticket-keys seals the tickets that --no-resume turns off: give one of them"));
+    }
     let files = Served {
-        cert: args.common.tls.cert.clone(),
-        key: args.common.tls.key.clone(),
+        certs: server_certs(&args.common.tls)?,
+        strict_sni: args.strict_sni,
+        ticket_keys: args.ticket_keys.clone(),
         client_ca: args.client_ca.clone(),
         client_ca_optional: args.client_ca_optional.clone(),
         crl: args.client_crl.clone(),
@@ -792,7 +797,7 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
     };
     let presented = Arc::<Presented>::default();
     let (config, fingerprint) = files.load(&presented)?;
-    let ephemeral = files.cert.is_none();
+    let ephemeral = files.certs.is_empty();
     if ephemeral && args.lifecycle.reload_every.is_some() {
         return Err(Class::Usage.err(
             "--reload-every looks for changes in the files of --cert (--key, --client-ca, \
@@ -851,9 +856,13 @@ fn family(args: &NetArgs) -> Family {
 /// on SIGHUP.
 #[derive(Clone)]
 pub(crate) struct Served {
-    /// None: an ephemeral certificate.
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
+    /// `--cert` and its `--key` (None: in the --cert file), in order; none: an ephemeral
+    /// certificate.
+    certs: Vec<(PathBuf, Option<PathBuf>)>,
+    /// `--strict-sni`.
+    strict_sni: bool,
+    /// `--ticket-keys`.
+    ticket_keys: Option<PathBuf>,
     client_ca: Option<PathBuf>,
     client_ca_optional: Option<PathBuf>,
     crl: Vec<PathBuf>,
@@ -865,22 +874,44 @@ pub(crate) struct Served {
 impl Served {
     /// Every file it reads, for `--reload-every` to look at.
     pub(crate) fn paths(&self) -> Vec<PathBuf> {
+        let certs = self
+            .certs
+            .iter()
+            .flat_map(|(cert, key)| std::iter::once(cert).chain(key));
         [
-            &self.cert,
-            &self.key,
             &self.client_ca,
             &self.client_ca_optional,
             &self.ocsp,
+            &self.ticket_keys,
         ]
         .into_iter()
         .flatten()
+        .chain(certs)
         .chain(&self.crl)
         .cloned()
         .collect()
     }
 
+    /// Every `--cert` with its key, in order; without one, an ephemeral certificate.
+    fn certificates(&self, provider: &rustls::crypto::CryptoProvider) -> Result<Vec<sni::Served>> {
+        let mut served = Vec::new();
+        for (cert, key) in &self.certs {
+            served.push(sni::Served::new(
+                cert.display().to_string(),
+                identity::load_identity(cert, key.as_deref(), provider)?,
+            ));
+        }
+        if served.is_empty() {
+            served.push(sni::Served::new(
+                "the ephemeral certificate".into(),
+                identity::ephemeral(provider)?,
+            ));
+        }
+        Ok(served)
+    }
+
     /// The server configuration from the files as they are now, and the fingerprint of the
-    /// certificate served; client chains are recorded in `presented`.
+    /// (first) certificate served; client chains are recorded in `presented`.
     pub(crate) fn load(&self, presented: &Arc<Presented>) -> Result<(ServerConfig, String)> {
         let provider = &self.proto.provider;
         let client_auth = match (&self.client_ca, &self.client_ca_optional) {
@@ -888,10 +919,13 @@ impl Served {
             (None, Some(path)) => tls::ClientAuth::Optional(trust::roots_from_file(path)?),
             (None, None) => tls::ClientAuth::None,
         };
-        let mut identity = match &self.cert {
-            Some(cert) => identity::load_identity(cert, self.key.as_deref(), provider)?,
-            None => identity::ephemeral(provider)?,
-        };
+        let mut served = self.certificates(provider)?;
+        let count = served.len();
+        // --ocsp is the first certificate's.
+        let first = served
+            .first_mut()
+            .expect("certificates() gives one at least: the ephemeral one without --cert");
+        let mut identity = first.key.clone();
         if let Some(path) = &self.ocsp {
             let response = files::read_file(path, files::Kind::Ocsp)?;
             if crate::ocsp::status(&response).is_none() {
@@ -904,15 +938,24 @@ impl Served {
             stapled.ocsp = Some(response);
             identity = Arc::new(stapled);
         }
-        let fingerprint = identity
+        let mut fingerprint = identity
             .cert
             .first()
             .map(|c| fingerprint_text(&sha256(c.as_ref())))
             .unwrap_or_default();
+        if count > 1 {
+            fingerprint = format!("{fingerprint} (the first of {count} certificates)");
+        }
+        first.key = identity;
+        let tickets = match &self.ticket_keys {
+            Some(path) => Some(Arc::new(tickets::TicketKeys::load(path)?) as _),
+            None => None,
+        };
         let crls = Crls::load(&self.crl)?;
         let config = tls::server_config(
             &self.proto,
-            identity,
+            Arc::new(sni::Certificates::new(served, self.strict_sni)),
+            tickets,
             client_auth,
             &crls,
             self.allow.clone(),
@@ -1020,4 +1063,42 @@ fn tls_version(v: TlsVersion) -> &'static SupportedProtocolVersion {
         TlsVersion::Tls12 => &rustls::version::TLS12,
         TlsVersion::Tls13 => &rustls::version::TLS13,
     }
+}
+
+/// connect's and inspect's `--cert` and `--key`: one client certificate at most.
+fn client_cert(args: &TlsArgs) -> Result<Option<(&Path, Option<&Path>)>> {
+    if args.cert.len() > 1 || args.key.len() > 1 {
+        return Err(Class::Usage.err(
+            "--cert and --key are given more than once: a client presents one certificate \
+             (several are for listen)",
+        ));
+    }
+    Ok(args
+        .cert
+        .first()
+        .map(|c| (c.as_path(), args.key.first().map(PathBuf::as_path))))
+}
+
+/// listen's `--cert` and `--key`, paired in order; each key may be in its --cert file when
+/// no --key is given.
+fn server_certs(args: &TlsArgs) -> Result<Vec<(PathBuf, Option<PathBuf>)>> {
+    if !args.key.is_empty() && args.key.len() != args.cert.len() {
+        let times = |n: usize| match n {
+            1 => "once".to_string(),
+            2 => "twice".to_string(),
+            n => format!("{n} times"),
+        };
+        return Err(Class::Usage.err(format!(
+            "--cert is given {} and --key {}: give one --key for each --cert, in the same \
+             order (or none, each key in its --cert file)",
+            times(args.cert.len()),
+            times(args.key.len())
+        )));
+    }
+    Ok(args
+        .cert
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.clone(), args.key.get(i).cloned()))
+        .collect())
 }

@@ -231,15 +231,11 @@ impl ListenAt {
         Ok(ListenAt::Tcp { host, port })
     }
 
-    /// Listen; `reuse_port`: more listeners on the port will follow (TCP).
-    pub(crate) fn bind(
-        &self,
-        family: crate::net::Family,
-        reuse_port: bool,
-    ) -> anyhow::Result<Listener> {
+    /// Listen (a TCP port may be shared: SO_REUSEPORT).
+    pub(crate) fn bind(&self, family: crate::net::Family) -> anyhow::Result<Listener> {
         match self {
             ListenAt::Tcp { host, port } => {
-                crate::net::bind(host.as_deref(), *port, family, reuse_port).map(Listener::Tcp)
+                crate::net::bind(host.as_deref(), *port, family).map(Listener::Tcp)
             }
             ListenAt::Unix { path, mode } => {
                 let (sock, bound) = path.bind(*mode)?;

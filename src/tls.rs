@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use anyhow::{anyhow, Result};
 use rustls::crypto::CryptoProvider;
 use rustls::server::danger::ClientCertVerifier;
-use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
+use rustls::server::{
+    NoServerSessionStorage, ProducesTickets, ResolvesServerCert, WebPkiClientVerifier,
+};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{ClientConfig, KeyLog, RootCertStore, ServerConfig, SupportedProtocolVersion};
 
@@ -193,9 +195,12 @@ pub(crate) enum ClientAuth {
 }
 
 /// The server config, and the client verifier (to name what a rejected client presented).
+/// `tickets`: who seals session tickets (`--ticket-keys`); without, sessions are resumed from
+/// this process's cache.
 pub(crate) fn server_config(
     proto: &Protocol,
-    identity: Arc<CertifiedKey>,
+    certs: Arc<dyn ResolvesServerCert>,
+    tickets: Option<Arc<dyn ProducesTickets>>,
     client_auth: ClientAuth,
     crls: &Crls,
     allow: Allow,
@@ -214,7 +219,7 @@ pub(crate) fn server_config(
         Some(v) => builder.with_client_cert_verifier(v.clone()),
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(identity)));
+    let mut config = builder.with_cert_resolver(certs);
     config.alpn_protocols = proto.alpn.clone();
     if let Some(log) = &proto.key_log {
         config.key_log = log.clone();
@@ -222,6 +227,8 @@ pub(crate) fn server_config(
     if !proto.resume {
         config.session_storage = Arc::new(NoServerSessionStorage {});
         config.send_tls13_tickets = 0;
+    } else if let Some(tickets) = tickets {
+        config.ticketer = tickets;
     }
     Ok(config)
 }

@@ -28,6 +28,8 @@ pub(crate) enum PeerEnd {
 pub(crate) enum ConnError {
     Tls(rustls::Error),
     Io(io::Error),
+    /// `--strict-sni` refused the client (`unrecognized_name` was sent).
+    Refused(crate::sni::Refusal),
 }
 
 /// What watching for the peer's TCP close found.
@@ -207,6 +209,10 @@ impl TlsSocket {
                         self.saw_eof();
                     }
                     if let Err(e) = self.tls.process_new_packets() {
+                        if let Some(refusal) = crate::sni::take_refusal() {
+                            self.refuse_name();
+                            return Err(ConnError::Refused(refusal));
+                        }
                         // An alert may be queued: try to let the peer know why.
                         let mut wrote = false;
                         while self.tls.wants_write() {
@@ -224,6 +230,22 @@ impl TlsSocket {
             }
         }
         Ok(moved)
+    }
+
+    /// `--strict-sni` refused the client: rustls queued `access_denied` (its answer to no
+    /// certificate), but the client is told that the name it asked for is unknown.
+    fn refuse_name(&mut self) {
+        while self.tls.wants_write() {
+            match self.tls.write_tls(&mut io::sink()) {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+        }
+        let alert = &crate::sni::UNRECOGNIZED_NAME;
+        // Nothing was sent yet: the socket's buffer takes these few bytes at once.
+        self.alerted = matches!(self.sock.write(alert), Ok(n) if n == alert.len())
+            && self.sock.flush_pending().is_ok()
+            && !self.sock.pending();
     }
 
     /// Turn a failure into the error the user is told, where the TLS layer can say it: a TLS
@@ -247,6 +269,7 @@ impl TlsSocket {
         };
         match e {
             ConnError::Tls(e) => Ok(explain.error(&e, label, established)),
+            ConnError::Refused(why) => Ok(Class::Handshake.err(format!("{label} {why}"))),
             ConnError::Io(e) => Err((e, closed)),
         }
     }
