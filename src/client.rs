@@ -236,6 +236,7 @@ fn tunnel(s: &Connect, at: &ListenAt) -> Result<()> {
         };
         Ok(session.with_local(TcpEnd::new(plain, Vec::new())))
     };
+    let _status = crate::status::announced(s.status.as_ref(), s.common.family)?;
     relay.listen(Listening {
         sock,
         keep_open: true,
@@ -244,10 +245,11 @@ fn tunnel(s: &Connect, at: &ListenAt) -> Result<()> {
         accept: Box::new(accept),
         reload: None,
     })?;
+    // Ready before it is said: whoever reads the line may ask /readyz at once.
+    crate::metrics::set_ready();
     report::note(
         report::Event::Listening,
         format_args!("listening on {local}"),
     );
-    crate::metrics::set_ready();
     relay.run()
 }

@@ -31,6 +31,7 @@ use crate::error::{classify, io_phrase, Class};
 use crate::events::{part_of, LISTENER, SIGNALS, WAKER};
 use crate::exec::Child;
 use crate::local::{Direction, LocalEnd};
+use crate::metrics::{self, Outcome};
 use crate::report::{self, Event};
 use crate::session::{HandshakeLimit, Options, Session, Shared, Timer, Turn};
 use crate::stdio::{Broadcast, Sink, Source};
@@ -162,6 +163,7 @@ impl Relay {
             return Err(e.into());
         }
         self.handshaking.insert(peer.serial, key);
+        metrics::connection_opened();
         self.enqueue(key);
         Ok(())
     }
@@ -256,6 +258,7 @@ impl Relay {
             let turn = peer.turn(&mut shared);
             let stdin_wanted = shared.stdin_wanted;
             if !peer.handshaking() && self.handshaking.remove(&peer.serial).is_some() {
+                metrics::handshake_done(peer.age().as_secs_f64());
                 self.handshake_done(key);
             }
             match turn {
@@ -319,6 +322,11 @@ impl Relay {
     /// outcome is the run's when this is the one connection (without `-k`, the session); any
     /// other failure is logged.
     fn remove(&mut self, key: usize, outcome: Result<()>) {
+        self.remove_as(key, outcome, Event::Closed);
+    }
+
+    /// [`Relay::remove`], its line (`--log-format json`) being `event`.
+    fn remove_as(&mut self, key: usize, outcome: Result<()>, event: Event) {
         let peer = self.peers.remove(key);
         self.handshaking.remove(&peer.serial);
         if peer.stdin_position().is_some() && self.feed_stdin() {
@@ -327,11 +335,7 @@ impl Relay {
         }
         // Without -k, a client that had not completed its handshake was not the session.
         let logged = self.opts.many || (self.waiting && peer.handshaking());
-        if let Err(e) = &outcome {
-            if logged {
-                report::info(format_args!("{e:#}"));
-            }
-        }
+        ended(event, &peer, &outcome, !report::json() && logged);
         if let Some((label, mut child)) = peer.close(self.poll.registry(), outcome.is_ok()) {
             if !child.reaped(&label) {
                 self.children.push((label, child));
@@ -444,18 +448,28 @@ impl Relay {
             } else if self.peers.len() >= max_conns
                 && !self.drop_oldest_handshake("to make room for a new client (--max-conns)")
             {
-                report::info(format_args!(
+                let why = format!(
                     "refused client {peer}: {} connections open, all established (--max-conns)",
                     self.peers.len()
-                ));
+                );
+                refused(&peer, Outcome::Reset, Class::Network, why);
                 continue;
             }
-            report::verbose(format_args!("connection from {peer}"));
+            if report::json() {
+                let summary = report::Summary {
+                    peer: peer.to_string(),
+                    ..report::Summary::default()
+                };
+                report::connection_event(Event::Accepted, &summary, "accepted");
+            } else {
+                report::verbose(format_args!("connection from {peer}"));
+            }
             let Some(listening) = self.listening.as_ref() else {
                 return;
             };
             if let Err(e) = (listening.accept)(sock, &peer).and_then(|s| self.add(s)) {
-                report::info(format_args!("client {peer}: {e:#}"));
+                let (class, why) = (classify(&e), format!("client {peer}: {e:#}"));
+                refused(&peer, Outcome::of(&Err(e), true), class, why);
             }
         }
     }
@@ -475,11 +489,12 @@ impl Relay {
         let Some(label) = self.peers.get(key).map(|p| p.label.clone()) else {
             return false;
         };
-        self.remove(
+        self.remove_as(
             key,
             Err(Class::Handshake.err(format!(
                 "{label}: dropped while still in its TLS handshake{why}"
             ))),
+            Event::Refused,
         );
         true
     }
@@ -588,6 +603,14 @@ impl Relay {
         for peer in peers {
             let ok = peer.closing();
             reset += usize::from(!ok);
+            let outcome = match ok {
+                true => Ok(()),
+                false => Err(Class::Network.err(format!(
+                    "{}: reset, as the run ended before the connection",
+                    peer.label
+                ))),
+            };
+            ended(Event::Closed, &peer, &outcome, false);
             if let Some((label, mut child)) = peer.close(self.poll.registry(), ok) {
                 if !child.reaped(&label) {
                     self.children.push((label, child));
@@ -635,6 +658,47 @@ impl Relay {
             Some(Err(e)) => result.and(Err(anyhow!("writing to stdout: {}", io_phrase(&e)))),
             _ => result,
         }
+    }
+}
+
+/// A connection is over: counted by how it ended, and said as its one `closed` or `refused`
+/// line (`--log-format json`); `text`: its failure is said as a text line.
+fn ended(event: Event, peer: &Session, result: &Result<()>, text: bool) {
+    let outcome = Outcome::of(result, peer.handshaking());
+    let summary = peer.summary();
+    metrics::connection_closed(outcome, summary.bytes_in, summary.bytes_out);
+    let (status, reason) = match result {
+        Ok(()) => (0, None),
+        Err(e) => (classify(e).exit_code(), Some(format!("{e:#}"))),
+    };
+    if let (true, Some(reason)) = (text, &reason) {
+        report::info(reason);
+    }
+    let end = report::End {
+        outcome: outcome.name(),
+        status,
+        reason,
+    };
+    report::connection_end(event, &summary, &end);
+}
+
+/// A client refused before it became a connection: counted, and said once (as text, or as
+/// its `refused` line).
+fn refused(peer: &Peer, outcome: Outcome, class: Class, why: String) {
+    metrics::connection_refused(outcome);
+    if report::json() {
+        let summary = report::Summary {
+            peer: peer.to_string(),
+            ..report::Summary::default()
+        };
+        let end = report::End {
+            outcome: outcome.name(),
+            status: class.exit_code(),
+            reason: Some(why),
+        };
+        report::connection_end(Event::Refused, &summary, &end);
+    } else {
+        report::info(why);
     }
 }
 

@@ -102,6 +102,8 @@ impl Common {
 pub(crate) struct Connect {
     /// `--from`: accept plain clients here, a TLS connection for each.
     pub from: Option<ListenAt>,
+    /// `--status` (with `--from`): where to serve health and metrics.
+    pub status: Option<ListenAt>,
     pub starttls: Option<Proto>,
     /// The server's name, as TLS and a STARTTLS dialogue give it.
     pub name: String,
@@ -145,6 +147,8 @@ pub(crate) struct Listen {
     pub starttls: Option<(Proto, String)>,
     /// Event loops: `--threads`, by default one per core for a tunnel, else one.
     pub threads: usize,
+    /// `--status`: where to serve health and metrics.
+    pub status: Option<ListenAt>,
     pub common: Common,
 }
 
@@ -164,16 +168,10 @@ pub(crate) fn connect(args: &ConnectArgs) -> Result<Connect> {
         Some(&target.addr),
     )?;
     let from = match &args.from {
-        Some(spec) => Some(match listen_at(spec, args.unix_mode)? {
-            // Plain text is never exposed beyond loopback unless asked.
-            ListenAt::Tcp { host: None, port } => ListenAt::Tcp {
-                host: Some("127.0.0.1".to_string()),
-                port,
-            },
-            at => at,
-        }),
+        Some(spec) => Some(loopback_by_default(listen_at(spec, args.unix_mode)?)),
         None => None,
     };
+    let status = status_at(args.status.as_deref(), args.unix_mode)?;
     let handshake_limit = match (common.wait, &from, args.common.tls.starttls) {
         (Some(w), _, _) => Some((w, HandshakeLimit::Wait)),
         (None, Some(_), _) => Some((net::CONNECT_TIMEOUT, HandshakeLimit::FromDefault)),
@@ -182,6 +180,7 @@ pub(crate) fn connect(args: &ConnectArgs) -> Result<Connect> {
     };
     Ok(Connect {
         from,
+        status,
         starttls: args.common.tls.starttls,
         handshake_limit,
         name: target.name(),
@@ -653,6 +652,11 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
     }
     let at = listen_at(&args.addr, args.unix_mode)?;
     let many = args.keep_open || args.to.is_some();
+    if args.status.is_some() && !many {
+        return Err(Class::Usage
+            .err("--status is for a listener that keeps running: give -k (or --to) too"));
+    }
+    let status = status_at(args.status.as_deref(), args.unix_mode)?;
     for (given, flag) in [
         (args.max_conns.is_some(), "--max-conns"),
         (args.stall_timeout.is_some(), "--stall-timeout"),
@@ -719,6 +723,7 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
         ephemeral,
         keep_open: many,
         threads: threads(&common.local, args.threads),
+        status,
         max_conns: args.max_conns.unwrap_or(1000) as usize,
         max_handshakes: args.max_handshakes as usize,
         handshake_limit: match common.wait {
@@ -800,6 +805,7 @@ impl Served {
             .first()
             .map(|c| fingerprint_text(&sha256(c.as_ref())))
             .unwrap_or_default();
+        let served = identity.cert.first().and_then(crate::describe::served);
         let crls = Crls::load(&self.crl)?;
         let config = tls::server_config(
             &self.proto,
@@ -809,8 +815,34 @@ impl Served {
             self.allow.clone(),
             presented.clone(),
         )?;
+        // What /metrics says is served, once all of it loaded.
+        if let Some((name, not_after)) = served {
+            crate::metrics::certificate_expiry(&name, not_after);
+        }
         Ok((config, fingerprint))
     }
+}
+
+/// A plain-text socket (`--from`, `--status`) is never exposed beyond loopback unless asked:
+/// a bare PORT is 127.0.0.1's.
+fn loopback_by_default(at: ListenAt) -> ListenAt {
+    match at {
+        ListenAt::Tcp { host: None, port } => ListenAt::Tcp {
+            host: Some("127.0.0.1".to_string()),
+            port,
+        },
+        at => at,
+    }
+}
+
+/// `--status`: where, if given.
+fn status_at(spec: Option<&str>, mode: u32) -> Result<Option<ListenAt>> {
+    spec.map(|spec| {
+        listen_at(spec, mode)
+            .map(loopback_by_default)
+            .map_err(|e| e.context("--status"))
+    })
+    .transpose()
 }
 
 /// Where to listen: `[ADDR:]PORT` (an international name in its ASCII form), or a Unix

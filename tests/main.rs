@@ -21,6 +21,7 @@ mod listen;
 mod load;
 mod lookups;
 mod matrix;
+mod observe;
 mod proxies;
 mod servers;
 mod sessions;
