@@ -570,3 +570,59 @@ fn connect_from_serves_status_and_logs_json() {
     from.finish().expect_code(143);
     l.stop().expect_code(143);
 }
+
+#[test]
+fn quiet_json_still_says_how_each_connection_ended_and_status_takes_a_unix_socket() {
+    let pki = Pki::new();
+    let dir = tempdir();
+    let (tls, status) = (dir.path().join("tls.sock"), dir.path().join("status.sock"));
+    let mut cmd = stls();
+    cmd.args(["listen", "-k", &format!("unix:{}", s(&tls))])
+        .args(["--status", &format!("unix:{}", s(&status))])
+        .args(["-q", "--log-format", "json", "-e", "cat"])
+        .args(["--cert", s(&pki.server.cert), "--key", s(&pki.server.key)]);
+    let proc = Proc::spawn(&mut cmd, Input::Null);
+    // -q: nothing says it listens; the socket files do.
+    let until = Instant::now() + Duration::from_secs(30);
+    while !(tls.exists() && status.exists()) {
+        assert!(Instant::now() < until, "no sockets: {}", proc.stderr_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let done = connect(
+        &format!("unix:{}", s(&tls)),
+        &["--cacert", s(&pki.ca.cert), "--servername", "localhost"],
+        Input::Bytes(b"quiet\n".to_vec()),
+    );
+    done.expect_code(0);
+    assert_eq!(done.stdout, b"quiet\n");
+    let closed: Value =
+        serde_json::from_str(&proc.wait_line("\"event\":\"closed\"")).expect("JSON");
+    assert_eq!(closed["outcome"], "ok", "{closed}");
+    assert_eq!(closed["sni"], "localhost", "{closed}");
+    if have("curl") {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "30", "--unix-socket", s(&status)])
+            .arg("http://localhost/healthz")
+            .output()
+            .expect("curl ran");
+        assert_eq!(
+            out.stdout,
+            b"ok\n",
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    proc.signal(libc::SIGTERM);
+    let done = proc.finish();
+    done.expect_code(143);
+    let lines = json_lines(&done.stderr);
+    let events: Vec<&str> = lines.iter().filter_map(|v| v["event"].as_str()).collect();
+    assert_eq!(
+        events.iter().filter(|e| **e == "closed").count(),
+        1,
+        "{events:?}"
+    );
+    assert!(!events.contains(&"listening"), "{events:?}");
+    // Both socket files go with the run.
+    assert!(!tls.exists() && !status.exists());
+}
