@@ -455,13 +455,13 @@ impl Relay {
                 refused(&peer, Outcome::Reset, Class::Network, why);
                 continue;
             }
-            if report::json() {
+            if report::connection_events() {
                 let summary = report::Summary {
                     peer: peer.to_string(),
                     ..report::Summary::default()
                 };
                 report::connection_event(Event::Accepted, &summary, "accepted");
-            } else {
+            } else if !report::json() {
                 report::verbose(format_args!("connection from {peer}"));
             }
             let Some(listening) = self.listening.as_ref() else {
@@ -665,21 +665,27 @@ impl Relay {
 /// line (`--log-format json`); `text`: its failure is said as a text line.
 fn ended(event: Event, peer: &Session, result: &Result<()>, text: bool) {
     let outcome = Outcome::of(result, peer.handshaking());
-    let summary = peer.summary();
-    metrics::connection_closed(outcome, summary.bytes_in, summary.bytes_out);
+    let (bytes_in, bytes_out) = peer.bytes();
+    metrics::connection_closed(outcome, bytes_in, bytes_out);
+    if text {
+        if let Err(e) = result {
+            report::info(format_args!("{e:#}"));
+        }
+    }
+    // Only JSON lines say more: text need not gather it (a certificate to parse).
+    if !report::json() {
+        return;
+    }
     let (status, reason) = match result {
         Ok(()) => (0, None),
         Err(e) => (classify(e).exit_code(), Some(format!("{e:#}"))),
     };
-    if let (true, Some(reason)) = (text, &reason) {
-        report::info(reason);
-    }
     let end = report::End {
         outcome: outcome.name(),
         status,
         reason,
     };
-    report::connection_end(event, &summary, &end);
+    report::connection_end(event, &peer.summary(), &end);
 }
 
 /// A client refused before it became a connection: counted, and said once (as text, or as

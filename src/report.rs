@@ -276,9 +276,15 @@ pub(crate) fn connection_end(event: Event, summary: &Summary, end: &End<'_>) {
 /// `--log-format json` with `-v`: a connection's `accepted` or `established` line, with
 /// what is known of it then.
 pub(crate) fn connection_event(event: Event, summary: &Summary, msg: impl Display) {
-    if json() && level() >= 1 {
+    if connection_events() {
         line(Level::Debug, event.name(), msg, Some(summary.fields()));
     }
+}
+
+/// Whether [`connection_event`] says anything: the caller need not gather a summary
+/// otherwise.
+pub(crate) fn connection_events() -> bool {
+    json() && level() >= 1
 }
 
 /// A peer-controlled string made safe for a terminal: control characters are escaped

@@ -376,6 +376,11 @@ impl Session {
         }
     }
 
+    /// The plaintext bytes received from the peer and sent to it.
+    pub(crate) fn bytes(&self) -> (u64, u64) {
+        (self.received, self.sent)
+    }
+
     /// How long ago it was accepted (or began to connect).
     pub(crate) fn age(&self) -> Duration {
         self.started.elapsed()
@@ -904,11 +909,13 @@ impl Session {
             String::new()
         };
         describe::session(&self.conn.tls, sh.opts.explain.side().peer_role(), &prefix);
-        report::connection_event(
-            report::Event::Established,
-            &self.summary(),
-            format_args!("{}: TLS established", self.label),
-        );
+        if report::connection_events() {
+            report::connection_event(
+                report::Event::Established,
+                &self.summary(),
+                format_args!("{}: TLS established", self.label),
+            );
+        }
         match &mut self.local {
             Local::Stdio { next, .. } => match sh.stdin.as_deref() {
                 Some(stdin) => {
