@@ -14,7 +14,7 @@ use x509_parser::x509::{AttributeTypeAndValue, SubjectPublicKeyInfo, X509Name};
 
 use crate::fingerprint::{fingerprint_text, sha256};
 use crate::report::{
-    escape, escape_env, escape_item, is_invisible, level, verbose, ClientCert, Summary,
+    escape, escape_env, escape_item, is_invisible, json, level, verbose, ClientCert, Summary,
 };
 
 /// A UNIX time as `2025-01-31 23:59:59 UTC`.
@@ -477,7 +477,11 @@ pub(crate) fn session(conn: &rustls::CommonState, peer_label: &str, prefix: &str
                     format!("chain certificate {i}")
                 };
                 match CertInfo::parse(der) {
-                    // Each line with its `stls: ` and whose it is.
+                    // As JSON, one object; as text, each line with its `stls: ` and whose
+                    // it is.
+                    Some(info) if json() => {
+                        verbose(format_args!("{prefix}{}", info.describe(&label)));
+                    }
                     Some(info) => {
                         for line in info.describe(&label).lines() {
                             verbose(format_args!("{prefix}{line}"));

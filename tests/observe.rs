@@ -227,6 +227,7 @@ fn status_is_for_what_runs_long() {
     );
     done.expect_code(2);
     let lines = json_lines(&done.stderr);
+    common_keys(&lines);
     assert_eq!(lines.len(), 1, "{}", done.stderr);
     assert_eq!(lines[0]["event"], "error");
     assert_eq!(lines[0]["level"], "error");
@@ -409,11 +410,9 @@ fn logged_run(pki: &Pki) -> Vec<Value> {
     json_lines(&done.stderr)
 }
 
-#[test]
-fn json_logs_are_one_object_per_line_with_every_documented_key() {
-    let pki = Pki::new();
-    let lines = logged_run(&pki);
-    for v in &lines {
+/// What every JSON line has: `ts` (RFC 3339, UTC), `level`, `event` and `msg`.
+fn common_keys(lines: &[Value]) {
+    for v in lines {
         let ts = v["ts"].as_str().expect("ts");
         // 2026-01-31T23:59:59.123Z
         assert!(
@@ -426,6 +425,13 @@ fn json_logs_are_one_object_per_line_with_every_documented_key() {
         );
         assert!(v["event"].is_string() && v["msg"].is_string(), "{v}");
     }
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_every_documented_key() {
+    let pki = Pki::new();
+    let lines = logged_run(&pki);
+    common_keys(&lines);
     let events: Vec<&str> = lines.iter().filter_map(|v| v["event"].as_str()).collect();
     for event in [
         "listening",
@@ -437,6 +443,14 @@ fn json_logs_are_one_object_per_line_with_every_documented_key() {
     ] {
         assert!(events.contains(&event), "no {event} in {events:?}");
     }
+    // -v's certificate of several lines is one object.
+    assert!(
+        lines.iter().any(|v| v["event"] == "message"
+            && v["msg"]
+                .as_str()
+                .is_some_and(|m| m.contains("client certificate: CN=alice\n  names:  alice\n"))),
+        "{lines:?}"
+    );
     // Exactly one closed or refused line per connection: four connections.
     let ends: Vec<&Value> = lines
         .iter()
@@ -616,6 +630,7 @@ fn quiet_json_still_says_how_each_connection_ended_and_status_takes_a_unix_socke
     let done = proc.finish();
     done.expect_code(143);
     let lines = json_lines(&done.stderr);
+    common_keys(&lines);
     let events: Vec<&str> = lines.iter().filter_map(|v| v["event"].as_str()).collect();
     assert_eq!(
         events.iter().filter(|e| **e == "closed").count(),
