@@ -373,6 +373,22 @@ mod tests {
     }
 
     #[test]
+    fn readiness_ends_with_the_drain() {
+        // The one test of this process that touches readiness.
+        metrics::set_ready();
+        assert_eq!(status_of("GET /readyz HTTP/1.1\r\n\r\n"), "HTTP/1.1 200 OK");
+        metrics::set_draining();
+        assert_eq!(
+            status_of("GET /readyz HTTP/1.1\r\n\r\n"),
+            "HTTP/1.1 503 Service Unavailable"
+        );
+        assert_eq!(
+            status_of("GET /healthz HTTP/1.1\r\n\r\n"),
+            "HTTP/1.1 200 OK"
+        );
+    }
+
+    #[test]
     fn a_head_ends_at_its_blank_line() {
         assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nbody"), Some(27));
         assert_eq!(head_end(b"GET / HTTP/1.0\n\n"), Some(16));
