@@ -469,7 +469,8 @@ impl Relay {
             };
             if let Err(e) = (listening.accept)(sock, &peer).and_then(|s| self.add(s)) {
                 let (class, why) = (classify(&e), format!("client {peer}: {e:#}"));
-                refused(&peer, Outcome::of(&Err(e), true), class, why);
+                // Nothing of TLS was tried: a failure to set the connection up is its class's.
+                refused(&peer, Outcome::of(&Err(e), false), class, why);
             }
         }
     }
@@ -606,7 +607,7 @@ impl Relay {
             let outcome = match ok {
                 true => Ok(()),
                 false => Err(Class::Network.err(format!(
-                    "{}: reset, as the run ended before the connection",
+                    "{}: reset: the run ended before the connection did",
                     peer.label
                 ))),
             };
