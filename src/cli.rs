@@ -218,6 +218,11 @@ pub(crate) struct ConnectArgs {
     #[arg(long, value_name = "MODE", default_value = "660", value_parser = parse_mode)]
     pub unix_mode: u32,
 
+    /// With --from: serve plain HTTP on [ADDR:]PORT (ADDR default 127.0.0.1) or unix:PATH:
+    /// GET /healthz, /readyz and /metrics (Prometheus text format).
+    #[arg(long, value_name = "[ADDR:]PORT", requires = "from")]
+    pub status: Option<String>,
+
     #[command(flatten)]
     pub verify: VerifyArgs,
 
@@ -316,6 +321,11 @@ pub(crate) struct ListenArgs {
     #[arg(long, value_name = "[TYPE:]NAME")]
     pub allow_san: Vec<String>,
 
+    /// With -k or --to: serve plain HTTP on [ADDR:]PORT (ADDR default 127.0.0.1) or
+    /// unix:PATH: GET /healthz, /readyz and /metrics (Prometheus text format).
+    #[arg(long, value_name = "[ADDR:]PORT")]
+    pub status: Option<String>,
+
     #[command(flatten)]
     pub lifecycle: LifecycleArgs,
 
@@ -349,6 +359,15 @@ pub(crate) struct LifecycleArgs {
     /// once.
     #[arg(long, value_name = "SECS", value_parser = parse_linger, default_value = "0")]
     pub drain: Duration,
+}
+
+/// `--log-format`: how stderr's lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// `stls: ` lines for people.
+    Text,
+    /// One JSON object per line, for a log pipeline.
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -435,6 +454,11 @@ pub(crate) struct NetArgs {
     /// Print nothing on stderr but errors and warnings.
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// How stderr's lines are written: text, or json (one object per line: ts, level, event,
+    /// msg, and what is known of the connection).
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
 }
 
 /// Options connect and listen share: TLS, the network, and what is relayed.

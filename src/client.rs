@@ -243,6 +243,7 @@ fn tunnel(s: &Connect, at: &ListenAt) -> Result<()> {
         };
         Ok(session.with_local(TcpEnd::new(plain, Vec::new())))
     };
+    let _status = crate::status::announced(s.status.as_ref(), s.common.family)?;
     relay.listen(Listening {
         sock,
         keep_open: true,
@@ -260,11 +261,12 @@ fn tunnel(s: &Connect, at: &ListenAt) -> Result<()> {
         drain: s.drain,
         main: true,
     })?;
+    // Ready before it is said: whoever reads the line may ask /readyz at once.
+    crate::metrics::set_ready();
     report::note(
         report::Event::Listening,
         format_args!("listening on {local}"),
     );
-    crate::metrics::set_ready();
     systemd::ready();
     let result = relay.run();
     crate::relay::say_drained();

@@ -13,7 +13,9 @@ use x509_parser::public_key::PublicKey;
 use x509_parser::x509::{AttributeTypeAndValue, SubjectPublicKeyInfo, X509Name};
 
 use crate::fingerprint::{fingerprint_text, sha256};
-use crate::report::{escape, escape_env, escape_item, is_invisible, level, verbose};
+use crate::report::{
+    escape, escape_env, escape_item, is_invisible, json, level, verbose, ClientCert, Summary,
+};
 
 /// A UNIX time as `2025-01-31 23:59:59 UTC`.
 pub(crate) fn date(secs: i64) -> String {
@@ -405,6 +407,44 @@ pub(crate) fn child_env(conn: &rustls::Connection) -> Vec<(&'static str, String)
     env
 }
 
+/// A certificate as `/metrics` names it (its subject's one CN, else its first
+/// subjectAltName, escaped), and when it expires; `None` if it cannot be parsed.
+pub(crate) fn served(der: &CertificateDer<'_>) -> Option<(String, i64)> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let name = sole_common_name(cert.subject())
+        .map(|cn| escape(&cn))
+        .or_else(|| alt_names(&cert).first().map(AltName::value_text))
+        .unwrap_or_default();
+    Some((name, cert.validity().not_after.timestamp()))
+}
+
+/// What a connection's log lines say of its TLS (`--log-format json`): the parameters, the
+/// name the client asked for, and the client's certificate (on our server side).
+pub(crate) fn summary(conn: &rustls::Connection, peer: String) -> Summary {
+    let p = Params::of(conn);
+    let mut summary = Summary {
+        peer,
+        version: p.version,
+        cipher: p.suite,
+        alpn: p.alpn,
+        ..Summary::default()
+    };
+    if let rustls::Connection::Server(server) = conn {
+        summary.sni = server.server_name().map(escape);
+        let leaf = conn.peer_certificates().and_then(|c| c.first());
+        if let Some(der) = leaf {
+            if let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.as_ref()) {
+                summary.client = Some(ClientCert {
+                    cn: sole_common_name(cert.subject()).map(|cn| escape(&cn)),
+                    sans: alt_names(&cert).iter().map(AltName::text).collect(),
+                    sha256: fingerprint_text(&sha256(der.as_ref())),
+                });
+            }
+        }
+    }
+    summary
+}
+
 /// After the handshake, under `-v`: protocol, suite, key exchange, ALPN and the peer's
 /// certificate (every certificate of the chain with `-vv`).
 pub(crate) fn session(conn: &rustls::CommonState, peer_label: &str, prefix: &str) {
@@ -437,7 +477,11 @@ pub(crate) fn session(conn: &rustls::CommonState, peer_label: &str, prefix: &str
                     format!("chain certificate {i}")
                 };
                 match CertInfo::parse(der) {
-                    // Each line with its `stls: ` and whose it is.
+                    // As JSON, one object; as text, each line with its `stls: ` and whose
+                    // it is.
+                    Some(info) if json() => {
+                        verbose(format_args!("{prefix}{}", info.describe(&label)));
+                    }
                     Some(info) => {
                         for line in info.describe(&label).lines() {
                             verbose(format_args!("{prefix}{line}"));

@@ -50,6 +50,8 @@
 //! - `error`: failure classes and exit statuses.
 //! - `report`: what goes to stderr, escaped.
 //! - `metrics`: what a long-running stls counts, and whether it is ready (`--status`).
+//! - `status`: the `--status` HTTP server (`/healthz`, `/readyz`, `/metrics`), on a thread of
+//!   its own.
 //! - `describe`: what `-v` says about a session and its certificates.
 
 // Unsafe code only where a system call has no safe wrapper; each such function says which.
@@ -86,6 +88,7 @@ mod session;
 mod settings;
 mod sni;
 mod starttls;
+mod status;
 mod stdio;
 mod stream;
 mod systemd;
@@ -132,6 +135,8 @@ pub fn main() -> ExitCode {
     argv::hide_proxy_credentials(proxy_urls(&cli));
     // Before any thread starts: systemd's variables are taken out of the environment.
     systemd::take_environment();
+    // Before anything is said: a run's every line has the form asked for.
+    report::set_json(log_format(&cli) == cli::LogFormat::Json);
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -162,6 +167,16 @@ fn proxy_urls(cli: &Cli) -> &[String] {
         Command::Connect(args) => &args.proxy.proxy,
         Command::Inspect(args) => &args.proxy.proxy,
         _ => &[],
+    }
+}
+
+/// `--log-format`, where the subcommand has it.
+fn log_format(cli: &Cli) -> cli::LogFormat {
+    match &cli.command {
+        Command::Connect(args) => args.common.net.log_format,
+        Command::Listen(args) => args.common.net.log_format,
+        Command::Inspect(args) => args.net.log_format,
+        _ => cli::LogFormat::Text,
     }
 }
 

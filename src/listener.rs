@@ -19,6 +19,7 @@ use crate::report;
 use crate::route::Route;
 use crate::session::{Options, Session};
 use crate::settings::Listen;
+use crate::status;
 use crate::stream::{Listener, Peer, Stream};
 use crate::systemd;
 use crate::tls_socket::TlsSocket;
@@ -28,6 +29,8 @@ pub(crate) fn run(s: &Listen) -> Result<()> {
     // (SO_REUSEPORT: the kernel spreads the clients).
     let threads = s.threads;
     let sock = s.at.bind(s.common.family)?;
+    // Answering before the loops start: /readyz says 503 until they listen.
+    let _status = status::announced(s.status.as_ref(), s.common.family)?;
     let nofile = raise_fd_limit();
     // SIGHUP swaps in a new configuration for the handshakes that follow, in every loop.
     let config = Arc::new(RwLock::new(s.config.clone()));
@@ -77,11 +80,12 @@ fn announce(s: &Listen, local: &str) {
             s.fingerprint
         ));
     }
+    // Ready before it is said: whoever reads the line may ask /readyz at once.
+    metrics::set_ready();
     report::note(
         report::Event::Listening,
         format_args!("listening on {local}"),
     );
-    metrics::set_ready();
     systemd::ready();
 }
 

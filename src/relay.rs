@@ -31,6 +31,7 @@ use crate::error::{classify, io_phrase, Class};
 use crate::events::{part_of, LISTENER, SIGNALS, WAKER};
 use crate::exec::Child;
 use crate::local::{Direction, LocalEnd};
+use crate::metrics::{self, Outcome};
 use crate::reload::Reload;
 use crate::report::{self, Event};
 use crate::session::{HandshakeLimit, Options, Session, Shared, Timer, Turn};
@@ -194,6 +195,7 @@ impl Relay {
             return Err(e.into());
         }
         self.handshaking.insert(peer.serial, key);
+        metrics::connection_opened();
         self.enqueue(key);
         Ok(())
     }
@@ -298,6 +300,7 @@ impl Relay {
             let turn = peer.turn(&mut shared);
             let stdin_wanted = shared.stdin_wanted;
             if !peer.handshaking() && self.handshaking.remove(&peer.serial).is_some() {
+                metrics::handshake_done(peer.age().as_secs_f64());
                 self.handshake_done(key);
             }
             match turn {
@@ -361,6 +364,11 @@ impl Relay {
     /// outcome is the run's when this is the one connection (without `-k`, the session); any
     /// other failure is logged.
     fn remove(&mut self, key: usize, outcome: Result<()>) {
+        self.remove_as(key, outcome, Event::Closed);
+    }
+
+    /// [`Relay::remove`], its line (`--log-format json`) being `event`.
+    fn remove_as(&mut self, key: usize, outcome: Result<()>, event: Event) {
         let peer = self.peers.remove(key);
         self.handshaking.remove(&peer.serial);
         if peer.stdin_position().is_some() && self.feed_stdin() {
@@ -369,11 +377,7 @@ impl Relay {
         }
         // Without -k, a client that had not completed its handshake was not the session.
         let logged = self.opts.many || (self.waiting && peer.handshaking());
-        if let Err(e) = &outcome {
-            if logged {
-                report::info(format_args!("{e:#}"));
-            }
-        }
+        ended(event, &peer, &outcome, !report::json() && logged);
         if let Some((label, mut child)) = peer.close(self.poll.registry(), outcome.is_ok()) {
             if !child.reaped(&label) {
                 self.children.push((label, child));
@@ -486,18 +490,29 @@ impl Relay {
             } else if self.peers.len() >= max_conns
                 && !self.drop_oldest_handshake("to make room for a new client (--max-conns)")
             {
-                report::info(format_args!(
+                let why = format!(
                     "refused client {peer}: {} connections open, all established (--max-conns)",
                     self.peers.len()
-                ));
+                );
+                refused(&peer, Outcome::Reset, Class::Network, why);
                 continue;
             }
-            report::verbose(format_args!("connection from {peer}"));
+            if report::connection_events() {
+                let summary = report::Summary {
+                    peer: peer.to_string(),
+                    ..report::Summary::default()
+                };
+                report::connection_event(Event::Accepted, &summary, "accepted");
+            } else if !report::json() {
+                report::verbose(format_args!("connection from {peer}"));
+            }
             let Some(listening) = self.listening.as_ref() else {
                 return;
             };
             if let Err(e) = (listening.accept)(sock, &peer).and_then(|s| self.add(s)) {
-                report::info(format_args!("client {peer}: {e:#}"));
+                let (class, why) = (classify(&e), format!("client {peer}: {e:#}"));
+                // Nothing of TLS was tried: a failure to set the connection up is its class's.
+                refused(&peer, Outcome::of(&Err(e), false), class, why);
             }
         }
     }
@@ -517,11 +532,12 @@ impl Relay {
         let Some(label) = self.peers.get(key).map(|p| p.label.clone()) else {
             return false;
         };
-        self.remove(
+        self.remove_as(
             key,
             Err(Class::Handshake.err(format!(
                 "{label}: dropped while still in its TLS handshake{why}"
             ))),
+            Event::Refused,
         );
         true
     }
@@ -682,6 +698,14 @@ impl Relay {
         for peer in peers {
             let ok = peer.closing();
             reset += usize::from(!ok);
+            let outcome = match ok {
+                true => Ok(()),
+                false => Err(Class::Network.err(format!(
+                    "{}: reset: the run ended before the connection did",
+                    peer.label
+                ))),
+            };
+            ended(Event::Closed, &peer, &outcome, false);
             if let Some((label, mut child)) = peer.close(self.poll.registry(), ok) {
                 if !child.reaped(&label) {
                     self.children.push((label, child));
@@ -756,6 +780,53 @@ fn signal_name(sig: i32) -> &'static str {
     match sig {
         SIGINT => "SIGINT",
         _ => "SIGTERM",
+    }
+}
+
+/// A connection is over: counted by how it ended, and said as its one `closed` or `refused`
+/// line (`--log-format json`); `text`: its failure is said as a text line.
+fn ended(event: Event, peer: &Session, result: &Result<()>, text: bool) {
+    let outcome = Outcome::of(result, peer.handshaking());
+    let (bytes_in, bytes_out) = peer.bytes();
+    metrics::connection_closed(outcome, bytes_in, bytes_out);
+    if text {
+        if let Err(e) = result {
+            report::info(format_args!("{e:#}"));
+        }
+    }
+    // Only JSON lines say more: text need not gather it (a certificate to parse).
+    if !report::json() {
+        return;
+    }
+    let (status, reason) = match result {
+        Ok(()) => (0, None),
+        Err(e) => (classify(e).exit_code(), Some(format!("{e:#}"))),
+    };
+    let end = report::End {
+        outcome: outcome.name(),
+        status,
+        reason,
+    };
+    report::connection_end(event, &peer.summary(), &end);
+}
+
+/// A client refused before it became a connection: counted, and said once (as text, or as
+/// its `refused` line).
+fn refused(peer: &Peer, outcome: Outcome, class: Class, why: String) {
+    metrics::connection_refused(outcome);
+    if report::json() {
+        let summary = report::Summary {
+            peer: peer.to_string(),
+            ..report::Summary::default()
+        };
+        let end = report::End {
+            outcome: outcome.name(),
+            status: class.exit_code(),
+            reason: Some(why),
+        };
+        report::connection_end(Event::Refused, &summary, &end);
+    } else {
+        report::info(why);
     }
 }
 

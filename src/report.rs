@@ -3,9 +3,12 @@
 
 use std::fmt::Display;
 use std::io::Write;
-use std::sync::atomic::{AtomicI8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI8, Ordering};
+
+use serde_json::{Map, Value};
 
 static LEVEL: AtomicI8 = AtomicI8::new(0);
+static JSON: AtomicBool = AtomicBool::new(false);
 
 /// `-q` gives -1 (errors and warnings only), `-v` 1, `-vv` 2.
 pub(crate) fn set_level(quiet: bool, verbose: u8) {
@@ -17,22 +20,98 @@ pub(crate) fn level() -> i8 {
     LEVEL.load(Ordering::Relaxed)
 }
 
+/// `--log-format json`: every line is one JSON object.
+pub(crate) fn set_json(json: bool) {
+    JSON.store(json, Ordering::Relaxed);
+}
+
+/// Whether lines are JSON objects (`--log-format json`).
+pub(crate) fn json() -> bool {
+    JSON.load(Ordering::Relaxed)
+}
+
+/// How much a line matters: `level` in `--log-format json`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Level {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+impl Level {
+    fn name(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Warn => "warn",
+            Level::Info => "info",
+            Level::Debug => "debug",
+        }
+    }
+}
+
 /// Write one line to stderr in one write. A diagnostic that cannot be written (stderr closed,
 /// full, or its reader gone) is dropped: it must never stop the transfer, let alone panic.
-/// A message of several lines (a certificate under `-v`) has `stls: ` before each, so every
-/// line can be told from the peer's bytes and filtered by its prefix.
-fn line(prefix: &str, msg: impl Display) {
+/// As text, a message of several lines (a certificate under `-v`) has `stls: ` before each,
+/// so every line can be told from the peer's bytes and filtered by its prefix; as JSON it is
+/// one object whatever its lines, `event` saying what it is about (`message` for a line
+/// without a more specific one, `error` for the error that ends the run).
+fn line(level: Level, event: &str, msg: impl Display, fields: Option<Map<String, Value>>) {
     let msg = msg.to_string();
-    let mut text = String::with_capacity(msg.len() + 16);
-    for (i, part) in msg.split('\n').enumerate() {
-        text.push_str("stls: ");
-        if i == 0 {
-            text.push_str(prefix);
+    let text = if json() {
+        json_line(level, event, msg, fields)
+    } else {
+        let prefix = if level == Level::Warn {
+            "warning: "
+        } else {
+            ""
+        };
+        let mut text = String::with_capacity(msg.len() + 16);
+        for (i, part) in msg.split('\n').enumerate() {
+            text.push_str("stls: ");
+            if i == 0 {
+                text.push_str(prefix);
+            }
+            text.push_str(part);
+            text.push('\n');
         }
-        text.push_str(part);
-        text.push('\n');
-    }
+        text
+    };
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// One line of `--log-format json`: `ts`, `level`, `event`, `msg`, then `fields`.
+fn json_line(level: Level, event: &str, msg: String, fields: Option<Map<String, Value>>) -> String {
+    let mut obj = Map::new();
+    obj.insert("ts".into(), Value::String(now_rfc3339()));
+    obj.insert("level".into(), level.name().into());
+    obj.insert("event".into(), event.into());
+    obj.insert("msg".into(), Value::String(msg));
+    if let Some(fields) = fields {
+        obj.extend(fields);
+    }
+    // A map of strings and numbers always serialises.
+    let mut text = Value::Object(obj).to_string();
+    text.push('\n');
+    text
+}
+
+/// Now, as RFC 3339 in UTC with milliseconds: `2026-01-31T23:59:59.123Z`.
+fn now_rfc3339() -> String {
+    rfc3339(time::OffsetDateTime::now_utc())
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
 }
 
 /// What a line is about: `event` in `--log-format json`.
@@ -49,38 +128,163 @@ pub(crate) enum Event {
     Stopped,
 }
 
+impl Event {
+    fn name(self) -> &'static str {
+        match self {
+            Event::Listening => "listening",
+            Event::Accepted => "accepted",
+            Event::Established => "established",
+            Event::Closed => "closed",
+            Event::Refused => "refused",
+            Event::Reloaded => "reloaded",
+            Event::Draining => "draining",
+            Event::Stopped => "stopped",
+        }
+    }
+}
+
 /// A line about `event`, shown unless `-q`.
-pub(crate) fn note(_event: Event, msg: impl Display) {
-    info(msg);
+pub(crate) fn note(event: Event, msg: impl Display) {
+    if level() >= 0 {
+        line(Level::Info, event.name(), msg, None);
+    }
 }
 
 /// A warning about `event`: always shown.
-pub(crate) fn note_warn(_event: Event, msg: impl Display) {
-    warn(msg);
+pub(crate) fn note_warn(event: Event, msg: impl Display) {
+    line(Level::Warn, event.name(), msg, None);
 }
 
 /// A line shown unless `-q`.
 pub(crate) fn info(msg: impl Display) {
     if level() >= 0 {
-        line("", msg);
+        line(Level::Info, "message", msg, None);
     }
 }
 
 /// A line shown with `-v`.
 pub(crate) fn verbose(msg: impl Display) {
     if level() >= 1 {
-        line("", msg);
+        line(Level::Debug, "message", msg, None);
     }
 }
 
 /// Always shown.
 pub(crate) fn warn(msg: impl Display) {
-    line("warning: ", msg);
+    line(Level::Warn, "message", msg, None);
 }
 
 /// Always shown: the one line for the error that ends the run.
 pub(crate) fn error(msg: impl Display) {
-    line("", msg);
+    line(Level::Error, "error", msg, None);
+}
+
+/// The client certificate of a connection, as its log line gives it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ClientCert {
+    /// The subject's one common name (none if it has none, or several).
+    pub cn: Option<String>,
+    /// Every subjectAltName as `DNS:x`, `IP:y`, …
+    pub sans: Vec<String>,
+    /// The certificate's SHA-256 fingerprint.
+    pub sha256: String,
+}
+
+/// What a connection's log lines say of it (`--log-format json`); strings are escaped.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Summary {
+    /// The client accepted (`listen`; `connect --from`: the plain client), else the server.
+    pub peer: String,
+    pub sni: Option<String>,
+    pub alpn: Option<String>,
+    pub version: Option<String>,
+    pub cipher: Option<String>,
+    pub client: Option<ClientCert>,
+    /// From the peer, and to it (plaintext).
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub duration_ms: u64,
+}
+
+impl Summary {
+    fn fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("peer".into(), self.peer.clone().into());
+        for (key, value) in [
+            ("sni", &self.sni),
+            ("alpn", &self.alpn),
+            ("version", &self.version),
+            ("cipher", &self.cipher),
+        ] {
+            m.insert(key.into(), value.clone().map_or(Value::Null, Value::String));
+        }
+        if let Some(c) = &self.client {
+            let mut client = Map::new();
+            client.insert("cn".into(), c.cn.clone().map_or(Value::Null, Value::String));
+            client.insert("sans".into(), c.sans.clone().into());
+            client.insert("sha256".into(), c.sha256.clone().into());
+            m.insert("client".into(), Value::Object(client));
+        }
+        m.insert("bytes_in".into(), self.bytes_in.into());
+        m.insert("bytes_out".into(), self.bytes_out.into());
+        m.insert("duration_ms".into(), self.duration_ms.into());
+        m
+    }
+}
+
+/// How a connection ended, for its `closed` or `refused` line: `outcome` (the name
+/// metrics count it by), `status` (the exit class's number; 0 when it ended well) and
+/// `reason` (the error; none when it ended well).
+pub(crate) struct End<'a> {
+    pub outcome: &'a str,
+    pub status: u8,
+    pub reason: Option<String>,
+}
+
+/// `--log-format json`: the one `closed` or `refused` line of a connection, at every level
+/// (even `-q`): info when it ended well, else warn. Nothing as text, whose lines about a
+/// connection's end are said where they always were.
+pub(crate) fn connection_end(event: Event, summary: &Summary, end: &End<'_>) {
+    if !json() {
+        return;
+    }
+    let mut fields = summary.fields();
+    fields.insert("outcome".into(), end.outcome.into());
+    fields.insert("status".into(), end.status.into());
+    fields.insert(
+        "reason".into(),
+        end.reason.clone().map_or(Value::Null, Value::String),
+    );
+    let level = if end.reason.is_none() {
+        Level::Info
+    } else {
+        Level::Warn
+    };
+    let msg = match &end.reason {
+        Some(reason) => format!("{}: {reason}", summary.peer),
+        None => format!(
+            "{}: closed after {:.3}s: {} bytes received, {} bytes sent",
+            summary.peer,
+            summary.duration_ms as f64 / 1000.0,
+            summary.bytes_in,
+            summary.bytes_out
+        ),
+    };
+    line(level, event.name(), msg, Some(fields));
+}
+
+/// `--log-format json` with `-v`: a connection's `accepted` or `established` line, with
+/// what is known of it then.
+pub(crate) fn connection_event(event: Event, summary: &Summary, msg: impl Display) {
+    if connection_events() {
+        line(Level::Debug, event.name(), msg, Some(summary.fields()));
+    }
+}
+
+/// Whether [`connection_event`] says anything: the caller need not gather a summary
+/// otherwise.
+pub(crate) fn connection_events() -> bool {
+    json() && level() >= 1
 }
 
 /// A peer-controlled string made safe for a terminal: control characters are escaped
@@ -162,6 +366,26 @@ pub fn is_invisible(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let t = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("in range");
+        assert_eq!(rfc3339(t), "2023-11-14T22:13:20.000Z");
+    }
+
+    #[test]
+    fn a_json_line_is_one_object_whatever_its_lines() {
+        let mut fields = Map::new();
+        fields.insert("peer".into(), "127.0.0.1:1".into());
+        let text = json_line(Level::Debug, "message", "a\nb \"c\"".into(), Some(fields));
+        assert!(text.ends_with('\n'));
+        assert_eq!(text.matches('\n').count(), 1);
+        let v: Value = serde_json::from_str(&text).expect("one JSON object");
+        assert_eq!(v["msg"], "a\nb \"c\"");
+        assert_eq!(v["level"], "debug");
+        assert_eq!(v["event"], "message");
+        assert_eq!(v["peer"], "127.0.0.1:1");
+    }
 
     #[test]
     fn escapes_control_characters() {

@@ -361,6 +361,31 @@ impl Session {
         self.phase == Phase::Handshake
     }
 
+    /// What its log lines say of it (`--log-format json`): whom it is with, what was
+    /// negotiated, the bytes moved and its age.
+    pub(crate) fn summary(&self) -> report::Summary {
+        let peer = match &self.peer {
+            Some(peer) => peer.to_string(),
+            None => self.label.clone(),
+        };
+        report::Summary {
+            bytes_in: self.received,
+            bytes_out: self.sent,
+            duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            ..describe::summary(&self.conn.tls, peer)
+        }
+    }
+
+    /// The plaintext bytes received from the peer and sent to it.
+    pub(crate) fn bytes(&self) -> (u64, u64) {
+        (self.received, self.sent)
+    }
+
+    /// How long ago it was accepted (or began to connect).
+    pub(crate) fn age(&self) -> Duration {
+        self.started.elapsed()
+    }
+
     /// Whether the connection ended well and only waits for the peer's TCP close.
     pub(crate) fn closing(&self) -> bool {
         self.phase == Phase::Closing
@@ -884,6 +909,13 @@ impl Session {
             String::new()
         };
         describe::session(&self.conn.tls, sh.opts.explain.side().peer_role(), &prefix);
+        if report::connection_events() {
+            report::connection_event(
+                report::Event::Established,
+                &self.summary(),
+                format_args!("{}: TLS established", self.label),
+            );
+        }
         match &mut self.local {
             Local::Stdio { next, .. } => match sh.stdin.as_deref() {
                 Some(stdin) => {
@@ -1057,13 +1089,16 @@ impl Session {
             self.conn.abort();
         }
         let label = self.label;
-        report::verbose(format_args!(
-            "{label}: {} after {:.3}s: {} bytes received, {} bytes sent",
-            if ok { "closed" } else { "failed" },
-            self.started.elapsed().as_secs_f64(),
-            self.received,
-            self.sent
-        ));
+        // As JSON, the loop's `closed` line says all of this.
+        if !report::json() {
+            report::verbose(format_args!(
+                "{label}: {} after {:.3}s: {} bytes received, {} bytes sent",
+                if ok { "closed" } else { "failed" },
+                self.started.elapsed().as_secs_f64(),
+                self.received,
+                self.sent
+            ));
+        }
         self.local.close(registry, ok).map(|child| (label, child))
     }
 }

@@ -104,6 +104,8 @@ impl Common {
 pub(crate) struct Connect {
     /// `--from`: accept plain clients here, a TLS connection for each.
     pub from: Option<ListenAt>,
+    /// `--status` (with `--from`): where to serve health and metrics.
+    pub status: Option<ListenAt>,
     pub starttls: Option<Proto>,
     /// The server's name, as TLS and a STARTTLS dialogue give it.
     pub name: String,
@@ -196,6 +198,8 @@ pub(crate) struct Listen {
     pub reload_every: Option<Duration>,
     /// `--drain`: how long open connections have after SIGTERM or SIGINT.
     pub drain: Duration,
+    /// `--status`: where to serve health and metrics.
+    pub status: Option<ListenAt>,
     pub common: Common,
 }
 
@@ -235,16 +239,10 @@ pub(crate) fn connect(args: &ConnectArgs) -> Result<Connect> {
         seen: client.presented.clone(),
     };
     let from = match &args.from {
-        Some(spec) => Some(match listen_at(spec, args.unix_mode)? {
-            // Plain text is never exposed beyond loopback unless asked.
-            ListenAt::Tcp { host: None, port } => ListenAt::Tcp {
-                host: Some("127.0.0.1".to_string()),
-                port,
-            },
-            at => at,
-        }),
+        Some(spec) => Some(loopback_by_default(listen_at(spec, args.unix_mode)?)),
         None => None,
     };
+    let status = status_at(args.status.as_deref(), args.unix_mode)?;
     let handshake_limit = match (common.wait, &from, args.common.tls.starttls) {
         (Some(w), _, _) => Some((w, HandshakeLimit::Wait)),
         (None, Some(_), _) => Some((net::CONNECT_TIMEOUT, HandshakeLimit::FromDefault)),
@@ -253,6 +251,7 @@ pub(crate) fn connect(args: &ConnectArgs) -> Result<Connect> {
     };
     Ok(Connect {
         from,
+        status,
         starttls: args.common.tls.starttls,
         handshake_limit,
         name: target.name(),
@@ -738,45 +737,13 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
     }
     let at = listen_at(&args.addr, args.unix_mode)?;
     let many = args.keep_open || args.to.is_some();
-    for (given, flag) in [
-        (args.max_conns.is_some(), "--max-conns"),
-        (args.stall_timeout.is_some(), "--stall-timeout"),
-    ] {
-        if given && !many {
-            return Err(Class::Usage.err(format!(
-                "{flag} is for many clients at once: give -k (or --to) too"
-            )));
-        }
-    }
-    let per_connection = args.to.is_some()
-        || (args.keep_open && (args.common.exec.is_some() || args.common.sh_exec.is_some()));
-    if args.threads.is_some() && !per_connection {
-        return Err(Class::Usage.err(
-            "--threads is for --to, or -k with -e/-c: stdin and stdout are one stream for \
-             every client",
-        ));
-    }
-    if !args.client_crl.is_empty() && args.client_ca.is_none() && args.client_ca_optional.is_none()
-    {
-        return Err(Class::Usage.err(
-            "--crl on listen is for client certificates: it needs --client-ca (or \
-             --client-ca-optional)",
-        ));
-    }
-    let proto = protocol(&args.common.tls)?;
-    if (!args.allow_cn.is_empty() || !args.allow_san.is_empty())
-        && args.client_ca.is_none()
-        && args.client_ca_optional.is_none()
-    {
-        return Err(Class::Usage.err(
-            "--allow-cn and --allow-san choose among verified client certificates: they need \
-             --client-ca (or --client-ca-optional)",
-        ));
-    }
-    if args.ticket_keys.is_some() && args.common.tls.no_resume {
+    if args.status.is_some() && !many {
         return Err(Class::Usage
-            .err("--ticket-keys seals the tickets that --no-resume turns off: give one of them"));
+            .err("--status is for a listener that keeps running: give -k (or --to) too"));
     }
+    let status = status_at(args.status.as_deref(), args.unix_mode)?;
+    check_listen_flags(args, many)?;
+    let proto = protocol(&args.common.tls)?;
     let files = Served {
         certs: server_certs(&args.common.tls)?,
         strict_sni: args.strict_sni,
@@ -817,6 +784,7 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
         threads: threads(&common.local, args.threads),
         reload_every: args.lifecycle.reload_every,
         drain: args.lifecycle.drain,
+        status,
         max_conns: args.max_conns.unwrap_or(1000) as usize,
         max_handshakes: args.max_handshakes as usize,
         handshake_limit: match common.wait {
@@ -832,6 +800,49 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
         }),
         common,
     })
+}
+
+/// The flags of `listen` that need others, or exclude them.
+fn check_listen_flags(args: &ListenArgs, many: bool) -> Result<()> {
+    for (given, flag) in [
+        (args.max_conns.is_some(), "--max-conns"),
+        (args.stall_timeout.is_some(), "--stall-timeout"),
+    ] {
+        if given && !many {
+            return Err(Class::Usage.err(format!(
+                "{flag} is for many clients at once: give -k (or --to) too"
+            )));
+        }
+    }
+    let per_connection = args.to.is_some()
+        || (args.keep_open && (args.common.exec.is_some() || args.common.sh_exec.is_some()));
+    if args.threads.is_some() && !per_connection {
+        return Err(Class::Usage.err(
+            "--threads is for --to, or -k with -e/-c: stdin and stdout are one stream for \
+             every client",
+        ));
+    }
+    if !args.client_crl.is_empty() && args.client_ca.is_none() && args.client_ca_optional.is_none()
+    {
+        return Err(Class::Usage.err(
+            "--crl on listen is for client certificates: it needs --client-ca (or \
+             --client-ca-optional)",
+        ));
+    }
+    if (!args.allow_cn.is_empty() || !args.allow_san.is_empty())
+        && args.client_ca.is_none()
+        && args.client_ca_optional.is_none()
+    {
+        return Err(Class::Usage.err(
+            "--allow-cn and --allow-san choose among verified client certificates: they need \
+             --client-ca (or --client-ca-optional)",
+        ));
+    }
+    if args.ticket_keys.is_some() && args.common.tls.no_resume {
+        return Err(Class::Usage
+            .err("--ticket-keys seals the tickets that --no-resume turns off: give one of them"));
+    }
+    Ok(())
 }
 
 /// How many event loops `listen` runs: tunnels (by default one per core) and -k -e services
@@ -951,6 +962,11 @@ impl Served {
             Some(path) => Some(Arc::new(tickets::TicketKeys::load(path)?) as _),
             None => None,
         };
+        // What /metrics says is served, once all of it loaded.
+        let expiry: Vec<(String, i64)> = served
+            .iter()
+            .filter_map(|s| s.key.cert.first().and_then(crate::describe::served))
+            .collect();
         let crls = Crls::load(&self.crl)?;
         let config = tls::server_config(
             &self.proto,
@@ -961,8 +977,33 @@ impl Served {
             self.allow.clone(),
             presented.clone(),
         )?;
+        for (name, not_after) in &expiry {
+            crate::metrics::certificate_expiry(name, *not_after);
+        }
         Ok((config, fingerprint))
     }
+}
+
+/// A plain-text socket (`--from`, `--status`) is never exposed beyond loopback unless asked:
+/// a bare PORT is 127.0.0.1's.
+fn loopback_by_default(at: ListenAt) -> ListenAt {
+    match at {
+        ListenAt::Tcp { host: None, port } => ListenAt::Tcp {
+            host: Some("127.0.0.1".to_string()),
+            port,
+        },
+        at => at,
+    }
+}
+
+/// `--status`: where, if given.
+fn status_at(spec: Option<&str>, mode: u32) -> Result<Option<ListenAt>> {
+    spec.map(|spec| {
+        listen_at(spec, mode)
+            .map(loopback_by_default)
+            .map_err(|e| e.context("--status"))
+    })
+    .transpose()
 }
 
 /// Where to listen: `[ADDR:]PORT` (an international name in its ASCII form), or a Unix

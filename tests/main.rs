@@ -22,6 +22,7 @@ mod listen;
 mod load;
 mod lookups;
 mod matrix;
+mod observe;
 mod proxies;
 mod scaleout;
 mod servers;
