@@ -1096,6 +1096,7 @@ fn protocol(args: &TlsArgs) -> Result<Protocol> {
         alpn,
         key_log,
         resume: !args.no_resume,
+        ciphers_given: args.ciphers.is_some(),
     })
 }
 

@@ -293,6 +293,36 @@ fn versions_and_ciphers_as_openssl_sees_them() {
 }
 
 #[test]
+fn the_listener_chooses_the_suite_by_its_own_order() {
+    if !have("openssl") {
+        return;
+    }
+    let pki = Pki::new();
+    // openssl lists AES-256-GCM first; the listener prefers AES-128-GCM (SHA-256), in TLS 1.3
+    // and in TLS 1.2.
+    let seen = seen_by_openssl(&pki, &[], &[]);
+    assert!(
+        seen.contains("Ciphersuite: TLS_AES_128_GCM_SHA256"),
+        "{seen}"
+    );
+    let seen = seen_by_openssl(&pki, &["--tls-max", "1.2"], &[]);
+    assert!(seen.contains("ECDHE-ECDSA-AES128-GCM-SHA256"), "{seen}");
+    // --ciphers's order is the listener's, whatever the client's.
+    let seen = seen_by_openssl(
+        &pki,
+        &["--ciphers", "TLS_AES_256_GCM_SHA384,TLS_AES_128_GCM_SHA256"],
+        &[
+            "-ciphersuites",
+            "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384",
+        ],
+    );
+    assert!(
+        seen.contains("Ciphersuite: TLS_AES_256_GCM_SHA384"),
+        "{seen}"
+    );
+}
+
+#[test]
 fn alpn_agreement_and_mismatch() {
     let pki = Pki::new();
     let l = listen(&pki, &["--alpn", "h2", "--alpn", "http/1.1"], b"");
