@@ -779,6 +779,7 @@ spec:
   containers:
   - name: app
     image: registry.example/app:1.0
+    lifecycle: {preStop: {sleep: {seconds: 5}}}
   - name: tls
     image: registry.example/stls:latest
     command: [stls, listen, "8443", --to, "127.0.0.1:8080",
