@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """TLS termination in front of a plain backend: stls listen --to beside haproxy, stunnel4 and
-socat OPENSSL-LISTEN,fork, in one run.
+socat OPENSSL-LISTEN,fork, in one run; and stls as a production sidecar runs it, observed.
 
-    python3 bench/tunnel.py [--handshakes N] [--mib N] [--idle N] [--binary PATH]
+    python3 bench/tunnel.py [--handshakes N] [--mib N] [--idle N] [--binary PATH] [--out PATH]
 
-Each terminator listens on loopback with certs/server.pem and relays to the same backend (an
-asyncio server here that reads and discards, holding each connection until its peer closes).
+The terminators: stls; stls-observed, the same stls with `--status` on a port of its own,
+its /metrics scraped every second by a thread of this script for as long as it runs (as
+Prometheus would), and `--log-format json` with stderr appended to a file (one JSON line per
+connection); haproxy; stunnel4; socat. Each listens on loopback with certs/server.pem and
+relays to the same backend (an asyncio server here that reads and discards, holding each
+connection until its peer closes).
 For each, in turn:
   handshakes  --handshakes (default 2000) full TLS 1.3 handshakes, no resumption, made by
               `stls inspect --no-resume --parallel 16`; the terminator's CPU time per handshake
@@ -17,7 +21,9 @@ For each, in turn:
               since it forks a process for each); the terminator's resident memory per
               connection (VmRSS of it and its children, after the connections are up, minus
               before), and that times 10,000
-Results: bench/results/tunnel.json, and ratios to haproxy.
+Results: bench/results/tunnel.json (or --out), ratios to haproxy, and stls-observed against
+plain stls (the goal: memory per idle tunnel and CPU per handshake within 5%, and still at most
+0.5x haproxy's memory per idle connection).
 """
 
 import argparse
@@ -30,7 +36,9 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 
 from common import CERTS, ROOT, build, free_port, wait_port
 TICK = os.sysconf("SC_CLK_TCK")
@@ -110,6 +118,29 @@ def hold(port, count):
     return conns
 
 
+class Scraper(threading.Thread):
+    """GET /metrics on `port` every second until stopped; counts scrapes and failures."""
+
+    def __init__(self, port):
+        super().__init__(daemon=True)
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        self.stopping = threading.Event()
+        self.scrapes = self.failures = 0
+
+    def run(self):
+        while not self.stopping.wait(1.0):
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as r:
+                    r.read()
+                    self.scrapes += 1
+            except OSError:
+                self.failures += 1
+
+    def stop(self):
+        self.stopping.set()
+        self.join()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--handshakes", type=int, default=2000)
@@ -118,6 +149,7 @@ def main():
     # of 20,000 (this machine's).
     ap.add_argument("--idle", type=int, default=9000)
     ap.add_argument("--binary")
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "tunnel.json"))
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -143,10 +175,17 @@ def main():
                 f.write(block)
 
         def start(name, port):
-            if name == "stls":
+            """The terminator on `port`: its process, and for stls-observed its scraper
+            (else None)."""
+            scraper, log = None, subprocess.DEVNULL
+            if name.startswith("stls"):
                 cmd = [binary, "listen", f"127.0.0.1:{port}", "--to", f"127.0.0.1:{back}",
                        "--cert", cert, "--key", key, "--max-conns", "30000",
                        "--max-handshakes", "30000"]
+                if name == "stls-observed":
+                    status = free_port()
+                    cmd += ["--status", f"127.0.0.1:{status}", "--log-format", "json"]
+                    log = open(os.path.join(tmp, f"stls-{port}.log"), "ab")
             elif name == "haproxy":
                 cfg = os.path.join(tmp, "haproxy.cfg")
                 with open(cfg, "w") as f:
@@ -165,15 +204,20 @@ def main():
                 cmd = ["socat", f"OPENSSL-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr,"
                        f"cert={cert},key={key},verify=0", f"TCP:127.0.0.1:{back}"]
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
+                                    stderr=log)
             wait_port(port)
-            return proc
+            if log is not subprocess.DEVNULL:
+                log.close()
+                wait_port(status)
+                scraper = Scraper(status)
+                scraper.start()
+            return proc, scraper
 
-        for name in ["stls", "haproxy", "stunnel4", "socat"]:
+        for name in ["stls", "stls-observed", "haproxy", "stunnel4", "socat"]:
             r = {}
             # Handshakes.
             port = free_port()
-            proc = start(name, port)
+            proc, scraper = start(name, port)
             targets = os.path.join(tmp, "targets")
             with open(targets, "w") as f:
                 f.write(f"localhost:{port}\n" * args.handshakes)
@@ -207,22 +251,44 @@ def main():
             r["rss_mib_for_10000"] = round(grown / count * 10000 / 1024, 1)
             for c in conns:
                 c.close()
+            if scraper:
+                scraper.stop()
+                r["scrapes"], r["scrape_failures"] = scraper.scrapes, scraper.failures
+                with open(os.path.join(tmp, f"stls-{port}.log"), "rb") as f:
+                    r["log_lines"] = sum(1 for _ in f)
             proc.terminate()
             proc.wait()
             results["tools"][name] = r
-            print(f"{name:9} {r['cpu_ms_per_handshake']:7.3f} ms/handshake  "
+            print(f"{name:13} {r['cpu_ms_per_handshake']:7.3f} ms/handshake  "
                   f"{r['cpu_s_per_gib']:6.2f} CPU s/GiB  "
                   f"{r['rss_kib_per_idle_connection']:8.2f} KiB/idle connection", flush=True)
     h = results["tools"]["haproxy"]
     s = results["tools"]["stls"]
+    o = results["tools"]["stls-observed"]
+
+    def ratio(a, b, key):
+        return round(a[key] / b[key], 2) if b[key] else None
+
     results["ratios_to_haproxy"] = {
-        "cpu_per_handshake": round(s["cpu_ms_per_handshake"] / h["cpu_ms_per_handshake"], 2),
-        "cpu_per_gib": round(s["cpu_s_per_gib"] / h["cpu_s_per_gib"], 2),
-        "idle_memory": round(s["rss_kib_per_idle_connection"]
-                             / h["rss_kib_per_idle_connection"], 2),
+        "cpu_per_handshake": ratio(s, h, "cpu_ms_per_handshake"),
+        "cpu_per_gib": ratio(s, h, "cpu_s_per_gib"),
+        "idle_memory": ratio(s, h, "rss_kib_per_idle_connection"),
+        "observed_idle_memory": ratio(o, h, "rss_kib_per_idle_connection"),
     }
-    print(json.dumps(results["ratios_to_haproxy"]))
-    out = os.path.join(ROOT, "bench", "results", "tunnel.json")
+    # Observed against plain: the price of being scraped and of JSON logs.
+    observed = {
+        "cpu_per_handshake": ratio(o, s, "cpu_ms_per_handshake"),
+        "cpu_per_gib": ratio(o, s, "cpu_s_per_gib"),
+        "idle_memory": ratio(o, s, "rss_kib_per_idle_connection"),
+    }
+    within = [observed[k] for k in ("cpu_per_handshake", "idle_memory")]
+    observed["within_5_percent"] = all(v is not None and v <= 1.05 for v in within)
+    to_haproxy = results["ratios_to_haproxy"]["observed_idle_memory"]
+    observed["idle_memory_at_most_half_haproxy"] = to_haproxy is not None and to_haproxy <= 0.5
+    results["observed_to_plain_stls"] = observed
+    print("ratios to haproxy:", json.dumps(results["ratios_to_haproxy"]))
+    print("stls-observed / stls:", json.dumps(observed))
+    out = args.out
     with open(out, "w") as f:
         json.dump(results, f, indent=2)
         f.write("\n")

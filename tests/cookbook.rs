@@ -8,7 +8,8 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use util::pki::{s, Pki};
 use util::{free_port, peer, random_bytes, wait_listening, Done, Input, Listener, Proc};
@@ -764,5 +765,298 @@ fn install_completions_where_the_directories_are_missing() {
     ] {
         let script = std::fs::read_to_string(home.path().join(file)).expect(file);
         assert!(script.contains(word), "{file}");
+    }
+}
+
+/// The pod spec of the Kubernetes sidecar recipe, as the README prints it.
+const POD: &str = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: app
+  labels: {app: app}
+spec:
+  terminationGracePeriodSeconds: 30
+  containers:
+  - name: app
+    image: registry.example/app:1.0
+    lifecycle: {preStop: {sleep: {seconds: 5}}}
+  - name: tls
+    image: registry.example/stls:latest
+    command: [stls, listen, "8443", --to, "127.0.0.1:8080",
+              --cert, /etc/tls/tls.crt, --key, /etc/tls/tls.key,
+              --reload-every, "10", --drain, "20",
+              --status, "0.0.0.0:9090", --log-format, json]
+    ports:
+    - {name: https, containerPort: 8443}
+    - {name: status, containerPort: 9090}
+    readinessProbe:
+      httpGet: {path: /readyz, port: status}
+      periodSeconds: 2
+    livenessProbe:
+      httpGet: {path: /healthz, port: status}
+    lifecycle:
+      preStop:
+        sleep: {seconds: 5}
+    volumeMounts:
+    - {name: certs, mountPath: /etc/tls, readOnly: true}
+  volumes:
+  - name: certs
+    secret: {secretName: app-tls}"#;
+
+/// The sidecar's `command:` in the pod spec: the argv the kubelet executes (no shell).
+fn pod_command(pod: &str) -> Vec<String> {
+    let start = pod.find("command: [").expect("a command: in the pod spec") + "command: [".len();
+    let end = start + pod[start..].find(']').expect("the command's closing ]");
+    pod[start..end]
+        .split(',')
+        .map(|word| word.trim().trim_matches('"').to_string())
+        .filter(|word| !word.is_empty())
+        .collect()
+}
+
+/// The number after `key` in the pod spec (`terminationGracePeriodSeconds: 30`).
+fn pod_number(pod: &str, key: &str) -> f64 {
+    let at = pod
+        .find(key)
+        .unwrap_or_else(|| panic!("no {key} in the pod spec"))
+        + key.len();
+    let digits: String = pod[at..]
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    digits.parse().expect("a number")
+}
+
+/// A Secret volume as the kubelet writes it: the files in `..VERSION/`, `..data` pointing
+/// there, `tls.crt` and `tls.key` pointing through `..data`. A later version is put beside
+/// the first and `..data` is swapped to it at once (a new link renamed over the old).
+fn secret_volume(dir: &Path, version: &str, leaf: &util::pki::Leaf) {
+    std::fs::create_dir(dir.join(version)).unwrap();
+    std::fs::copy(&leaf.cert, dir.join(version).join("tls.crt")).unwrap();
+    std::fs::copy(&leaf.key, dir.join(version).join("tls.key")).unwrap();
+    let data = dir.join("..data");
+    if data.exists() {
+        let tmp = dir.join("..data_tmp");
+        std::os::unix::fs::symlink(version, &tmp).unwrap();
+        std::fs::rename(&tmp, &data).unwrap();
+    } else {
+        std::os::unix::fs::symlink(version, &data).unwrap();
+        for name in ["tls.crt", "tls.key"] {
+            std::os::unix::fs::symlink(format!("..data/{name}"), dir.join(name)).unwrap();
+        }
+    }
+}
+
+/// An HTTP probe as the kubelet sends it; the status code.
+fn kubelet_probe(port: u16, path: &str) -> u16 {
+    let mut sock = TcpStream::connect(("127.0.0.1", port)).expect("the status port");
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        sock,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: kube-probe/1.31\r\n\
+         Accept: */*\r\nConnection: close\r\n\r\n"
+    )
+    .expect("probe request");
+    let mut answer = Vec::new();
+    let _ = sock.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    text.split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status code in {text:?}"))
+}
+
+/// The app of the pod, on a local port: one HTTP request per connection. `GET /download`
+/// is answered with `data`, its first `first` bytes at once and the rest once the returned
+/// sender says so (or is dropped); anything else with a short page. A connection closed
+/// before a whole request (a handshake-only client such as `stls inspect`) is let go.
+fn pod_app(data: Vec<u8>, first: usize) -> (u16, mpsc::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (go, wait) = mpsc::channel::<()>();
+    let wait = Arc::new(Mutex::new(Some(wait)));
+    let data = Arc::new(data);
+    std::thread::spawn(move || {
+        for mut sock in listener.incoming().flatten() {
+            let (wait, data) = (wait.clone(), data.clone());
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match sock.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                if !head.starts_with(b"GET /download ") {
+                    let _ = sock.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nhello\n");
+                    return;
+                }
+                let head = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", data.len());
+                let _ = sock.write_all(head.as_bytes());
+                let _ = sock.write_all(&data[..first]);
+                if let Some(wait) = wait.lock().unwrap().take() {
+                    let _ = wait.recv();
+                }
+                let _ = sock.write_all(&data[first..]);
+            });
+        }
+    });
+    (port, go)
+}
+
+/// The certificate a new handshake with `port` is served, as `stls inspect` sees it.
+fn served_fingerprint(port: u16, ca: &Path) -> String {
+    let mut cmd = util::stls();
+    cmd.args(["inspect", "--json", "--cacert", s(ca)])
+        .arg(format!("localhost:{port}"));
+    let done = Proc::spawn(&mut cmd, Input::Null).finish();
+    done.expect_code(0);
+    let v: serde_json::Value = serde_json::from_slice(&done.stdout).expect("inspect --json");
+    v["chain"][0]["sha256"]
+        .as_str()
+        .expect("the leaf's sha256")
+        .to_string()
+}
+
+/// The sidecar's command and its probes' paths, once the pod spec is checked to hold
+/// together: the grace period covers the preStop sleep and the drain (SIGKILL comes after
+/// it), and the probes ask the port `--status` serves on.
+fn sidecar_of(pod: &str) -> (Vec<String>, Vec<String>) {
+    let argv = pod_command(pod);
+    let flag = |name: &str| {
+        let at = argv.iter().position(|a| a == name);
+        argv[at.unwrap_or_else(|| panic!("no {name} in {argv:?}")) + 1].clone()
+    };
+    let drain: f64 = flag("--drain").parse().unwrap();
+    let grace = pod_number(pod, "terminationGracePeriodSeconds:");
+    let sleep = pod_number(pod, "sleep: {seconds:");
+    assert!(
+        grace > sleep + drain,
+        "{grace} s of grace for {sleep} + {drain}"
+    );
+    let status_at = flag("--status");
+    let status_port = status_at.rsplit(':').next().unwrap();
+    assert!(pod.contains(&format!("{{name: status, containerPort: {status_port}}}")));
+    let probes: Vec<String> = pod
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("httpGet: {path: "))
+        .map(|l| l.split(',').next().unwrap().to_string())
+        .collect();
+    assert_eq!(probes, ["/readyz", "/healthz"]);
+    (argv, probes)
+}
+
+/// The recipe's steps, as far as a machine without Kubernetes goes: the sidecar started
+/// with the pod spec's command on a Secret-style volume, the kubelet's probes, a renewal of
+/// the Secret seen without a signal, and a pod deletion: SIGTERM with a download in flight.
+#[test]
+fn stls_as_a_kubernetes_sidecar() {
+    let (argv, probes) = sidecar_of(&recipe(POD));
+
+    let pki = Pki::new();
+    let mount = util::tempdir();
+    secret_volume(mount.path(), "..2026_01", &pki.server);
+    let data = random_bytes(8 << 20, 29);
+    let first = 1 << 20;
+    let (app_port, go) = pod_app(data.clone(), first);
+    let (front, status) = (free_port(), free_port());
+    // The pod's addresses, this machine's: the app's port, free ports for stls, the volume
+    // in a directory of the test's.
+    let etc_tls = format!("{}/", s(mount.path()));
+    let args: Vec<String> = argv[2..]
+        .iter()
+        .map(|a| match a.as_str() {
+            "8443" => format!("127.0.0.1:{front}"),
+            "127.0.0.1:8080" => format!("127.0.0.1:{app_port}"),
+            "0.0.0.0:9090" => format!("127.0.0.1:{status}"),
+            _ => a.replace("/etc/tls/", &etc_tls),
+        })
+        .collect();
+    assert_eq!(argv[..2], ["stls", "listen"]);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stls"));
+    cmd.arg("listen").args(&args);
+    let sidecar = Proc::spawn(&mut cmd, Input::Null);
+    sidecar.wait_line("listening on");
+
+    // The kubelet's probes: live, and ready once the certificate is loaded.
+    for path in &probes {
+        assert_eq!(kubelet_probe(status, path), 200, "GET {path}");
+    }
+    let page = Input::Bytes(b"GET / HTTP/1.0\r\n\r\n".to_vec());
+    let mut cmd = util::stls();
+    cmd.args([
+        "connect",
+        &format!("localhost:{front}"),
+        "--cacert",
+        s(&pki.ca.cert),
+    ]);
+    let got = Proc::spawn(&mut cmd, page).finish();
+    got.expect_code(0);
+    assert!(got.stdout.ends_with(b"\r\n\r\nhello\n"));
+
+    // The Secret is renewed: the kubelet swaps `..data`, and within --reload-every new
+    // handshakes get the new certificate.
+    let before = served_fingerprint(front, &pki.ca.cert);
+    let renewed = pki.ca.server(
+        "renewed",
+        &["localhost"],
+        util::pki::KeyType::P256,
+        util::pki::VALID,
+    );
+    secret_volume(mount.path(), "..2026_02", &renewed);
+    let until = Instant::now() + Duration::from_secs(60);
+    while served_fingerprint(front, &pki.ca.cert) == before {
+        assert!(
+            Instant::now() < until,
+            "the renewed Secret was never served"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    sidecar.wait_line(r#""event":"reloaded""#);
+
+    // The pod is deleted with a download in flight: SIGTERM. Not ready any more, still live,
+    // no new client taken, and the download finishes byte for byte.
+    let mut cmd = util::stls();
+    cmd.args([
+        "connect",
+        &format!("localhost:{front}"),
+        "--cacert",
+        s(&pki.ca.cert),
+    ])
+    .arg("--no-shutdown");
+    let download = Proc::spawn(
+        &mut cmd,
+        Input::Bytes(b"GET /download HTTP/1.0\r\n\r\n".to_vec()),
+    );
+    let head = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", data.len());
+    download.wait_stdout(head.len() + first).unwrap();
+    sidecar.signal(libc::SIGTERM);
+    sidecar.wait_line(r#""event":"draining""#);
+    assert_eq!(kubelet_probe(status, "/readyz"), 503);
+    assert_eq!(kubelet_probe(status, "/healthz"), 200);
+    let until = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", front)).is_ok() {
+        assert!(Instant::now() < until, "still accepting while draining");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    go.send(()).unwrap();
+    let download = download.finish();
+    download.expect_code(0);
+    util::assert_same(
+        &download.stdout,
+        &[head.as_bytes(), &data].concat(),
+        "the download in flight at SIGTERM",
+    );
+    let done = sidecar.finish();
+    done.expect_code(143)
+        .expect_stderr("drained: every connection finished");
+    // `kubectl logs`: every line one JSON object.
+    for line in done.stderr.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(v["event"].is_string(), "{line}");
     }
 }
