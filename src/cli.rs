@@ -170,6 +170,26 @@ pub(crate) struct InspectArgs {
     #[arg(long, value_name = "FILE")]
     pub save_chain: Option<PathBuf>,
 
+    /// Also ask what each target accepts, not only what it picks: LIST is a comma list of
+    /// versions, groups, suites, alpn, or all; each answer is one more short handshake (see
+    /// PROBING in the man page).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub probe: Vec<ProbeKind>,
+
+    /// The ALPN names --probe alpn offers, one handshake each.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "h2,http/1.1,http/1.0,acme-tls/1,imap,pop3,smtp,ftp,xmpp-client,postgresql"
+    )]
+    pub alpn_probe: Vec<String>,
+
+    /// Fail a target (exit 9) that does not meet each of LIST: tls1.3, no-legacy, pq,
+    /// forward-secrecy, no-weak; the probes they need are made.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub require: Vec<Requirement>,
+
     #[command(flatten)]
     pub verify: VerifyArgs,
 
@@ -181,6 +201,32 @@ pub(crate) struct InspectArgs {
 
     #[command(flatten)]
     pub net: NetArgs,
+}
+
+/// What `inspect --probe` asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ProbeKind {
+    Versions,
+    Groups,
+    Suites,
+    Alpn,
+    All,
+}
+
+/// What `inspect --require` demands of a target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Requirement {
+    /// TLS 1.3 is accepted.
+    #[value(name = "tls1.3")]
+    Tls13,
+    /// No version older than TLS 1.2 is accepted.
+    NoLegacy,
+    /// A post-quantum hybrid group is accepted.
+    Pq,
+    /// No suite without forward secrecy (RSA key exchange) is accepted.
+    ForwardSecrecy,
+    /// No weak suite class is accepted.
+    NoWeak,
 }
 
 const CONNECT_EXAMPLES: &str = "\

@@ -22,6 +22,7 @@ mod listen;
 mod load;
 mod lookups;
 mod matrix;
+mod probe;
 mod proxies;
 mod servers;
 mod sessions;
