@@ -241,6 +241,40 @@ mod tests {
         assert_eq!(server_hello(&long), Some(Answer::Other));
     }
 
+    /// Mutated ServerHellos and alerts, and random bytes: never a panic, and once there is
+    /// an answer, more bytes do not change it.
+    #[test]
+    fn hostile_answers() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let seeds = [
+            server_hello_record(TLS12, 0xc02f, 32),
+            vec![0x15, 3, 3, 0, 2, 2, 40],
+            vec![0x16, 3, 3, 0, 0],
+        ];
+        for _ in 0..20_000 {
+            let mut bytes = seeds[next() as usize % seeds.len()].clone();
+            for _ in 0..next() % 4 {
+                let at = next() as usize % bytes.len();
+                bytes[at] = next() as u8;
+            }
+            bytes.truncate(next() as usize % (bytes.len() + 1));
+            if next() % 4 == 0 {
+                bytes = (0..next() % 100).map(|_| next() as u8).collect();
+            }
+            if let Some(answer) = server_hello(&bytes) {
+                let mut longer = bytes.clone();
+                longer.extend((0..next() % 50).map(|_| next() as u8));
+                assert_eq!(server_hello(&longer), Some(answer), "{bytes:?}");
+            }
+        }
+    }
+
     #[test]
     fn client_hellos_are_well_formed() {
         for (version, host) in [(SSL3, None), (TLS10, Some("example.com")), (TLS12, None)] {

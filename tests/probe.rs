@@ -407,6 +407,34 @@ fn probes_go_through_starttls() {
 }
 
 #[test]
+fn probes_go_through_a_socks_proxy_one_at_a_time() {
+    if !have("openssl") {
+        return;
+    }
+    let Some(proxy) = crate::proxies::microsocks(None) else {
+        return;
+    };
+    let pki = Pki::new();
+    let (target, _server) = s_server(&pki, &["-tls1", "-cipher", "DEFAULT@SECLEVEL=0"]);
+    let (done, line) = probe(
+        &target,
+        &[
+            "--proxy",
+            &format!("socks5://127.0.0.1:{}", proxy.port),
+            "--parallel",
+            "1",
+            "--probe",
+            "versions,suites",
+        ],
+    );
+    done.expect_code(4);
+    let p = &line["probe"];
+    assert_eq!(list(&p["versions"]), ["TLSv1.0"], "{p}");
+    assert!(list(&p["weak"]).contains(&"cbc".to_string()), "{p}");
+    assert_eq!(p["errors"], serde_json::json!({}));
+}
+
+#[test]
 fn an_unreachable_target_is_not_probed() {
     let port = free_port();
     let (done, line) = probe(&format!("127.0.0.1:{port}"), &[]);
