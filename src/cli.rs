@@ -134,9 +134,12 @@ Examples:
   stls inspect --starttls postgres db.example:5432   # plain-text ports need --starttls
   stls inspect --expires-within 30 --targets hosts.txt || echo 'renew soon'
   stls inspect --insecure --save-chain chain.pem 10.0.0.7:8443
+  stls inspect --probe all --json --targets hosts.txt  # what each accepts: versions, groups, ...
+  stls inspect --require no-legacy,pq --targets hosts.txt
 
 Exit status: 0 every target passed; otherwise that of the first failing target in input
-order (3 network, 4 handshake, 5 certificate rejected, 7 timeout, 8 expires within DAYS).";
+order (3 network, 4 handshake, 5 certificate rejected, 7 timeout, 8 expires within DAYS,
+9 a --require not met).";
 
 #[derive(Debug, Args)]
 pub(crate) struct InspectArgs {
