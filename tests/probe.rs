@@ -597,18 +597,7 @@ fn agrees_with_testssl() {
             .unwrap_or_default()
     };
     // Versions: testssl's ids TLS1, TLS1_1, TLS1_2, TLS1_3, SSLv3.
-    let mut offered = BTreeSet::new();
-    for (id, name) in [
-        ("SSLv3", "SSLv3"),
-        ("TLS1", "TLSv1.0"),
-        ("TLS1_1", "TLSv1.1"),
-        ("TLS1_2", "TLSv1.2"),
-        ("TLS1_3", "TLSv1.3"),
-    ] {
-        if finding(id).starts_with("offered") {
-            offered.insert(name.to_string());
-        }
-    }
+    let offered = testssl_versions(&found);
     let versions: BTreeSet<String> = list(&p["versions"]).into_iter().collect();
     assert_eq!(versions, offered, "versions");
     // Groups: the curves testssl lists, of those stls can ask about.
@@ -642,4 +631,32 @@ fn agrees_with_testssl() {
     }
     let ours: BTreeSet<String> = list(&p["alpn"]).into_iter().collect();
     assert_eq!(ours, alpn, "alpn");
+
+    // A legacy server: the same versions (TLS 1.0 only).
+    let (legacy, _legacy) = s_server(&pki, &["-tls1", "-cipher", "DEFAULT@SECLEVEL=0"]);
+    let (_, line) = probe(&legacy, &["--probe", "versions"]);
+    let found = testssl(&legacy, &["-p"]);
+    let offered: BTreeSet<String> = testssl_versions(&found);
+    let versions: BTreeSet<String> = list(&line["probe"]["versions"]).into_iter().collect();
+    assert_eq!(versions, offered, "versions of the legacy server");
+}
+
+/// The versions testssl found offered, as stls names them.
+fn testssl_versions(found: &[(String, String)]) -> BTreeSet<String> {
+    let mut offered = BTreeSet::new();
+    for (id, name) in [
+        ("SSLv3", "SSLv3"),
+        ("TLS1", "TLSv1.0"),
+        ("TLS1_1", "TLSv1.1"),
+        ("TLS1_2", "TLSv1.2"),
+        ("TLS1_3", "TLSv1.3"),
+    ] {
+        if found
+            .iter()
+            .any(|(i, f)| i == id && f.starts_with("offered"))
+        {
+            offered.insert(name.to_string());
+        }
+    }
+    offered
 }
