@@ -134,9 +134,12 @@ Examples:
   stls inspect --starttls postgres db.example:5432   # plain-text ports need --starttls
   stls inspect --expires-within 30 --targets hosts.txt || echo 'renew soon'
   stls inspect --insecure --save-chain chain.pem 10.0.0.7:8443
+  stls inspect --probe all --json --targets hosts.txt  # what each accepts: versions, groups, ...
+  stls inspect --require no-legacy,pq --targets hosts.txt
 
 Exit status: 0 every target passed; otherwise that of the first failing target in input
-order (3 network, 4 handshake, 5 certificate rejected, 7 timeout, 8 expires within DAYS).";
+order (3 network, 4 handshake, 5 certificate rejected, 7 timeout, 8 expires within DAYS,
+9 a --require not met).";
 
 #[derive(Debug, Args)]
 pub(crate) struct InspectArgs {
@@ -170,6 +173,26 @@ pub(crate) struct InspectArgs {
     #[arg(long, value_name = "FILE")]
     pub save_chain: Option<PathBuf>,
 
+    /// Also ask what each target accepts, not only what it picks: LIST is a comma list of
+    /// versions, groups, suites, alpn, or all; each answer is one more short handshake (see
+    /// PROBING in the man page).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub probe: Vec<ProbeKind>,
+
+    /// The ALPN names --probe alpn offers, one handshake each.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "h2,http/1.1,http/1.0,acme-tls/1,imap,pop3,smtp,ftp,xmpp-client,postgresql"
+    )]
+    pub alpn_probe: Vec<String>,
+
+    /// Fail a target (exit 9) that does not meet each of LIST: tls1.3, no-legacy, pq,
+    /// forward-secrecy, no-weak; the probes they need are made.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub require: Vec<Requirement>,
+
     #[command(flatten)]
     pub verify: VerifyArgs,
 
@@ -181,6 +204,32 @@ pub(crate) struct InspectArgs {
 
     #[command(flatten)]
     pub net: NetArgs,
+}
+
+/// What `inspect --probe` asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ProbeKind {
+    Versions,
+    Groups,
+    Suites,
+    Alpn,
+    All,
+}
+
+/// What `inspect --require` demands of a target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Requirement {
+    /// TLS 1.3 is accepted.
+    #[value(name = "tls1.3")]
+    Tls13,
+    /// No version older than TLS 1.2 is accepted.
+    NoLegacy,
+    /// A post-quantum hybrid group is accepted.
+    Pq,
+    /// No suite without forward secrecy (RSA key exchange) is accepted.
+    ForwardSecrecy,
+    /// No weak suite class is accepted.
+    NoWeak,
 }
 
 const CONNECT_EXAMPLES: &str = "\

@@ -27,6 +27,8 @@ pub(crate) enum Class {
     Timeout,
     /// `inspect --expires-within`: a verified certificate expires soon: exit 8.
     Expiring,
+    /// `inspect --require`: a target does not meet a requirement its probes checked: exit 9.
+    Policy,
     /// SIGINT arrived: exit 130.
     Interrupted,
     /// SIGTERM arrived: exit 143.
@@ -44,6 +46,7 @@ impl Class {
             Class::Incomplete => 6,
             Class::Timeout => 7,
             Class::Expiring => 8,
+            Class::Policy => 9,
             Class::Interrupted => 130,
             Class::Terminated => 143,
         }

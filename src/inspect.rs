@@ -2,8 +2,12 @@
 //! in their handshake at once, and print each one's verdict and chain as it finishes — a
 //! readable summary, or one JSON object per line. The exit status is that of the first
 //! failing target in input order.
+//!
+//! With `--probe`, a target's questions (see `census`) are asked once its inspection is
+//! over, each a probe of its own holding a place among `--parallel`; the target is printed
+//! when the last has answered.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +18,7 @@ use mio::{Events, Poll, Waker};
 use serde_json::{json, Value};
 use slab::Slab;
 
+use crate::census::{Census, Ended, Findings, Got};
 use crate::describe::{date, CertInfo};
 use crate::error::{classify, io_phrase, reported, Class};
 use crate::events::{part_of, Part, WAKER};
@@ -39,6 +44,17 @@ struct Verdict {
     error: Option<String>,
     verified: bool,
     certs: Vec<Option<CertInfo>>,
+    /// What `--probe` found.
+    findings: Option<Findings>,
+}
+
+/// A target inspected, whose `--probe` questions are being asked.
+struct Asking {
+    /// Its inspection's outcome, printed with the answers.
+    outcome: Outcome,
+    /// Where the questions go: the address its inspection connected to.
+    addrs: Vec<SocketAddr>,
+    census: Census,
 }
 
 pub(crate) fn run(s: &Inspect) -> Result<()> {
@@ -50,6 +66,7 @@ pub(crate) fn run(s: &Inspect) -> Result<()> {
         s.parallel
     ));
     loop {
+        inspection.ask_more()?;
         inspection.look_up_more();
         inspection.start_answered()?;
         if inspection.is_over() {
@@ -81,6 +98,10 @@ struct Inspection<'a> {
     /// Whether a lookup may have answered since the last look (each answer wakes the loop).
     answered: bool,
     probes: Slab<Probe>,
+    /// `--probe` questions waiting for a place: (target, question).
+    asks: VecDeque<(usize, usize)>,
+    /// The targets whose questions are being asked, by index.
+    asking: HashMap<usize, Asking>,
     statuses: Vec<u8>,
     out: Output,
 }
@@ -98,6 +119,8 @@ impl<'a> Inspection<'a> {
             resolving: Vec::new(),
             answered: true,
             probes: Slab::new(),
+            asks: VecDeque::new(),
+            asking: HashMap::new(),
             statuses: vec![0; s.targets.len()],
             out: Output::new(s.json),
         })
@@ -107,6 +130,124 @@ impl<'a> Inspection<'a> {
     /// lookup to its close.
     fn room(&self) -> bool {
         self.resolving.len() + self.probes.len() < self.s.parallel
+    }
+
+    /// Ask waiting `--probe` questions while there is room; they go before new targets, so
+    /// a target's answers are not held longer than they must be.
+    fn ask_more(&mut self) -> Result<()> {
+        let Some(plan) = &self.s.probe else {
+            return Ok(());
+        };
+        while self.room() {
+            let Some((index, q)) = self.asks.pop_front() else {
+                break;
+            };
+            let target = &self.s.targets[index];
+            let addrs = self
+                .asking
+                .get(&index)
+                .map(|a| a.addrs.clone())
+                .unwrap_or_default();
+            let deadline = Instant::now() + self.s.wait;
+            let key = self.probes.vacant_entry().key();
+            let started = Route::client(
+                &self.s.proxies,
+                &target.addr,
+                &target.name(),
+                self.s.starttls,
+                &self.resolver,
+                Some(deadline),
+            )
+            .and_then(|route| {
+                Probe::start(
+                    index,
+                    target,
+                    addrs,
+                    deadline,
+                    route,
+                    self.poll.registry(),
+                    key,
+                )
+            });
+            match started {
+                Ok(probe) => {
+                    self.probes
+                        .insert(probe.asking(q, plan.questions[q].hello(&target.server_name)));
+                }
+                Err(e) => {
+                    let outcome = Outcome {
+                        error: Some(e),
+                        ..Outcome::default()
+                    };
+                    self.done(index, Some(q), outcome)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A probe is over: a target's inspection (whose questions are queued now, if there
+    /// are any), or one of its questions; the target is printed once nothing is left.
+    fn done(&mut self, index: usize, question: Option<usize>, outcome: Outcome) -> Result<()> {
+        let s = self.s;
+        let Some(plan) = &s.probe else {
+            self.statuses[index] = finish(s, index, outcome, None, &mut self.out)?;
+            return Ok(());
+        };
+        let asking = match question {
+            None => {
+                let mut census = Census::new(plan);
+                match &outcome.error {
+                    // Not even the inspection's ClientHello went out: every question would
+                    // fail the same way.
+                    Some(e) if !outcome.reached => census.skip(format!("{e:#}")),
+                    _ => self
+                        .asks
+                        .extend((0..plan.questions.len()).map(|q| (index, q))),
+                }
+                let addrs = outcome.addr.into_iter().collect();
+                self.asking.insert(
+                    index,
+                    Asking {
+                        outcome,
+                        addrs,
+                        census,
+                    },
+                );
+                &self.asking[&index]
+            }
+            Some(q) => {
+                let Some(asking) = self.asking.get_mut(&index) else {
+                    return Ok(());
+                };
+                asking.census.record(
+                    q,
+                    Ended {
+                        error: outcome.error,
+                        reached: outcome.reached,
+                        answered: outcome.answered,
+                        got: Got {
+                            params: outcome.params,
+                            hello: outcome.hello,
+                            hrr: outcome.hrr,
+                        },
+                    },
+                );
+                asking
+            }
+        };
+        if asking.census.is_complete() {
+            if let Some(asking) = self.asking.remove(&index) {
+                self.statuses[index] = finish(
+                    s,
+                    index,
+                    asking.outcome,
+                    Some(&asking.census),
+                    &mut self.out,
+                )?;
+            }
+        }
+        Ok(())
     }
 
     /// Look targets up while there is room.
@@ -163,8 +304,7 @@ impl<'a> Inspection<'a> {
         } = resolving;
         let s = self.s;
         let target = &s.targets[index];
-        let entry = self.probes.vacant_entry();
-        let key = entry.key();
+        let key = self.probes.vacant_entry().key();
         let started = answer.and_then(|addrs| {
             let route = Route::client(
                 &s.proxies,
@@ -186,14 +326,14 @@ impl<'a> Inspection<'a> {
         });
         match started {
             Ok(probe) => {
-                entry.insert(probe);
+                self.probes.insert(probe);
             }
             Err(e) => {
                 let outcome = Outcome {
                     error: Some(e),
                     ..Outcome::default()
                 };
-                self.statuses[index] = finish(s, index, outcome, &mut self.out)?;
+                self.done(index, None, outcome)?;
             }
         }
         Ok(())
@@ -201,12 +341,16 @@ impl<'a> Inspection<'a> {
 
     /// Whether every target is done.
     fn is_over(&self) -> bool {
-        self.waiting.is_empty() && self.resolving.is_empty() && self.probes.is_empty()
+        self.waiting.is_empty()
+            && self.resolving.is_empty()
+            && self.probes.is_empty()
+            && self.asks.is_empty()
+            && self.asking.is_empty()
     }
 
     /// Whether a waiting target may start without waiting for an event.
     fn has_room(&self) -> bool {
-        !self.waiting.is_empty() && self.room()
+        (!self.waiting.is_empty() || !self.asks.is_empty()) && self.room()
     }
 
     /// Wait for events until the next time a target needs a turn; false if interrupted.
@@ -266,10 +410,14 @@ impl<'a> Inspection<'a> {
             return Ok(());
         };
         let target = &self.s.targets[probe.index];
-        if let Some(outcome) = probe.turn(&self.s.client, target, self.poll.registry()) {
-            let index = probe.index;
+        let client = probe
+            .question
+            .and_then(|q| self.s.probe_clients.get(q)?.as_ref())
+            .unwrap_or(&self.s.client);
+        if let Some(outcome) = probe.turn(client, target, self.poll.registry()) {
+            let (index, question) = (probe.index, probe.question);
             self.probes.remove(key);
-            self.statuses[index] = finish(self.s, index, outcome, &mut self.out)?;
+            self.done(index, question, outcome)?;
         }
         Ok(())
     }
@@ -291,7 +439,7 @@ impl<'a> Inspection<'a> {
             }
             let mut probe = self.probes.remove(key);
             let outcome = probe.expire(self.s.wait, self.poll.registry());
-            self.statuses[probe.index] = finish(self.s, probe.index, outcome, &mut self.out)?;
+            self.done(probe.index, probe.question, outcome)?;
         }
         Ok(())
     }
@@ -325,9 +473,15 @@ impl<'a> Inspection<'a> {
 }
 
 /// Judge a finished target, print it, and return its exit status.
-fn finish(s: &Inspect, index: usize, outcome: Outcome, out: &mut Output) -> Result<u8> {
+fn finish(
+    s: &Inspect,
+    index: usize,
+    outcome: Outcome,
+    census: Option<&Census>,
+    out: &mut Output,
+) -> Result<u8> {
     let target = &s.targets[index];
-    let verdict = judge(s, target, &outcome);
+    let verdict = judge(s, target, &outcome, census);
     let status = verdict.status;
     out.print(target, &outcome, &verdict)?;
     if s.save_chain.is_some() {
@@ -336,7 +490,7 @@ fn finish(s: &Inspect, index: usize, outcome: Outcome, out: &mut Output) -> Resu
     Ok(status)
 }
 
-fn judge(s: &Inspect, target: &Target, outcome: &Outcome) -> Verdict {
+fn judge(s: &Inspect, target: &Target, outcome: &Outcome, census: Option<&Census>) -> Verdict {
     let certs: Vec<Option<CertInfo>> = outcome.shown.chain.iter().map(CertInfo::parse).collect();
     let rejected = match &outcome.shown.verdict {
         Some(Err(e)) => Some(s.client.explain.error_for(
@@ -405,11 +559,24 @@ fn judge(s: &Inspect, target: &Target, outcome: &Outcome) -> Verdict {
             None => (0, None),
         },
     };
+    let planned = s.probe.as_ref().zip(census);
+    // --require: judged once nothing else failed.
+    let unmet = planned
+        .map(|(plan, census)| census.unmet(plan))
+        .unwrap_or_default();
+    let (status, error) = match (status, unmet.is_empty()) {
+        (0, false) => (
+            Class::Policy.exit_code(),
+            Some(format!("{}: {}", target.addr, unmet.join("; "))),
+        ),
+        _ => (status, error),
+    };
     Verdict {
         status,
         error,
         verified,
         certs,
+        findings: planned.map(|(plan, census)| census.findings(plan)),
     }
 }
 
@@ -421,6 +588,7 @@ fn class_of(status: u8) -> Class {
         Class::Incomplete,
         Class::Timeout,
         Class::Expiring,
+        Class::Policy,
         Class::Usage,
     ]
     .into_iter()
@@ -538,7 +706,7 @@ fn json_line(target: &Target, outcome: &Outcome, verdict: &Verdict) -> Value {
             None => json!({ "error": "the certificate could not be parsed" }),
         })
         .collect();
-    json!({
+    let mut line = json!({
         "target": target.given,
         // The address connected to: an IP address, or the Unix socket itself.
         "address": match &target.addr {
@@ -558,7 +726,11 @@ fn json_line(target: &Target, outcome: &Outcome, verdict: &Verdict) -> Value {
         "ocsp_stapled": !outcome.shown.ocsp.is_empty(),
         "ocsp_status": crate::ocsp::status(&outcome.shown.ocsp).map(|o| o.status),
         "chain": chain,
-    })
+    });
+    if let (Some(f), Some(obj)) = (&verdict.findings, line.as_object_mut()) {
+        obj.insert("probe".to_string(), f.json());
+    }
+    line
 }
 
 /// The readable summary of one target: a heading line, then indented details.
@@ -585,6 +757,9 @@ fn summary(target: &Target, outcome: &Outcome, verdict: &Verdict) -> String {
             unknown(&p.suite),
             unknown(&p.group)
         );
+    }
+    if let Some(f) = &verdict.findings {
+        s += &f.summary();
     }
     if !verdict.certs.is_empty() {
         let stapled = match crate::ocsp::status(&outcome.shown.ocsp) {
@@ -646,7 +821,7 @@ mod tests {
 
     #[test]
     fn every_status_maps_back_to_its_class() {
-        for status in [3, 4, 5, 6, 7, 8] {
+        for status in [3, 4, 5, 6, 7, 8, 9] {
             assert_eq!(class_of(status).exit_code(), status);
         }
     }

@@ -29,6 +29,9 @@
 //! - `client`: `stls connect`, and its tunnel (`--from`).
 //! - `listener`: `stls listen`, one event loop per thread.
 //! - `inspect`: `stls inspect`, every target on one loop; `probe`: one target there.
+//! - `census`: `inspect --probe`, the questions asked of each target and what they add up to.
+//! - `hello`: the ClientHello rustls will not send (legacy versions, weak suites) and a
+//!   reader of the ServerHello that answers it.
 //! - `certgen`: `stls cert`; `stls completions` is a function in this file.
 //! - `route`: what comes before the TLS handshake — proxy hops and a STARTTLS dialogue.
 //! - `proxy`: `--proxy` and the environment's proxies, and each hop's request.
@@ -59,6 +62,7 @@
 
 mod argv;
 mod backend;
+mod census;
 mod certgen;
 mod cli;
 mod client;
@@ -68,6 +72,7 @@ mod events;
 mod exec;
 mod files;
 mod fingerprint;
+mod hello;
 mod identity;
 mod inspect;
 mod listener;
@@ -106,6 +111,7 @@ mod wire;
 pub use certgen::key_pem;
 pub use describe::certificate_text;
 pub use fingerprint::{fingerprint_text, parse_fingerprint};
+pub use hello::{server_hello, Answer};
 pub use identity::{certs_from_pem, key_from_pem};
 pub use names::{host_to_ascii, parse_san, San};
 pub use net::{parse_listen, parse_target, HostPort};

@@ -479,6 +479,10 @@ pub(crate) struct Inspect {
     /// Per target: connecting and the handshake.
     pub wait: Duration,
     pub family: Family,
+    /// `--probe` and `--require`: the questions asked of each target.
+    pub probe: Option<crate::census::Plan>,
+    /// The rustls client of each question (`None`: one rustls cannot ask).
+    pub probe_clients: Vec<Option<ClientTls>>,
 }
 
 /// How long `inspect` gives each target without `-w`.
@@ -516,6 +520,23 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<Inspect> {
              verified, so no expiry is checked; drop --insecure to check it"
         ));
     }
+    let mut probe = crate::census::plan(
+        &args.probe,
+        &args.alpn_probe,
+        &args.require,
+        !args.verify.no_sni,
+    )?;
+    let probe_clients = probe
+        .iter_mut()
+        .flat_map(|plan| plan.questions.iter_mut())
+        .map(|q| {
+            q.client.take().map(|c| ClientTls {
+                config: c.config,
+                presented: c.presented,
+                explain: c.explain,
+            })
+        })
+        .collect();
     Ok(Inspect {
         targets,
         client,
@@ -536,6 +557,8 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<Inspect> {
         starttls: args.tls.starttls,
         wait: args.net.wait.unwrap_or(INSPECT_WAIT),
         family: family(&args.net),
+        probe,
+        probe_clients,
     })
 }
 

@@ -478,6 +478,67 @@ fn nightly_certificate_check() {
     assert!(out.contains("expires in"), "{out}");
 }
 
+const TLS10_HOSTS: &str = r#"stls inspect --json --probe versions,groups --targets hosts.txt | jq -r 'select(.probe.legacy_versions | index("TLSv1.0")) | .target'"#;
+const PQ_HOSTS: &str = "stls inspect --json --probe versions,groups --targets hosts.txt | jq -r 'select(.probe.pq) | .target'";
+const POLICY: &str =
+    "stls inspect --require no-legacy,pq --targets hosts.txt > policy.txt || cat policy.txt";
+
+#[test]
+fn which_hosts_accept_tls10_and_which_speak_post_quantum() {
+    if !util::have("openssl") {
+        return;
+    }
+    let pki = Pki::new();
+    let dir = site(&pki);
+    // A legacy server (TLS 1.0 only), a current one without post-quantum (OpenSSL 3.0 has
+    // none), and a stls listener (X25519MLKEM768).
+    let s_server = |flags: &[&str]| {
+        let port = free_port();
+        let mut cmd = Command::new("openssl");
+        cmd.args(["s_server", "-nbio", "-quiet"])
+            .args(["-accept", &format!("127.0.0.1:{port}")])
+            .args(["-cert", s(&pki.server.cert), "-key", s(&pki.server.key)])
+            .args(flags);
+        let proc = Proc::spawn(&mut cmd, Input::Held);
+        wait_listening(port);
+        (format!("localhost:{port}"), proc)
+    };
+    let (legacy, _legacy) = s_server(&["-tls1", "-cipher", "DEFAULT@SECLEVEL=0"]);
+    let (current, _current) = s_server(&["-no_tls1", "-no_tls1_1"]);
+    let pq_server = serve(&pki, &["-k"], Input::Held);
+    let pq = pq_server.addr().replace("127.0.0.1", "localhost");
+    util::write(
+        dir.path(),
+        "hosts.txt",
+        format!("# our servers\n{legacy}\n{current}\n{pq}\n"),
+    );
+    let with_ca = |r: &str| r.replace("stls inspect", "stls inspect --cacert ca.pem");
+
+    // The policy check: the legacy server fails its handshake (4, stls speaks TLS 1.2 and
+    // up), the current one fails the policy (9, no post-quantum group), the last passes.
+    let done = run_sh(&with_ca(&recipe(POLICY)), dir.path());
+    done.expect_code(0);
+    let out = String::from_utf8_lossy(&done.stdout);
+    assert!(out.contains("FAILED (exit 4)"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "FAILED (exit 9): {current}: --require pq: no post-quantum group is accepted"
+        )),
+        "{out}"
+    );
+    assert_eq!(out.matches("FAILED").count(), 2, "{out}");
+
+    if !util::have("jq") {
+        return;
+    }
+    let done = run_sh(&with_ca(&recipe(TLS10_HOSTS)), dir.path());
+    done.expect_code(0);
+    assert_eq!(String::from_utf8_lossy(&done.stdout), format!("{legacy}\n"));
+    let done = run_sh(&with_ca(&recipe(PQ_HOSTS)), dir.path());
+    done.expect_code(0);
+    assert_eq!(String::from_utf8_lossy(&done.stdout), format!("{pq}\n"));
+}
+
 const MAIL_CERT: &str = "stls inspect --starttls smtp mail.example.com:25";
 const IMAP_BY_HAND: &str = "stls connect -C --starttls imap mail.example.com:143";
 const MAIL_CLIENT: &str =

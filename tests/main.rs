@@ -23,6 +23,7 @@ mod load;
 mod lookups;
 mod matrix;
 mod observe;
+mod probe;
 mod proxies;
 mod scaleout;
 mod servers;
