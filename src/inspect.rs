@@ -149,27 +149,7 @@ impl<'a> Inspection<'a> {
                 .map(|a| a.addrs.clone())
                 .unwrap_or_default();
             let deadline = Instant::now() + self.s.wait;
-            let key = self.probes.vacant_entry().key();
-            let started = Route::client(
-                &self.s.proxies,
-                &target.addr,
-                &target.name(),
-                self.s.starttls,
-                &self.resolver,
-                Some(deadline),
-            )
-            .and_then(|route| {
-                Probe::start(
-                    index,
-                    target,
-                    addrs,
-                    deadline,
-                    route,
-                    self.poll.registry(),
-                    key,
-                )
-            });
-            match started {
+            match self.connect(index, addrs, deadline) {
                 Ok(probe) => {
                     self.probes
                         .insert(probe.asking(q, plan.questions[q].hello(&target.server_name)));
@@ -297,34 +277,41 @@ impl<'a> Inspection<'a> {
         Ok(())
     }
 
+    /// Start connecting to target `index` at `addrs` (its route's first hop), to be done by
+    /// `deadline`, as the next slot of the loop.
+    fn connect(
+        &mut self,
+        index: usize,
+        addrs: Vec<SocketAddr>,
+        deadline: Instant,
+    ) -> Result<Probe> {
+        let target = &self.s.targets[index];
+        let route = Route::client(
+            &self.s.proxies,
+            &target.addr,
+            &target.name(),
+            self.s.starttls,
+            &self.resolver,
+            Some(deadline),
+        )?;
+        let key = self.probes.vacant_entry().key();
+        Probe::start(
+            index,
+            target,
+            addrs,
+            deadline,
+            route,
+            self.poll.registry(),
+            key,
+        )
+    }
+
     /// Start probing a target with the answer to its lookup; it fails now if it cannot.
     fn start(&mut self, resolving: Resolving, answer: Result<Vec<SocketAddr>>) -> Result<()> {
         let Resolving {
             index, deadline, ..
         } = resolving;
-        let s = self.s;
-        let target = &s.targets[index];
-        let key = self.probes.vacant_entry().key();
-        let started = answer.and_then(|addrs| {
-            let route = Route::client(
-                &s.proxies,
-                &target.addr,
-                &target.name(),
-                s.starttls,
-                &self.resolver,
-                Some(deadline),
-            )?;
-            Probe::start(
-                index,
-                target,
-                addrs,
-                deadline,
-                route,
-                self.poll.registry(),
-                key,
-            )
-        });
-        match started {
+        match answer.and_then(|addrs| self.connect(index, addrs, deadline)) {
             Ok(probe) => {
                 self.probes.insert(probe);
             }
