@@ -291,6 +291,12 @@ pub(crate) struct ListenArgs {
     #[arg(long, value_name = "VERSION", requires = "to")]
     pub proxy_protocol: Option<ProxyProtocol>,
 
+    /// Every connection starts with a PROXY protocol header (v1 or v2, as haproxy's
+    /// send-proxy sends it) from a load balancer: the client it names is the client, in logs,
+    /// STLS_PEER_ADDR and the header of --proxy-protocol. A connection without one is dropped.
+    #[arg(long)]
+    pub accept_proxy: bool,
+
     /// The permissions of the socket file made for `listen unix:PATH` (octal).
     #[arg(long, value_name = "MODE", default_value = "660", value_parser = parse_mode)]
     pub unix_mode: u32,

@@ -133,6 +133,7 @@ fn setup(
     let (limit, option) = s.handshake_limit;
     let current = config.clone();
     let starttls = s.starttls.clone();
+    let accept_proxy = s.accept_proxy;
     let accept = move |sock: Stream, peer: &Peer| -> Result<Session> {
         sock.set_nodelay();
         // A TCP peer's address is canonical (an IPv4 client of a [::] socket is named by its
@@ -148,6 +149,7 @@ fn setup(
             Some((Instant::now() + limit, option)),
             &end,
             Route::server(
+                accept_proxy,
                 starttls
                     .as_ref()
                     .map(|(proto, name)| (*proto, name.as_str())),

@@ -25,7 +25,7 @@ use crate::exec::{Child, Fed, Program};
 use crate::net::{Dialer, CONNECT_TIMEOUT};
 use crate::report;
 use crate::stdio::{Broadcast, Chunk, Next, Sink};
-use crate::stream::{Peer, Stream};
+use crate::stream::{Endpoint, Peer, Stream};
 use crate::tls_socket::TlsSocket;
 
 /// Which local end the connections of a run have: decided once, from the flags, and carried
@@ -66,6 +66,16 @@ impl LocalEnd {
     pub(crate) fn is_tunnel(&self) -> bool {
         matches!(self, LocalEnd::Backend(_) | LocalEnd::Accepted)
     }
+}
+
+/// Who a connection's client is, for its local end.
+pub(crate) struct Client<'a> {
+    /// How messages name it.
+    pub label: &'a str,
+    /// Its address.
+    pub addr: Option<&'a Peer>,
+    /// Where it reached us, when that is not our socket's address (a PROXY header said).
+    pub ours: Option<Endpoint>,
 }
 
 pub(crate) enum Local {
@@ -607,23 +617,22 @@ impl Local {
     }
 
     /// The peer is admitted (the handshake is done): start connection `key`'s own local end
-    /// as `end` says — run its program, or connect to its backend — and register it. `peer`
-    /// is how messages name the peer, and its address; what `-v` says of the start comes
-    /// back.
+    /// as `end` says — run its program, or connect to its backend — and register it, for
+    /// `peer`; what `-v` says of the start comes back.
     pub(crate) fn start(
         &mut self,
         end: &LocalEnd,
         conn: &TlsSocket,
-        peer: (&str, Option<&Peer>),
+        peer: Client<'_>,
         registry: &Registry,
         key: usize,
     ) -> Result<Option<String>> {
-        let (label, addr) = peer;
+        let Client { label, addr, ours } = peer;
         match end {
             LocalEnd::Backend(backend) => {
                 // Only now, the client admitted, is the backend connected.
                 let dialed = backend
-                    .dial(addr, conn.sock.stream.local())
+                    .dial(addr, ours.or_else(|| conn.sock.stream.local()))
                     .map_err(|e| e.context(label.to_string()))?;
                 let end = TcpEnd::new(dialed.sock, dialed.header);
                 *self = Local::tcp(match dialed.dialer {

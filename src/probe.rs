@@ -188,7 +188,7 @@ impl Probe {
         let Step::Handshake(conn) = &mut self.step else {
             return Ok(false);
         };
-        if !route::advance(&mut self.stages, &mut conn.sock, &mut conn.ready)? {
+        if !route::advance(&mut self.stages, &mut conn.sock, &mut conn.ready, &mut None)? {
             return Ok(false);
         }
         let Step::Handshake(conn) = &mut self.step else {

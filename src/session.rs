@@ -36,6 +36,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
@@ -45,12 +46,13 @@ use crate::describe;
 use crate::error::{io_phrase, socket_class, Class};
 use crate::events::{token, Part, Ready};
 use crate::exec::{describe_status, Child};
-use crate::local::{Direction, Local, LocalEnd, OutputEnd, TcpEnd};
+use crate::local::{Client, Direction, Local, LocalEnd, OutputEnd, TcpEnd};
 use crate::net::{Dialer, Dialing};
+use crate::proxied::ProxyHeader;
 use crate::report;
 use crate::route::{self, Stage};
 use crate::stdio::{Broadcast, Next, Sink};
-use crate::stream::{Peer, Stream};
+use crate::stream::{Endpoint, Peer, Stream};
 use crate::tls_socket::{handshake_io_error, ConnError, PeerClose, PeerEnd, TlsSocket};
 use crate::trust::Explainer;
 
@@ -217,6 +219,9 @@ pub(crate) struct Session {
     /// Who the peer is (an accepted client, or the server `connect` reached), as a command
     /// is told.
     peer: Option<Peer>,
+    /// Where the client reached us, when a PROXY header (`--accept-proxy`) said it: the
+    /// balancer's address, not our socket's.
+    ours: Option<Endpoint>,
     local: Local,
     /// Its number in the loop, which its tokens are made from.
     key: usize,
@@ -279,6 +284,7 @@ impl Session {
             stages,
             label,
             peer,
+            ours: None,
             local: Local::new(local),
             key: 0,
             phase: Phase::Handshake,
@@ -411,7 +417,17 @@ impl Session {
         }
         if !self.stages.is_empty() {
             // Nothing of TLS moves until the proxies and the dialogue say it may start.
-            if !route::advance(&mut self.stages, &mut self.conn.sock, &mut self.conn.ready)? {
+            let mut heard = None;
+            let done = route::advance(
+                &mut self.stages,
+                &mut self.conn.sock,
+                &mut self.conn.ready,
+                &mut heard,
+            );
+            if let Some(header) = heard {
+                self.relayed(header, sh.opts.many);
+            }
+            if !done? {
                 return Ok(Turn::Idle);
             }
             moved = true;
@@ -478,6 +494,35 @@ impl Session {
             }
         }
         Ok(if moved { Turn::Moved } else { Turn::Idle })
+    }
+
+    /// A PROXY header (`--accept-proxy`) was read: the client it names is the peer from
+    /// here on, in messages, for a command (STLS_PEER_ADDR) and in the header a backend is
+    /// sent.
+    fn relayed(&mut self, header: ProxyHeader, many: bool) {
+        let prefix = if many {
+            format!("{}: ", self.label)
+        } else {
+            String::new()
+        };
+        match header {
+            ProxyHeader::Relayed { from, to } => {
+                let canonical = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
+                let (from, to) = (canonical(from), canonical(to));
+                report::verbose(format_args!(
+                    "{prefix}PROXY header: client {from}, which reached the balancer at {to}"
+                ));
+                self.label = format!("client {from}");
+                self.peer = Some(Peer::Ip(from));
+                self.ours = Some(Endpoint::Ip(to));
+            }
+            ProxyHeader::Local => report::verbose(format_args!(
+                "{prefix}PROXY header LOCAL: the balancer's own connection (a health check)"
+            )),
+            ProxyHeader::Unknown => report::verbose(format_args!(
+                "{prefix}PROXY header without an IP address: the connection's own stands"
+            )),
+        }
     }
 
     /// Whether nothing the peer may still send would be kept: with `--send-only` (it is
@@ -895,7 +940,11 @@ impl Session {
             },
             Local::Own { end: Some(_), .. } => {} // a tunnel's accepted connection
             Local::Own { .. } => {
-                let peer = (self.label.as_str(), self.peer.as_ref());
+                let peer = Client {
+                    label: &self.label,
+                    addr: self.peer.as_ref(),
+                    ours: self.ours.clone(),
+                };
                 let started =
                     self.local
                         .start(&sh.opts.local, &self.conn, peer, sh.registry, self.key)?;

@@ -186,6 +186,8 @@ pub(crate) struct Listen {
     pub stall_timeout: Duration,
     /// `--starttls`, and the name our greetings give.
     pub starttls: Option<(Proto, String)>,
+    /// `--accept-proxy`: a PROXY header comes first.
+    pub accept_proxy: bool,
     /// Event loops: `--threads`, by default one per core for a tunnel, else one.
     pub threads: usize,
     /// `--reload-every`: how often to look at the files for a change.
@@ -825,6 +827,7 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
                 identity::hostname().unwrap_or_else(|| "localhost".into()),
             )
         }),
+        accept_proxy: args.accept_proxy,
         common,
     })
 }

@@ -23,6 +23,7 @@ mod load;
 mod lookups;
 mod matrix;
 mod proxies;
+mod scaleout;
 mod servers;
 mod sessions;
 mod starttls;

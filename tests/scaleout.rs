@@ -1,0 +1,255 @@
+//! Behind a load balancer (issue 30): `--accept-proxy` with haproxy's `send-proxy-v2` in front
+//! of three replicas, the real client's address reaching the backend; PROXY headers written
+//! by hand (v2 `LOCAL`, none, hostile ones); routes by SNI; the TLVs of `--proxy-protocol v2`.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::util::pki::{s, Pki};
+use crate::util::*;
+
+/// A plain backend that answers each request with what it was sent before it (the PROXY
+/// header, and `name`): an HTTP/1.0 reply, read by curl or by [`get_after`].
+fn recorder(name: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for sock in listener.incoming() {
+            let Ok(mut sock) = sock else { continue };
+            std::thread::spawn(move || {
+                let _ = sock.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                // What came before the request: the PROXY header.
+                let at = got.windows(3).position(|w| w == b"GET").unwrap_or(0);
+                let mut body = format!("{name} ").into_bytes();
+                body.extend_from_slice(&got[..at]);
+                let head = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                let _ = sock.write_all(&[head.as_bytes(), &body].concat());
+            });
+        }
+    });
+    port
+}
+
+/// `stls listen 127.0.0.1:0 --accept-proxy -v` with the fixture's certificate, plus `extra`.
+fn replica(pki: &Pki, extra: &[&str]) -> Listener {
+    let mut args = vec!["--accept-proxy", "-v", "--cert", s(&pki.server.cert)];
+    args.extend(["--key", s(&pki.server.key)]);
+    args.extend(extra);
+    Listener::start(&args, Input::Null)
+}
+
+/// haproxy in `mode tcp`, round-robin over `servers` with `send-proxy-v2`, on a free port.
+fn haproxy(dir: &Path, servers: &[u16]) -> (u16, Proc) {
+    let port = free_port();
+    let mut cfg = format!(
+        "global\n  maxconn 4000\ndefaults\n  mode tcp\n  timeout connect 5s\n  \
+         timeout client 30s\n  timeout server 30s\nfrontend fe\n  bind 127.0.0.1:{port}\n  \
+         default_backend replicas\nbackend replicas\n  balance roundrobin\n"
+    );
+    for (i, p) in servers.iter().enumerate() {
+        cfg.push_str(&format!("  server r{i} 127.0.0.1:{p} send-proxy-v2\n"));
+    }
+    let path = write(dir, "haproxy.cfg", cfg);
+    let mut cmd = Command::new("haproxy");
+    cmd.args(["-f", s(&path), "-db"]);
+    let proc = Proc::spawn(&mut cmd, Input::Null);
+    wait_listening(port);
+    (port, proc)
+}
+
+/// Over TCP to `port`: `header`, then TLS (trusting `ca`, naming `sni`) with an HTTP/1.0
+/// request; what came back.
+fn get_after(header: &[u8], port: u16, ca: &Path, sni: &str) -> std::io::Result<Vec<u8>> {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(ca)?;
+    for cert in stls::certs_from_pem(&pem, "ca").map_err(std::io::Error::other)? {
+        roots.add(cert).map_err(std::io::Error::other)?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name =
+        rustls::pki_types::ServerName::try_from(sni.to_string()).map_err(std::io::Error::other)?;
+    let conn =
+        rustls::ClientConnection::new(Arc::new(config), name).map_err(std::io::Error::other)?;
+    let mut sock = TcpStream::connect(("127.0.0.1", port))?;
+    sock.set_read_timeout(Some(Duration::from_secs(20)))?;
+    sock.write_all(header)?;
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    tls.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let mut got = Vec::new();
+    match tls.read_to_end(&mut got) {
+        // A backend's reply ends with its FIN, which becomes our close_notify.
+        Ok(_) => Ok(got),
+        Err(e) if !got.is_empty() => Err(std::io::Error::other(format!("{e} after {got:?}"))),
+        Err(e) => Err(e),
+    }
+}
+
+/// A v1 header naming `from` (a client at 203.0.113.7) reaching 198.51.100.2:443.
+const V1_HEADER: &[u8] = b"PROXY TCP4 203.0.113.7 198.51.100.2 40000 443\r\n";
+
+/// A v2 header: signature, version and command, family, then `body`.
+fn v2(command: u8, family: u8, body: &[u8]) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.extend_from_slice(&[0x20 | command, family]);
+    h.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    h.extend_from_slice(body);
+    h
+}
+
+#[test]
+fn three_replicas_behind_haproxy_see_the_real_client() {
+    if !have("haproxy") || !have("curl") {
+        return;
+    }
+    let pki = Pki::new();
+    let backend = format!("127.0.0.1:{}", recorder("backend"));
+    let replicas: Vec<Listener> = (0..3)
+        .map(|_| replica(&pki, &["--to", &backend, "--proxy-protocol", "v1"]))
+        .collect();
+    let ports: Vec<u16> = replicas.iter().map(|r| r.port).collect();
+    let (lb, _haproxy) = haproxy(pki.dir.path(), &ports);
+    // The client connects from 127.0.0.2; haproxy connects to the replicas from 127.0.0.1.
+    for _ in 0..3 {
+        let done = crate::tunnels::curl(&[
+            "--interface",
+            "127.0.0.2",
+            "--cacert",
+            s(&pki.ca.cert),
+            &format!("https://localhost:{lb}/"),
+        ]);
+        done.expect_code(0);
+        let text = String::from_utf8_lossy(&done.stdout).to_string();
+        assert!(
+            text.starts_with("backend PROXY TCP4 127.0.0.2 127.0.0.1 "),
+            "{text}"
+        );
+        assert!(text.ends_with(&format!(" {lb}\r\n")), "{text}");
+    }
+    // Round-robin: each replica served one, and logged the client's address.
+    for r in replicas {
+        r.wait_line("PROXY header: client 127.0.0.2:");
+        r.wait_line("client 127.0.0.2:");
+        let done = r.stop();
+        assert!(!done.stderr.contains("panicked"), "{}", done.stderr);
+    }
+}
+
+#[test]
+fn a_command_is_told_the_address_the_header_gave() {
+    let pki = Pki::new();
+    let l = replica(
+        &pki,
+        &[
+            "-k",
+            "-c",
+            "printf 'HTTP/1.0 200 OK\\r\\n\\r\\n%s %s' \"$STLS_PEER_ADDR\" \"$STLS_PEER_PORT\"",
+        ],
+    );
+    let got = get_after(V1_HEADER, l.port, &pki.ca.cert, "localhost").unwrap();
+    assert!(got.ends_with(b"\r\n\r\n203.0.113.7 40000"), "{got:?}");
+    // v2, the same over IPv6.
+    let mut body = [0u8; 36];
+    body[15] = 7; // ::7
+    body[31] = 1; // ::1
+    body[32..34].copy_from_slice(&5555u16.to_be_bytes());
+    body[34..36].copy_from_slice(&443u16.to_be_bytes());
+    let got = get_after(&v2(1, 0x21, &body), l.port, &pki.ca.cert, "localhost").unwrap();
+    assert!(got.ends_with(b"\r\n\r\n::7 5555"), "{got:?}");
+    l.wait_line("PROXY header: client [::7]:5555");
+    l.stop();
+}
+
+#[test]
+fn a_v2_local_header_is_a_health_check_and_the_socket_address_stands() {
+    let pki = Pki::new();
+    let backend = format!("127.0.0.1:{}", recorder("backend"));
+    let l = replica(&pki, &["--to", &backend, "--proxy-protocol", "v1"]);
+    let got = get_after(&v2(0, 0, &[]), l.port, &pki.ca.cert, "localhost").unwrap();
+    let text = String::from_utf8_lossy(&got).to_string();
+    assert!(
+        text.contains("backend PROXY TCP4 127.0.0.1 127.0.0.1 "),
+        "{text}"
+    );
+    l.wait_line("PROXY header LOCAL: the balancer's own connection (a health check)");
+    // A v2 header of the AF_UNIX family: no IP address, the socket's stands.
+    let unix = v2(1, 0x31, &[0; 216]);
+    let got = get_after(&unix, l.port, &pki.ca.cert, "localhost").unwrap();
+    assert!(String::from_utf8_lossy(&got).contains("backend PROXY TCP4 127.0.0.1 "));
+    l.wait_line("PROXY header without an IP address");
+    l.stop();
+}
+
+#[test]
+fn a_connection_without_a_header_is_dropped_with_a_line() {
+    let pki = Pki::new();
+    let backend = format!("127.0.0.1:{}", recorder("backend"));
+    let l = replica(&pki, &["--to", &backend]);
+    let done = connect(
+        &l.addr(),
+        &["--cacert", s(&pki.ca.cert), "--servername", "localhost"],
+        Input::Bytes(b"hello\n".to_vec()),
+    );
+    assert_ne!(done.code(), 0);
+    l.wait_line("PROXY protocol header (--accept-proxy): the connection did not start with one");
+    l.stop();
+}
+
+#[test]
+fn hostile_headers_are_refused_and_the_listener_goes_on() {
+    let pki = Pki::new();
+    let backend = format!("127.0.0.1:{}", recorder("backend"));
+    let l = replica(&pki, &["--to", &backend, "--handshake-timeout", "2"]);
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        // A v2 header longer than accepted.
+        (v2(1, 0x11, &[0; 4000]), "more than the 2048 accepted"),
+        // A v1 line with no end within 107 bytes.
+        (
+            [&b"PROXY TCP4 "[..], &[b'1'; 200]].concat(),
+            "longer than 107",
+        ),
+        (
+            b"PROXY TCP4 192.0.2.1 192.0.2.2 1 99999\r\n".to_vec(),
+            "a v1 header with a bad port",
+        ),
+        (v2(1, 0x21, &[0; 12]), "too short for its addresses"),
+        (v2(7, 0x11, &[0; 12]), "unknown command 7"),
+        // Cut short: the connection closes within the header.
+        (V1_HEADER[..20].to_vec(), "closed during the dialogue"),
+        // Never finished: the handshake's time runs out.
+        (v2(1, 0x11, &[0; 12])[..14].to_vec(), "timed out"),
+    ];
+    for (bytes, line) in &cases {
+        let mut sock = TcpStream::connect(("127.0.0.1", l.port)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let _ = sock.write_all(bytes);
+        if !line.contains("timed out") {
+            let _ = sock.shutdown(std::net::Shutdown::Write);
+        }
+        // Whatever comes back, the connection ends.
+        let _ = sock.read_to_end(&mut Vec::new());
+        l.wait_line(line);
+    }
+    // Still serving.
+    let got = get_after(V1_HEADER, l.port, &pki.ca.cert, "localhost").unwrap();
+    assert!(String::from_utf8_lossy(&got).contains("backend"));
+    let done = l.stop();
+    assert!(!done.stderr.contains("panicked"), "{}", done.stderr);
+}
