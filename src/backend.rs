@@ -1,6 +1,7 @@
-//! A tunnel's backend (`listen --to`): where it is — a TCP service, or a Unix socket — and
-//! how each admitted client's connection to it is made: every address in turn, with the
-//! PROXY protocol header that tells it who the client is first.
+//! A tunnel's backends (`listen --to`): which one a client's SNI routes it to ([`Routes`]),
+//! where it is — a TCP service, or a Unix socket — and how each admitted client's connection
+//! to it is made: every address in turn, with the PROXY protocol header that tells it who the
+//! client is first.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -9,6 +10,64 @@ use anyhow::Result;
 use crate::net::{self, Dialer};
 use crate::stream::{Endpoint, Peer, Stream};
 use crate::unix::UnixPath;
+
+/// The backends of `listen --to`: by the name the client asked for (SNI), and for the rest.
+#[derive(Clone, Debug)]
+pub(crate) struct Routes {
+    /// `--to NAME=…`, in the order given: an exact name (lower case, A-labels), or
+    /// `*.SUFFIX`, which matches one label more than SUFFIX.
+    pub named: Vec<(String, Backend)>,
+    /// `--to HOST:PORT`: a client whose name has no route of its own, if any.
+    pub default: Option<Backend>,
+}
+
+/// Which route a client took, for messages.
+pub(crate) enum Chosen<'a> {
+    /// The route for this name (`--to NAME=…`).
+    Named(&'a str),
+    /// The default route.
+    Default,
+}
+
+impl std::fmt::Display for Chosen<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Chosen::Named(name) => write!(f, "the route for {name}"),
+            Chosen::Default => write!(f, "the default route"),
+        }
+    }
+}
+
+impl Routes {
+    /// The backend for a client that asked for `sni`: the route of that exact name, else
+    /// of the first wildcard that matches, else the default; `None` if there is none.
+    pub(crate) fn pick(&self, sni: Option<&str>) -> Option<(&Backend, Chosen<'_>)> {
+        if let Some(sni) = sni.map(|n| n.trim_end_matches('.').to_ascii_lowercase()) {
+            let exact = self.named.iter().find(|(name, _)| *name == sni);
+            let wild = || {
+                self.named
+                    .iter()
+                    .find(|(name, _)| wildcard_matches(name, &sni))
+            };
+            if let Some((name, backend)) = exact.or_else(wild) {
+                return Some((backend, Chosen::Named(name)));
+            }
+        }
+        self.default.as_ref().map(|b| (b, Chosen::Default))
+    }
+}
+
+/// Whether `pattern`, `*.SUFFIX`, matches `name`: one label (not empty, no dot) before
+/// `.SUFFIX`, as in a certificate.
+fn wildcard_matches(pattern: &str, name: &str) -> bool {
+    let Some(suffix) = pattern.strip_prefix("*.") else {
+        return false;
+    };
+    match name.strip_suffix(suffix).and_then(|n| n.strip_suffix('.')) {
+        Some(label) => !label.is_empty() && !label.contains('.'),
+        None => false,
+    }
+}
 
 /// A tunnel's backend (`listen --to`).
 #[derive(Clone, Debug)]
@@ -160,6 +219,39 @@ fn v2_header(family: u8, addrs: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn routes_pick_exact_before_wildcard_then_default() {
+        let to = |name: &str| Backend {
+            place: Place::Tcp {
+                addrs: Vec::new(),
+                name: name.to_string(),
+            },
+            proxy_protocol: None,
+        };
+        let mut routes = Routes {
+            named: vec![
+                ("*.example.com".to_string(), to("wild")),
+                ("a.example.com".to_string(), to("a")),
+            ],
+            default: None,
+        };
+        let picked = |r: &Routes, sni: Option<&str>| r.pick(sni).map(|(b, _)| b.name());
+        assert_eq!(picked(&routes, Some("A.Example.com")).as_deref(), Some("a"));
+        assert_eq!(
+            picked(&routes, Some("b.example.com")).as_deref(),
+            Some("wild")
+        );
+        assert_eq!(picked(&routes, Some("x.b.example.com")), None);
+        assert_eq!(picked(&routes, Some("example.com")), None);
+        assert_eq!(picked(&routes, None), None);
+        routes.default = Some(to("default"));
+        assert_eq!(picked(&routes, None).as_deref(), Some("default"));
+        assert_eq!(
+            picked(&routes, Some("other.org")).as_deref(),
+            Some("default")
+        );
+    }
 
     #[test]
     fn ip_headers() {

@@ -276,10 +276,12 @@ pub(crate) struct ListenArgs {
     pub handshake_timeout: Duration,
 
     /// Terminate TLS in front of a plain service at HOST:PORT or unix:PATH: each client gets
-    /// its own connection to it, made once the client is admitted (implies -k).
-    #[arg(long, value_name = "HOST:PORT",
+    /// its own connection to it, made once the client is admitted (implies -k). As
+    /// NAME=HOST:PORT (repeatable; NAME may be *.DOMAIN): the backend of clients that ask for
+    /// NAME (SNI), the one without NAME= serving the others.
+    #[arg(long, value_name = "[NAME=]HOST:PORT",
           conflicts_with_all = ["exec", "sh_exec", "recv_only", "send_only", "crlf"])]
-    pub to: Option<String>,
+    pub to: Vec<String>,
 
     /// With --to, or -k with -e/-c: run N event loops, each on its own thread (default: one
     /// per core with --to, one with -e/-c).

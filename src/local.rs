@@ -17,7 +17,7 @@ use anyhow::{anyhow, Result};
 use mio::event::Event;
 use mio::{Interest, Registry};
 
-use crate::backend::Backend;
+use crate::backend::Routes;
 use crate::describe;
 use crate::error::io_phrase;
 use crate::events::{attempt, token, Part, Ready};
@@ -36,8 +36,9 @@ pub(crate) enum LocalEnd {
     Stdio { direction: Direction, crlf: bool },
     /// `-e` / `-c`: this program, run for each connection.
     Exec(Program),
-    /// `listen --to`: each admitted client's own connection to this backend.
-    Backend(Backend),
+    /// `listen --to`: each admitted client's own connection to the backend its SNI routes
+    /// it to.
+    Backend(Routes),
     /// `connect --from`: the plain connection each TLS connection was made for.
     Accepted,
 }
@@ -629,7 +630,10 @@ impl Local {
     ) -> Result<Option<String>> {
         let Client { label, addr, ours } = peer;
         match end {
-            LocalEnd::Backend(backend) => {
+            LocalEnd::Backend(routes) => {
+                let Some((backend, chosen)) = routes.pick(sni_of(conn)) else {
+                    return Err(no_route(sni_of(conn), label));
+                };
                 // Only now, the client admitted, is the backend connected.
                 let dialed = backend
                     .dial(addr, ours.or_else(|| conn.sock.stream.local()))
@@ -640,7 +644,11 @@ impl Local {
                     None => end,
                 });
                 self.register(registry, key)?;
-                Ok(Some(format!("connecting to {}", backend.name())))
+                let route = match routes.named.is_empty() {
+                    true => String::new(),
+                    false => format!(" ({chosen})"),
+                };
+                Ok(Some(format!("connecting to {}{route}", backend.name())))
             }
             LocalEnd::Exec(program) => {
                 let env = describe::child_env(&conn.tls);
@@ -725,6 +733,39 @@ impl Local {
         }
         child.close();
         Some(child)
+    }
+}
+
+/// The name a client asked for (SNI).
+fn sni_of(conn: &TlsSocket) -> Option<&str> {
+    match &conn.tls {
+        rustls::Connection::Server(server) => server.server_name(),
+        rustls::Connection::Client(_) => None,
+    }
+}
+
+/// Why a client that asked for `sni` has no backend (`label` names it).
+fn no_route(sni: Option<&str>, label: &str) -> anyhow::Error {
+    anyhow!(
+        "{label}: {}, and there is no default --to HOST:PORT: dropped (give one, or a --to \
+         NAME=HOST:PORT for it)",
+        match sni {
+            Some(name) => format!(
+                "no --to route for the name it asked for, {}",
+                report::escape(name)
+            ),
+            None => "it sent no name (SNI)".to_string(),
+        }
+    )
+}
+
+/// A client admitted by its handshake whom `end` has no backend for: why, if so.
+pub(crate) fn unrouted(end: &LocalEnd, conn: &TlsSocket, label: &str) -> Option<anyhow::Error> {
+    match end {
+        LocalEnd::Backend(routes) if routes.pick(sni_of(conn)).is_none() => {
+            Some(no_route(sni_of(conn), label))
+        }
+        _ => None,
     }
 }
 

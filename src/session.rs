@@ -46,7 +46,7 @@ use crate::describe;
 use crate::error::{io_phrase, socket_class, Class};
 use crate::events::{token, Part, Ready};
 use crate::exec::{describe_status, Child};
-use crate::local::{Client, Direction, Local, LocalEnd, OutputEnd, TcpEnd};
+use crate::local::{self, Client, Direction, Local, LocalEnd, OutputEnd, TcpEnd};
 use crate::net::{Dialer, Dialing};
 use crate::proxied::ProxyHeader;
 use crate::report;
@@ -940,6 +940,12 @@ impl Session {
             },
             Local::Own { end: Some(_), .. } => {} // a tunnel's accepted connection
             Local::Own { .. } => {
+                if let Some(e) = local::unrouted(&sh.opts.local, &self.conn, &self.label) {
+                    // No backend is dialed; the client is told the end, in order.
+                    self.conn.send_close_notify();
+                    let _ = self.conn.flush();
+                    return Err(e);
+                }
                 let peer = Client {
                     label: &self.label,
                     addr: self.peer.as_ref(),

@@ -6,20 +6,29 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::util::pki::{s, Pki};
+use crate::util::pki::{s, KeyType, Pki, VALID};
 use crate::util::*;
 
 /// A plain backend that answers each request with what it was sent before it (the PROXY
 /// header, and `name`): an HTTP/1.0 reply, read by curl or by [`get_after`].
 fn recorder(name: &'static str) -> u16 {
+    counted_recorder(name).0
+}
+
+/// [`recorder`], and how many connections it had.
+fn counted_recorder(name: &'static str) -> (u16, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
     std::thread::spawn(move || {
         for sock in listener.incoming() {
             let Ok(mut sock) = sock else { continue };
+            counter.fetch_add(1, Ordering::SeqCst);
             std::thread::spawn(move || {
                 let _ = sock.set_read_timeout(Some(Duration::from_secs(10)));
                 let mut got = Vec::new();
@@ -39,7 +48,7 @@ fn recorder(name: &'static str) -> u16 {
             });
         }
     });
-    port
+    (port, count)
 }
 
 /// `stls listen 127.0.0.1:0 --accept-proxy -v` with the fixture's certificate, plus `extra`.
@@ -252,4 +261,99 @@ fn hostile_headers_are_refused_and_the_listener_goes_on() {
     assert!(String::from_utf8_lossy(&got).contains("backend"));
     let done = l.stop();
     assert!(!done.stderr.contains("panicked"), "{}", done.stderr);
+}
+
+/// `curl --resolve NAME:PORT:127.0.0.1 https://NAME:PORT/`, trusting `ca`.
+fn curl_name(name: &str, port: u16, ca: &Path) -> Done {
+    crate::tunnels::curl(&[
+        "--resolve",
+        &format!("{name}:{port}:127.0.0.1"),
+        "--cacert",
+        s(ca),
+        &format!("https://{name}:{port}/"),
+    ])
+}
+
+#[test]
+fn routes_by_sni_reach_three_backends_and_an_unknown_name_is_refused() {
+    if !have("curl") {
+        return;
+    }
+    let pki = Pki::new();
+    let leaf = pki.ca.server(
+        "routes",
+        &["a.example", "b.example", "*.c.example", "d.example"],
+        KeyType::P256,
+        VALID,
+    );
+    let (a, b, c) = (recorder("alpha"), recorder("beta"), recorder("gamma"));
+    let routes = [
+        format!("a.example=127.0.0.1:{a}"),
+        format!("B.Example=127.0.0.1:{b}"),
+        format!("*.c.example=127.0.0.1:{c}"),
+    ];
+    let mut args = vec!["-v", "--cert", s(&leaf.cert), "--key", s(&leaf.key)];
+    for r in &routes {
+        args.extend(["--to", r.as_str()]);
+    }
+    let l = Listener::start(&args, Input::Null);
+    for (name, backend) in [
+        ("a.example", "alpha"),
+        ("b.example", "beta"),
+        ("x.c.example", "gamma"),
+    ] {
+        let done = curl_name(name, l.port, &pki.ca.cert);
+        done.expect_code(0);
+        assert!(done.stdout.starts_with(format!("{backend} ").as_bytes()));
+    }
+    l.wait_line(&format!(
+        "connecting to 127.0.0.1:{c} (the route for *.c.example)"
+    ));
+    // No route for d.example and no default: refused after the handshake, nothing dialed.
+    let done = curl_name("d.example", l.port, &pki.ca.cert);
+    assert_ne!(done.code(), 0);
+    l.wait_line("no --to route for the name it asked for, d.example, and there is no default");
+    // One level of wildcard only.
+    let done = curl_name("y.x.c.example", l.port, &pki.ca.cert);
+    assert_ne!(done.code(), 0);
+    l.stop();
+
+    // With a default, the other names go there.
+    let (d, dialed) = counted_recorder("default");
+    let default = format!("127.0.0.1:{d}");
+    args.extend(["--to", default.as_str()]);
+    let l = Listener::start(&args, Input::Null);
+    let done = curl_name("d.example", l.port, &pki.ca.cert);
+    done.expect_code(0);
+    assert!(done.stdout.starts_with(b"default "));
+    let done = curl_name("a.example", l.port, &pki.ca.cert);
+    assert!(done.stdout.starts_with(b"alpha "));
+    assert_eq!(dialed.load(Ordering::SeqCst), 1);
+    l.wait_line(&format!("connecting to {default} (the default route)"));
+    l.stop();
+}
+
+#[test]
+fn bad_routes_are_refused_before_listening() {
+    for (to, said) in [
+        (
+            &["127.0.0.1:1", "127.0.0.1:2"][..],
+            "a second backend for every name",
+        ),
+        (
+            &["a.example=127.0.0.1:1", "A.example=127.0.0.1:2"],
+            "a.example has a route already",
+        ),
+        (&["*.*.example=127.0.0.1:1"], "is not a host name"),
+        (&["10.0.0.1=127.0.0.1:1"], "is not a host name"),
+        (&["a.example=nowhere"], "--to a.example="),
+    ] {
+        let mut args = vec!["listen", "127.0.0.1:0"];
+        for t in to {
+            args.extend(["--to", t]);
+        }
+        let done = run(&args, Input::Null);
+        done.expect_code(2);
+        done.expect_stderr(said);
+    }
 }
