@@ -636,7 +636,7 @@ impl Local {
                 };
                 // Only now, the client admitted, is the backend connected.
                 let dialed = backend
-                    .dial(addr, ours.or_else(|| conn.sock.stream.local()))
+                    .dial(addr, ours.or_else(|| conn.sock.stream.local()), &conn.tls)
                     .map_err(|e| e.context(label.to_string()))?;
                 let end = TcpEnd::new(dialed.sock, dialed.header);
                 *self = Local::tcp(match dialed.dialer {

@@ -357,3 +357,87 @@ fn bad_routes_are_refused_before_listening() {
         done.expect_stderr(said);
     }
 }
+
+/// A v2 header's TLVs after its IPv4 addresses: (type, value) in order.
+fn tlvs(header: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    assert_eq!(header[12..14], [0x21, 0x11], "v2, PROXY, TCP over IPv4");
+    let mut rest = &header[16 + 12..];
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let len = u16::from_be_bytes([rest[1], rest[2]]) as usize;
+        out.push((rest[0], rest[3..3 + len].to_vec()));
+        rest = &rest[3 + len..];
+    }
+    out
+}
+
+#[test]
+fn proxy_protocol_v2_says_the_alpn_sni_and_tls_session() {
+    let pki = Pki::new();
+    let alice = pki.ca.client("alice", "alice", KeyType::P256, VALID);
+    for with_cert in [true, false] {
+        let (port, backend) = crate::tunnels::proxy_backend(true);
+        let to = format!("127.0.0.1:{port}");
+        let l = Listener::start(
+            &[
+                "--to",
+                &to,
+                "--proxy-protocol",
+                "v2",
+                "--cert",
+                s(&pki.server.cert),
+                "--key",
+                s(&pki.server.key),
+                "--client-ca-optional",
+                s(&pki.ca.cert),
+                "--alpn",
+                "h2",
+            ],
+            Input::Null,
+        );
+        let mut args = vec!["--cacert", s(&pki.ca.cert), "--alpn", "h2"];
+        if with_cert {
+            args.extend(["--cert", s(&alice.cert), "--key", s(&alice.key)]);
+        }
+        let done = connect(
+            &format!("localhost:{}", l.port),
+            &args,
+            Input::Bytes(b"hi\n".to_vec()),
+        );
+        done.expect_code(0);
+        let got = tlvs(&backend.join().unwrap());
+        let kinds: Vec<u8> = got.iter().map(|(k, _)| *k).collect();
+        assert_eq!(kinds, [0x01, 0x02, 0x20], "ALPN, AUTHORITY, SSL");
+        assert_eq!(got[0].1, b"h2");
+        assert_eq!(got[1].1, b"localhost");
+        // The SSL TLV: client flags, verify, then sub-TLVs.
+        let ssl = &got[2].1;
+        let verify = u32::from_be_bytes([ssl[1], ssl[2], ssl[3], ssl[4]]);
+        let mut subs = Vec::new();
+        let mut rest = &ssl[5..];
+        while !rest.is_empty() {
+            let len = u16::from_be_bytes([rest[1], rest[2]]) as usize;
+            subs.push((
+                rest[0],
+                String::from_utf8(rest[3..3 + len].to_vec()).unwrap(),
+            ));
+            rest = &rest[3 + len..];
+        }
+        assert_eq!(subs[0], (0x21, "TLSv1.3".to_string()));
+        assert_eq!(subs[1].0, 0x23);
+        assert!(subs[1].1.starts_with("TLS_AES_"), "{}", subs[1].1);
+        if with_cert {
+            assert_eq!(
+                ssl[0], 0x07,
+                "SSL, a certificate on the connection and session"
+            );
+            assert_eq!(verify, 0, "verified");
+            assert_eq!(subs[2], (0x22, "alice".to_string()));
+        } else {
+            assert_eq!(ssl[0], 0x01);
+            assert_ne!(verify, 0, "no certificate: not verified");
+            assert_eq!(subs.len(), 2);
+        }
+        l.stop();
+    }
+}
