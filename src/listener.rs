@@ -25,9 +25,10 @@ use crate::tls_socket::TlsSocket;
 
 pub(crate) fn run(s: &Listen) -> Result<()> {
     // An event loop per thread, each with its own listening socket on the same port
-    // (SO_REUSEPORT: the kernel spreads the clients).
+    // (SO_REUSEPORT: the kernel spreads the clients). Always set: a new stls binds the port
+    // while the old one drains, so a restart drops nothing.
     let threads = s.threads;
-    let sock = s.at.bind(s.common.family, threads > 1)?;
+    let sock = s.at.bind(s.common.family, true)?;
     let nofile = raise_fd_limit();
     // SIGHUP swaps in a new configuration for the handshakes that follow, in every loop.
     let config = Arc::new(RwLock::new(s.config.clone()));

@@ -441,3 +441,65 @@ fn proxy_protocol_v2_says_the_alpn_sni_and_tls_session() {
         l.stop();
     }
 }
+
+#[test]
+fn two_thousand_clients_across_a_restart_with_no_failure() {
+    let pki = Pki::new();
+    let backend = format!("127.0.0.1:{}", recorder("backend"));
+    let port = free_port();
+    let at = format!("127.0.0.1:{port}");
+    let args = [
+        "listen",
+        &at,
+        "--to",
+        &backend,
+        "--drain",
+        "5",
+        "--cert",
+        s(&pki.server.cert),
+        "--key",
+        s(&pki.server.key),
+    ];
+    let mut cmd = stls();
+    cmd.args(args);
+    let old = Listener::start_cmd(&mut cmd, Input::Null);
+    let done = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let (ca, done) = (pki.ca.cert.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                for _ in 0..1000 {
+                    match get_after(b"", port, &ca, "localhost") {
+                        Ok(got) if got.ends_with(b"backend ") => {}
+                        other => failures.push(format!("{other:?}")),
+                    }
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+                failures
+            })
+        })
+        .collect();
+    while done.load(Ordering::SeqCst) < 300 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The new one binds the port beside the old (SO_REUSEPORT), then the old drains.
+    let mut cmd = stls();
+    cmd.args(args);
+    let new = Listener::start_cmd(&mut cmd, Input::Null);
+    old.signal(libc::SIGTERM);
+    let ended = old.finish();
+    assert_eq!(ended.code(), 143, "{}", ended.stderr);
+    let failures: Vec<String> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} failures: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert_eq!(done.load(Ordering::SeqCst), 2000);
+    new.stop();
+}
