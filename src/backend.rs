@@ -109,12 +109,12 @@ impl Backend {
     }
 
     /// Start connecting, without blocking, for `client`, which reached us at `ours` over
-    /// `tls` (what a v2 header's TLVs say of it).
+    /// `tls` (what a v2 header's TLVs say of it; none for a passed-through connection).
     pub(crate) fn dial(
         &self,
         client: Option<&Peer>,
         ours: Option<Endpoint>,
-        tls: &rustls::Connection,
+        tls: Option<&rustls::Connection>,
     ) -> Result<Dialed> {
         let (sock, dialer) = match &self.place {
             Place::Tcp { addrs, name } => {
@@ -126,7 +126,8 @@ impl Backend {
         };
         let header = match (self.proxy_protocol, client, ours) {
             (Some(v), Some(from), Some(to)) => {
-                proxy_header(v, &from.endpoint(), &to, &tls_tlvs(tls))
+                let tlvs = tls.map(tls_tlvs).unwrap_or_default();
+                proxy_header(v, &from.endpoint(), &to, &tlvs)
             }
             _ => Vec::new(),
         };

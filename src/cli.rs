@@ -283,6 +283,12 @@ pub(crate) struct ListenArgs {
           conflicts_with_all = ["exec", "sh_exec", "recv_only", "send_only", "crlf"])]
     pub to: Vec<String>,
 
+    /// For clients that ask for NAME (SNI; *.DOMAIN too), do not terminate TLS: read their
+    /// ClientHello, then relay the connection as it is to HOST:PORT (or unix:PATH), which does
+    /// the handshake (repeatable; implies -k). Other names are served here.
+    #[arg(long, value_name = "NAME=HOST:PORT", conflicts_with = "starttls")]
+    pub passthrough: Vec<String>,
+
     /// With --to, or -k with -e/-c: run N event loops, each on its own thread (default: one
     /// per core with --to, one with -e/-c).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]

@@ -135,6 +135,7 @@ fn setup(
     let current = config.clone();
     let starttls = s.starttls.clone();
     let accept_proxy = s.accept_proxy;
+    let passthrough = s.passthrough.clone();
     let accept = move |sock: Stream, peer: &Peer| -> Result<Session> {
         sock.set_nodelay();
         // A TCP peer's address is canonical (an IPv4 client of a [::] socket is named by its
@@ -151,6 +152,7 @@ fn setup(
             &end,
             Route::server(
                 accept_proxy,
+                passthrough.as_ref(),
                 starttls
                     .as_ref()
                     .map(|(proto, name)| (*proto, name.as_str())),

@@ -188,7 +188,12 @@ impl Probe {
         let Step::Handshake(conn) = &mut self.step else {
             return Ok(false);
         };
-        if !route::advance(&mut self.stages, &mut conn.sock, &mut conn.ready, &mut None)? {
+        if !route::advance(
+            &mut self.stages,
+            &mut conn.sock,
+            &mut conn.ready,
+            &mut route::Heard::default(),
+        )? {
             return Ok(false);
         }
         let Step::Handshake(conn) = &mut self.step else {

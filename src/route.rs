@@ -5,16 +5,19 @@
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use rustls::pki_types::ServerName;
 use rustls::ClientConnection;
 
+use crate::backend::{Backend, Routes};
 use crate::error::Class;
 use crate::events::Ready;
 use crate::net::HostPort;
 use crate::preamble::{Fed, Talk};
+use crate::preread::Preread;
 use crate::proxied::{AcceptProxy, ProxyHeader};
 use crate::proxy::{self, bypass, Hop, Proxies, ProxyUrl, Scheme, Then};
 use crate::resolve::Resolver;
@@ -32,6 +35,17 @@ pub(crate) enum Stage {
     StartTls(Box<Talk<StartTls>>),
     /// `--accept-proxy`: the load balancer's PROXY header.
     ProxyIn(Box<Talk<AcceptProxy>>),
+    /// `--passthrough`: the ClientHello, read for its name.
+    Preread(Box<Talk<Preread>>),
+}
+
+/// What the stages before a client's handshake learnt.
+#[derive(Default)]
+pub(crate) struct Heard {
+    /// The PROXY header of `--accept-proxy`.
+    pub proxy: Option<ProxyHeader>,
+    /// The backend of `--passthrough` the client's name chose, and that name.
+    pub passthrough: Option<(Backend, String)>,
 }
 
 /// The way to a target, or from a client.
@@ -97,18 +111,27 @@ impl Route {
     }
 
     /// The stages before the handshake with a client named `peer` in messages: the PROXY
-    /// header with `accept_proxy`, then `starttls`'s server dialogue, naming itself as given,
-    /// if there is one.
-    pub(crate) fn server(accept_proxy: bool, starttls: Option<(Proto, &str)>, peer: &str) -> Route {
+    /// header with `accept_proxy`, the ClientHello read for `passthrough`'s names, then
+    /// `starttls`'s server dialogue, naming itself as given, if there is one.
+    pub(crate) fn server(
+        accept_proxy: bool,
+        passthrough: Option<&Arc<Routes>>,
+        starttls: Option<(Proto, &str)>,
+        peer: &str,
+    ) -> Route {
         let header = accept_proxy.then(|| {
             let heard = AcceptProxy { heard: None };
             Stage::ProxyIn(Box::new(Talk::new(heard, peer)))
+        });
+        let preread = passthrough.map(|routes| {
+            let preread = Preread::new(routes.clone());
+            Stage::Preread(Box::new(Talk::new(preread, peer)))
         });
         let dialogue = starttls.map(|(proto, name)| {
             let server = StartTls::server(proto, name);
             Stage::StartTls(Box::new(Talk::new(server, peer)))
         });
-        let stages = header.into_iter().chain(dialogue).collect();
+        let stages = header.into_iter().chain(preread).chain(dialogue).collect();
         Route {
             hops: Vec::new(),
             stages,
@@ -133,13 +156,13 @@ impl Route {
 }
 
 /// Move the stages on over `wire`: `Ok(true)` once all are done and TLS may start. What a
-/// dialogue read past its end is put back for the next. A PROXY header, once read, is put in
-/// `heard`.
+/// dialogue read past its end is put back for the next. What a client's stages learnt is put
+/// in `heard`; a passthrough stops the stages there.
 pub(crate) fn advance(
     stages: &mut VecDeque<Stage>,
     wire: &mut Wire,
     ready: &mut Ready,
-    heard: &mut Option<ProxyHeader>,
+    heard: &mut Heard,
 ) -> Result<bool> {
     loop {
         let leftover = match stages.front_mut() {
@@ -167,8 +190,23 @@ pub(crate) fn advance(
             },
             Some(Stage::ProxyIn(t)) => match t.drive(wire, ready)? {
                 true => {
-                    *heard = t.dialogue.heard.take();
+                    heard.proxy = t.dialogue.heard.take();
                     std::mem::take(&mut t.p.leftover)
+                }
+                false => return Ok(false),
+            },
+            Some(Stage::Preread(t)) => match t.drive(wire, ready)? {
+                true => {
+                    heard.passthrough = t.dialogue.chosen.take();
+                    let read = std::mem::take(&mut t.p.leftover);
+                    if heard.passthrough.is_some() {
+                        // The rest is not ours: every byte read goes on as it came.
+                        stages.clear();
+                        wire.unread(read);
+                        ready.read = true;
+                        return Ok(true);
+                    }
+                    read
                 }
                 false => return Ok(false),
             },
@@ -182,7 +220,7 @@ pub(crate) fn advance(
                 Some(Stage::StartTls(_)) => Then::StartTls,
                 Some(Stage::Proxy(next)) => Then::Proxy(&next.dialogue.proxy),
                 Some(Stage::Layer(_)) => Then::ProxyTls,
-                Some(Stage::ProxyIn(_)) | None => Then::Target,
+                Some(Stage::ProxyIn(_) | Stage::Preread(_)) | None => Then::Target,
             };
             hop.dialogue.check_after_reply(&hop.p, &leftover, then)?;
         }
@@ -198,6 +236,7 @@ pub(crate) fn current(stages: &VecDeque<Stage>) -> Option<String> {
         Stage::Proxy(t) => Some(t.p.what().to_string()),
         Stage::StartTls(t) => Some(t.p.what().to_string()),
         Stage::ProxyIn(t) => Some(t.p.what().to_string()),
+        Stage::Preread(t) => Some(t.p.what().to_string()),
         Stage::Layer(_) => None,
     })
 }

@@ -42,15 +42,16 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Result};
 use mio::{Interest, Registry};
 
+use crate::backend::Backend;
 use crate::describe;
 use crate::error::{io_phrase, socket_class, Class};
 use crate::events::{token, Part, Ready};
 use crate::exec::{describe_status, Child};
-use crate::local::{self, Client, Direction, Local, LocalEnd, OutputEnd, TcpEnd};
+use crate::local::{self, Client, Direction, Local, LocalEnd, OutputEnd, Plain, TcpEnd};
 use crate::net::{Dialer, Dialing};
 use crate::proxied::ProxyHeader;
 use crate::report;
-use crate::route::{self, Stage};
+use crate::route::{self, Heard, Stage};
 use crate::stdio::{Broadcast, Next, Sink};
 use crate::stream::{Endpoint, Peer, Stream};
 use crate::tls_socket::{handshake_io_error, ConnError, PeerClose, PeerEnd, TlsSocket};
@@ -222,6 +223,8 @@ pub(crate) struct Session {
     /// Where the client reached us, when a PROXY header (`--accept-proxy`) said it: the
     /// balancer's address, not our socket's.
     ours: Option<Endpoint>,
+    /// `--passthrough`: the connection is a relay of raw bytes, not TLS of ours.
+    plain: Option<Plain>,
     local: Local,
     /// Its number in the loop, which its tokens are made from.
     key: usize,
@@ -285,6 +288,7 @@ impl Session {
             label,
             peer,
             ours: None,
+            plain: None,
             local: Local::new(local),
             key: 0,
             phase: Phase::Handshake,
@@ -415,20 +419,27 @@ impl Session {
         if let Err(e) = self.local.overdue(sh.registry, self.key) {
             return Err(self.local_failed(&e));
         }
+        if self.plain.is_some() {
+            return self.pump_plain(sh);
+        }
         if !self.stages.is_empty() {
             // Nothing of TLS moves until the proxies and the dialogue say it may start.
-            let mut heard = None;
+            let mut heard = Heard::default();
             let done = route::advance(
                 &mut self.stages,
                 &mut self.conn.sock,
                 &mut self.conn.ready,
                 &mut heard,
             );
-            if let Some(header) = heard {
+            if let Some(header) = heard.proxy {
                 self.relayed(header, sh.opts.many);
             }
             if !done? {
                 return Ok(Turn::Idle);
+            }
+            if let Some((backend, name)) = heard.passthrough {
+                self.pass_through(&backend, &name, sh)?;
+                return Ok(Turn::Moved);
             }
             moved = true;
         }
@@ -494,6 +505,60 @@ impl Session {
             }
         }
         Ok(if moved { Turn::Moved } else { Turn::Idle })
+    }
+
+    /// `--passthrough`: the client asked for `name`, whose `backend` does the handshake;
+    /// from here on the connection is a relay of raw bytes.
+    fn pass_through(&mut self, backend: &Backend, name: &str, sh: &mut Shared<'_>) -> Result<()> {
+        let peer = Client {
+            label: &self.label,
+            addr: self.peer.as_ref(),
+            ours: self.ours.clone(),
+        };
+        self.local
+            .start_plain(backend, &self.conn, peer, sh.registry, self.key)?;
+        let prefix = if sh.opts.many {
+            format!("{}: ", self.label)
+        } else {
+            String::new()
+        };
+        report::verbose(format_args!(
+            "{prefix}passing through to {} (--passthrough {})",
+            backend.name(),
+            report::escape(name)
+        ));
+        self.phase = Phase::Open;
+        self.plain = Some(Plain::default());
+        Ok(())
+    }
+
+    /// A passed-through connection's turn: the bytes each way, and its end once both ways
+    /// ended in order.
+    fn pump_plain(&mut self, sh: &mut Shared<'_>) -> Result<Turn> {
+        let Some(plain) = self.plain.as_mut() else {
+            return Ok(Turn::Idle);
+        };
+        let pumped = self.local.pump_plain(
+            &mut self.conn.sock,
+            &mut self.conn.ready,
+            plain,
+            sh.registry,
+            self.key,
+        );
+        self.received = plain.received;
+        self.sent = plain.sent;
+        match pumped {
+            Err(e) => Err(socket_class(&e).err(format!(
+                "{}: passthrough (client or backend): {} ({} bytes received, {} bytes sent)",
+                self.label,
+                io_phrase(&e),
+                self.received,
+                self.sent
+            ))),
+            Ok(_) if plain.done() => Ok(Turn::Done(Ok(()))),
+            Ok(true) => Ok(Turn::Moved),
+            Ok(false) => Ok(Turn::Idle),
+        }
     }
 
     /// A PROXY header (`--accept-proxy`) was read: the client it names is the peer from

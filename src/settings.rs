@@ -188,6 +188,8 @@ pub(crate) struct Listen {
     pub starttls: Option<(Proto, String)>,
     /// `--accept-proxy`: a PROXY header comes first.
     pub accept_proxy: bool,
+    /// `--passthrough`: the names whose clients' TLS goes, untouched, to a backend.
+    pub passthrough: Option<Arc<Routes>>,
     /// Event loops: `--threads`, by default one per core for a tunnel, else one.
     pub threads: usize,
     /// `--reload-every`: how often to look at the files for a change.
@@ -739,7 +741,7 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
         common.local = LocalEnd::Backend(routes(&args.to, args.proxy_protocol, common.family)?);
     }
     let at = listen_at(&args.addr, args.unix_mode)?;
-    let many = args.keep_open || !args.to.is_empty();
+    let many = args.keep_open || !args.to.is_empty() || !args.passthrough.is_empty();
     for (given, flag) in [
         (args.max_conns.is_some(), "--max-conns"),
         (args.stall_timeout.is_some(), "--stall-timeout"),
@@ -828,6 +830,11 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
             )
         }),
         accept_proxy: args.accept_proxy,
+        passthrough: passthrough(
+            &args.passthrough,
+            args.proxy_protocol,
+            family(&args.common.net),
+        )?,
         common,
     })
 }
@@ -969,6 +976,35 @@ fn routes(given: &[String], version: Option<ProxyProtocol>, family: Family) -> R
         routes.named.push((name, to));
     }
     Ok(routes)
+}
+
+/// `--passthrough NAME=TARGET`, each: the names whose TLS goes to their backend as it is.
+fn passthrough(
+    given: &[String],
+    version: Option<ProxyProtocol>,
+    family: Family,
+) -> Result<Option<Arc<Routes>>> {
+    let mut named = Vec::new();
+    for text in given {
+        let Some((name, target)) = route_name(text)? else {
+            return Err(Class::Usage.err(format!(
+                "--passthrough {text}: give it as NAME=HOST:PORT (or NAME=unix:PATH), NAME as \
+                 clients send it in SNI"
+            )));
+        };
+        if named.iter().any(|(n, _)| *n == name) {
+            return Err(Class::Usage.err(format!("--passthrough {text}: {name} is given already")));
+        }
+        let to = backend(target, version, family)
+            .map_err(|e| e.context(format!("--passthrough {name}=")))?;
+        named.push((name, to));
+    }
+    Ok((!named.is_empty()).then(|| {
+        Arc::new(Routes {
+            named,
+            default: None,
+        })
+    }))
 }
 
 /// The NAME of `--to NAME=TARGET` (lower case, A-labels; `*.` kept) and TARGET; `None` for a

@@ -13,11 +13,11 @@ use std::net::IpAddr;
 
 use rustls::pki_types::ServerName;
 use stls::AllowSan;
+use stls::{client_hello_sni, parse_listen, parse_proxy_header, parse_target};
 use stls::{escape, is_invisible};
 use stls::{feed, Dialogue, Fed};
 use stls::{fingerprint_text, parse_fingerprint};
 use stls::{host_to_ascii, parse_san, San};
-use stls::{parse_listen, parse_proxy_header, parse_target};
 
 /// How many inputs each run tries.
 const CASES: usize = 100_000;
@@ -653,6 +653,41 @@ fn proxy_headers() {
             assert!(n <= input.len(), "case {case}: {input:?}");
             assert_eq!(parse_proxy_header(&input[..n]), Ok(Some((n, header))));
             assert_eq!(parse_proxy_header(&input[..n - 1]), Ok(None), "{input:?}");
+        }
+    }
+}
+
+/// As the fuzz target `client_hello`: ClientHellos (`listen --passthrough`) made by rustls,
+/// mutated, truncated and grown: never a panic.
+#[test]
+fn client_hellos() {
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = ServerName::try_from("pass.example").unwrap();
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    assert_eq!(
+        client_hello_sni(&hello),
+        Ok(Some(Some("pass.example".to_string())))
+    );
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    for case in 0..CASES / 10 {
+        let mut input = hello.clone();
+        for _ in 0..1 + rng.below(4) {
+            let at = rng.below(input.len() + 1);
+            match rng.below(3) {
+                0 if at < input.len() => input[at] = rng.next() as u8,
+                1 => input.truncate(at),
+                _ => input.insert(at, rng.next() as u8),
+            }
+        }
+        if std::panic::catch_unwind(|| client_hello_sni(&input)).is_err() {
+            panic!("case {case}: input {input:?}");
         }
     }
 }

@@ -503,3 +503,179 @@ fn two_thousand_clients_across_a_restart_with_no_failure() {
     assert_eq!(done.load(Ordering::SeqCst), 2000);
     new.stop();
 }
+
+/// `openssl s_server -www` with `leaf` on a free port.
+fn s_server(leaf: &crate::util::pki::Leaf) -> (u16, Proc) {
+    let port = free_port();
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_server", "-accept", &format!("127.0.0.1:{port}")])
+        .args(["-cert", s(&leaf.cert), "-key", s(&leaf.key), "-www"]);
+    let proc = Proc::spawn(&mut cmd, Input::Null);
+    wait_listening(port);
+    (port, proc)
+}
+
+/// A TLS client for `sni` on `port` whose ClientHello goes in records of `size` bytes, each
+/// in its own write: what an HTTP/1.0 request gets back.
+fn get_fragmented(port: u16, ca: &Path, sni: &str, size: usize) -> Vec<u8> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in stls::certs_from_pem(&std::fs::read(ca).unwrap(), "ca").unwrap() {
+        roots.add(cert).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    let len = u16::from_be_bytes([hello[3], hello[4]]) as usize;
+    assert_eq!(hello.len(), 5 + len, "one record");
+    let mut sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    sock.set_nodelay(true).unwrap();
+    for piece in hello[5..].chunks(size) {
+        let mut record = hello[..3].to_vec();
+        record.extend_from_slice(&(piece.len() as u16).to_be_bytes());
+        record.extend_from_slice(piece);
+        if sock.write_all(&record).is_err() {
+            break;
+        }
+        // Each its own read, most likely (the whole within the handshake's 5 s).
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let _ = tls.write_all(b"GET / HTTP/1.0\r\n\r\n");
+    let mut got = Vec::new();
+    // s_server -www closes without close_notify: what came is the answer.
+    let _ = tls.read_to_end(&mut got);
+    got
+}
+
+#[test]
+fn a_passthrough_name_reaches_its_own_tls_server_beside_terminated_ones() {
+    if !have("openssl") || !have("curl") {
+        return;
+    }
+    let pki = Pki::new();
+    let theirs = pki
+        .ca
+        .server("theirs", &["pass.example"], KeyType::P256, VALID);
+    let (ss, _s_server) = s_server(&theirs);
+    let ours = format!("127.0.0.1:{}", recorder("terminated"));
+    let pass = format!("pass.example=127.0.0.1:{ss}");
+    let l = replica(&pki, &["--passthrough", &pass, "--to", &ours]);
+    // Behind --accept-proxy: a header first, as a balancer sends it.
+    let mut curl = Command::new("curl");
+    curl.args([
+        "-sS",
+        "-v",
+        "--haproxy-protocol",
+        "--cacert",
+        s(&pki.ca.cert),
+    ])
+    .args(["--resolve", &format!("pass.example:{}:127.0.0.1", l.port)])
+    .arg(format!("https://pass.example:{}/", l.port));
+    let done = Proc::spawn(&mut curl, Input::Null).finish();
+    done.expect_code(0);
+    // The certificate for pass.example is s_server's: stls has none for it.
+    assert!(
+        done.stderr.contains("subject: CN=pass.example"),
+        "{}",
+        done.stderr
+    );
+    assert!(String::from_utf8_lossy(&done.stdout).contains("s_server"));
+    l.wait_line(&format!(
+        "passing through to 127.0.0.1:{ss} (--passthrough pass.example)"
+    ));
+    // Other names: our TLS, our backend.
+    let got = get_after(V1_HEADER, l.port, &pki.ca.cert, "localhost").unwrap();
+    assert!(
+        String::from_utf8_lossy(&got).contains("terminated"),
+        "{got:?}"
+    );
+    l.stop();
+
+    // A ClientHello cut into many records, each its own write.
+    let l = Listener::start(
+        &[
+            "-v",
+            "--passthrough",
+            &pass,
+            "--to",
+            &ours,
+            "--cert",
+            s(&pki.server.cert),
+            "--key",
+            s(&pki.server.key),
+        ],
+        Input::Null,
+    );
+    for size in [1000, 40, 7] {
+        let got = get_fragmented(l.port, &pki.ca.cert, "pass.example", size);
+        assert!(
+            String::from_utf8_lossy(&got).contains("s_server"),
+            "{size}: {got:?}"
+        );
+    }
+    let got = get_fragmented(l.port, &pki.ca.cert, "localhost", 40);
+    assert!(
+        String::from_utf8_lossy(&got).starts_with("HTTP/1.0 200 OK"),
+        "{got:?}"
+    );
+    let done = l.stop();
+    assert!(!done.stderr.contains("panicked"), "{}", done.stderr);
+}
+
+#[test]
+fn a_passed_through_connection_half_closes_each_way() {
+    // The backend reads to the client's end, then answers how much came, and closes.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let backend = std::thread::spawn(move || {
+        let (mut sock, _) = listener.accept().unwrap();
+        let mut got = Vec::new();
+        sock.read_to_end(&mut got).unwrap();
+        sock.write_all(format!("{} bytes", got.len()).as_bytes())
+            .unwrap();
+        got
+    });
+    let pass = format!("pass.example=127.0.0.1:{port}");
+    let l = Listener::start(&["--passthrough", &pass], Input::Null);
+    // A ClientHello for pass.example, and more after it: all of it is the backend's.
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("pass.example").unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut sent = Vec::new();
+    conn.write_tls(&mut sent).unwrap();
+    sent.extend_from_slice(&random_bytes(300_000, 30));
+    let mut sock = TcpStream::connect(("127.0.0.1", l.port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    sock.write_all(&sent).unwrap();
+    sock.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    sock.read_to_end(&mut back).unwrap();
+    assert_eq!(back, format!("{} bytes", sent.len()).as_bytes());
+    assert_same(&backend.join().unwrap(), &sent, "what the backend got");
+    l.stop();
+}
+
+#[test]
+fn a_passthrough_needs_a_name() {
+    let done = run(
+        &["listen", "127.0.0.1:0", "--passthrough", "127.0.0.1:1"],
+        Input::Null,
+    );
+    done.expect_code(2);
+    done.expect_stderr("--passthrough 127.0.0.1:1: give it as NAME=HOST:PORT");
+}
