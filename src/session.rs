@@ -225,6 +225,8 @@ pub(crate) struct Session {
     ours: Option<Endpoint>,
     /// `--passthrough`: the connection is a relay of raw bytes, not TLS of ours.
     plain: Option<Plain>,
+    /// A PROXY header said LOCAL: the balancer's own connection, most likely a health check.
+    health_check: bool,
     local: Local,
     /// Its number in the loop, which its tokens are made from.
     key: usize,
@@ -289,6 +291,7 @@ impl Session {
             peer,
             ours: None,
             plain: None,
+            health_check: false,
             local: Local::new(local),
             key: 0,
             phase: Phase::Handshake,
@@ -390,6 +393,12 @@ impl Session {
     pub(crate) fn turn(&mut self, sh: &mut Shared<'_>) -> Turn {
         let turn = match self.step(sh) {
             Ok(turn) => turn,
+            // A balancer's health check (a PROXY header LOCAL) ends before any TLS: that is
+            // how it succeeds, and no failure to log.
+            Err(_) if self.health_check && self.phase == Phase::Handshake => {
+                report::verbose(format_args!("{}: the health check ended", self.label));
+                Turn::Done(Ok(()))
+            }
             Err(e) => Turn::Done(Err(e)),
         };
         if matches!(turn, Turn::Moved) || self.output_stalled {
@@ -581,9 +590,12 @@ impl Session {
                 self.peer = Some(Peer::Ip(from));
                 self.ours = Some(Endpoint::Ip(to));
             }
-            ProxyHeader::Local => report::verbose(format_args!(
-                "{prefix}PROXY header LOCAL: the balancer's own connection (a health check)"
-            )),
+            ProxyHeader::Local => {
+                report::verbose(format_args!(
+                    "{prefix}PROXY header LOCAL: the balancer's own connection (a health check)"
+                ));
+                self.health_check = true;
+            }
             ProxyHeader::Unknown => report::verbose(format_args!(
                 "{prefix}PROXY header without an IP address: the connection's own stands"
             )),
