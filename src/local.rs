@@ -781,12 +781,22 @@ pub(crate) struct Plain {
     /// Bytes from the client, and to it.
     pub received: u64,
     pub sent: u64,
+    /// The backend, as messages name it.
+    pub to: String,
 }
 
 /// How much of either way waits in a [`Plain`] at most.
 const PLAIN_BUF: usize = 64 * 1024;
 
 impl Plain {
+    /// A relay to the backend named `to`.
+    pub(crate) fn to(to: String) -> Plain {
+        Plain {
+            to,
+            ..Plain::default()
+        }
+    }
+
     /// Both ways ended in order (each FIN passed on).
     pub(crate) fn done(&self) -> bool {
         self.up_shut && self.down_shut

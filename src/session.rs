@@ -537,7 +537,7 @@ impl Session {
             report::escape(name)
         ));
         self.phase = Phase::Open;
-        self.plain = Some(Plain::default());
+        self.plain = Some(Plain::to(backend.name()));
         Ok(())
     }
 
@@ -558,8 +558,9 @@ impl Session {
         self.sent = plain.sent;
         match pumped {
             Err(e) => Err(socket_class(&e).err(format!(
-                "{}: passthrough (client or backend): {} ({} bytes received, {} bytes sent)",
+                "{}: passing through to {}: {} ({} bytes received, {} bytes sent)",
                 self.label,
+                plain.to,
                 io_phrase(&e),
                 self.received,
                 self.sent

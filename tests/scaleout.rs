@@ -689,3 +689,17 @@ fn a_passthrough_needs_a_name() {
     done.expect_code(2);
     done.expect_stderr("--passthrough 127.0.0.1:1: give it as NAME=HOST:PORT");
 }
+
+#[test]
+fn a_passthrough_backend_that_refuses_is_named() {
+    let nobody = free_port();
+    let pass = format!("pass.example=127.0.0.1:{nobody}");
+    let l = Listener::start(&["--passthrough", &pass], Input::Null);
+    let pki = Pki::new();
+    let got = get_fragmented(l.port, &pki.ca.cert, "pass.example", 1000);
+    assert!(got.is_empty());
+    l.wait_line(&format!(
+        "passing through to 127.0.0.1:{nobody}: connection refused"
+    ));
+    l.stop();
+}
