@@ -294,9 +294,10 @@ pub(crate) struct ListenArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: Option<u32>,
 
-    /// With --to: first send the backend a PROXY protocol header (v1 text, v2 binary) naming
-    /// the client's address (a Unix socket's client: v1 UNKNOWN, v2 the AF_UNIX form).
-    #[arg(long, value_name = "VERSION", requires = "to")]
+    /// With --to (or --passthrough): first send the backend a PROXY protocol header (v1 text,
+    /// v2 binary) naming the client's address (a Unix socket's client: v1 UNKNOWN, v2 the
+    /// AF_UNIX form).
+    #[arg(long, value_name = "VERSION")]
     pub proxy_protocol: Option<ProxyProtocol>,
 
     /// Every connection starts with a PROXY protocol header (v1 or v2, as haproxy's

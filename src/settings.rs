@@ -737,11 +737,9 @@ fn check_trust_flags(args: &VerifyArgs) -> Result<()> {
 
 pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
     let mut common = Common::from_args(&args.common)?;
-    if !args.to.is_empty() {
-        common.local = LocalEnd::Backend(routes(&args.to, args.proxy_protocol, common.family)?);
-    }
+    let passthrough = backends(args, &mut common)?;
     let at = listen_at(&args.addr, args.unix_mode)?;
-    let many = args.keep_open || !args.to.is_empty() || !args.passthrough.is_empty();
+    let many = args.keep_open || !args.to.is_empty() || passthrough.is_some();
     for (given, flag) in [
         (args.max_conns.is_some(), "--max-conns"),
         (args.stall_timeout.is_some(), "--stall-timeout"),
@@ -830,11 +828,7 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
             )
         }),
         accept_proxy: args.accept_proxy,
-        passthrough: passthrough(
-            &args.passthrough,
-            args.proxy_protocol,
-            family(&args.common.net),
-        )?,
+        passthrough,
         common,
     })
 }
@@ -976,6 +970,21 @@ fn routes(given: &[String], version: Option<ProxyProtocol>, family: Family) -> R
         routes.named.push((name, to));
     }
     Ok(routes)
+}
+
+/// The backends of `listen`: `--to`'s routes, as the local end, and `--passthrough`'s.
+fn backends(args: &ListenArgs, common: &mut Common) -> Result<Option<Arc<Routes>>> {
+    if !args.to.is_empty() {
+        common.local = LocalEnd::Backend(routes(&args.to, args.proxy_protocol, common.family)?);
+    }
+    let passthrough = passthrough(&args.passthrough, args.proxy_protocol, common.family)?;
+    if args.proxy_protocol.is_some() && args.to.is_empty() && passthrough.is_none() {
+        return Err(Class::Usage.err(
+            "--proxy-protocol tells a backend who the client is: give --to (or --passthrough) \
+             too",
+        ));
+    }
+    Ok(passthrough)
 }
 
 /// `--passthrough NAME=TARGET`, each: the names whose TLS goes to their backend as it is.

@@ -688,6 +688,50 @@ fn a_passthrough_needs_a_name() {
     );
     done.expect_code(2);
     done.expect_stderr("--passthrough 127.0.0.1:1: give it as NAME=HOST:PORT");
+    let done = run(
+        &["listen", "127.0.0.1:0", "-k", "--proxy-protocol", "v1"],
+        Input::Null,
+    );
+    done.expect_code(2);
+    done.expect_stderr("give --to (or --passthrough) too");
+}
+
+#[test]
+fn a_passthrough_backend_is_told_the_client_by_a_proxy_header() {
+    let (port, backend) = crate::tunnels::proxy_backend(false);
+    let pass = format!("pass.example=127.0.0.1:{port}");
+    let l = Listener::start(
+        &[
+            "--accept-proxy",
+            "--passthrough",
+            &pass,
+            "--proxy-protocol",
+            "v1",
+        ],
+        Input::Null,
+    );
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("pass.example").unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    let mut sock = TcpStream::connect(("127.0.0.1", l.port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    sock.write_all(&[V1_HEADER, &hello].concat()).unwrap();
+    sock.shutdown(std::net::Shutdown::Write).unwrap();
+    // The backend echoes what came after its header: the ClientHello, untouched.
+    let mut back = Vec::new();
+    sock.read_to_end(&mut back).unwrap();
+    assert_same(&back, &hello, "the ClientHello, echoed");
+    let header = String::from_utf8(backend.join().unwrap()).unwrap();
+    assert_eq!(header, "PROXY TCP4 203.0.113.7 198.51.100.2 40000 443\r\n");
+    l.stop();
 }
 
 #[test]
