@@ -330,20 +330,35 @@ pub(crate) struct ListenArgs {
     pub handshake_timeout: Duration,
 
     /// Terminate TLS in front of a plain service at HOST:PORT or unix:PATH: each client gets
-    /// its own connection to it, made once the client is admitted (implies -k).
-    #[arg(long, value_name = "HOST:PORT",
+    /// its own connection to it, made once the client is admitted (implies -k). As
+    /// NAME=HOST:PORT (repeatable; NAME may be *.DOMAIN): the backend of clients that ask for
+    /// NAME (SNI), the one without NAME= serving the others.
+    #[arg(long, value_name = "[NAME=]HOST:PORT",
           conflicts_with_all = ["exec", "sh_exec", "recv_only", "send_only", "crlf"])]
-    pub to: Option<String>,
+    pub to: Vec<String>,
+
+    /// For clients that ask for NAME (SNI; *.DOMAIN too), do not terminate TLS: read their
+    /// ClientHello, then relay the connection as it is to HOST:PORT (or unix:PATH), which does
+    /// the handshake (repeatable; implies -k). Other names are served here.
+    #[arg(long, value_name = "NAME=HOST:PORT", conflicts_with = "starttls")]
+    pub passthrough: Vec<String>,
 
     /// With --to, or -k with -e/-c: run N event loops, each on its own thread (default: one
     /// per core with --to, one with -e/-c).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: Option<u32>,
 
-    /// With --to: first send the backend a PROXY protocol header (v1 text, v2 binary) naming
-    /// the client's address (a Unix socket's client: v1 UNKNOWN, v2 the AF_UNIX form).
-    #[arg(long, value_name = "VERSION", requires = "to")]
+    /// With --to (or --passthrough): first send the backend a PROXY protocol header (v1 text,
+    /// v2 binary) naming the client's address (a Unix socket's client: v1 UNKNOWN, v2 the
+    /// AF_UNIX form).
+    #[arg(long, value_name = "VERSION")]
     pub proxy_protocol: Option<ProxyProtocol>,
+
+    /// Every connection starts with a PROXY protocol header (v1 or v2, as haproxy's
+    /// send-proxy sends it) from a load balancer: the client it names is the client, in logs,
+    /// STLS_PEER_ADDR and the header of --proxy-protocol. A connection without one is dropped.
+    #[arg(long)]
+    pub accept_proxy: bool,
 
     /// The permissions of the socket file made for `listen unix:PATH` (octal).
     #[arg(long, value_name = "MODE", default_value = "660", value_parser = parse_mode)]

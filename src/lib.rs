@@ -38,6 +38,8 @@
 //! - `starttls`: the STARTTLS dialogues of fourteen protocols, made of:
 //!   - `starttls::client`: what we say as their client;
 //!   - `starttls::server`: what we say as their server (`listen --starttls`).
+//! - `proxied`: `--accept-proxy`'s PROXY header from a load balancer, parsed.
+//! - `preread`: `--passthrough`'s reading of the ClientHello, for the name it asks for.
 //! - `preamble`: the engine that plays each dialogue before TLS, with its bounds.
 //! - `wire`: the byte stream under TLS (TCP, through any `https://` proxies).
 //! - `relay`: the event loop for every connection.
@@ -82,7 +84,9 @@ mod names;
 mod net;
 mod ocsp;
 mod preamble;
+mod preread;
 mod probe;
+mod proxied;
 mod proxy;
 mod relay;
 mod reload;
@@ -116,6 +120,8 @@ pub use identity::{certs_from_pem, key_from_pem};
 pub use names::{host_to_ascii, parse_san, San};
 pub use net::{parse_listen, parse_target, HostPort};
 pub use preamble::Fed;
+pub use preread::client_hello_sni;
+pub use proxied::{parse_proxy_header, ProxyHeader};
 pub use report::{escape, is_invisible};
 pub use route::{feed, Dialogue};
 pub use tls::provider;

@@ -26,7 +26,8 @@ use crate::tls_socket::TlsSocket;
 
 pub(crate) fn run(s: &Listen) -> Result<()> {
     // An event loop per thread, each with its own listening socket on the same port
-    // (SO_REUSEPORT: the kernel spreads the clients).
+    // (SO_REUSEPORT: the kernel spreads the clients). Always set: a new stls binds the port
+    // while the old one drains, so a restart drops nothing.
     let threads = s.threads;
     let sock = s.at.bind(s.common.family)?;
     // Answering before the loops start: /readyz says 503 until they listen.
@@ -137,6 +138,8 @@ fn setup(
     let (limit, option) = s.handshake_limit;
     let current = config.clone();
     let starttls = s.starttls.clone();
+    let accept_proxy = s.accept_proxy;
+    let passthrough = s.passthrough.clone();
     let accept = move |sock: Stream, peer: &Peer| -> Result<Session> {
         sock.set_nodelay();
         // A TCP peer's address is canonical (an IPv4 client of a [::] socket is named by its
@@ -152,6 +155,8 @@ fn setup(
             Some((Instant::now() + limit, option)),
             &end,
             Route::server(
+                accept_proxy,
+                passthrough.as_ref(),
                 starttls
                     .as_ref()
                     .map(|(proto, name)| (*proto, name.as_str())),

@@ -17,7 +17,7 @@ use anyhow::{anyhow, Result};
 use mio::event::Event;
 use mio::{Interest, Registry};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Routes};
 use crate::describe;
 use crate::error::io_phrase;
 use crate::events::{attempt, token, Part, Ready};
@@ -25,8 +25,9 @@ use crate::exec::{Child, Fed, Program};
 use crate::net::{Dialer, CONNECT_TIMEOUT};
 use crate::report;
 use crate::stdio::{Broadcast, Chunk, Next, Sink};
-use crate::stream::{Peer, Stream};
+use crate::stream::{Endpoint, Peer, Stream};
 use crate::tls_socket::TlsSocket;
+use crate::wire::Wire;
 
 /// Which local end the connections of a run have: decided once, from the flags, and carried
 /// to each session as it is.
@@ -36,8 +37,9 @@ pub(crate) enum LocalEnd {
     Stdio { direction: Direction, crlf: bool },
     /// `-e` / `-c`: this program, run for each connection.
     Exec(Program),
-    /// `listen --to`: each admitted client's own connection to this backend.
-    Backend(Backend),
+    /// `listen --to`: each admitted client's own connection to the backend its SNI routes
+    /// it to.
+    Backend(Routes),
     /// `connect --from`: the plain connection each TLS connection was made for.
     Accepted,
 }
@@ -66,6 +68,16 @@ impl LocalEnd {
     pub(crate) fn is_tunnel(&self) -> bool {
         matches!(self, LocalEnd::Backend(_) | LocalEnd::Accepted)
     }
+}
+
+/// Who a connection's client is, for its local end.
+pub(crate) struct Client<'a> {
+    /// How messages name it.
+    pub label: &'a str,
+    /// Its address.
+    pub addr: Option<&'a Peer>,
+    /// Where it reached us, when that is not our socket's address (a PROXY header said).
+    pub ours: Option<Endpoint>,
 }
 
 pub(crate) enum Local {
@@ -607,23 +619,29 @@ impl Local {
     }
 
     /// The peer is admitted (the handshake is done): start connection `key`'s own local end
-    /// as `end` says — run its program, or connect to its backend — and register it. `peer`
-    /// is how messages name the peer, and its address; what `-v` says of the start comes
-    /// back.
+    /// as `end` says — run its program, or connect to its backend — and register it, for
+    /// `peer`; what `-v` says of the start comes back.
     pub(crate) fn start(
         &mut self,
         end: &LocalEnd,
         conn: &TlsSocket,
-        peer: (&str, Option<&Peer>),
+        peer: Client<'_>,
         registry: &Registry,
         key: usize,
     ) -> Result<Option<String>> {
-        let (label, addr) = peer;
+        let Client { label, addr, ours } = peer;
         match end {
-            LocalEnd::Backend(backend) => {
+            LocalEnd::Backend(routes) => {
+                let Some((backend, chosen)) = routes.pick(sni_of(conn)) else {
+                    return Err(no_route(sni_of(conn), label));
+                };
                 // Only now, the client admitted, is the backend connected.
                 let dialed = backend
-                    .dial(addr, conn.sock.stream.local())
+                    .dial(
+                        addr,
+                        ours.or_else(|| conn.sock.stream.local()),
+                        Some(&conn.tls),
+                    )
                     .map_err(|e| e.context(label.to_string()))?;
                 let end = TcpEnd::new(dialed.sock, dialed.header);
                 *self = Local::tcp(match dialed.dialer {
@@ -631,7 +649,11 @@ impl Local {
                     None => end,
                 });
                 self.register(registry, key)?;
-                Ok(Some(format!("connecting to {}", backend.name())))
+                let route = match routes.named.is_empty() {
+                    true => String::new(),
+                    false => format!(" ({chosen})"),
+                };
+                Ok(Some(format!("connecting to {}{route}", backend.name())))
             }
             LocalEnd::Exec(program) => {
                 let env = describe::child_env(&conn.tls);
@@ -643,6 +665,29 @@ impl Local {
             }
             LocalEnd::Stdio { .. } | LocalEnd::Accepted => Ok(None),
         }
+    }
+
+    /// `--passthrough`: connect connection `key`'s client to `backend`, which does the TLS
+    /// handshake itself, and register it.
+    pub(crate) fn start_plain(
+        &mut self,
+        backend: &Backend,
+        conn: &TlsSocket,
+        peer: Client<'_>,
+        registry: &Registry,
+        key: usize,
+    ) -> Result<()> {
+        let Client { label, addr, ours } = peer;
+        let dialed = backend
+            .dial(addr, ours.or_else(|| conn.sock.stream.local()), None)
+            .map_err(|e| e.context(label.to_string()))?;
+        let end = TcpEnd::new(dialed.sock, dialed.header);
+        *self = Local::tcp(match dialed.dialer {
+            Some(dialer) => end.or_else(dialer),
+            None => end,
+        });
+        self.register(registry, key)?;
+        Ok(())
     }
 
     /// Start `program` for connection `key` (from `addr`) and register its pipes.
@@ -716,6 +761,173 @@ impl Local {
         }
         child.close();
         Some(child)
+    }
+}
+
+/// A passed-through connection (`--passthrough`): the client's raw bytes and the backend's,
+/// each way through a bounded buffer, and how each way ended.
+#[derive(Default)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "each way's EOF and shutdown, each observed apart"
+)]
+pub(crate) struct Plain {
+    up: Vec<u8>,
+    down: Vec<u8>,
+    up_eof: bool,
+    up_shut: bool,
+    down_eof: bool,
+    down_shut: bool,
+    /// Bytes from the client, and to it.
+    pub received: u64,
+    pub sent: u64,
+    /// The backend, as messages name it.
+    pub to: String,
+}
+
+/// How much of either way waits in a [`Plain`] at most.
+const PLAIN_BUF: usize = 64 * 1024;
+
+impl Plain {
+    /// A relay to the backend named `to`.
+    pub(crate) fn to(to: String) -> Plain {
+        Plain {
+            to,
+            ..Plain::default()
+        }
+    }
+
+    /// Both ways ended in order (each FIN passed on).
+    pub(crate) fn done(&self) -> bool {
+        self.up_shut && self.down_shut
+    }
+}
+
+impl Local {
+    /// `--passthrough`: move the client's bytes (`wire`, readiness `ready`) to the backend
+    /// and back, as far as both sockets take them, passing each FIN on. True if anything
+    /// moved; an error (a reset, a backend that is not there) fails the connection.
+    pub(crate) fn pump_plain(
+        &mut self,
+        wire: &mut Wire,
+        ready: &mut Ready,
+        plain: &mut Plain,
+        registry: &Registry,
+        key: usize,
+    ) -> io::Result<bool> {
+        let Local::Own { end: Some(end), .. } = self else {
+            return Ok(false);
+        };
+        let mut buf = [0u8; 16 * 1024];
+        let mut moved = false;
+        loop {
+            let mut any = false;
+            if plain.up.len() < PLAIN_BUF && !plain.up_eof {
+                match attempt(&mut ready.read, || wire.read(&mut buf)) {
+                    None => {}
+                    Some(Ok(0)) => {
+                        plain.up_eof = true;
+                        any = true;
+                    }
+                    Some(Ok(n)) => {
+                        plain.up.extend_from_slice(&buf[..n]);
+                        plain.received += n as u64;
+                        any = true;
+                    }
+                    Some(Err(e)) => return Err(e),
+                }
+            }
+            if !plain.up.is_empty() {
+                match end.feed(&plain.up) {
+                    Ok(Fed::Took(n)) => {
+                        plain.up.drain(..n);
+                        any |= n > 0;
+                    }
+                    Ok(Fed::Closed) => plain.up.clear(),
+                    Err(_) if matches!(end.retry(registry, key), Ok(true)) => break,
+                    Err(e) => return Err(e),
+                }
+            } else if let Err(e) = end.flush_first() {
+                if !matches!(end.retry(registry, key), Ok(true)) {
+                    return Err(e);
+                }
+                break;
+            }
+            if plain.up_eof && plain.up.is_empty() && !plain.up_shut {
+                end.close_input();
+                plain.up_shut = true;
+                any = true;
+            }
+            if plain.down.len() < PLAIN_BUF && !plain.down_eof {
+                match end.drain(&mut buf) {
+                    Ok(None) => {}
+                    Ok(Some(0)) => {
+                        plain.down_eof = true;
+                        any = true;
+                    }
+                    Ok(Some(n)) => {
+                        plain.down.extend_from_slice(&buf[..n]);
+                        any = true;
+                    }
+                    Err(_) if matches!(end.retry(registry, key), Ok(true)) => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            if !plain.down.is_empty() {
+                match attempt(&mut ready.write, || wire.write(&plain.down)) {
+                    None => {}
+                    Some(Ok(n)) => {
+                        plain.down.drain(..n);
+                        plain.sent += n as u64;
+                        any |= n > 0;
+                    }
+                    Some(Err(e)) => return Err(e),
+                }
+            }
+            if plain.down_eof && plain.down.is_empty() && !plain.down_shut {
+                wire.shutdown_write();
+                plain.down_shut = true;
+                any = true;
+            }
+            if !any {
+                break;
+            }
+            moved = true;
+        }
+        Ok(moved)
+    }
+}
+
+/// The name a client asked for (SNI).
+fn sni_of(conn: &TlsSocket) -> Option<&str> {
+    match &conn.tls {
+        rustls::Connection::Server(server) => server.server_name(),
+        rustls::Connection::Client(_) => None,
+    }
+}
+
+/// Why a client that asked for `sni` has no backend (`label` names it).
+fn no_route(sni: Option<&str>, label: &str) -> anyhow::Error {
+    anyhow!(
+        "{label}: {}, and there is no default --to HOST:PORT: dropped (give one, or a --to \
+         NAME=HOST:PORT for it)",
+        match sni {
+            Some(name) => format!(
+                "no --to route for the name it asked for, {}",
+                report::escape(name)
+            ),
+            None => "it sent no name (SNI)".to_string(),
+        }
+    )
+}
+
+/// A client admitted by its handshake whom `end` has no backend for: why, if so.
+pub(crate) fn unrouted(end: &LocalEnd, conn: &TlsSocket, label: &str) -> Option<anyhow::Error> {
+    match end {
+        LocalEnd::Backend(routes) if routes.pick(sni_of(conn)).is_none() => {
+            Some(no_route(sni_of(conn), label))
+        }
+        _ => None,
     }
 }
 

@@ -287,7 +287,12 @@ impl Probe {
         let Step::Handshake(conn) = &mut self.step else {
             return Ok(false);
         };
-        if !route::advance(&mut self.stages, &mut conn.sock, &mut conn.ready)? {
+        if !route::advance(
+            &mut self.stages,
+            &mut conn.sock,
+            &mut conn.ready,
+            &mut route::Heard::default(),
+        )? {
             return Ok(false);
         }
         self.outcome.reached = true;
@@ -335,7 +340,12 @@ impl Probe {
         let Step::Raw(raw) = &mut self.step else {
             return Ok(false);
         };
-        if !route::advance(&mut self.stages, &mut raw.sock, &mut raw.ready)? {
+        if !route::advance(
+            &mut self.stages,
+            &mut raw.sock,
+            &mut raw.ready,
+            &mut route::Heard::default(),
+        )? {
             return Ok(false);
         }
         self.outcome.reached = true;

@@ -1,20 +1,24 @@
 //! What comes before the TLS handshake, for either side: on the way to a target, each proxy
 //! hop's request ([`Hop`], under a TLS layer for an `https://` proxy), then a STARTTLS
-//! client; for a client of `listen --starttls`, a STARTTLS server. [`advance`] moves the
-//! stages on in order; `preamble` plays each dialogue.
+//! client; for a client of `listen`, the PROXY header of `--accept-proxy`, then a STARTTLS
+//! server. [`advance`] moves the stages on in order; `preamble` plays each dialogue.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use rustls::pki_types::ServerName;
 use rustls::ClientConnection;
 
+use crate::backend::{Backend, Routes};
 use crate::error::Class;
 use crate::events::Ready;
 use crate::net::HostPort;
 use crate::preamble::{Fed, Talk};
+use crate::preread::Preread;
+use crate::proxied::{AcceptProxy, ProxyHeader};
 use crate::proxy::{self, bypass, Hop, Proxies, ProxyUrl, Scheme, Then};
 use crate::resolve::Resolver;
 use crate::starttls::{Proto, StartTls};
@@ -29,6 +33,19 @@ pub(crate) enum Stage {
     Proxy(Box<Talk<Hop>>),
     /// A STARTTLS dialogue.
     StartTls(Box<Talk<StartTls>>),
+    /// `--accept-proxy`: the load balancer's PROXY header.
+    ProxyIn(Box<Talk<AcceptProxy>>),
+    /// `--passthrough`: the ClientHello, read for its name.
+    Preread(Box<Talk<Preread>>),
+}
+
+/// What the stages before a client's handshake learnt.
+#[derive(Default)]
+pub(crate) struct Heard {
+    /// The PROXY header of `--accept-proxy`.
+    pub proxy: Option<ProxyHeader>,
+    /// The backend of `--passthrough` the client's name chose, and that name.
+    pub passthrough: Option<(Backend, String)>,
 }
 
 /// The way to a target, or from a client.
@@ -93,16 +110,28 @@ impl Route {
         })
     }
 
-    /// The stages before the handshake with a client named `peer` in messages: `starttls`'s
-    /// server dialogue, naming itself as given, if there is one.
-    pub(crate) fn server(starttls: Option<(Proto, &str)>, peer: &str) -> Route {
-        let stages = starttls
-            .map(|(proto, name)| {
-                let server = StartTls::server(proto, name);
-                Stage::StartTls(Box::new(Talk::new(server, peer)))
-            })
-            .into_iter()
-            .collect();
+    /// The stages before the handshake with a client named `peer` in messages: the PROXY
+    /// header with `accept_proxy`, the ClientHello read for `passthrough`'s names, then
+    /// `starttls`'s server dialogue, naming itself as given, if there is one.
+    pub(crate) fn server(
+        accept_proxy: bool,
+        passthrough: Option<&Arc<Routes>>,
+        starttls: Option<(Proto, &str)>,
+        peer: &str,
+    ) -> Route {
+        let header = accept_proxy.then(|| {
+            let heard = AcceptProxy { heard: None };
+            Stage::ProxyIn(Box::new(Talk::new(heard, peer)))
+        });
+        let preread = passthrough.map(|routes| {
+            let preread = Preread::new(routes.clone());
+            Stage::Preread(Box::new(Talk::new(preread, peer)))
+        });
+        let dialogue = starttls.map(|(proto, name)| {
+            let server = StartTls::server(proto, name);
+            Stage::StartTls(Box::new(Talk::new(server, peer)))
+        });
+        let stages = header.into_iter().chain(preread).chain(dialogue).collect();
         Route {
             hops: Vec::new(),
             stages,
@@ -127,11 +156,13 @@ impl Route {
 }
 
 /// Move the stages on over `wire`: `Ok(true)` once all are done and TLS may start. What a
-/// dialogue read past its end is put back for the next.
+/// dialogue read past its end is put back for the next. What a client's stages learnt is put
+/// in `heard`; a passthrough stops the stages there.
 pub(crate) fn advance(
     stages: &mut VecDeque<Stage>,
     wire: &mut Wire,
     ready: &mut Ready,
+    heard: &mut Heard,
 ) -> Result<bool> {
     loop {
         let leftover = match stages.front_mut() {
@@ -157,6 +188,28 @@ pub(crate) fn advance(
                 true => std::mem::take(&mut t.p.leftover),
                 false => return Ok(false),
             },
+            Some(Stage::ProxyIn(t)) => match t.drive(wire, ready)? {
+                true => {
+                    heard.proxy = t.dialogue.heard.take();
+                    std::mem::take(&mut t.p.leftover)
+                }
+                false => return Ok(false),
+            },
+            Some(Stage::Preread(t)) => match t.drive(wire, ready)? {
+                true => {
+                    heard.passthrough = t.dialogue.chosen.take();
+                    let read = std::mem::take(&mut t.p.leftover);
+                    if heard.passthrough.is_some() {
+                        // The rest is not ours: every byte read goes on as it came.
+                        stages.clear();
+                        wire.unread(read);
+                        ready.read = true;
+                        return Ok(true);
+                    }
+                    read
+                }
+                false => return Ok(false),
+            },
         };
         let done = stages.pop_front();
         if leftover.is_empty() {
@@ -167,7 +220,7 @@ pub(crate) fn advance(
                 Some(Stage::StartTls(_)) => Then::StartTls,
                 Some(Stage::Proxy(next)) => Then::Proxy(&next.dialogue.proxy),
                 Some(Stage::Layer(_)) => Then::ProxyTls,
-                None => Then::Target,
+                Some(Stage::ProxyIn(_) | Stage::Preread(_)) | None => Then::Target,
             };
             hop.dialogue.check_after_reply(&hop.p, &leftover, then)?;
         }
@@ -182,6 +235,8 @@ pub(crate) fn current(stages: &VecDeque<Stage>) -> Option<String> {
     stages.iter().find_map(|s| match s {
         Stage::Proxy(t) => Some(t.p.what().to_string()),
         Stage::StartTls(t) => Some(t.p.what().to_string()),
+        Stage::ProxyIn(t) => Some(t.p.what().to_string()),
+        Stage::Preread(t) => Some(t.p.what().to_string()),
         Stage::Layer(_) => None,
     })
 }

@@ -36,21 +36,24 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use mio::{Interest, Registry};
 
+use crate::backend::Backend;
 use crate::describe;
 use crate::error::{io_phrase, socket_class, Class};
 use crate::events::{token, Part, Ready};
 use crate::exec::{describe_status, Child};
-use crate::local::{Direction, Local, LocalEnd, OutputEnd, TcpEnd};
+use crate::local::{self, Client, Direction, Local, LocalEnd, OutputEnd, Plain, TcpEnd};
 use crate::net::{Dialer, Dialing};
+use crate::proxied::ProxyHeader;
 use crate::report;
-use crate::route::{self, Stage};
+use crate::route::{self, Heard, Stage};
 use crate::stdio::{Broadcast, Next, Sink};
-use crate::stream::{Peer, Stream};
+use crate::stream::{Endpoint, Peer, Stream};
 use crate::tls_socket::{handshake_io_error, ConnError, PeerClose, PeerEnd, TlsSocket};
 use crate::trust::Explainer;
 
@@ -217,6 +220,13 @@ pub(crate) struct Session {
     /// Who the peer is (an accepted client, or the server `connect` reached), as a command
     /// is told.
     peer: Option<Peer>,
+    /// Where the client reached us, when a PROXY header (`--accept-proxy`) said it: the
+    /// balancer's address, not our socket's.
+    ours: Option<Endpoint>,
+    /// `--passthrough`: the connection is a relay of raw bytes, not TLS of ours.
+    plain: Option<Plain>,
+    /// A PROXY header said LOCAL: the balancer's own connection, most likely a health check.
+    health_check: bool,
     local: Local,
     /// Its number in the loop, which its tokens are made from.
     key: usize,
@@ -279,6 +289,9 @@ impl Session {
             stages,
             label,
             peer,
+            ours: None,
+            plain: None,
+            health_check: false,
             local: Local::new(local),
             key: 0,
             phase: Phase::Handshake,
@@ -405,6 +418,12 @@ impl Session {
     pub(crate) fn turn(&mut self, sh: &mut Shared<'_>) -> Turn {
         let turn = match self.step(sh) {
             Ok(turn) => turn,
+            // A balancer's health check (a PROXY header LOCAL) ends before any TLS: that is
+            // how it succeeds, and no failure to log.
+            Err(_) if self.health_check && self.phase == Phase::Handshake => {
+                report::verbose(format_args!("{}: the health check ended", self.label));
+                Turn::Done(Ok(()))
+            }
             Err(e) => Turn::Done(Err(e)),
         };
         if matches!(turn, Turn::Moved) || self.output_stalled {
@@ -434,10 +453,27 @@ impl Session {
         if let Err(e) = self.local.overdue(sh.registry, self.key) {
             return Err(self.local_failed(&e));
         }
+        if self.plain.is_some() {
+            return self.pump_plain(sh);
+        }
         if !self.stages.is_empty() {
             // Nothing of TLS moves until the proxies and the dialogue say it may start.
-            if !route::advance(&mut self.stages, &mut self.conn.sock, &mut self.conn.ready)? {
+            let mut heard = Heard::default();
+            let done = route::advance(
+                &mut self.stages,
+                &mut self.conn.sock,
+                &mut self.conn.ready,
+                &mut heard,
+            );
+            if let Some(header) = heard.proxy {
+                self.relayed(header, sh.opts.many);
+            }
+            if !done? {
                 return Ok(Turn::Idle);
+            }
+            if let Some((backend, name)) = heard.passthrough {
+                self.pass_through(&backend, &name, sh)?;
+                return Ok(Turn::Moved);
             }
             moved = true;
         }
@@ -503,6 +539,93 @@ impl Session {
             }
         }
         Ok(if moved { Turn::Moved } else { Turn::Idle })
+    }
+
+    /// `--passthrough`: the client asked for `name`, whose `backend` does the handshake;
+    /// from here on the connection is a relay of raw bytes.
+    fn pass_through(&mut self, backend: &Backend, name: &str, sh: &mut Shared<'_>) -> Result<()> {
+        let peer = Client {
+            label: &self.label,
+            addr: self.peer.as_ref(),
+            ours: self.ours.clone(),
+        };
+        self.local
+            .start_plain(backend, &self.conn, peer, sh.registry, self.key)?;
+        let prefix = if sh.opts.many {
+            format!("{}: ", self.label)
+        } else {
+            String::new()
+        };
+        report::verbose(format_args!(
+            "{prefix}passing through to {} (--passthrough {})",
+            backend.name(),
+            report::escape(name)
+        ));
+        self.phase = Phase::Open;
+        self.plain = Some(Plain::to(backend.name()));
+        Ok(())
+    }
+
+    /// A passed-through connection's turn: the bytes each way, and its end once both ways
+    /// ended in order.
+    fn pump_plain(&mut self, sh: &mut Shared<'_>) -> Result<Turn> {
+        let Some(plain) = self.plain.as_mut() else {
+            return Ok(Turn::Idle);
+        };
+        let pumped = self.local.pump_plain(
+            &mut self.conn.sock,
+            &mut self.conn.ready,
+            plain,
+            sh.registry,
+            self.key,
+        );
+        self.received = plain.received;
+        self.sent = plain.sent;
+        match pumped {
+            Err(e) => Err(socket_class(&e).err(format!(
+                "{}: passing through to {}: {} ({} bytes received, {} bytes sent)",
+                self.label,
+                plain.to,
+                io_phrase(&e),
+                self.received,
+                self.sent
+            ))),
+            Ok(_) if plain.done() => Ok(Turn::Done(Ok(()))),
+            Ok(true) => Ok(Turn::Moved),
+            Ok(false) => Ok(Turn::Idle),
+        }
+    }
+
+    /// A PROXY header (`--accept-proxy`) was read: the client it names is the peer from
+    /// here on, in messages, for a command (STLS_PEER_ADDR) and in the header a backend is
+    /// sent.
+    fn relayed(&mut self, header: ProxyHeader, many: bool) {
+        let prefix = if many {
+            format!("{}: ", self.label)
+        } else {
+            String::new()
+        };
+        match header {
+            ProxyHeader::Relayed { from, to } => {
+                let canonical = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
+                let (from, to) = (canonical(from), canonical(to));
+                report::verbose(format_args!(
+                    "{prefix}PROXY header: client {from}, which reached the balancer at {to}"
+                ));
+                self.label = format!("client {from}");
+                self.peer = Some(Peer::Ip(from));
+                self.ours = Some(Endpoint::Ip(to));
+            }
+            ProxyHeader::Local => {
+                report::verbose(format_args!(
+                    "{prefix}PROXY header LOCAL: the balancer's own connection (a health check)"
+                ));
+                self.health_check = true;
+            }
+            ProxyHeader::Unknown => report::verbose(format_args!(
+                "{prefix}PROXY header without an IP address: the connection's own stands"
+            )),
+        }
     }
 
     /// Whether nothing the peer may still send would be kept: with `--send-only` (it is
@@ -927,7 +1050,17 @@ impl Session {
             },
             Local::Own { end: Some(_), .. } => {} // a tunnel's accepted connection
             Local::Own { .. } => {
-                let peer = (self.label.as_str(), self.peer.as_ref());
+                if let Some(e) = local::unrouted(&sh.opts.local, &self.conn, &self.label) {
+                    // No backend is dialed; the client is told the end, in order.
+                    self.conn.send_close_notify();
+                    let _ = self.conn.flush();
+                    return Err(e);
+                }
+                let peer = Client {
+                    label: &self.label,
+                    addr: self.peer.as_ref(),
+                    ours: self.ours.clone(),
+                };
                 let started =
                     self.local
                         .start(&sh.opts.local, &self.conn, peer, sh.registry, self.key)?;

@@ -10,7 +10,7 @@ use anyhow::Result;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, KeyLog, ServerConfig, SupportedProtocolVersion};
 
-use crate::backend::{Backend, Place};
+use crate::backend::{Backend, Place, Routes};
 use crate::cli::{
     CommonArgs, ConnectArgs, InspectArgs, ListenArgs, NetArgs, ProxyArgs, ProxyProtocol, TlsArgs,
     TlsVersion, TrustStore, VerifyArgs,
@@ -192,6 +192,10 @@ pub(crate) struct Listen {
     pub stall_timeout: Duration,
     /// `--starttls`, and the name our greetings give.
     pub starttls: Option<(Proto, String)>,
+    /// `--accept-proxy`: a PROXY header comes first.
+    pub accept_proxy: bool,
+    /// `--passthrough`: the names whose clients' TLS goes, untouched, to a backend.
+    pub passthrough: Option<Arc<Routes>>,
     /// Event loops: `--threads`, by default one per core for a tunnel, else one.
     pub threads: usize,
     /// `--reload-every`: how often to look at the files for a change.
@@ -755,11 +759,9 @@ fn check_trust_flags(args: &VerifyArgs) -> Result<()> {
 
 pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
     let mut common = Common::from_args(&args.common)?;
-    if let Some(text) = &args.to {
-        common.local = LocalEnd::Backend(backend(text, args.proxy_protocol, common.family)?);
-    }
+    let passthrough = backends(args, &mut common)?;
     let at = listen_at(&args.addr, args.unix_mode)?;
-    let many = args.keep_open || args.to.is_some();
+    let many = args.keep_open || !args.to.is_empty() || passthrough.is_some();
     if args.status.is_some() && !many {
         return Err(Class::Usage
             .err("--status is for a listener that keeps running: give -k (or --to) too"));
@@ -821,6 +823,8 @@ pub(crate) fn listen(args: &ListenArgs) -> Result<Listen> {
                 identity::hostname().unwrap_or_else(|| "localhost".into()),
             )
         }),
+        accept_proxy: args.accept_proxy,
+        passthrough,
         common,
     })
 }
@@ -837,7 +841,7 @@ fn check_listen_flags(args: &ListenArgs, many: bool) -> Result<()> {
             )));
         }
     }
-    let per_connection = args.to.is_some()
+    let per_connection = !args.to.is_empty()
         || (args.keep_open && (args.common.exec.is_some() || args.common.sh_exec.is_some()));
     if args.threads.is_some() && !per_connection {
         return Err(Class::Usage.err(
@@ -1046,6 +1050,107 @@ fn listen_at(spec: &str, mode: u32) -> Result<ListenAt> {
         }),
         other => Ok(other),
     }
+}
+
+/// Every `--to`: NAME=TARGET routes, at most one TARGET without a name.
+fn routes(given: &[String], version: Option<ProxyProtocol>, family: Family) -> Result<Routes> {
+    let mut routes = Routes {
+        named: Vec::new(),
+        default: None,
+    };
+    for text in given {
+        let Some((name, target)) = route_name(text)? else {
+            if routes.default.is_some() {
+                return Err(Class::Usage.err(format!(
+                    "--to {text}: a second backend for every name; give the others as \
+                     --to NAME=HOST:PORT, routed by the name clients ask for (SNI)"
+                )));
+            }
+            routes.default = Some(backend(text, version, family)?);
+            continue;
+        };
+        if routes.named.iter().any(|(n, _)| *n == name) {
+            return Err(Class::Usage.err(format!("--to {text}: {name} has a route already")));
+        }
+        let to =
+            backend(target, version, family).map_err(|e| e.context(format!("--to {name}=")))?;
+        routes.named.push((name, to));
+    }
+    Ok(routes)
+}
+
+/// The backends of `listen`: `--to`'s routes, as the local end, and `--passthrough`'s.
+fn backends(args: &ListenArgs, common: &mut Common) -> Result<Option<Arc<Routes>>> {
+    if !args.to.is_empty() {
+        common.local = LocalEnd::Backend(routes(&args.to, args.proxy_protocol, common.family)?);
+    }
+    let passthrough = passthrough(&args.passthrough, args.proxy_protocol, common.family)?;
+    if args.proxy_protocol.is_some() && args.to.is_empty() && passthrough.is_none() {
+        return Err(Class::Usage.err(
+            "--proxy-protocol tells a backend who the client is: give --to (or --passthrough) \
+             too",
+        ));
+    }
+    Ok(passthrough)
+}
+
+/// `--passthrough NAME=TARGET`, each: the names whose TLS goes to their backend as it is.
+fn passthrough(
+    given: &[String],
+    version: Option<ProxyProtocol>,
+    family: Family,
+) -> Result<Option<Arc<Routes>>> {
+    let mut named = Vec::new();
+    for text in given {
+        let Some((name, target)) = route_name(text)? else {
+            return Err(Class::Usage.err(format!(
+                "--passthrough {text}: give it as NAME=HOST:PORT (or NAME=unix:PATH), NAME as \
+                 clients send it in SNI"
+            )));
+        };
+        if named.iter().any(|(n, _)| *n == name) {
+            return Err(Class::Usage.err(format!("--passthrough {text}: {name} is given already")));
+        }
+        let to = backend(target, version, family)
+            .map_err(|e| e.context(format!("--passthrough {name}=")))?;
+        named.push((name, to));
+    }
+    Ok((!named.is_empty()).then(|| {
+        Arc::new(Routes {
+            named,
+            default: None,
+        })
+    }))
+}
+
+/// The NAME of `--to NAME=TARGET` (lower case, A-labels; `*.` kept) and TARGET; `None` for a
+/// bare TARGET (HOST:PORT, `[IPv6]:PORT` or unix:PATH, none of which has `=` before a `:`).
+fn route_name(text: &str) -> Result<Option<(String, &str)>> {
+    let Some((name, target)) = text.split_once('=') else {
+        return Ok(None);
+    };
+    if name.contains([':', '/', '[']) {
+        return Ok(None);
+    }
+    let (wild, host) = match name.strip_prefix("*.") {
+        Some(rest) => ("*.", rest),
+        None => ("", name),
+    };
+    let bad = || {
+        Class::Usage.err(format!(
+            "--to {text}: '{}' is not a host name (NAME=HOST:PORT, NAME as clients send it in \
+             SNI, or *.DOMAIN)",
+            crate::report::escape(name)
+        ))
+    };
+    if host.is_empty() || host.contains('*') || host.parse::<std::net::IpAddr>().is_ok() {
+        return Err(bad());
+    }
+    let ascii = names::host_to_ascii(host).map_err(|_| bad())?;
+    Ok(Some((
+        format!("{wild}{}", ascii.to_ascii_lowercase()),
+        target,
+    )))
 }
 
 /// `--to HOST:PORT` (resolved once, at start) or `--to unix:PATH`.

@@ -1121,3 +1121,93 @@ fn stls_as_a_kubernetes_sidecar() {
         assert!(v["event"].is_string(), "{line}");
     }
 }
+
+const HAPROXY_CFG: &str = "defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend tls
+  bind :443
+  default_backend replicas
+backend replicas
+  balance roundrobin
+  server r1 127.0.0.1:8441 send-proxy-v2
+  server r2 127.0.0.1:8442 send-proxy-v2
+  server r3 127.0.0.1:8443 send-proxy-v2";
+const REPLICAS: &str = "for port in 8441 8442 8443; do
+  stls listen 127.0.0.1:$port --accept-proxy --to 127.0.0.1:8080 --proxy-protocol v1 \\
+    --cert server.pem --key server.key --drain 20 &
+done
+haproxy -f haproxy.cfg -db";
+
+#[test]
+fn three_replicas_behind_haproxy() {
+    if !util::have("haproxy") || !util::have("curl") {
+        return;
+    }
+    let pki = Pki::new();
+    let dir = site(&pki);
+    // The backend answers with the PROXY header it was sent.
+    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend_port = backend.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for sock in backend.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut sock = sock;
+                let mut got = Vec::new();
+                let mut byte = [0u8; 1];
+                while !got.ends_with(b"\r\n\r\n") {
+                    match sock.read(&mut byte) {
+                        Ok(1) => got.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let line = got
+                    .split(|&b| b == b'\n')
+                    .next()
+                    .unwrap_or_default()
+                    .to_vec();
+                let text = String::from_utf8_lossy(&line).trim_end().to_string();
+                let _ = write!(
+                    sock,
+                    "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{text}",
+                    text.len()
+                );
+            });
+        }
+    });
+    let (lb, ports) = (free_port(), [free_port(), free_port(), free_port()]);
+    let renumber = |text: &str| {
+        // Whole addresses, so that no port number is rewritten twice.
+        let [a, b, c] = ports;
+        let mut text = text
+            .replace("bind :443", &format!("bind 127.0.0.1:{lb}"))
+            .replace("8441 8442 8443", &format!("{a} {b} {c}"))
+            .replace("127.0.0.1:8080", &format!("127.0.0.1:{backend_port}"));
+        for (old, new) in ["8441", "8442", "8443"].iter().zip(ports) {
+            text = text.replace(&format!("127.0.0.1:{old}"), &format!("127.0.0.1:{new}"));
+        }
+        text
+    };
+    let cfg = renumber(&recipe(HAPROXY_CFG)) + "\n";
+    std::fs::write(dir.path().join("haproxy.cfg"), cfg).unwrap();
+    let _all = sh(&renumber(&recipe(REPLICAS)), dir.path(), Input::Null);
+    for port in ports.into_iter().chain([lb]) {
+        wait_listening(port);
+    }
+    // The client comes from 127.0.0.2: that is what each backend connection is told.
+    for _ in 0..3 {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--interface", "127.0.0.2", "--cacert"])
+            .arg(dir.path().join("ca.pem"))
+            .arg(format!("https://localhost:{lb}/"));
+        let done = Proc::spawn(&mut cmd, Input::Null).finish();
+        done.expect_code(0);
+        let text = String::from_utf8_lossy(&done.stdout).to_string();
+        assert!(
+            text.starts_with("PROXY TCP4 127.0.0.2 127.0.0.1 "),
+            "{text}"
+        );
+    }
+}

@@ -13,11 +13,11 @@ use std::net::IpAddr;
 
 use rustls::pki_types::ServerName;
 use stls::AllowSan;
+use stls::{client_hello_sni, parse_listen, parse_proxy_header, parse_target};
 use stls::{escape, is_invisible};
 use stls::{feed, Dialogue, Fed};
 use stls::{fingerprint_text, parse_fingerprint};
 use stls::{host_to_ascii, parse_san, San};
-use stls::{parse_listen, parse_target};
 
 /// How many inputs each run tries.
 const CASES: usize = 100_000;
@@ -618,6 +618,76 @@ fn every_dialogue_seed_reaches_tls_however_it_is_cut() {
                     assert_eq!(feed(dialogue, [a, b]), whole, "{dialogue:?} cut at {at}");
                 }
             }
+        }
+    }
+}
+
+/// As the fuzz target `proxy_header`: PROXY headers (`listen --accept-proxy`), valid ones
+/// mutated, truncated and grown: never a panic, and a header read is exactly its own bytes.
+#[test]
+fn proxy_headers() {
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    v2.extend_from_slice(&[192, 0, 2, 1, 192, 0, 2, 9, 0x13, 0x88, 0x01, 0xbb]);
+    let seeds: [&[u8]; 4] = [
+        b"PROXY TCP4 192.0.2.1 192.0.2.9 5000 443\r\n",
+        b"PROXY TCP6 2001:db8::1 ::1 5000 443\r\n",
+        b"PROXY UNKNOWN\r\n",
+        &v2,
+    ];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for case in 0..CASES {
+        let mut input = rng.pick(&seeds).to_vec();
+        for _ in 0..rng.below(4) {
+            let at = rng.below(input.len() + 1);
+            match rng.below(3) {
+                0 if at < input.len() => input[at] = rng.next() as u8,
+                1 => input.truncate(at),
+                _ => input.insert(at, rng.next() as u8),
+            }
+        }
+        let parsed = std::panic::catch_unwind(|| parse_proxy_header(&input));
+        let Ok(parsed) = parsed else {
+            panic!("case {case}: input {input:?}");
+        };
+        if let Ok(Some((n, header))) = parsed {
+            assert!(n <= input.len(), "case {case}: {input:?}");
+            assert_eq!(parse_proxy_header(&input[..n]), Ok(Some((n, header))));
+            assert_eq!(parse_proxy_header(&input[..n - 1]), Ok(None), "{input:?}");
+        }
+    }
+}
+
+/// As the fuzz target `client_hello`: ClientHellos (`listen --passthrough`) made by rustls,
+/// mutated, truncated and grown: never a panic.
+#[test]
+fn client_hellos() {
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = ServerName::try_from("pass.example").unwrap();
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    assert_eq!(
+        client_hello_sni(&hello),
+        Ok(Some(Some("pass.example".to_string())))
+    );
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    for case in 0..CASES / 10 {
+        let mut input = hello.clone();
+        for _ in 0..1 + rng.below(4) {
+            let at = rng.below(input.len() + 1);
+            match rng.below(3) {
+                0 if at < input.len() => input[at] = rng.next() as u8,
+                1 => input.truncate(at),
+                _ => input.insert(at, rng.next() as u8),
+            }
+        }
+        if std::panic::catch_unwind(|| client_hello_sni(&input)).is_err() {
+            panic!("case {case}: input {input:?}");
         }
     }
 }

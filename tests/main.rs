@@ -25,6 +25,7 @@ mod matrix;
 mod observe;
 mod probe;
 mod proxies;
+mod routes;
 mod scaleout;
 mod servers;
 mod sessions;

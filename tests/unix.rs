@@ -768,8 +768,10 @@ fn a_unix_client_in_a_proxy_header() {
                 [0x21, 0x31],
                 "v2, PROXY, a stream over AF_UNIX"
             );
-            assert_eq!(u16::from_be_bytes([header[14], header[15]]), 216);
-            assert_eq!(header.len(), 16 + 216);
+            // 216 bytes of addresses, then the TLVs about the TLS session (scaleout.rs).
+            let len = u16::from_be_bytes([header[14], header[15]]) as usize;
+            assert_eq!(header.len(), 16 + len);
+            assert_eq!(header[16 + 216], 0x02, "the AUTHORITY TLV (SNI) first");
             assert!(
                 header[16..124].iter().all(|&b| b == 0),
                 "the client's address: an unnamed socket is all zeros"
