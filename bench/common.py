@@ -4,6 +4,7 @@ timing a command."""
 import os
 import socket
 import subprocess
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,6 +40,12 @@ def wait_port(port):
     raise SystemExit(f"nothing listens on {port}")
 
 
+def drain(stream):
+    """Read a stream to its end, keeping nothing."""
+    for _ in stream:
+        pass
+
+
 def start_listener(binary, *args):
     """`stls listen -k 127.0.0.1:0 ARGS…` with the demo certificate, stdin /dev/null; the
     process and the port it announced."""
@@ -48,6 +55,8 @@ def start_listener(binary, *args):
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:
         if "listening on" in line:
+            # What it says later is read and dropped: a full pipe would hold the listener up.
+            threading.Thread(target=drain, args=(proc.stderr,), daemon=True).start()
             return proc, int(line.rsplit(":", 1)[1])
     raise SystemExit("stls listen did not start")
 
