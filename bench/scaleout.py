@@ -14,6 +14,9 @@ backend, on one thread each (`--threads 1`, `nbthread 1`), and the client is the
   replicas   three `stls listen --ticket-keys K` behind haproxy (mode tcp, round robin): a
              client resumes, over --resumed / 10 connections, the session it got from one of
              them; the share of handshakes resumed (another replica each time: the shared keys).
+  passthrough  --mib (default 1024) MiB through `stls listen --passthrough NAME=BACKEND` beside
+             haproxy `mode tcp` (the TLS ends are a `stls connect --send-only` and a `stls
+             listen --recv-only` behind): MB/s, and the relay's CPU seconds per GiB.
 Each is measured --rounds times (default 3), alternating the terminators; medians are kept.
 Results: bench/results/scaleout.json, with ratios to haproxy.
 """
@@ -52,7 +55,8 @@ def backend():
     """A plain backend that takes and discards whatever comes (socat, a process each)."""
     port = free_port()
     proc = subprocess.Popen(["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr",
-                             "OPEN:/dev/null"], stderr=subprocess.DEVNULL)
+                             "OPEN:/dev/null"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     wait_port(port)
     return port, proc
 
@@ -146,6 +150,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--resumed", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--mib", type=int, default=1024)
     ap.add_argument("--binary")
     args = ap.parse_args()
     for prog in ["openssl", "haproxy", "socat"]:
@@ -198,7 +203,45 @@ def main():
             r.terminate()
         for p in [lb, *replicas]:
             p.wait()
+        # Passthrough: a raw relay picked by the SNI, against haproxy's plain TCP relay.
+        data = os.path.join(tmp, "data")
+        with open(data, "wb") as f:
+            block = os.urandom(1 << 20)
+            for _ in range(args.mib):
+                f.write(block)
+        relayed = {"stls": [], "haproxy": []}
+        for _ in range(args.rounds):
+            for name in ["stls", "haproxy"]:
+                sink = free_port()
+                end = start([binary, "listen", f"127.0.0.1:{sink}", "--recv-only", "--cert", CERT,
+                             "--key", KEY], sink)
+                port = free_port()
+                if name == "stls":
+                    cmd = [binary, "listen", f"127.0.0.1:{port}", "--passthrough",
+                           f"localhost=127.0.0.1:{sink}"]
+                else:
+                    cmd = ["haproxy", "-db", "-f", haproxy_cfg(tmp, port, "", [sink])]
+                relay = start(cmd, port)
+                before = cpu(relay.pid)
+                began = time.monotonic()
+                with open(data, "rb") as inp:
+                    sent = subprocess.run([binary, "connect", f"localhost:{port}", "--send-only",
+                                           "--cacert", CA], stdin=inp, capture_output=True)
+                wall = time.monotonic() - began
+                time.sleep(0.3)
+                spent = cpu(relay.pid) - before
+                for p in [relay, end]:
+                    p.terminate()
+                    p.wait()
+                if sent.returncode != 0:
+                    raise SystemExit(f"{name}: sender exit {sent.returncode}: {sent.stderr[-300:]}")
+                relayed[name].append((args.mib * 1.048576 / wall, spent * 1024 / args.mib))
+                print(f"{name:8} passthrough {relayed[name][-1][0]:.0f} MB/s  "
+                      f"{relayed[name][-1][1]:.2f} CPU s/GiB", flush=True)
     back_proc.terminate()
+    passthrough = {n: {"mb_per_s": round(statistics.median(x[0] for x in v), 1),
+                       "cpu_s_per_gib": round(statistics.median(x[1] for x in v), 3)}
+                   for n, v in relayed.items()}
     med = {n: {k: round(statistics.median(v), 4) for k, v in s.items()}
            for n, s in samples.items()}
     results = {
@@ -212,7 +255,12 @@ def main():
         },
         "cross_replica_resumption": {"connections": count, "resumed": hits,
                                      "rate": round(hits / count, 3)},
+        "passthrough": passthrough,
     }
+    results["ratios_to_haproxy"]["passthrough_mb_per_s"] = round(
+        passthrough["stls"]["mb_per_s"] / passthrough["haproxy"]["mb_per_s"], 3)
+    results["ratios_to_haproxy"]["passthrough_cpu_per_gib"] = round(
+        passthrough["stls"]["cpu_s_per_gib"] / passthrough["haproxy"]["cpu_s_per_gib"], 3)
     print(json.dumps(results, indent=2))
     out = os.path.join(ROOT, "bench", "results", "scaleout.json")
     with open(out, "w") as f:
