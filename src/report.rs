@@ -3,7 +3,8 @@
 
 use std::fmt::Display;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicI8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI8, AtomicU64, Ordering};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -51,7 +52,8 @@ impl Level {
 }
 
 /// Write one line to stderr in one write. A diagnostic that cannot be written (stderr closed,
-/// full, or its reader gone) is dropped: it must never stop the transfer, let alone panic.
+/// full for more than a moment, or its reader gone) is dropped: it must never stop the
+/// transfer, let alone panic.
 /// As text, a message of several lines (a certificate under `-v`) has `stls: ` before each,
 /// so every line can be told from the peer's bytes and filtered by its prefix; as JSON it is
 /// one object whatever its lines, `event` saying what it is about (`message` for a line
@@ -77,7 +79,57 @@ fn line(level: Level, event: &str, msg: impl Display, fields: Option<Map<String,
         }
         text
     };
-    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    write_stderr(&text, level == Level::Error);
+}
+
+/// Lines dropped since stderr last took one: said before the next line it takes.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Write `text` to stderr, waiting for it to take each piece at most a moment — longer for
+/// the error that ends the run (`last`) — and not at all while lines are being dropped: a
+/// reader that stopped reading a pipe must not hold up the connections. What stderr does not
+/// take in time is dropped, and counted.
+fn write_stderr(text: &str, last: bool) {
+    let mut err = std::io::stderr().lock();
+    let dropping = DROPPED.load(Ordering::Relaxed) > 0;
+    let wait = match (last, dropping) {
+        (true, _) => Duration::from_secs(1),
+        (false, true) => Duration::ZERO,
+        (false, false) => Duration::from_millis(100),
+    };
+    if dropping && writable(&err, wait) {
+        let n = DROPPED.swap(0, Ordering::Relaxed);
+        let _ = err.write_all(format!("stls: {n} lines dropped: stderr was full\n").as_bytes());
+    }
+    // A pipe takes up to PIPE_BUF bytes at once without blocking when it says it is writable.
+    for piece in text.as_bytes().chunks(4096) {
+        if !writable(&err, wait) {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if err.write_all(piece).is_err() {
+            return;
+        }
+    }
+}
+
+/// Whether stderr takes bytes now, or within `wait`.
+fn writable(err: &impl std::os::fd::AsFd, wait: Duration) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(err, PollFlags::OUT)];
+    let timeout = Timespec {
+        tv_sec: wait.as_secs() as i64,
+        tv_nsec: i64::from(wait.subsec_nanos()),
+    };
+    loop {
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(0) => return false,
+            // Writable, or an error the write will meet (a reader gone: EPIPE, ignored).
+            Ok(_) => return true,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return true,
+        }
+    }
 }
 
 /// One line of `--log-format json`: `ts`, `level`, `event`, `msg`, then `fields`.

@@ -103,3 +103,43 @@ fn a_stalled_stdout_keeps_memory_bounded_and_loses_nothing() {
     );
     assert!(peak < 48 * 1024, "{peak} KiB peak");
 }
+
+#[test]
+fn a_stderr_nobody_reads_does_not_hold_the_listener_up() {
+    // stderr is a pipe whose reader never reads: once its 64 KiB are full, lines are dropped
+    // rather than waited for, and clients are still served.
+    let port = util::free_port();
+    let mut cmd = stls();
+    cmd.args([
+        "listen",
+        "-k",
+        &format!("127.0.0.1:{port}"),
+        "-c",
+        "echo served",
+    ])
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("stls listen");
+    util::wait_listening(port);
+    // Each client that leaves during its handshake is a line on stderr: ~200 KiB of them.
+    // (A listener that stopped accepting fills its backlog: then connecting gives up.)
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    for _ in 0..2500 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Ok(mut s) => {
+                let _ = s.write_all(b"\x16\x03\x01\x00\x05hello");
+            }
+            Err(_) => break,
+        }
+    }
+    let done = connect(
+        &format!("127.0.0.1:{port}"),
+        &["--insecure", "-w", "10"],
+        Input::Null,
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    done.expect_code(0);
+    assert_eq!(done.stdout, b"served\n");
+}
