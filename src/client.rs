@@ -18,7 +18,7 @@ use crate::relay::{Listening, Relay};
 use crate::reload::Reload;
 use crate::report;
 use crate::resolve::Resolver;
-use crate::session::{Options, Session};
+use crate::session::{HandshakeLimit, Options, Session};
 use crate::settings::{Connect, GREETING_WAIT};
 use crate::stream::{Address, ListenAt, Peer, Stream};
 use crate::systemd;
@@ -205,9 +205,10 @@ fn tunnel(s: &Connect, at: &ListenAt) -> Result<()> {
     let server_name = s.server_name.clone();
     let (target, name, starttls) = (s.target.clone(), s.name.clone(), s.starttls);
     let proxies = s.proxies.clone();
+    // Settings decide one for --from; the default is --from's own.
     let limit = s
         .handshake_limit
-        .expect("settings decide a handshake limit for --from");
+        .unwrap_or((net::CONNECT_TIMEOUT, HandshakeLimit::FromDefault));
     let accept = move |plain: Stream, from: &Peer| -> Result<Session> {
         plain.set_nodelay();
         // Connecting, any lookup and dialogue, and the handshake: -w, else as long as connect

@@ -960,9 +960,10 @@ impl Served {
         let mut served = self.certificates(provider)?;
         let count = served.len();
         // --ocsp is the first certificate's.
-        let first = served
-            .first_mut()
-            .expect("certificates() gives one at least: the ephemeral one without --cert");
+        // certificates() gives one at least: the ephemeral one without --cert.
+        let Some(first) = served.first_mut() else {
+            return Err(anyhow::anyhow!("no certificate to serve"));
+        };
         let mut identity = first.key.clone();
         if let Some(path) = &self.ocsp {
             let response = files::read_file(path, files::Kind::Ocsp)?;
