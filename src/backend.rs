@@ -108,12 +108,13 @@ impl Backend {
         }
     }
 
-    /// Start connecting, without blocking, for `client`, which reached us at `ours` over
-    /// `tls` (what a v2 header's TLVs say of it; none for a passed-through connection).
+    /// Start connecting, without blocking, for `client`, which reached us at `ours` (asked
+    /// only for a PROXY header) over `tls` (what a v2 header's TLVs say of it; none for a
+    /// passed-through connection).
     pub(crate) fn dial(
         &self,
         client: Option<&Peer>,
-        ours: Option<Endpoint>,
+        ours: impl FnOnce() -> Option<Endpoint>,
         tls: Option<&rustls::Connection>,
     ) -> Result<Dialed> {
         let (sock, dialer) = match &self.place {
@@ -124,11 +125,15 @@ impl Backend {
             }
             Place::Unix(path) => (Stream::Unix(path.connect()?), None),
         };
-        let header = match (self.proxy_protocol, client, ours) {
-            (Some(v), Some(from), Some(to)) => {
-                let tlvs = tls.map(tls_tlvs).unwrap_or_default();
-                proxy_header(v, &from.endpoint(), &to, &tlvs)
-            }
+        // Our own address is asked of the socket only for a header that names it.
+        let header = match (self.proxy_protocol, client) {
+            (Some(v), Some(from)) => match ours() {
+                Some(to) => {
+                    let tlvs = tls.map(tls_tlvs).unwrap_or_default();
+                    proxy_header(v, &from.endpoint(), &to, &tlvs)
+                }
+                None => Vec::new(),
+            },
             _ => Vec::new(),
         };
         Ok(Dialed {

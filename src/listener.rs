@@ -140,8 +140,8 @@ fn setup(
     let starttls = s.starttls.clone();
     let accept_proxy = s.accept_proxy;
     let passthrough = s.passthrough.clone();
+    // TCP_NODELAY: every listener has it, and Linux copies it to the sockets it accepts.
     let accept = move |sock: Stream, peer: &Peer| -> Result<Session> {
-        sock.set_nodelay();
         // A TCP peer's address is canonical (an IPv4 client of a [::] socket is named by its
         // IPv4 address), and so is what its command is told (STLS_PEER_ADDR).
         let served = current
@@ -163,7 +163,8 @@ fn setup(
                 &format!("client {peer}"),
             )
             .stages,
-        ))
+        )
+        .accepted())
     };
     relay.listen(Listening {
         sock,

@@ -140,6 +140,14 @@ impl TcpEnd {
         }
     }
 
+    /// A connection we are making: nothing is read from it before its first event (its
+    /// registration reports at once whatever is already there).
+    pub(crate) fn dialed(sock: Stream, first: Vec<u8>) -> TcpEnd {
+        let mut end = TcpEnd::new(sock, first);
+        end.ready.read = false;
+        end
+    }
+
     /// Until when the address being tried may take to answer (the dialer gives each its
     /// time); then the next is tried.
     fn until(&self) -> Option<Instant> {
@@ -639,11 +647,11 @@ impl Local {
                 let dialed = backend
                     .dial(
                         addr,
-                        ours.or_else(|| conn.sock.stream.local()),
+                        || ours.or_else(|| conn.sock.stream.local()),
                         Some(&conn.tls),
                     )
                     .map_err(|e| e.context(label.to_string()))?;
-                let end = TcpEnd::new(dialed.sock, dialed.header);
+                let end = TcpEnd::dialed(dialed.sock, dialed.header);
                 *self = Local::tcp(match dialed.dialer {
                     Some(dialer) => end.or_else(dialer),
                     None => end,
@@ -679,9 +687,9 @@ impl Local {
     ) -> Result<()> {
         let Client { label, addr, ours } = peer;
         let dialed = backend
-            .dial(addr, ours.or_else(|| conn.sock.stream.local()), None)
+            .dial(addr, || ours.or_else(|| conn.sock.stream.local()), None)
             .map_err(|e| e.context(label.to_string()))?;
-        let end = TcpEnd::new(dialed.sock, dialed.header);
+        let end = TcpEnd::dialed(dialed.sock, dialed.header);
         *self = Local::tcp(match dialed.dialer {
             Some(dialer) => end.or_else(dialer),
             None => end,

@@ -534,6 +534,8 @@ fn bind_one(addr: SocketAddr, v6_only: bool) -> std::io::Result<TcpListener> {
     // while the old one still serves or drains, and the kernel shares new connections
     // between them (only processes of the same user may share a port).
     socket.set_reuse_port(true)?;
+    // Linux hands it on to every connection accepted: no setsockopt per client.
+    socket.set_tcp_nodelay(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
     socket.set_nonblocking(true)?;
@@ -549,6 +551,25 @@ mod tests {
             host: host.into(),
             port,
         }
+    }
+
+    /// The listener's TCP_NODELAY reaches the connections it accepts, which are not set one
+    /// by one.
+    #[test]
+    fn accepted_connections_have_no_delay() {
+        let listener = bind_one((Ipv4Addr::LOCALHOST, 0).into(), false).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        let accepted = loop {
+            match listener.accept() {
+                Ok((sock, _)) => break sock,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        assert!(accepted.nodelay().unwrap());
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! and escaping of every string a peer controls (`describe` says what `-v` shows).
 
 use std::fmt::Display;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicI8, AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -116,6 +117,9 @@ fn write_stderr(text: &str, last: bool) {
 /// Whether stderr takes bytes now, or within `wait`.
 fn writable(err: &impl std::os::fd::AsFd, wait: Duration) -> bool {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    if !may_block() {
+        return true;
+    }
     let mut fds = [PollFd::new(err, PollFlags::OUT)];
     let timeout = Timespec {
         tv_sec: wait.as_secs() as i64,
@@ -130,6 +134,24 @@ fn writable(err: &impl std::os::fd::AsFd, wait: Duration) -> bool {
             Err(_) => return true,
         }
     }
+}
+
+/// Whether a write to stderr can wait for a reader: a pipe, a socket or a terminal; a file
+/// or /dev/null takes every line at once, with no poll(2) before it.
+fn may_block() -> bool {
+    static MAY_BLOCK: OnceLock<bool> = OnceLock::new();
+    *MAY_BLOCK.get_or_init(|| {
+        use rustix::fs::FileType;
+        let err = std::io::stderr();
+        match rustix::fs::fstat(&err) {
+            Ok(st) => match FileType::from_raw_mode(st.st_mode) {
+                FileType::RegularFile => false,
+                FileType::CharacterDevice => err.is_terminal(),
+                _ => true,
+            },
+            Err(_) => true,
+        }
+    })
 }
 
 /// One line of `--log-format json`: `ts`, `level`, `event`, `msg`, then `fields`.

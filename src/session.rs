@@ -271,6 +271,10 @@ pub(crate) struct Session {
     pub queued: bool,
     /// Order of arrival among the run's connections (the loop numbers them).
     pub serial: u64,
+    /// An accepted socket is registered for reading only: it takes our writes until one
+    /// would block, and only then is it asked to tell when it takes more (no wake-up for a
+    /// writable socket nobody writes to).
+    write_later: bool,
 }
 
 impl Session {
@@ -316,18 +320,44 @@ impl Session {
             sent: 0,
             queued: false,
             serial: 0,
+            write_later: false,
         }
     }
 
     /// Register the socket as connection `key`.
     pub(crate) fn register(&mut self, registry: &Registry, key: usize) -> io::Result<()> {
         self.key = key;
+        let interest = match self.write_later {
+            true => Interest::READABLE,
+            false => Interest::READABLE | Interest::WRITABLE,
+        };
         registry.register(
             &mut self.conn.sock.stream,
             token(key, Part::Socket),
-            Interest::READABLE | Interest::WRITABLE,
+            interest,
         )?;
         self.local.register(registry, key)
+    }
+
+    /// The socket was accepted, connected already: registered for reading only until a
+    /// write would block.
+    pub(crate) fn accepted(mut self) -> Session {
+        self.write_later = true;
+        self
+    }
+
+    /// A write would block: from now on the socket also says when it takes more (the
+    /// change itself reports it at once if it does already).
+    fn watch_writes(&mut self, registry: &Registry) -> io::Result<()> {
+        if self.write_later && !self.conn.ready.write {
+            self.write_later = false;
+            registry.reregister(
+                &mut self.conn.sock.stream,
+                token(self.key, Part::Socket),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+        }
+        Ok(())
     }
 
     /// The connection goes through proxy `name` (the first hop), for messages.
@@ -416,7 +446,10 @@ impl Session {
 
     /// Move what can move now.
     pub(crate) fn turn(&mut self, sh: &mut Shared<'_>) -> Turn {
-        let turn = match self.step(sh) {
+        let turn = match self
+            .step(sh)
+            .and_then(|turn| Ok(self.watch_writes(sh.registry).map(|()| turn)?))
+        {
             Ok(turn) => turn,
             // A balancer's health check (a PROXY header LOCAL) ends before any TLS: that is
             // how it succeeds, and no failure to log.

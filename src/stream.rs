@@ -348,6 +348,8 @@ impl Listener {
         if local.as_socket().is_none() {
             return Err(not("neither TCP nor a Unix socket"));
         }
+        // As our own listeners: the connections accepted inherit it.
+        let _ = sock.set_tcp_nodelay(true);
         Ok(Listener::Tcp(TcpListener::from_std(sock.into())))
     }
 
