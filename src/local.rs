@@ -780,8 +780,8 @@ impl Local {
     reason = "each way's EOF and shutdown, each observed apart"
 )]
 pub(crate) struct Plain {
-    up: Vec<u8>,
-    down: Vec<u8>,
+    up: Held,
+    down: Held,
     up_eof: bool,
     up_shut: bool,
     down_eof: bool,
@@ -795,6 +795,60 @@ pub(crate) struct Plain {
 
 /// How much of either way waits in a [`Plain`] at most.
 const PLAIN_BUF: usize = 64 * 1024;
+
+/// One way's bytes between the socket they were read from and the one they go to: read
+/// straight into the free end, written from the front (allocated at the first read).
+#[derive(Default)]
+struct Held {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Held {
+    fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// Where the next read goes: all of the buffer once it is empty, else what is left
+    /// after the bytes held (moved to the front when the end is reached).
+    fn free(&mut self) -> &mut [u8] {
+        if self.buf.is_empty() {
+            self.buf = vec![0; PLAIN_BUF];
+        }
+        if self.end == self.buf.len() && self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        &mut self.buf[self.end..]
+    }
+
+    fn has_room(&self) -> bool {
+        self.end - self.start < PLAIN_BUF
+    }
+
+    fn filled(&mut self, n: usize) {
+        self.end += n;
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
+}
 
 impl Plain {
     /// A relay to the backend named `to`.
@@ -826,19 +880,19 @@ impl Local {
         let Local::Own { end: Some(end), .. } = self else {
             return Ok(false);
         };
-        let mut buf = [0u8; 16 * 1024];
         let mut moved = false;
         loop {
             let mut any = false;
-            if plain.up.len() < PLAIN_BUF && !plain.up_eof {
-                match attempt(&mut ready.read, || wire.read(&mut buf)) {
+            if plain.up.has_room() && !plain.up_eof {
+                let free = plain.up.free();
+                match attempt(&mut ready.read, || wire.read(free)) {
                     None => {}
                     Some(Ok(0)) => {
                         plain.up_eof = true;
                         any = true;
                     }
                     Some(Ok(n)) => {
-                        plain.up.extend_from_slice(&buf[..n]);
+                        plain.up.filled(n);
                         plain.received += n as u64;
                         any = true;
                     }
@@ -846,9 +900,9 @@ impl Local {
                 }
             }
             if !plain.up.is_empty() {
-                match end.feed(&plain.up) {
+                match end.feed(plain.up.bytes()) {
                     Ok(Fed::Took(n)) => {
-                        plain.up.drain(..n);
+                        plain.up.consume(n);
                         any |= n > 0;
                     }
                     Ok(Fed::Closed) => plain.up.clear(),
@@ -866,15 +920,15 @@ impl Local {
                 plain.up_shut = true;
                 any = true;
             }
-            if plain.down.len() < PLAIN_BUF && !plain.down_eof {
-                match end.drain(&mut buf) {
+            if plain.down.has_room() && !plain.down_eof {
+                match end.drain(plain.down.free()) {
                     Ok(None) => {}
                     Ok(Some(0)) => {
                         plain.down_eof = true;
                         any = true;
                     }
                     Ok(Some(n)) => {
-                        plain.down.extend_from_slice(&buf[..n]);
+                        plain.down.filled(n);
                         any = true;
                     }
                     Err(_) if matches!(end.retry(registry, key), Ok(true)) => break,
@@ -882,10 +936,10 @@ impl Local {
                 }
             }
             if !plain.down.is_empty() {
-                match attempt(&mut ready.write, || wire.write(&plain.down)) {
+                match attempt(&mut ready.write, || wire.write(plain.down.bytes())) {
                     None => {}
                     Some(Ok(n)) => {
-                        plain.down.drain(..n);
+                        plain.down.consume(n);
                         plain.sent += n as u64;
                         any |= n > 0;
                     }
@@ -966,4 +1020,43 @@ fn to_stdout(
         *upto = sink.send(chunk);
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes leave in the order they came, however the reads and writes are cut; the room
+    /// left after the held bytes is reclaimed once the end is reached.
+    #[test]
+    fn held_bytes_keep_their_order() {
+        let mut held = Held::default();
+        let mut next = 0u8;
+        let mut expected = 0u8;
+        for round in 0..50usize {
+            let take = 1 + (round * 7919) % 40_000;
+            let free = held.free();
+            let n = take.min(free.len());
+            for b in &mut free[..n] {
+                *b = next;
+                next = next.wrapping_add(1);
+            }
+            held.filled(n);
+            assert!(held.end - held.start <= PLAIN_BUF);
+            let give = (round * 104_729) % 50_000;
+            let out = give.min(held.bytes().len());
+            for &b in &held.bytes()[..out] {
+                assert_eq!(b, expected);
+                expected = expected.wrapping_add(1);
+            }
+            held.consume(out);
+        }
+        for &b in held.bytes() {
+            assert_eq!(b, expected);
+            expected = expected.wrapping_add(1);
+        }
+        assert_eq!(expected, next);
+        held.clear();
+        assert!(held.is_empty());
+    }
 }

@@ -680,6 +680,63 @@ fn a_passed_through_connection_half_closes_each_way() {
     l.stop();
 }
 
+/// Megabytes both ways at once, and a client that stops reading for a while: every byte
+/// arrives once and in order (the relay splices the bytes once the ClientHello is through).
+#[test]
+fn a_passed_through_connection_carries_megabytes_both_ways() {
+    // The backend echoes all it gets, then closes.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let backend = std::thread::spawn(move || {
+        let (mut sock, _) = listener.accept().unwrap();
+        let mut reader = sock.try_clone().unwrap();
+        std::io::copy(&mut reader, &mut sock).unwrap();
+        sock.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let pass = format!("pass.example=127.0.0.1:{port}");
+    let l = Listener::start(&["--passthrough", &pass], Input::Null);
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("pass.example").unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut sent = Vec::new();
+    conn.write_tls(&mut sent).unwrap();
+    sent.extend_from_slice(&random_bytes(8 << 20, 31));
+    let sock = TcpStream::connect(("127.0.0.1", l.port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut writer = sock.try_clone().unwrap();
+    let data = sent.clone();
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&data).unwrap();
+        writer.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut back = Vec::new();
+    let mut reader = sock;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut paused = false;
+    loop {
+        let n = reader.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        back.extend_from_slice(&buf[..n]);
+        if !paused && back.len() > 1 << 20 {
+            // Back-pressure: both ways fill up behind a client that does not read.
+            paused = true;
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    sender.join().unwrap();
+    backend.join().unwrap();
+    assert_same(&back, &sent, "what came back through the relay");
+    l.stop();
+}
+
 #[test]
 fn a_passthrough_needs_a_name() {
     let done = run(
