@@ -641,6 +641,21 @@ fn a_passthrough_name_reaches_its_own_tls_server_beside_terminated_ones() {
     assert!(!done.stderr.contains("panicked"), "{}", done.stderr);
 }
 
+/// A client's ClientHello naming `name`, as the first bytes it sends.
+fn hello_for(name: &str) -> Vec<u8> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    hello
+}
+
 #[test]
 fn a_passed_through_connection_half_closes_each_way() {
     // The backend reads to the client's end, then answers how much came, and closes.
@@ -657,16 +672,7 @@ fn a_passed_through_connection_half_closes_each_way() {
     let pass = format!("pass.example=127.0.0.1:{port}");
     let l = Listener::start(&["--passthrough", &pass], Input::Null);
     // A ClientHello for pass.example, and more after it: all of it is the backend's.
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from("pass.example").unwrap();
-    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-    let mut sent = Vec::new();
-    conn.write_tls(&mut sent).unwrap();
+    let mut sent = hello_for("pass.example");
     sent.extend_from_slice(&random_bytes(300_000, 30));
     let mut sock = TcpStream::connect(("127.0.0.1", l.port)).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(20)))
@@ -695,16 +701,7 @@ fn a_passed_through_connection_carries_megabytes_both_ways() {
     });
     let pass = format!("pass.example=127.0.0.1:{port}");
     let l = Listener::start(&["--passthrough", &pass], Input::Null);
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from("pass.example").unwrap();
-    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-    let mut sent = Vec::new();
-    conn.write_tls(&mut sent).unwrap();
+    let mut sent = hello_for("pass.example");
     sent.extend_from_slice(&random_bytes(8 << 20, 31));
     let sock = TcpStream::connect(("127.0.0.1", l.port)).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(30)))
