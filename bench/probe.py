@@ -71,6 +71,16 @@ def sslscan_versions(xml):
     return got
 
 
+def scaled(name, total, asked, targets):
+    """A tool's wall time over `asked` targets, scaled to all `targets` when only some were
+    asked; printed, and returned as its results entry."""
+    total = total * targets / asked
+    note = f" (scaled from {asked} targets)" if asked < targets else ""
+    print(f"{name:20} {total:8.2f} s{note}", flush=True)
+    return {"wall_s": round(total, 3), "asked": asked,
+            "per_target_ms": round(total * 1000 / targets, 3)}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--targets", type=int, default=100)
@@ -118,12 +128,7 @@ def main():
                     if sslscan_versions(xml) != set(mine["versions"]):
                         raise SystemExit(f"sslscan: {t}: versions {sslscan_versions(xml)} "
                                          f"vs stls {mine['versions']}")
-                total = total * args.targets / len(asked_ssl)
-                results["sslscan"] = {"wall_s": round(total, 3), "asked": len(asked_ssl),
-                                      "per_target_ms": round(total * 1000 / args.targets, 3)}
-                print(f"{'sslscan':20} {total:8.2f} s"
-                      f"{' (scaled from %d targets)' % len(asked_ssl) if len(asked_ssl) < args.targets else ''}",
-                      flush=True)
+                results["sslscan"] = scaled("sslscan", total, len(asked_ssl), args.targets)
             else:
                 print("SKIP: sslscan is not installed")
 
@@ -144,13 +149,8 @@ def main():
                     if got != set(found[t]["versions"]):
                         raise SystemExit(f"testssl: {t}: versions {got} vs stls "
                                          f"{found[t]['versions']}")
-                # Per target, scaled to all of them when only some were asked.
-                total = total * args.targets / len(asked)
-                results["testssl_fast"] = {"wall_s": round(total, 3), "asked": len(asked),
-                                           "per_target_ms": round(total * 1000 / args.targets, 3)}
-                print(f"{'testssl.sh --fast':20} {total:8.2f} s"
-                      f"{' (scaled from %d targets)' % len(asked) if len(asked) < args.targets else ''}",
-                      flush=True)
+                results["testssl_fast"] = scaled("testssl.sh --fast", total, len(asked),
+                                                 args.targets)
             else:
                 print("SKIP: testssl is not installed")
     finally:
