@@ -446,10 +446,11 @@ impl Session {
 
     /// Move what can move now.
     pub(crate) fn turn(&mut self, sh: &mut Shared<'_>) -> Turn {
-        let turn = match self
-            .step(sh)
-            .and_then(|turn| Ok(self.watch_writes(sh.registry).map(|()| turn)?))
-        {
+        let stepped = self.step(sh).and_then(|turn| {
+            self.watch_writes(sh.registry)?;
+            Ok(turn)
+        });
+        let turn = match stepped {
             Ok(turn) => turn,
             // A balancer's health check (a PROXY header LOCAL) ends before any TLS: that is
             // how it succeeds, and no failure to log.
