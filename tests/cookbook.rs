@@ -29,11 +29,7 @@ fn recipe(lines: &str) -> String {
 /// `sh -c SCRIPT` in `dir`, with stls first on PATH.
 fn sh(script: &str, dir: &Path, input: Input) -> Proc {
     let bin = Path::new(env!("CARGO_BIN_EXE_stls")).parent().unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = format!("{}:{}", bin.display(), util::path_with_sbin());
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(script).current_dir(dir).env("PATH", path);
     Proc::spawn(&mut cmd, input)

@@ -48,6 +48,19 @@ const PEERS: &[(&str, &str, &str)] = &[
         "nginx",
         "nginx on a Unix socket behind listen --to",
     ),
+    (
+        "haproxy",
+        "haproxy",
+        "replicas behind haproxy (PROXY v2, shared tickets)",
+    ),
+    ("prometheus", "prometheus", "prometheus scraping --status"),
+    ("promtool", "prometheus", "promtool checking /metrics"),
+    (
+        "systemd-socket-activate",
+        "systemd",
+        "socket activation (listen systemd:)",
+    ),
+    ("testssl", "testssl.sh", "testssl.sh against listen"),
 ];
 
 fn installed(program: &str) -> bool {

@@ -75,7 +75,8 @@ fn haproxy(dir: &Path, servers: &[u16]) -> (u16, Proc) {
     }
     let path = write(dir, "haproxy.cfg", cfg);
     let mut cmd = Command::new("haproxy");
-    cmd.args(["-f", s(&path), "-db"]);
+    cmd.env("PATH", path_with_sbin())
+        .args(["-f", s(&path), "-db"]);
     let proc = Proc::spawn(&mut cmd, Input::Null);
     wait_listening(port);
     (port, proc)

@@ -628,9 +628,18 @@ pub(crate) fn read_all(sock: &mut std::net::TcpStream) -> Vec<u8> {
     got
 }
 
-/// Whether a program is on PATH; tests that need an absent one print a skip line.
+/// PATH with /usr/sbin and /sbin after it, where Debian installs daemons (haproxy, nginx):
+/// an ordinary user's PATH may lack them. Tests that start such a program give it this PATH.
+pub(crate) fn path_with_sbin() -> String {
+    let path = std::env::var("PATH").unwrap_or_default();
+    format!("{path}:/usr/sbin:/sbin")
+}
+
+/// Whether a program is on PATH (or in /usr/sbin, see [`path_with_sbin`]); tests that need
+/// an absent one print a skip line.
 pub(crate) fn have(program: &str) -> bool {
     let found = Command::new("sh")
+        .env("PATH", path_with_sbin())
         .arg("-c")
         .arg(format!("command -v {program}"))
         .stdout(Stdio::null())
