@@ -412,9 +412,9 @@ pub(crate) struct ListenArgs {
 /// how it stops.
 #[derive(Debug, Args)]
 pub(crate) struct LifecycleArgs {
-    /// Every SECS, look at the files given (--cert, --key, --client-ca, --crl, --ocsp;
-    /// connect --from: --cacert, --cert, --key, --crl) and reload them when one changed: its
-    /// path after symlinks, inode, size or modification time (as SIGHUP does).
+    /// Every SECS, look at the files given (--cert, --key, --client-ca, --crl, --ocsp,
+    /// --ticket-keys; connect --from: --cacert, --cert, --key, --crl) and reload them when one
+    /// changed: its path after symlinks, inode, size or modification time (as SIGHUP does).
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub reload_every: Option<Duration>,
 

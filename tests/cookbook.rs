@@ -1131,9 +1131,10 @@ backend replicas
   server r1 127.0.0.1:8441 send-proxy-v2
   server r2 127.0.0.1:8442 send-proxy-v2
   server r3 127.0.0.1:8443 send-proxy-v2";
-const REPLICAS: &str = "for port in 8441 8442 8443; do
+const REPLICAS: &str = "(umask 077; openssl rand -hex 32 > ticket.keys)
+for port in 8441 8442 8443; do
   stls listen 127.0.0.1:$port --accept-proxy --to 127.0.0.1:8080 --proxy-protocol v1 \\
-    --cert server.pem --key server.key --drain 20 &
+    --cert server.pem --key server.key --ticket-keys ticket.keys --drain 20 &
 done
 haproxy -f haproxy.cfg -db";
 
@@ -1206,4 +1207,32 @@ fn three_replicas_behind_haproxy() {
             "{text}"
         );
     }
+    // A session saved through one replica resumes on the next haproxy picks: the shared key.
+    if !util::have("openssl") {
+        return;
+    }
+    let sess = dir.path().join("session");
+    let s_client = |flag: &str| {
+        let mut cmd = Command::new("openssl");
+        cmd.args([
+            "s_client",
+            "-ign_eof",
+            "-servername",
+            "localhost",
+            "-CAfile",
+        ])
+        .arg(dir.path().join("ca.pem"))
+        .args(["-connect", &format!("127.0.0.1:{lb}"), flag])
+        .arg(&sess);
+        let request = Input::Bytes(b"GET / HTTP/1.0\r\n\r\n".to_vec());
+        let done = Proc::spawn(&mut cmd, request).finish();
+        let out = String::from_utf8_lossy(&done.stdout).to_string();
+        assert!(out.contains("PROXY TCP4 127.0.0.1 "), "{out}");
+        out.lines().any(|l| l.starts_with("Reused,"))
+    };
+    assert!(
+        !s_client("-sess_out"),
+        "the first connection resumed a session it never had"
+    );
+    assert!(s_client("-sess_in"), "not resumed on the next replica");
 }

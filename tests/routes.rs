@@ -171,6 +171,85 @@ fn three_replicas_behind_haproxy_see_the_real_client() {
     }
 }
 
+/// A plain backend that says `hello from NAME` to each connection and closes it.
+fn greeter(name: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut sock in listener.incoming().flatten() {
+            let _ = writeln!(sock, "hello from {name}");
+        }
+    });
+    port
+}
+
+/// haproxy round-robin over three `--accept-proxy --ticket-keys K --to …` replicas: the
+/// session s_client saved through one replica is resumed through the next one (TLS 1.3 and
+/// 1.2); replicas with keys of their own make the next one start a new session.
+#[test]
+fn a_session_resumes_on_another_replica_behind_haproxy() {
+    if !have("haproxy") || !have("openssl") {
+        return;
+    }
+    let pki = Pki::new();
+    let keys = write(
+        pki.dir.path(),
+        "ticket.keys",
+        format!("{}\n", "5a".repeat(32)),
+    );
+    // Each replica reaches its own backend: the reply names the replica that served.
+    let backends = ["r0", "r1", "r2"].map(|name| format!("127.0.0.1:{}", greeter(name)));
+    for shared in [true, false] {
+        let replicas: Vec<Listener> = backends
+            .iter()
+            .map(|backend| {
+                let mut flags = vec!["--to", backend];
+                if shared {
+                    flags.extend(["--ticket-keys", s(&keys)]);
+                }
+                replica(&pki, &flags)
+            })
+            .collect();
+        let ports: Vec<u16> = replicas.iter().map(|r| r.port).collect();
+        let (lb, _haproxy) = haproxy(pki.dir.path(), &ports);
+        for tls in ["-tls1_3", "-tls1_2"] {
+            let dir = tempdir();
+            let sess = dir.path().join("session");
+            let s_client = |flag: &str| {
+                let mut cmd = Command::new("openssl");
+                cmd.args(["s_client", "-ign_eof", "-servername", "localhost", tls])
+                    .args(["-CAfile", s(&pki.ca.cert), "-verify_return_error"])
+                    .args(["-connect", &format!("127.0.0.1:{lb}"), flag, s(&sess)]);
+                let done = Proc::spawn(&mut cmd, Input::Null).finish();
+                let out = String::from_utf8_lossy(&done.stdout).to_string();
+                let from = out
+                    .lines()
+                    .find_map(|l| l.strip_prefix("hello from "))
+                    .unwrap_or_else(|| panic!("{tls}: no reply: {out}\n{}", done.stderr))
+                    .to_string();
+                let reused = out.lines().any(|l| l.starts_with("Reused,"));
+                let new = out.lines().any(|l| l.starts_with("New,"));
+                assert!(
+                    reused != new,
+                    "{tls}: neither New nor Reused, or both: {out}"
+                );
+                (from, reused)
+            };
+            let (first, _) = s_client("-sess_out");
+            let (second, reused) = s_client("-sess_in");
+            assert_ne!(first, second, "{tls}: haproxy sent both to one replica");
+            assert_eq!(
+                reused, shared,
+                "{tls}: resumed by {second} from {first}: {reused}, shared keys: {shared}"
+            );
+        }
+        for r in replicas {
+            let done = r.stop();
+            assert!(!done.stderr.contains("panicked"), "{}", done.stderr);
+        }
+    }
+}
+
 #[test]
 fn a_command_is_told_the_address_the_header_gave() {
     let pki = Pki::new();

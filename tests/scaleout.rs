@@ -194,6 +194,49 @@ fn sighup_reloads_every_certificate() {
     l.stop();
 }
 
+/// `--reload-every` watches every `--cert`/`--key` pair and the `--ticket-keys` file: a
+/// renewed second certificate is served, and a key taken out of the file opens no more tickets.
+#[test]
+fn reload_every_sees_every_certificate_and_the_ticket_keys() {
+    if !have("openssl") {
+        return;
+    }
+    let names = Names::new();
+    let dir = tempdir();
+    let sess = dir.path().join("session");
+    let old = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let new = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+    let keys = write(dir.path(), "ticket.keys", format!("{old}\n"));
+    let l = names.listen(&["--reload-every", "1", "--ticket-keys", s(&keys)]);
+    let resumed = |flag: &str| {
+        let out = s_client(l.port, Some("a.example"), &["-tls1_3", flag, s(&sess)]).stdout;
+        String::from_utf8_lossy(&out)
+            .lines()
+            .any(|l| l.starts_with("Reused,"))
+    };
+    resumed("-sess_out");
+    assert!(resumed("-sess_in"), "not resumed before the change");
+    // The keys first: once the certificate written after them is served, both were reloaded.
+    write(dir.path(), "ticket.keys", format!("{new}\n"));
+    names
+        .pki
+        .ca
+        .server_with_cn("b", "b renewed", &["b.example"]);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !subject(&s_client(l.port, Some("b.example"), &[])).ends_with("CN = b renewed") {
+        assert!(
+            std::time::Instant::now() < until,
+            "the renewed certificate is not served: {}",
+            l.proc.stderr_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    l.wait_line("changed: reloaded");
+    assert!(!resumed("-sess_in"), "a ticket of a removed key resumed");
+    assert!(subject(&s_client(l.port, Some("a.example"), &[])).ends_with("CN = a.example"));
+    l.stop();
+}
+
 #[test]
 fn a_cert_count_unlike_the_key_count_is_a_usage_error() {
     let pki = Pki::new();
