@@ -423,6 +423,65 @@ fn routes_by_sni_reach_three_backends_and_an_unknown_name_is_refused() {
     l.stop();
 }
 
+/// One listener, the whole of it: three names, each with its own certificate and its own
+/// backend, and a fourth passed through to an `openssl s_server` whose certificate the client
+/// sees; curl --resolve asks for each.
+#[test]
+fn three_names_get_three_certificates_and_backends_and_a_fourth_passes_through() {
+    if !have("curl") || !have("openssl") {
+        return;
+    }
+    let pki = Pki::new();
+    let theirs = pki
+        .ca
+        .server("theirs", &["pass.example"], KeyType::P256, VALID);
+    let (ss, _s_server) = s_server(&theirs);
+    let pass = format!("pass.example=127.0.0.1:{ss}");
+    let mut args = vec!["-v".to_string(), "--passthrough".to_string(), pass];
+    for (name, backend) in [
+        ("a.example", "alpha"),
+        ("b.example", "beta"),
+        ("c.example", "gamma"),
+    ] {
+        let leaf = pki.ca.server(backend, &[name], KeyType::P256, VALID);
+        args.extend(["--cert".into(), s(&leaf.cert).into()]);
+        args.extend(["--key".into(), s(&leaf.key).into()]);
+        let port = recorder(backend);
+        args.extend(["--to".into(), format!("{name}=127.0.0.1:{port}")]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let l = Listener::start(&args, Input::Null);
+    let verbose_curl = |name: &str| {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "-v", "--cacert", s(&pki.ca.cert)])
+            .args(["--resolve", &format!("{name}:{}:127.0.0.1", l.port)])
+            .arg(format!("https://{name}:{}/", l.port));
+        let done = Proc::spawn(&mut cmd, Input::Null).finish();
+        done.expect_code(0);
+        done
+    };
+    for (name, backend) in [
+        ("a.example", "alpha"),
+        ("b.example", "beta"),
+        ("c.example", "gamma"),
+    ] {
+        let done = verbose_curl(name);
+        let seen = format!("subject: CN={name}");
+        assert!(done.stderr.contains(&seen), "{name}: {}", done.stderr);
+        let body = String::from_utf8_lossy(&done.stdout).to_string();
+        assert!(body.starts_with(&format!("{backend} ")), "{name}: {body}");
+    }
+    let done = verbose_curl("pass.example");
+    assert!(
+        done.stderr.contains("subject: CN=pass.example"),
+        "{}",
+        done.stderr
+    );
+    assert!(String::from_utf8_lossy(&done.stdout).contains("s_server"));
+    let done = l.stop();
+    assert!(!done.stderr.contains("panicked"), "{}", done.stderr);
+}
+
 #[test]
 fn bad_routes_are_refused_before_listening() {
     for (to, said) in [
