@@ -524,7 +524,7 @@ fn tlvs(header: &[u8]) -> Vec<(u8, Vec<u8>)> {
 fn proxy_protocol_v2_says_the_alpn_sni_and_tls_session() {
     let pki = Pki::new();
     let alice = pki.ca.client("alice", "alice", KeyType::P256, VALID);
-    for with_cert in [true, false] {
+    for (with_cert, tls) in [(true, "1.3"), (false, "1.3"), (true, "1.2"), (false, "1.2")] {
         let (port, backend) = crate::tunnels::proxy_backend(true);
         let to = format!("127.0.0.1:{port}");
         let l = Listener::start(
@@ -544,7 +544,14 @@ fn proxy_protocol_v2_says_the_alpn_sni_and_tls_session() {
             ],
             Input::Null,
         );
-        let mut args = vec!["--cacert", s(&pki.ca.cert), "--alpn", "h2"];
+        let mut args = vec![
+            "--cacert",
+            s(&pki.ca.cert),
+            "--alpn",
+            "h2",
+            "--tls-max",
+            tls,
+        ];
         if with_cert {
             args.extend(["--cert", s(&alice.cert), "--key", s(&alice.key)]);
         }
@@ -572,9 +579,15 @@ fn proxy_protocol_v2_says_the_alpn_sni_and_tls_session() {
             ));
             rest = &rest[3 + len..];
         }
-        assert_eq!(subs[0], (0x21, "TLSv1.3".to_string()));
+        assert_eq!(subs[0], (0x21, format!("TLSv{tls}")));
         assert_eq!(subs[1].0, 0x23);
-        assert!(subs[1].1.starts_with("TLS_AES_"), "{}", subs[1].1);
+        // The cipher by its IANA name: TLS 1.2's names the key exchange and signature.
+        let cipher = if tls == "1.3" {
+            "TLS_AES_"
+        } else {
+            "TLS_ECDHE_ECDSA_WITH_AES_"
+        };
+        assert!(subs[1].1.starts_with(cipher), "{}", subs[1].1);
         if with_cert {
             assert_eq!(
                 ssl[0], 0x07,
