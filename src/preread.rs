@@ -23,34 +23,54 @@ const RECORD_MAX: usize = 16 * 1024;
 /// come whole, `Ok(Some(name))` once it has (`name`: its SNI host name, lower case, if it
 /// has one), or why `bytes` are not one.
 pub fn client_hello_sni(bytes: &[u8]) -> Result<Option<Option<String>>, String> {
+    read_hello(bytes).map_err(|e| match e {
+        Unread::TooLong(why) | Unread::Unreadable(why) => why,
+    })
+}
+
+/// Why bytes are not a ClientHello read for its name.
+enum Unread {
+    /// It is longer than [`HELLO_MAX`]: more than is read.
+    TooLong(String),
+    /// Not a ClientHello that can be read.
+    Unreadable(String),
+}
+
+/// [`client_hello_sni`], telling a ClientHello too long apart from the rest.
+fn read_hello(bytes: &[u8]) -> Result<Option<Option<String>>, Unread> {
     let mut hello = Vec::new();
     let mut rest = bytes;
     loop {
         // The handshake message, once its records have brought it whole.
         if hello.len() >= 4 {
             if hello[0] != 1 {
-                return Err("the first handshake message is not a ClientHello".to_string());
+                return Err(Unread::Unreadable(
+                    "the first handshake message is not a ClientHello".to_string(),
+                ));
             }
             let len =
                 usize::from(hello[1]) << 16 | usize::from(hello[2]) << 8 | usize::from(hello[3]);
             if len > HELLO_MAX {
-                return Err(format!(
-                    "a ClientHello of {len} bytes, more than {HELLO_MAX}"
-                ));
+                return Err(Unread::TooLong(format!(
+                    "sent a ClientHello of {len} bytes, more than {} KiB",
+                    HELLO_MAX / 1024
+                )));
             }
             if hello.len() >= 4 + len {
-                return server_name(&hello[4..4 + len]).map(Some);
+                return server_name(&hello[4..4 + len])
+                    .map(Some)
+                    .map_err(Unread::Unreadable);
             }
         }
         let [kind, _, _, hi, lo, ..] = *rest else {
             return Ok(None);
         };
         if kind != 0x16 {
-            return Err("not a TLS handshake record".to_string());
+            return Err(Unread::Unreadable("not a TLS handshake record".to_string()));
         }
         let len = usize::from(u16::from_be_bytes([hi, lo]));
         if len == 0 || len > RECORD_MAX {
-            return Err(format!("a TLS record of {len} bytes"));
+            return Err(Unread::Unreadable(format!("a TLS record of {len} bytes")));
         }
         let Some(payload) = rest.get(5..5 + len) else {
             return Ok(None);
@@ -154,7 +174,7 @@ impl Dialogue for Preread {
     fn start(&mut self, _p: &mut Preamble) {}
 
     fn step(&mut self, p: &mut Preamble) -> Result<Progress> {
-        match client_hello_sni(&p.inbox) {
+        match read_hello(&p.inbox) {
             Ok(None) if p.inbox.len() > HELLO_MAX + 5 * (HELLO_MAX / 512 + 1) => {
                 Err(p.fail(format!(
                     "sent more than {} KiB without a whole ClientHello",
@@ -169,9 +189,11 @@ impl Dialogue for Preread {
                     .map(|(backend, _)| (backend.clone(), sni.unwrap_or_default()));
                 Ok(Progress::Go)
             }
+            // More than is read: neither passed through nor ours.
+            Err(Unread::TooLong(why)) => Err(p.fail(why)),
             // Not a ClientHello we can read: ours to answer, and our handshake says what is
             // wrong with it.
-            Err(_) => Ok(Progress::Go),
+            Err(Unread::Unreadable(_)) => Ok(Progress::Go),
         }
     }
 

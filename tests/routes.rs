@@ -947,3 +947,167 @@ fn a_passthrough_backend_that_refuses_is_named() {
     ));
     l.stop();
 }
+
+/// A ClientHello naming `name`, grown by a padding extension (RFC 7685) to a handshake
+/// message of `body` bytes after its 4-byte header, and sent in TLS records of at most
+/// `record` bytes: well-formed, only larger than clients make one.
+fn padded_hello_for(name: &str, body: usize, record: usize) -> Vec<u8> {
+    let hello = hello_for(name);
+    // One record: its 5-byte header, then the handshake message.
+    let mut msg = hello[5..].to_vec();
+    let u16_at = |msg: &[u8], at: usize| usize::from(u16::from_be_bytes([msg[at], msg[at + 1]]));
+    // After the handshake header: version, random, session id, cipher suites, compression
+    // methods, then the extensions, last.
+    let mut at = 4 + 2 + 32;
+    at += 1 + usize::from(msg[at]);
+    at += 2 + u16_at(&msg, at);
+    at += 1 + usize::from(msg[at]);
+    let extensions = u16_at(&msg, at);
+    assert_eq!(
+        at + 2 + extensions,
+        msg.len(),
+        "the extensions end the ClientHello"
+    );
+    let pad = body - (msg.len() - 4) - 4;
+    msg.extend_from_slice(&[0, 21]);
+    msg.extend_from_slice(&(pad as u16).to_be_bytes());
+    msg.resize(msg.len() + pad, 0);
+    msg[at..at + 2].copy_from_slice(&((extensions + 4 + pad) as u16).to_be_bytes());
+    msg[1..4].copy_from_slice(&(body as u32).to_be_bytes()[1..]);
+    msg.chunks(record)
+        .flat_map(|piece| {
+            let mut r = hello[..3].to_vec();
+            r.extend_from_slice(&(piece.len() as u16).to_be_bytes());
+            r.extend_from_slice(piece);
+            r
+        })
+        .collect()
+}
+
+/// A passthrough backend's service: it reads to the client's end, answers how many bytes
+/// came, and closes; what came.
+fn count_back(mut sock: TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    sock.read_to_end(&mut got).unwrap();
+    sock.write_all(format!("{} bytes", got.len()).as_bytes())
+        .unwrap();
+    got
+}
+
+/// Over TCP to `port`: `bytes`, our side left open, then a read until stls ends the
+/// connection (a FIN or a reset): what came back. Still open after 20 s fails the test.
+fn ended_by_stls(port: u16, bytes: &[u8]) -> Vec<u8> {
+    let mut sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    // stls may stop reading, and reset the connection, before all of it is written.
+    let _ = sock.write_all(bytes);
+    let mut got = Vec::new();
+    match sock.read_to_end(&mut got) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!(
+            "stls did not end the connection: {e} ({} bytes came)",
+            got.len()
+        ),
+    }
+    got
+}
+
+/// `hello` (for pass.example) and 100 kB after it, through `--passthrough` on `port` to the
+/// `pass_backend` that serves [`count_back`]: every byte arrives as sent. That backend
+/// serves the first connection it gets only, so this one was its first.
+fn passes_through(port: u16, hello: &[u8], backend: std::thread::JoinHandle<Vec<u8>>) {
+    let mut sent = hello.to_vec();
+    sent.extend_from_slice(&random_bytes(100_000, 32));
+    let mut sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    sock.write_all(&sent).unwrap();
+    sock.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    sock.read_to_end(&mut back).unwrap();
+    assert_eq!(back, format!("{} bytes", sent.len()).as_bytes());
+    assert_same(&backend.join().unwrap(), &sent, "what the backend got");
+}
+
+/// A ClientHello that does not come whole within 16 KiB, whether its header says at once that
+/// it is longer or it runs on in small records: stls drops the client without a byte to it,
+/// says why on stderr, and dials no backend; the next client, whose ClientHello is just
+/// under 16 KiB, passes through byte-exact.
+#[test]
+fn a_client_hello_beyond_16_kib_is_dropped_and_the_listener_goes_on() {
+    let (pass, backend) = pass_backend(count_back);
+    let l = Listener::start(&["--passthrough", &pass], Input::Null);
+    for (sent, why) in [
+        // 20000 bytes, in records of 4 KiB.
+        (
+            padded_hello_for("pass.example", 20_000, 4096),
+            "ClientHello (--passthrough): sent a ClientHello of 20000 bytes, more than 16 KiB",
+        ),
+        // 16000 bytes, but in records of 10: with their headers, past 16 KiB before it is
+        // whole.
+        (
+            padded_hello_for("pass.example", 16_000, 10),
+            "ClientHello (--passthrough): sent more than 16 KiB without a whole ClientHello",
+        ),
+    ] {
+        let got = ended_by_stls(l.port, &sent);
+        let start = &got[..got.len().min(8)];
+        assert!(
+            got.is_empty(),
+            "{why}: stls answered {} bytes: {start:?}…",
+            got.len()
+        );
+        let said = l.wait_line(why);
+        assert!(said.contains("client 127.0.0.1:"), "{said}");
+    }
+    let hello = padded_hello_for("pass.example", 16_000, 4096);
+    passes_through(l.port, &hello, backend);
+    let done = l.stop();
+    assert!(!done.stderr.contains("panicked"), "{}", done.stderr);
+}
+
+/// A client that sends half a ClientHello, then nothing: stls drops it when
+/// `--handshake-timeout` runs out, says so, and dials no backend; the next client passes
+/// through byte-exact.
+#[test]
+fn a_client_hello_that_stalls_is_dropped_at_the_handshake_timeout() {
+    let (pass, backend) = pass_backend(count_back);
+    let l = Listener::start(
+        &["--handshake-timeout", "1", "--passthrough", &pass],
+        Input::Null,
+    );
+    let hello = hello_for("pass.example");
+    let got = ended_by_stls(l.port, &hello[..hello.len() / 2]);
+    let start = &got[..got.len().min(8)];
+    assert!(
+        got.is_empty(),
+        "stls answered {} bytes: {start:?}…",
+        got.len()
+    );
+    let said = l.wait_line("the ClientHello (--passthrough) dialogue with client 127.0.0.1:");
+    assert!(said.ends_with("timed out (--handshake-timeout)"), "{said}");
+    passes_through(l.port, &hello, backend);
+    let done = l.stop();
+    assert!(!done.stderr.contains("panicked"), "{}", done.stderr);
+}
+
+/// A client that speaks HTTP to a `--passthrough` port: no backend is dialed; stls's own
+/// handshake refuses it (a TLS alert at most), and stderr says it may not be speaking TLS.
+#[test]
+fn a_client_that_does_not_speak_tls_is_refused_without_a_backend() {
+    let (pass, backend) = pass_backend(count_back);
+    let l = Listener::start(&["--passthrough", &pass], Input::Null);
+    let got = ended_by_stls(l.port, b"GET / HTTP/1.0\r\n\r\n");
+    let start = &got[..got.len().min(8)];
+    assert!(got.is_empty() || got[0] == 0x15, "not an alert: {start:?}…");
+    let said = l.wait_line("TLS handshake with client 127.0.0.1:");
+    assert!(
+        said.contains("(is it speaking TLS on that port?)"),
+        "{said}"
+    );
+    passes_through(l.port, &hello_for("pass.example"), backend);
+    let done = l.stop();
+    assert!(!done.stderr.contains("panicked"), "{}", done.stderr);
+}
