@@ -432,10 +432,7 @@ fn three_names_get_three_certificates_and_backends_and_a_fourth_passes_through()
         return;
     }
     let pki = Pki::new();
-    let theirs = pki
-        .ca
-        .server("theirs", &["pass.example"], KeyType::P256, VALID);
-    let (ss, _s_server) = s_server(&theirs);
+    let (ss, _s_server) = their_server(&pki);
     let pass = format!("pass.example=127.0.0.1:{ss}");
     let mut args = vec!["-v".to_string(), "--passthrough".to_string(), pass];
     for (name, backend) in [
@@ -666,12 +663,16 @@ fn two_thousand_clients_across_a_restart_with_no_failure() {
     new.stop();
 }
 
-/// `openssl s_server -www` with `leaf` on a free port.
-fn s_server(leaf: &crate::util::pki::Leaf) -> (u16, Proc) {
+/// The server a passed-through name reaches: `openssl s_server -www` on a free port, with a
+/// certificate of its own for pass.example (from the fixture's CA).
+fn their_server(pki: &Pki) -> (u16, Proc) {
+    let theirs = pki
+        .ca
+        .server("theirs", &["pass.example"], KeyType::P256, VALID);
     let port = free_port();
     let mut cmd = Command::new("openssl");
     cmd.args(["s_server", "-accept", &format!("127.0.0.1:{port}")])
-        .args(["-cert", s(&leaf.cert), "-key", s(&leaf.key), "-www"]);
+        .args(["-cert", s(&theirs.cert), "-key", s(&theirs.key), "-www"]);
     let proc = Proc::spawn(&mut cmd, Input::Null);
     wait_listening(port);
     (port, proc)
@@ -724,10 +725,7 @@ fn a_passthrough_name_reaches_its_own_tls_server_beside_terminated_ones() {
         return;
     }
     let pki = Pki::new();
-    let theirs = pki
-        .ca
-        .server("theirs", &["pass.example"], KeyType::P256, VALID);
-    let (ss, _s_server) = s_server(&theirs);
+    let (ss, _s_server) = their_server(&pki);
     let ours = format!("127.0.0.1:{}", recorder("terminated"));
     let pass = format!("pass.example=127.0.0.1:{ss}");
     let l = replica(&pki, &["--passthrough", &pass, "--to", &ours]);

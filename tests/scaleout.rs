@@ -67,6 +67,19 @@ fn subject(done: &Done) -> String {
         .to_string()
 }
 
+/// Two ticket keys, as `openssl rand -hex 32` prints them.
+const OLD_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+const NEW_KEY: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+
+/// A TLS 1.3 s_client to `port` (asking for `name`) that saves its session to `sess`
+/// (`-sess_out`) or offers it (`-sess_in`): whether it was resumed.
+fn reused(port: u16, name: Option<&str>, flag: &str, sess: &std::path::Path) -> bool {
+    let out = s_client(port, name, &["-tls1_3", flag, s(sess)]).stdout;
+    String::from_utf8_lossy(&out)
+        .lines()
+        .any(|l| l.starts_with("Reused,"))
+}
+
 #[test]
 fn curl_gets_the_certificate_of_each_name_it_asks_for() {
     if !have("curl") {
@@ -204,20 +217,13 @@ fn reload_every_sees_every_certificate_and_the_ticket_keys() {
     let names = Names::new();
     let dir = tempdir();
     let sess = dir.path().join("session");
-    let old = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-    let new = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
-    let keys = write(dir.path(), "ticket.keys", format!("{old}\n"));
+    let keys = write(dir.path(), "ticket.keys", format!("{OLD_KEY}\n"));
     let l = names.listen(&["--reload-every", "1", "--ticket-keys", s(&keys)]);
-    let resumed = |flag: &str| {
-        let out = s_client(l.port, Some("a.example"), &["-tls1_3", flag, s(&sess)]).stdout;
-        String::from_utf8_lossy(&out)
-            .lines()
-            .any(|l| l.starts_with("Reused,"))
-    };
+    let resumed = |flag: &str| reused(l.port, Some("a.example"), flag, &sess);
     resumed("-sess_out");
     assert!(resumed("-sess_in"), "not resumed before the change");
     // The keys first: once the certificate written after them is served, both were reloaded.
-    write(dir.path(), "ticket.keys", format!("{new}\n"));
+    write(dir.path(), "ticket.keys", format!("{NEW_KEY}\n"));
     names
         .pki
         .ca
@@ -326,29 +332,24 @@ fn sighup_reads_the_ticket_keys_again() {
     let pki = Pki::new();
     let dir = tempdir();
     let sess = dir.path().join("session");
-    let old = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-    let new = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
-    let keys = write(dir.path(), "ticket.keys", format!("{old}\n"));
+    let keys = write(dir.path(), "ticket.keys", format!("{OLD_KEY}\n"));
     let l = serve_k(
         &pki.server,
         &["-c", "echo hello", "--ticket-keys", s(&keys)],
         Input::Null,
     );
-    let resumed = |saving: bool| {
-        let flag = if saving { "-sess_out" } else { "-sess_in" };
-        let out = s_client(l.port, None, &["-tls1_3", flag, s(&sess)]).stdout;
-        String::from_utf8_lossy(&out)
-            .lines()
-            .any(|l| l.starts_with("Reused,"))
-    };
-    resumed(true);
+    let resumed = |flag: &str| reused(l.port, None, flag, &sess);
+    resumed("-sess_out");
     // The old key still opens what it sealed while the new one seals.
-    write(dir.path(), "ticket.keys", format!("{old}\n{new}\n"));
+    write(dir.path(), "ticket.keys", format!("{OLD_KEY}\n{NEW_KEY}\n"));
     l.signal(libc::SIGHUP);
     l.wait_line("SIGHUP: reloaded");
-    assert!(resumed(false), "the old key no longer opens its tickets");
+    assert!(
+        resumed("-sess_in"),
+        "the old key no longer opens its tickets"
+    );
     // Removed, it opens nothing: a full handshake.
-    write(dir.path(), "ticket.keys", format!("{new}\n"));
+    write(dir.path(), "ticket.keys", format!("{NEW_KEY}\n"));
     l.signal(libc::SIGHUP);
     let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while l.proc.stderr_text().matches("SIGHUP: reloaded").count() < 2 {
@@ -359,7 +360,7 @@ fn sighup_reads_the_ticket_keys_again() {
         );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    assert!(!resumed(false), "a ticket of a removed key resumed");
+    assert!(!resumed("-sess_in"), "a ticket of a removed key resumed");
     l.stop();
 }
 
@@ -367,7 +368,7 @@ fn sighup_reads_the_ticket_keys_again() {
 fn a_bad_ticket_key_file_stops_listen_naming_the_line() {
     let pki = Pki::new();
     let dir = tempdir();
-    let key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let key = OLD_KEY;
     let listen = |file: &str| {
         run(
             &[
