@@ -7,7 +7,9 @@ Both terminate TLS 1.3 with the demo certificate (ECDSA P-256) in front of the s
 backend, on one thread each (`--threads 1`, `nbthread 1`), and the client is the same for both:
   full       `openssl s_time -new` for --seconds (default 5): full handshakes with X25519 (the
              client offers nothing post-quantum, which haproxy could not take); the
-             terminator's CPU time per handshake.
+             terminator's CPU time per handshake. Also measured: the floor, bench/floor (a
+             server that is only rustls and mio, with stls's defaults, and does nothing but
+             the handshake), to tell what stls spends beyond rustls itself.
   resumed    --resumed (default 1000) handshakes by a Python client, each resuming with the
              ticket the one before it got (TLS 1.3); the terminator's CPU per handshake, and
              how many were resumed.
@@ -87,11 +89,21 @@ def start(cmd, port):
     return proc
 
 
+def build_floor():
+    """Build bench/floor (release, beside stls's build); its path."""
+    subprocess.run(["cargo", "build", "--release", "--locked", "-q", "--manifest-path",
+                    os.path.join(ROOT, "bench", "floor", "Cargo.toml"), "--target-dir",
+                    os.path.join(ROOT, "target")], check=True)
+    return os.path.join(ROOT, "target", "release", "stls-floor")
+
+
 def terminator(name, binary, tmp, back, combined):
     port = free_port()
     if name == "stls":
         cmd = [binary, "listen", f"127.0.0.1:{port}", "--to", f"127.0.0.1:{back}",
                "--cert", CERT, "--key", KEY, "--threads", "1"]
+    elif name == "floor":
+        cmd = [binary, f"127.0.0.1:{port}", CERT, KEY]
     else:
         cmd = ["haproxy", "-db", "-f", haproxy_cfg(tmp, port, f" ssl crt {combined}", [back])]
     return start(cmd, port), port
@@ -159,20 +171,29 @@ def main():
         if subprocess.run(["sh", "-c", f"command -v {prog}"], capture_output=True).returncode:
             raise SystemExit(f"{prog} is not installed")
     binary = args.binary or build()
+    floor = build_floor()
     back, back_proc = backend()
-    samples = {"stls": {"full": [], "resumed": []}, "haproxy": {"full": [], "resumed": []}}
+    samples = {"stls": {"full": [], "resumed": []}, "haproxy": {"full": [], "resumed": []},
+               "floor": {"full": []}}
     resumed_share = {}
     with tempfile.TemporaryDirectory() as tmp:
         combined = os.path.join(tmp, "combined.pem")
         with open(combined, "w") as f:
             f.write(open(CERT).read() + open(KEY).read())
         for _ in range(args.rounds):
-            for name in ["stls", "haproxy"]:
-                proc, port = terminator(name, binary, tmp, back, combined)
+            for name in ["stls", "haproxy", "floor"]:
+                proc, port = terminator(name, floor if name == "floor" else binary, tmp, back,
+                                        combined)
                 before = cpu(proc.pid)
                 n = full(port, args.seconds)
                 time.sleep(0.3)
                 samples[name]["full"].append((cpu(proc.pid) - before) * 1000 / n)
+                if name == "floor":
+                    proc.terminate()
+                    proc.wait()
+                    print(f"{name:8} full {samples[name]['full'][-1]:.3f} ms/handshake",
+                          flush=True)
+                    continue
                 before = cpu(proc.pid)
                 hits = resumed(port, args.resumed)
                 time.sleep(0.3)
@@ -254,7 +275,11 @@ def main():
             "cpu_per_full_handshake": round(med["stls"]["full"] / med["haproxy"]["full"], 3),
             "cpu_per_resumed_handshake": round(med["stls"]["resumed"]
                                                / med["haproxy"]["resumed"], 3),
+            "floor_cpu_per_full_handshake": round(med["floor"]["full"]
+                                                  / med["haproxy"]["full"], 3),
         },
+        "stls_to_floor_cpu_per_full_handshake": round(med["stls"]["full"]
+                                                      / med["floor"]["full"], 3),
         "cross_replica_resumption": {"connections": count, "resumed": hits,
                                      "rate": round(hits / count, 3)},
         "passthrough": passthrough,
