@@ -644,19 +644,8 @@ impl Local {
                     return Err(no_route(sni_of(conn), label));
                 };
                 // Only now, the client admitted, is the backend connected.
-                let dialed = backend
-                    .dial(
-                        addr,
-                        || ours.or_else(|| conn.sock.stream.local()),
-                        Some(&conn.tls),
-                    )
-                    .map_err(|e| e.context(label.to_string()))?;
-                let end = TcpEnd::dialed(dialed.sock, dialed.header);
-                *self = Local::tcp(match dialed.dialer {
-                    Some(dialer) => end.or_else(dialer),
-                    None => end,
-                });
-                self.register(registry, key)?;
+                let client = Client { label, addr, ours };
+                self.dial(backend, conn, client, Some(&conn.tls), registry, key)?;
                 let route = match routes.named.is_empty() {
                     true => String::new(),
                     false => format!(" ({chosen})"),
@@ -685,17 +674,30 @@ impl Local {
         registry: &Registry,
         key: usize,
     ) -> Result<()> {
+        self.dial(backend, conn, peer, None, registry, key)
+    }
+
+    /// Connect connection `key`'s local end to `backend` for `peer` (a PROXY v2 header tells
+    /// it of `tls`, the session terminated here), and register it.
+    fn dial(
+        &mut self,
+        backend: &Backend,
+        conn: &TlsSocket,
+        peer: Client<'_>,
+        tls: Option<&rustls::Connection>,
+        registry: &Registry,
+        key: usize,
+    ) -> Result<()> {
         let Client { label, addr, ours } = peer;
         let dialed = backend
-            .dial(addr, || ours.or_else(|| conn.sock.stream.local()), None)
+            .dial(addr, || ours.or_else(|| conn.sock.stream.local()), tls)
             .map_err(|e| e.context(label.to_string()))?;
         let end = TcpEnd::dialed(dialed.sock, dialed.header);
         *self = Local::tcp(match dialed.dialer {
             Some(dialer) => end.or_else(dialer),
             None => end,
         });
-        self.register(registry, key)?;
-        Ok(())
+        Ok(self.register(registry, key)?)
     }
 
     /// Start `program` for connection `key` (from `addr`) and register its pipes.
