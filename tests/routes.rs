@@ -216,11 +216,9 @@ fn a_session_resumes_on_another_replica_behind_haproxy() {
             let dir = tempdir();
             let sess = dir.path().join("session");
             let s_client = |flag: &str| {
-                let mut cmd = Command::new("openssl");
-                cmd.args(["s_client", "-ign_eof", "-servername", "localhost", tls])
-                    .args(["-CAfile", s(&pki.ca.cert), "-verify_return_error"])
-                    .args(["-connect", &format!("127.0.0.1:{lb}"), flag, s(&sess)]);
-                let done = Proc::spawn(&mut cmd, Input::Null).finish();
+                let ca = ["-CAfile", s(&pki.ca.cert), "-verify_return_error"];
+                let extra = [&ca[..], &[tls, flag, s(&sess)]].concat();
+                let done = crate::scaleout::s_client(lb, Some("localhost"), &extra);
                 let out = String::from_utf8_lossy(&done.stdout).to_string();
                 let from = out
                     .lines()

@@ -46,7 +46,7 @@ impl Names {
 
 /// `openssl s_client` to `port`, asking for `name` (None: no SNI), with `extra`: its exit
 /// status, stdout and stderr.
-fn s_client(port: u16, name: Option<&str>, extra: &[&str]) -> Done {
+pub(crate) fn s_client(port: u16, name: Option<&str>, extra: &[&str]) -> Done {
     let mut cmd = Command::new("openssl");
     cmd.args(["s_client", "-ign_eof"])
         .args(["-connect", &format!("127.0.0.1:{port}")]);
